@@ -1,0 +1,68 @@
+"""The `maebench` command. Argument parsing only: heavy libraries (torch, timm, torchvision)
+are imported inside the subcommand that needs them, so `--help` and argument errors answer at
+once."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from maebench.errors import MaebenchError, did_you_mean
+
+# subcommand -> (module under maebench.commands, one-line help)
+COMMANDS = {
+    "demo": ("demo", "run the whole benchmark end to end on the embedded data and print the leaderboard"),
+    "pretrain": ("pretrain", "pretrain a ViT (MAE, dVAE tokenizer, supervised or MoCo v3) and register it"),
+    "run": ("run", "run a transfer task (finetune, linprobe, partial, knn, coco, ade20k) on a backbone"),
+    "backbones": ("backbones", "list, show, register and remove backbones"),
+    "leaderboard": ("leaderboard", "render the results store as comparison tables and figures"),
+    "data": ("data", "prepare (generate or convert) and check datasets"),
+    "visualize": ("visualize", "MAE reconstruction figures (original, masked, reconstruction)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, exit code 2, and suggestions for unknown subcommands."""
+
+    def error(self, message: str):  # noqa: D401
+        if "invalid choice" in message and "argument command" in message:
+            bad = message.split("'")[1] if "'" in message else ""
+            message = f"unknown command '{bad}'{did_you_mean(bad, COMMANDS)}"
+        elif "invalid choice" in message:
+            try:
+                bad = message.split("invalid choice: ")[1].split(" (")[0].strip("'")
+                choices = message.split("choose from ")[1].rstrip(")").replace("'", "").split(", ")
+                message = f"{message.split(':')[0]}: unknown value '{bad}'{did_you_mean(bad, choices)}"
+            except IndexError:
+                pass
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="maebench", description="Masked Autoencoder pretraining and ViT transfer benchmark.")
+    from maebench import __version__
+    parser.add_argument("--version", action="version", version=f"maebench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(f"maebench.commands.{module}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(_handler=mod.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._handler(args) or 0)
+    except MaebenchError as e:
+        print(f"maebench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("maebench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Options shared by every command that trains or reads results."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_results_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", metavar="FILE",
+                   help="results store (default: $MAEBENCH_RESULTS or $MAEBENCH_HOME/results.sqlite)")
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    add_results_option(p)
+    p.add_argument("--config", metavar="FILE.yaml", help="override protocol defaults from a YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable); unknown keys are an error")
+    p.add_argument("--epochs", type=float, help="training epochs (config key: epochs)")
+    p.add_argument("--batch-size", type=int, help="global batch size per optimizer step (config key: batch_size)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: $MAEBENCH_HOME/runs/<run id>)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic algorithms and a single data-loading process (exact resume checks)")

@@ -1,0 +1,39 @@
+"""`maebench pretrain --method M`: pretrain a ViT and register the result as a backbone."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from maebench.commands.common import add_training_options
+from maebench.errors import unknown
+
+# method -> module implementing run(args) -> int
+METHODS = {
+    "mae": "backbones.train_mae",
+    "dvae": "backbones.train_dvae",
+    "supervised": "backbones.train_supervised",
+    "mocov3": "backbones.train_mocov3",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True, metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--arch", metavar="ARCH", help="vit-tiny, vit-small, vit-base, vit-large, vit-huge")
+    p.add_argument("--data", metavar="DIR", help="ImageFolder dataset (default: the embedded shapes set)")
+    p.add_argument("--img-size", type=int, help="input resolution (config key: img_size)")
+    p.add_argument("--patch-size", type=int, help="patch size (config key: patch_size)")
+    p.add_argument("--name", "--out-name", dest="name", metavar="NAME",
+                   help="register the final checkpoint as backbone NAME")
+    m = p.add_argument_group("mae")
+    m.add_argument("--target", help="pixel, norm-pixel or dvae")
+    m.add_argument("--mask-ratio", type=float, help="share of patches removed (default 0.75)")
+    m.add_argument("--masking", help="random, block or grid")
+    m.add_argument("--tokenizer", metavar="PATH", help="dVAE tokenizer checkpoint for --target dvae")
+    add_training_options(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.method not in METHODS:
+        raise unknown("method", args.method, METHODS)
+    module = importlib.import_module(METHODS[args.method])
+    return int(module.run(args) or 0)

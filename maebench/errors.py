@@ -1,0 +1,37 @@
+"""User-facing errors: one line, a non-zero exit code, no traceback.
+
+Raise `MaebenchError` for bad input (a file, a key, a value) and `UsageError` for a bad
+command line or an unknown name; `cli.main` prints `maebench: error: <message>` and exits.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MaebenchError(Exception):
+    """A failure the user can fix; the message names the file, key or value at fault."""
+
+    exit_code = 1
+
+
+class UsageError(MaebenchError):
+    """Unknown subcommand, task, backbone or config key; bad option value."""
+
+    exit_code = 2
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' (did you mean: a, b?)' for the closest valid names, or ' (valid: ...)' when none is close."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    if close:
+        return f" (did you mean: {', '.join(close)}?)"
+    if len(choices) <= 12:
+        return f" (valid: {', '.join(choices)})"
+    return ""
+
+
+def unknown(kind: str, name: str, choices: Iterable[str]) -> UsageError:
+    """UsageError for an unknown name of some kind, with suggestions."""
+    return UsageError(f"unknown {kind} '{name}'{did_you_mean(name, choices)}")

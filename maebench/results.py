@@ -1,0 +1,233 @@
+"""The results store: one SQLite file, one row per run. Every task writes through this API.
+
+A run is inserted as `running` when it starts and becomes `done` only in the same transaction
+that writes its metrics, so a crash can never leave a half-finished run marked done. WAL mode
+plus a busy timeout lets several concurrent runs (or torchrun ranks, though only rank 0
+writes) share one file without losing rows.
+
+    store = ResultsStore(path)
+    with store.run(task="linprobe", backbone="mae-vit-b", dataset="shapes", config=cfg) as run:
+        ...train...
+        run.finish({"top1": 71.2, "top5": 90.1}, images_per_s=812.0)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from maebench.home import results_path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id            TEXT PRIMARY KEY,
+    created           REAL NOT NULL,
+    task              TEXT NOT NULL,
+    backbone          TEXT NOT NULL,
+    checkpoint_sha256 TEXT,
+    dataset           TEXT,
+    split             TEXT,
+    metrics           TEXT,          -- JSON object
+    config            TEXT,          -- JSON object: the effective config
+    config_hash       TEXT,          -- identifies "the same run" for reuse
+    seed              INTEGER,
+    versions          TEXT,          -- JSON: package versions
+    git_commit        TEXT,
+    hardware          TEXT,
+    wall_time_s       REAL,
+    peak_mem_mb       REAL,
+    images_per_s      REAL,
+    status            TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'failed-resumable')),
+    error             TEXT,
+    out_dir           TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_lookup ON runs (task, backbone, status);
+"""
+
+STATUSES = ("running", "done", "failed", "failed-resumable")
+
+
+def config_hash(task: str, backbone: str, dataset: str | None, config: dict, seed: int | None) -> str:
+    blob = json.dumps([task, backbone, dataset, config, seed], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+    out = {}
+    for pkg in ("maebench", "torch", "torchvision", "timm", "pycocotools", "transformers"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                           capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _hardware() -> str:
+    desc = f"{platform.machine()} {os.cpu_count()} cpu"
+    try:
+        import sys
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            desc += f", {torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    except Exception:  # hardware description must never fail a run
+        pass
+    return desc
+
+
+@dataclass
+class Row:
+    run_id: str
+    created: float
+    task: str
+    backbone: str
+    checkpoint_sha256: str | None
+    dataset: str | None
+    split: str | None
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    config_hash: str | None
+    seed: int | None
+    versions: dict[str, str]
+    git_commit: str | None
+    hardware: str | None
+    wall_time_s: float | None
+    peak_mem_mb: float | None
+    images_per_s: float | None
+    status: str
+    error: str | None
+    out_dir: str | None
+
+
+class ResultsStore:
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = results_path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA busy_timeout=60000")
+        con.executescript(SCHEMA)
+        return con
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    # -- writing -------------------------------------------------------------------------
+    def start(self, *, task: str, backbone: str, config: dict, dataset: str | None = None,
+              split: str | None = None, seed: int | None = None, checkpoint_sha256: str | None = None,
+              out_dir: str | None = None, run_id: str | None = None) -> str:
+        """Insert a `running` row (or re-open `run_id` when resuming); returns the run id."""
+        run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, created, task, backbone, checkpoint_sha256, dataset, split,"
+                " config, config_hash, seed, versions, git_commit, hardware, status, out_dir)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'running',?)"
+                " ON CONFLICT(run_id) DO UPDATE SET status='running', error=NULL",
+                (run_id, time.time(), task, backbone, checkpoint_sha256, dataset, split,
+                 json.dumps(config, default=str), config_hash(task, backbone, dataset, config, seed),
+                 seed, json.dumps(_versions()), _git_commit(), _hardware(), out_dir))
+        return run_id
+
+    def finish(self, run_id: str, metrics: dict[str, Any], *, wall_time_s: float | None = None,
+               peak_mem_mb: float | None = None, images_per_s: float | None = None) -> None:
+        with self._tx() as con:
+            con.execute("UPDATE runs SET status='done', metrics=?, wall_time_s=?, peak_mem_mb=?,"
+                        " images_per_s=?, error=NULL WHERE run_id=?",
+                        (json.dumps(metrics), wall_time_s, peak_mem_mb, images_per_s, run_id))
+
+    def fail(self, run_id: str, error: str, *, resumable: bool = False) -> None:
+        with self._tx() as con:
+            con.execute("UPDATE runs SET status=?, error=? WHERE run_id=?",
+                        ("failed-resumable" if resumable else "failed", error[:2000], run_id))
+
+    @contextmanager
+    def run(self, **kw) -> Iterator["RunHandle"]:
+        """Start a run; mark it failed if the body raises before `finish` is called."""
+        handle = RunHandle(self, self.start(**kw), time.time())
+        try:
+            yield handle
+        except BaseException as e:  # noqa: BLE001 - any escape means the run did not finish
+            if not handle.finished:
+                resumable = isinstance(e, KeyboardInterrupt) or getattr(e, "resumable", False)
+                self.fail(handle.run_id, f"{type(e).__name__}: {e}".strip(), resumable=resumable)
+            raise
+        if not handle.finished:
+            self.fail(handle.run_id, "run ended without reporting metrics")
+
+    # -- reading -------------------------------------------------------------------------
+    def rows(self, *, task: str | None = None, backbone: str | None = None,
+             status: str | None = "done", run_id: str | None = None) -> list[Row]:
+        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        for col, val in (("task", task), ("backbone", backbone), ("status", status), ("run_id", run_id)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                args.append(val)
+        sql += " ORDER BY created"
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            con.row_factory = sqlite3.Row
+            out = []
+            for r in con.execute(sql, args):
+                d = dict(r)
+                for k in ("metrics", "config", "versions"):
+                    d[k] = json.loads(d[k]) if d[k] else {}
+                out.append(Row(**d))
+            return out
+        finally:
+            con.close()
+
+    def find_done(self, *, task: str, backbone: str, dataset: str | None, config: dict,
+                  seed: int | None) -> Row | None:
+        """The finished run with exactly this recipe, if any (used to reuse demo stages)."""
+        h = config_hash(task, backbone, dataset, config, seed)
+        for row in reversed(self.rows(task=task, backbone=backbone)):
+            if row.config_hash == h:
+                return row
+        return None
+
+
+@dataclass
+class RunHandle:
+    store: ResultsStore
+    run_id: str
+    t0: float
+    finished: bool = field(default=False)
+
+    def finish(self, metrics: dict[str, Any], *, peak_mem_mb: float | None = None,
+               images_per_s: float | None = None) -> None:
+        self.store.finish(self.run_id, metrics, wall_time_s=time.time() - self.t0,
+                          peak_mem_mb=peak_mem_mb, images_per_s=images_per_s)
+        self.finished = True
