@@ -1,0 +1,87 @@
+"""Parameter groups (weight decay, layer-wise lr decay) and learning-rate schedules.
+
+Layer-wise decay follows the MAE/BEiT recipe: the patch embedding, [cls] token and position
+embedding are layer 0, block i is layer i + 1, everything after the blocks (norm, head, neck,
+task heads) is layer num_layers + 1, and a parameter of layer l gets
+lr_scale = layer_decay ** (num_layers + 1 - l).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import torch.nn as nn
+
+# Parameters never decayed, besides every 1-D tensor (norms, biases).
+NO_DECAY_NAMES = ("cls_token", "pos_embed", "mask_token", "dist_token", "decoder_pos_embed",
+                  "relative_position_bias_table", "reg_token")
+_BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+_EMBED = re.compile(r"(?:^|\.)(cls_token|pos_embed|patch_embed|dist_token|reg_token|mask_token)(?:\.|$)")
+
+
+def layer_id(name: str, num_layers: int, vit_prefix: str = "") -> int:
+    """Layer index of a parameter for layer-wise lr decay; names outside `vit_prefix` are heads."""
+    if not name.startswith(vit_prefix):
+        return num_layers + 1
+    rest = name[len(vit_prefix):]
+    if _EMBED.match(rest):
+        return 0
+    m = _BLOCK.match(rest)
+    if m:
+        return int(m.group(1)) + 1
+    return num_layers + 1
+
+
+def param_groups(model: nn.Module, *, weight_decay: float, layer_decay: float = 1.0,
+                 num_layers: int | None = None, vit_prefix: str = "") -> list[dict]:
+    """Optimizer groups carrying `lr_scale`; only parameters with requires_grad are included.
+
+    `vit_prefix` is where the ViT sits inside a wrapped model (e.g. "backbone.vit."), so that the
+    decay applies to the ViT's blocks and not to a neck's or head's own submodules.
+    """
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = p.ndim == 1 or name.split(".")[-1] in NO_DECAY_NAMES
+        if layer_decay < 1.0 and num_layers is not None:
+            lid = layer_id(name, num_layers, vit_prefix)
+            scale = layer_decay ** (num_layers + 1 - lid)
+        else:
+            lid, scale = 0, 1.0
+        key = (lid, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "names": [], "weight_decay": 0.0 if no_decay else weight_decay,
+                           "lr_scale": scale, "layer_id": lid}
+        groups[key]["params"].append(p)
+        groups[key]["names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+
+def lr_at(step: float, *, lr: float, min_lr: float, warmup_steps: float, total_steps: float,
+          schedule: str = "cosine", milestones: tuple[float, ...] = (), gamma: float = 0.1,
+          power: float = 1.0) -> float:
+    """Learning rate at a (fractional) step: linear warm-up, then cosine / step / poly / constant."""
+    if step < warmup_steps:
+        return lr * step / warmup_steps
+    if schedule == "constant":
+        return lr
+    progress = (step - warmup_steps) / max(1.0, total_steps - warmup_steps)
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "poly":
+        return min_lr + (lr - min_lr) * (1.0 - progress) ** power
+    if schedule == "step":   # milestones given as fractions of training, e.g. (0.89, 0.96)
+        return lr * gamma ** sum(progress >= m for m in milestones)
+    from maebench.errors import unknown
+    raise unknown("lr schedule", schedule, ("cosine", "poly", "step", "constant"))
+
+
+def describe_groups(groups: list[dict], base_lr: float) -> str:
+    """The per-group lr table logged once at start, so users can check layer decay."""
+    from tabulate import tabulate
+    rows = [(g["layer_id"], len(g["params"]), g["weight_decay"], f"{g['lr_scale']:.4f}",
+             f"{base_lr * g['lr_scale']:.3e}", g["names"][0] + (" ..." if len(g["names"]) > 1 else ""))
+            for g in groups]
+    return tabulate(rows, headers=["layer", "tensors", "wd", "lr scale", "lr", "first parameter"])

@@ -1,0 +1,61 @@
+"""A tracked run: its id, its directory, and its row in the results store.
+
+Run ids are derived from (task, backbone, dataset, effective config, seed), so the same
+command finds its own directory again: `--resume` needs no extra argument. Only rank 0 writes
+to the results store; the other ranks get a handle whose `finish` does nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from maebench import distributed as dist
+from maebench.home import runs_dir
+from maebench.results import ResultsStore, config_hash
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    out_dir: Path
+    _handle: Any = None
+
+    def finish(self, metrics: dict[str, Any], *, peak_mem_mb: float | None = None,
+               images_per_s: float | None = None) -> None:
+        if self._handle is not None:
+            self._handle.finish(metrics, peak_mem_mb=peak_mem_mb, images_per_s=images_per_s)
+
+
+def run_id_for(task: str, backbone: str, dataset: str | None, config: dict, seed: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", backbone)
+    return f"{task}-{safe}-{config_hash(task, backbone, dataset, config, seed)[:10]}-s{seed}"
+
+
+@contextmanager
+def tracked_run(args: argparse.Namespace, *, task: str, backbone: str, dataset: str | None,
+                config: dict, split: str | None = "val", checkpoint_sha256: str | None = None
+                ) -> Iterator[RunContext]:
+    seed = getattr(args, "seed", 0) or 0
+    run_id = run_id_for(task, backbone, dataset, config, seed)
+    out_dir = Path(args.out) if getattr(args, "out", None) else runs_dir() / run_id
+    if dist.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store = ResultsStore(getattr(args, "results", None))
+        with store.run(task=task, backbone=backbone, config=config, dataset=dataset, split=split,
+                       seed=seed, checkpoint_sha256=checkpoint_sha256, out_dir=str(out_dir),
+                       run_id=run_id) as handle:
+            yield RunContext(run_id, out_dir, handle)
+    else:
+        yield RunContext(run_id, out_dir, None)
+
+
+def dataset_name(data_dir: str | Path | None, default: str = "shapes") -> str:
+    """Short dataset name for result rows: the directory's name, or the embedded default."""
+    if not data_dir:
+        return default
+    name = Path(data_dir).resolve().name
+    return {"ADEChallengeData2016": "ade20k"}.get(name, name)
