@@ -72,10 +72,19 @@ def _assign(cfg: dict, key: str, value: Any, source: str) -> None:
     if isinstance(default, bool) and not isinstance(value, bool):
         raise UsageError(f"config key '{key}' in {source} expects true/false, got {value!r}")
     if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, str):          # YAML 1.1 reads '3e-3' (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"config key '{key}' in {source} expects a number, got {value!r}")
         if isinstance(default, float):
             value = float(value)
+        elif float(value) != int(value):
+            raise UsageError(f"config key '{key}' in {source} expects an integer, got {value!r}")
+        else:
+            value = int(value)
     node = cfg
     *parents, leaf = key.split(".")
     for p in parents:
