@@ -1,0 +1,98 @@
+"""The one entry point from a results store to a written leaderboard, shared by
+`maebench leaderboard` and `maebench demo`.
+
+    from leaderboards.render import write_leaderboard
+    text = write_leaderboard(store, "leaderboards/demo.md", "github", "leaderboards/figures")
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from leaderboards.table import Leaderboard, build_leaderboard
+from maebench.errors import MaebenchError, unknown
+from maebench.results import ResultsStore
+
+FORMATS = ("github", "latex", "html", "csv", "json")
+_SUFFIX_FORMATS = {".md": "github", ".markdown": "github", ".tex": "latex", ".html": "html",
+                   ".htm": "html", ".csv": "csv", ".json": "json"}
+
+
+def format_for(out_path: str | os.PathLike | None, fmt: str | None) -> str:
+    """The explicit format, else the one the output file's suffix names, else github."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise unknown("format", fmt, FORMATS)
+        return fmt
+    suffix = Path(out_path).suffix.lower() if out_path else ""
+    return _SUFFIX_FORMATS.get(suffix, "github")
+
+
+def render(board: Leaderboard, fmt: str, figures: Sequence[Path] = (), base_dir: Path | None = None) -> str:
+    """The board as text in `fmt`; html embeds `figures`, github links them relative to base_dir."""
+    from leaderboards import html, text
+    if fmt == "github":
+        return text.to_markdown(board, figures, base_dir)
+    if fmt == "latex":
+        return text.to_latex(board)
+    if fmt == "csv":
+        return text.to_csv(board)
+    if fmt == "json":
+        return text.to_json(board)
+    if fmt == "html":
+        return html.to_html(board, figures)
+    raise unknown("format", fmt, FORMATS)
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    """Write via a temporary file + rename, so a reader never sees half a leaderboard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_board(board: Leaderboard, out_path: str | os.PathLike | None = None, fmt: str | None = "github",
+                figures_dir: str | os.PathLike | None = None) -> str:
+    """Render a built board in `fmt` and return the text; with `out_path` also write it there;
+    with `figures_dir` write the PNG figures there (linked from markdown, embedded in html).
+    html embeds its figures even without `figures_dir` (drawn in a temporary directory).
+    An empty board writes nothing and returns the one-line message saying why."""
+    fmt = format_for(out_path, fmt)
+    if board.empty:
+        return board.empty_message()
+    out = Path(out_path) if out_path else None
+    if out is not None and out.is_dir():
+        raise MaebenchError(f"--out {out} is a directory; give a file name")
+    base_dir = out.parent if out is not None else Path.cwd()
+    if figures_dir is not None:
+        from leaderboards.figures import write_figures
+        content = render(board, fmt, write_figures(board, figures_dir), base_dir)
+    elif fmt == "html":
+        from leaderboards.figures import write_figures
+        with tempfile.TemporaryDirectory(prefix="maebench-figures-") as tmp:
+            content = render(board, fmt, write_figures(board, tmp), base_dir)
+    else:
+        content = render(board, fmt, (), base_dir)
+    if out is not None:
+        _write_atomic(out, content)
+    return content
+
+
+def write_leaderboard(store: ResultsStore | str | os.PathLike | None, out_path: str | os.PathLike | None = None,
+                      fmt: str | None = "github", figures_dir: str | os.PathLike | None = None, *,
+                      tasks: Sequence[str] | None = None, backbones: Sequence[str] | None = None,
+                      include_paper: bool = True) -> str:
+    """Build the leaderboard of `store` (a ResultsStore, a path to one, or None for the default
+    store) and render it with `write_board`; returns the text (or the empty-board message)."""
+    if not isinstance(store, ResultsStore):
+        store = ResultsStore(store)
+    format_for(out_path, fmt)     # a bad format fails before any work
+    board = build_leaderboard(store, tasks=tasks, backbones=backbones, include_paper=include_paper)
+    return write_board(board, out_path, fmt, figures_dir)

@@ -1,0 +1,232 @@
+"""ResultsStore -> Leaderboard: one row per backbone (grouped by pretraining family), one
+column per task metric and dataset, "(paper)" rows from reference.yaml, and cost columns.
+
+Only runs with status 'done' count. Cost columns summarise a backbone's runs as follows:
+pretrain time = sum of wall time of its `pretrain-*` runs; transfer time = sum of wall time of
+the runs counted in this table; peak memory = max over both; pretrain img/s = mean throughput
+of its pretraining runs (transfer throughputs differ per task, so they are not averaged)."""
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from leaderboards import families
+from leaderboards.columns import TASK_METRICS, TASKS, Column, PAPER_DATASETS, canonical_dataset, parse_blocks
+from leaderboards.reference import Reference, default_reference
+from leaderboards.stats import Cell, finite
+from maebench.errors import unknown
+from maebench.results import ResultsStore, Row
+
+MEASURED, PAPER = "measured", "paper"
+ARCH_ORDER = ("vit-tiny", "vit-small", "vit-base", "vit-large", "vit-huge")
+COST_COLUMNS = (("pretrain_wall_s", "pretrain time"), ("transfer_wall_s", "transfer time"),
+                ("peak_mem_mb", "peak mem (MB)"), ("pretrain_images_per_s", "pretrain img/s"))
+
+
+@dataclass
+class Cost:
+    pretrain_wall_s: float | None
+    transfer_wall_s: float | None
+    peak_mem_mb: float | None
+    pretrain_images_per_s: float | None
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {k: getattr(self, k) for k, _ in COST_COLUMNS}
+
+
+@dataclass
+class BoardRow:
+    kind: str                      # MEASURED or PAPER
+    label: str                     # backbone name, or "MAE ViT-L (paper)"
+    family: str
+    arch: str | None
+    cells: dict[Column, Cell] = field(default_factory=dict)
+    backbone: str | None = None    # measured rows only
+    cost: Cost | None = None
+    runs: list[Row] = field(default_factory=list)          # the transfer runs counted
+    pretrain_runs: list[Row] = field(default_factory=list)
+    mask_ratio: float | None = None                        # from its pretrain-mae run's config
+    family_source: str = "reference"
+
+    def sort_key(self) -> tuple:
+        arch_i = ARCH_ORDER.index(self.arch) if self.arch in ARCH_ORDER else len(ARCH_ORDER)
+        return (families.family_sort_key(self.family), self.kind != MEASURED, arch_i, self.label)
+
+
+@dataclass
+class Leaderboard:
+    columns: list[Column]
+    rows: list[BoardRow]
+    results_path: str
+    include_paper: bool
+    reference: Reference | None
+    ignored: dict[str, int]        # status -> runs not counted because not 'done'
+    filters: str = ""              # "tasks=...; backbones=..." when the board was restricted
+
+    @property
+    def measured_rows(self) -> list[BoardRow]:
+        return [r for r in self.rows if r.kind == MEASURED]
+
+    @property
+    def empty(self) -> bool:
+        return not self.measured_rows
+
+    def empty_message(self) -> str:
+        ignored = ", ".join(f"{n} {s}" for s, n in sorted(self.ignored.items()))
+        extra = f" (not counted: {ignored})" if ignored else ""
+        where = f" matching {self.filters}" if self.filters else ""
+        return (f"No finished transfer runs{where} in {self.results_path}{extra}. "
+                "Run e.g. `maebench run linprobe --backbone NAME` first.")
+
+    def notes(self) -> list[str]:
+        """Plain-text footnotes saying how the numbers were made (every format prints them)."""
+        ignored = ", ".join(f"{n} {s}" for s, n in sorted(self.ignored.items()))
+        out = ["Cells: mean ± sample standard deviation over seeds (n = finished runs); only runs "
+               "with status 'done' count" + (f" (not counted: {ignored})." if ignored else ".")]
+        out.append("Column headers name the dataset in brackets; results on different datasets "
+                   "are never merged into one column.")
+        if self.include_paper and self.reference is not None:
+            sources = sorted({c.reference_source for r in self.rows for c in r.cells.values()
+                              if c.reference_source})
+            out.append(f"(paper) rows: {self.reference.citation}. Sources: {'; '.join(sources)}.")
+            out.append("Δ = measured mean − paper number; given only for results on the paper's own "
+                       f"dataset ({', '.join(PAPER_DATASETS.values())}) with the same pretraining "
+                       "family, ViT size, task and K. Other datasets are never compared with the paper.")
+        out.append("Cost: pretrain time = sum over the backbone's pretrain-* runs; transfer time = "
+                   "sum over the runs counted here; peak mem = max over both; pretrain img/s = mean "
+                   "pretraining throughput.")
+        return out
+
+
+def config_get(cfg: dict[str, Any], key: str) -> Any:
+    """cfg[key], also when the config is nested one level ('aug.mixup') or flattened."""
+    if key in cfg:
+        return cfg[key]
+    if "." in key:
+        head, tail = key.split(".", 1)
+        sub = cfg.get(head)
+        return sub.get(tail) if isinstance(sub, dict) else None
+    for value in cfg.values():
+        if isinstance(value, dict) and key in value:
+            return value[key]
+    return None
+
+
+def _column(row: Row, metric: str) -> Column:
+    blocks = parse_blocks(config_get(row.config, "blocks")) if row.task == "partial" else None
+    return Column(row.task, metric, canonical_dataset(row.dataset), blocks)
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) if vals else None
+
+
+def _cost(runs: Sequence[Row], pretrain_runs: Sequence[Row]) -> Cost:
+    peaks = [r.peak_mem_mb for r in (*runs, *pretrain_runs) if r.peak_mem_mb is not None]
+    ips = [r.images_per_s for r in pretrain_runs if r.images_per_s is not None]
+    return Cost(pretrain_wall_s=_sum(r.wall_time_s for r in pretrain_runs),
+                transfer_wall_s=_sum(r.wall_time_s for r in runs),
+                peak_mem_mb=max(peaks) if peaks else None,
+                pretrain_images_per_s=statistics.fmean(ips) if ips else None)
+
+
+def _mask_ratio(pretrain_runs: Sequence[Row]) -> float | None:
+    for run in reversed(pretrain_runs):          # newest first
+        if run.task == "pretrain-mae":
+            value = finite(config_get(run.config, "mask_ratio"))
+            if value is not None:
+                return value
+    return None
+
+
+def _measured_row(name: str, runs: list[Row], pretrain_runs: list[Row], lookup: Callable,
+                  reference: Reference | None) -> BoardRow:
+    info = lookup(name, [r.config for r in (*runs, *pretrain_runs)])
+    row = BoardRow(MEASURED, name, info.family, info.arch, backbone=name, runs=runs,
+                   pretrain_runs=pretrain_runs, cost=_cost(runs, pretrain_runs),
+                   mask_ratio=_mask_ratio(pretrain_runs), family_source=info.source)
+    for run in runs:
+        for metric in TASK_METRICS[run.task]:
+            value = finite(run.metrics.get(metric))
+            if value is None:
+                continue
+            cell = row.cells.setdefault(_column(run, metric), Cell([]))
+            cell.values.append(value)
+            cell.run_ids.append(run.run_id)
+    if reference is not None:
+        for col, cell in row.cells.items():
+            target = reference.delta_target(info.family, info.arch, col) if col.is_paper_dataset else None
+            if target is not None:
+                cell.reference, cell.reference_source = target.value, target.citation
+    return row
+
+
+def _paper_rows(reference: Reference, shown_tasks: set[str], measured_cols: set[Column],
+                shown_families: set[str]) -> list[BoardRow]:
+    """Paper rows for the families on the board, restricted to the tasks on the board; for
+    partial fine-tuning only the K values that were measured (when any were)."""
+    measured_k = {c.blocks for c in measured_cols if c.task == "partial"}
+    rows: dict[tuple, BoardRow] = {}
+    for e in reference.leaderboard_entries():
+        if e.task not in shown_tasks or e.family not in shown_families:
+            continue
+        if e.task == "partial" and measured_k and e.blocks not in measured_k:
+            continue
+        key = (e.family, e.method, e.arch, e.variant)
+        row = rows.setdefault(key, BoardRow(PAPER, e.row_label, e.family, e.arch))
+        row.cells[e.lb_column] = Cell([e.value], reference_source=e.citation, paper=True)
+    return list(rows.values())
+
+
+def _check_filters(tasks: Sequence[str] | None, backbones: Sequence[str] | None,
+                   known_backbones: set[str]) -> None:
+    for t in tasks or ():
+        if t not in TASKS:
+            raise unknown("task", t, TASKS)
+    for b in backbones or ():
+        if b not in known_backbones:
+            raise unknown("backbone (no finished runs)", b, known_backbones)
+
+
+def build_leaderboard(store: ResultsStore, *, tasks: Sequence[str] | None = None,
+                      backbones: Sequence[str] | None = None, include_paper: bool = True,
+                      reference: Reference | None = None,
+                      lookup: Callable = families.lookup) -> Leaderboard:
+    """The leaderboard of `store`, optionally restricted to some tasks and backbones."""
+    all_runs = store.rows(status=None)
+    done = [r for r in all_runs if r.status == "done"]
+    known = {r.backbone for r in done if r.task in TASKS}
+    _check_filters(tasks, backbones, known)
+    reference = (reference or default_reference()) if include_paper else None
+
+    def wanted(r: Row) -> bool:
+        return backbones is None or r.backbone in backbones
+
+    transfer = [r for r in done if r.task in TASKS and (tasks is None or r.task in tasks) and wanted(r)]
+    ignored = Counter(r.status for r in all_runs if r.status != "done" and wanted(r)
+                      and r.task in TASKS and (tasks is None or r.task in tasks))
+    by_backbone: dict[str, list[Row]] = defaultdict(list)
+    for r in transfer:
+        by_backbone[r.backbone].append(r)
+    pretrain: dict[str, list[Row]] = defaultdict(list)
+    for r in done:
+        if r.task.startswith("pretrain-"):
+            pretrain[r.backbone].append(r)
+
+    rows = [_measured_row(name, runs, pretrain[name], lookup, reference)
+            for name, runs in by_backbone.items()]
+    rows = [r for r in rows if r.cells]
+    measured_cols = {c for r in rows for c in r.cells}
+    if reference is not None and rows:
+        shown_tasks = set(tasks) if tasks else {c.task for c in measured_cols}
+        paper = _paper_rows(reference, shown_tasks, measured_cols, {r.family for r in rows})
+        rows += [p for p in paper if p.cells]
+    columns = sorted({c for r in rows for c in r.cells}, key=Column.sort_key)
+    rows.sort(key=BoardRow.sort_key)
+    filters = "; ".join(f"{k}={','.join(v)}" for k, v in (("tasks", tasks), ("backbones", backbones)) if v)
+    return Leaderboard(columns=columns, rows=rows, results_path=str(store.path),
+                       include_paper=include_paper, reference=reference, ignored=dict(ignored),
+                       filters=filters)
