@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from maebench.data import coco_json
 from maebench.data.files import load_rgb, require_dir
 from maebench.data.layout import resolve_coco
+from maebench.data.masks import decode_mask
 from maebench.errors import MaebenchError
 
 __all__ = ["CocoInstances", "resolve_coco", "decode_mask", "make_coco"]
@@ -34,25 +35,6 @@ def make_coco(data: dict):
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
-
-
-def decode_mask(segmentation, height: int, width: int) -> np.ndarray:
-    """uint8 [height, width] mask of a polygon list, compressed RLE or uncompressed RLE.
-    Polygon parts with fewer than 3 points are ignored (pycocotools would misread a 2-point
-    part as a box); a segmentation with no valid part decodes to an empty mask."""
-    from pycocotools import mask as mask_utils
-
-    if isinstance(segmentation, list):
-        parts = [p for p in segmentation if len(p) >= 6]
-        if not parts:
-            return np.zeros((height, width), dtype=np.uint8)
-        rle = mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        counts = segmentation["counts"]
-        rle = {"size": segmentation["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(rle).astype(np.uint8)
 
 
 class CocoInstances(Dataset):

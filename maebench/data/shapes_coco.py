@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from maebench.data import draw
+from maebench.data.masks import decode_mask, rle_from_segmentation
 from maebench.data.output import save_jpeg, write_json, write_meta
 
 # category id -> shape; ids deliberately non-contiguous, as in COCO (1..90 with gaps).
@@ -40,21 +41,13 @@ def _compressed_rle(mask: np.ndarray) -> dict:
 
 
 def _polygon_mask(poly: list[float], h: int, w: int) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
-    return mask_utils.decode(rle).astype(bool)
+    return decode_mask([poly], h, w).astype(bool)
 
 
 def _area_bbox(segmentation, h: int, w: int) -> tuple[float, list[float]]:
     from pycocotools import mask as mask_utils
 
-    if isinstance(segmentation, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
-    elif isinstance(segmentation["counts"], list):
-        rle = mask_utils.frPyObjects(segmentation, h, w)
-    else:
-        rle = {"counts": segmentation["counts"].encode("ascii"), "size": segmentation["size"]}
+    rle = rle_from_segmentation(segmentation, h, w)
     return float(mask_utils.area(rle)), [float(v) for v in mask_utils.toBbox(rle)]
 
 
