@@ -1,0 +1,183 @@
+"""`maebench run --task coco`: Mask R-CNN + FPN on a registered ViT (MAE paper A.3, Table 4).
+
+    maebench run --task coco --backbone NAME [--data DIR] [--neck vit-fpn|simple-pyramid]
+    maebench run --task coco --data DIR --eval-predictions FILE.json [--backbone NAME]
+
+Training goes through engine.fit (AdamW, warm-up, step/cosine, AMP, DDP, checkpoints,
+--resume, periodic evaluation); evaluation is pycocotools COCOeval on the val split, with the
+detections written to <run dir>/coco_results.json. --eval-predictions re-scores such a file
+against the dataset's val split with the same evaluator and stores a row, without building a
+model or importing torch.
+
+Package layout: adapter.py (ViT -> FPN necks), model.py (Mask R-CNN), data.py (transforms),
+evaluate.py (COCOeval, results files).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+from pathlib import Path
+
+from maebench.errors import MaebenchError, UsageError, unknown
+
+TASK = "coco"
+AUG_MODES = ("lsj", "resize")
+SCHEDULES = ("step", "cosine")
+# torchvision's loss names -> the short names of the progress line and the epoch history
+LOSS_NAMES = {"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask",
+              "loss_objectness": "rpn_obj", "loss_rpn_box_reg": "rpn_box"}
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "eval_predictions", None):
+        return eval_predictions(args)
+    return train(args)
+
+
+# ---- inputs --------------------------------------------------------------------------------
+def dataset_name(directory) -> str:
+    """The row's dataset name: the directory's name (runs.dataset_name, minus its torch import)."""
+    return Path(directory).expanduser().resolve().name
+
+
+def data_paths(args: argparse.Namespace, *, need_train: bool = True) -> tuple[dict[str, str], str]:
+    """({train_json, val_json, train_images, val_images}, dataset name) from --data DIR (COCO
+    2017 or embedded layout), --train-json/--val-json/--images, or the embedded generated set."""
+    from maebench.data.files import require_dir, require_file
+
+    custom = [getattr(args, k, None) for k in ("train_json", "val_json", "images")]
+    if any(custom):
+        if args.data:
+            raise UsageError("give either --data DIR or --train-json/--val-json/--images, not both")
+        train_json, val_json, images = custom
+        if not images or not val_json or (need_train and not train_json):
+            need = "--val-json and --images" + (" (and --train-json to train)" if need_train else "")
+            raise UsageError(f"a COCO-format set needs {need}")
+        images = str(require_dir(images, "COCO images directory"))
+        paths = {"train_json": str(require_file(train_json, "COCO annotation file")) if train_json else "",
+                 "val_json": str(require_file(val_json, "COCO annotation file")),
+                 "train_images": images, "val_images": images}
+        return paths, dataset_name(images)
+    from maebench.data.layout import resolve_coco
+    if args.data:
+        return resolve_coco(args.data), dataset_name(args.data)
+    from maebench.data import default_dataset
+    return resolve_coco(default_dataset("coco")), "shapes"
+
+
+def check_config(cfg: dict) -> dict:
+    """Task-specific checks config.load cannot know; returns cfg with integral epochs as int."""
+    from tasks.coco.adapter import NECKS
+
+    if cfg["neck"] not in NECKS:
+        raise unknown("neck", cfg["neck"], NECKS)
+    if cfg["aug"]["mode"] not in AUG_MODES:
+        raise unknown("augmentation mode (aug.mode)", cfg["aug"]["mode"], AUG_MODES)
+    if cfg["schedule"] not in SCHEDULES:
+        raise unknown("lr schedule", cfg["schedule"], SCHEDULES)
+    lo_hi = cfg["aug"]["scale_range"]
+    if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1]):
+        raise UsageError(f"config key 'aug.scale_range' must be [low, high] with 0 < low <= high, got {lo_hi}")
+    if not 0 <= cfg["aug"]["flip"] <= 1:
+        raise UsageError(f"config key 'aug.flip' must lie in [0, 1], got {cfg['aug']['flip']}")
+    sizes = cfg["min_size"] if isinstance(cfg["min_size"], list) else [cfg["min_size"]]
+    if not sizes or not all(isinstance(s, int) and 0 < s <= cfg["max_size"] for s in sizes):
+        raise UsageError(f"config key 'min_size' must hold sizes in (0, max_size={cfg['max_size']}], got {cfg['min_size']}")
+    for key in ("fpn_channels", "representation_size", "mask_head_dim", "rpn_batch_size_per_image",
+                "box_batch_size_per_image", "box_detections_per_img"):
+        if not isinstance(cfg["model"][key], int) or cfg["model"][key] <= 0:
+            raise UsageError(f"config key 'model.{key}' must be a positive integer, got {cfg['model'][key]!r}")
+    if cfg["eval_batch_size"] <= 0:
+        raise UsageError(f"config key 'eval_batch_size' must be > 0, got {cfg['eval_batch_size']}")
+    if float(cfg["epochs"]) != int(cfg["epochs"]):
+        raise UsageError(f"config key 'epochs' must be a whole number for coco, got {cfg['epochs']}")
+    # --epochs is parsed as a float; the loop counts epochs with range()
+    return {**cfg, "epochs": int(cfg["epochs"])}
+
+
+# ---- training --------------------------------------------------------------------------------
+def loss_fn(model, batch, device):
+    """Sum of torchvision's five Mask R-CNN losses (RPN objectness and box, RoI class, box, mask)."""
+    import torch
+
+    images, targets = batch
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
+               for t in targets]
+    losses = model(images, targets)
+    return sum(losses.values()), {LOSS_NAMES.get(k, k): v.detach() for k, v in losses.items()}
+
+
+def train(args: argparse.Namespace) -> int:
+    from backbones import registry
+    from maebench import config
+
+    if not args.backbone:
+        raise UsageError("--task coco needs --backbone NAME (or --eval-predictions FILE.json to re-score a file)")
+    entry = registry.entry(args.backbone)
+    cfg = check_config(config.load(TASK, config_file=args.config, sets=args.set, arch=entry.arch,
+                                   flags={"epochs": args.epochs, "batch_size": args.batch_size,
+                                          "neck": getattr(args, "neck", None)}))
+    paths, dataset = data_paths(args)
+    if not entry.present:
+        raise registry.missing_weights_error(entry)
+
+    # torch only from here on
+    from maebench import distributed, engine, optim, runs
+    from maebench.data.coco import CocoInstances
+    from tasks.coco.data import collate, eval_transform, train_transform
+    from tasks.coco.evaluate import RESULTS_FILE, make_evaluator, summary
+    from tasks.coco.model import build_mask_rcnn, canvas_size
+
+    train_set = CocoInstances(paths["train_images"], paths["train_json"], train=True,
+                              transforms=train_transform(cfg, entry.mean))
+    val_set = CocoInstances(paths["val_images"], paths["val_json"], train=False, transforms=eval_transform)
+    if train_set.cat_ids != val_set.cat_ids:
+        raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
+                            f"declares {val_set.cat_ids}: labels would not match")
+    device = distributed.init(args.device)
+    vit, entry = registry.load(args.backbone, img_size=canvas_size(cfg), drop_path_rate=cfg["drop_path"])
+    model = build_mask_rcnn(vit, num_classes=train_set.num_classes, mean=entry.mean, std=entry.std, cfg=cfg)
+    groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
+                                num_layers=len(vit.blocks), vit_prefix="backbone.vit.")
+    log = print if distributed.is_main() else (lambda *_: None)
+    log(f"coco: {args.backbone} ({entry.arch}, patch {entry.patch_size}) + {cfg['neck']} + Mask R-CNN, "
+        f"{len(train_set)} train / {len(val_set)} val images, {train_set.num_classes} classes, "
+        f"canvas {canvas_size(cfg)} px; skipped for training: {train_set.skipped}")
+
+    with runs.tracked_run(args, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
+                          checkpoint_sha256=entry.sha256) as run_ctx:
+        evaluate = make_evaluator(val_set, out_dir=run_ctx.out_dir, device=device,
+                                  batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"], log=log)
+        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run_ctx.out_dir, device=device,
+                            seed=args.seed, param_groups=groups, collate_fn=collate, evaluate=evaluate,
+                            resume=args.resume, desc="coco", log=log)
+        run_ctx.finish(result.metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
+    log(f"coco {args.backbone}: {summary(result.metrics)}")
+    log(f"detections: {run_ctx.out_dir / RESULTS_FILE}  (run {run_ctx.run_id})")
+    return 0
+
+
+# ---- re-scoring a saved results file -----------------------------------------------------------
+def eval_predictions(args: argparse.Namespace) -> int:
+    """Score FILE.json against the val split and store a row; no model, no torch."""
+    from maebench.results import ResultsStore, config_hash
+    from tasks.coco.evaluate import load_ground_truth, load_results, score, summary
+
+    paths, dataset = data_paths(args, need_train=False)
+    path = Path(args.eval_predictions).expanduser().resolve()
+    results = load_results(path)
+    coco_gt = load_ground_truth(paths["val_json"])
+    metrics = score(coco_gt, results, source=str(path))      # validates before any row exists
+    backbone = args.backbone or path.stem
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    cfg = {"eval_predictions": str(path), "predictions_sha256": sha, "val_json": paths["val_json"]}
+    run_id = f"coco-eval-{re.sub(r'[^A-Za-z0-9._-]+', '_', backbone)}-{config_hash(TASK, backbone, dataset, cfg, None)[:10]}"
+    store = ResultsStore(getattr(args, "results", None))
+    with store.run(task=TASK, backbone=backbone, config=cfg, dataset=dataset, split="val",
+                   seed=None, out_dir=str(path.parent), run_id=run_id) as handle:
+        handle.finish(metrics)
+    print(f"coco {path.name} on {paths['val_json']} ({len(results)} detections): {summary(metrics)}")
+    print(f"stored as run {run_id}")
+    return 0

@@ -1,0 +1,308 @@
+"""COCO evaluation: pycocotools COCOeval for boxes and masks, the results JSON, and the checks
+that keep a bad predictions file from turning into a plausible-looking AP.
+
+Metrics are stored as `bbox/AP`, `bbox/AP50`, `bbox/AP75`, `bbox/APs`, `bbox/APm`, `bbox/APl`
+and the same under `segm/`, in percent. COCOeval reports -1 for a size range without any
+ground truth (e.g. no large objects in 128 px images); that is stored as None, never as a number.
+
+Two details follow detectron2's COCOEvaluator, because pycocotools gets them subtly wrong:
+  - mask AP is computed from results *without* their 'bbox', otherwise COCO uses the box area
+    to decide small / medium / large for a mask;
+  - an empty results list is scored as 0 AP (loadRes would crash on it), not skipped.
+
+Nothing in this module imports torch at import time: `maebench run --task coco
+--eval-predictions FILE.json` re-scores a saved file with pycocotools alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from maebench.errors import MaebenchError
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")   # COCOeval.stats[0:6]
+IOU_TYPES = ("bbox", "segm")
+RESULTS_FILE = "coco_results.json"
+
+
+# ---- ground truth ------------------------------------------------------------------------
+def coco_from_dict(data: dict):
+    """pycocotools COCO over an already validated dict (no second parse, no index prints)."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_ground_truth(ann_file: str | os.PathLike):
+    """COCO of a validated annotation file (maebench.data.coco_json names any fault)."""
+    from maebench.data import coco_json
+
+    return coco_from_dict(coco_json.load(ann_file))
+
+
+def ground_truth_as_results(coco_gt) -> list[dict]:
+    """Every non-crowd ground-truth object as a detection with score 1 and an RLE mask: a
+    perfect detector, which must score AP 100 for boxes and masks (the evaluator's sanity check)."""
+    from pycocotools import mask as mask_utils
+
+    out = []
+    for ann in coco_gt.dataset["annotations"]:
+        if ann.get("iscrowd", 0):
+            continue
+        rle = coco_gt.annToRLE(ann)
+        if not isinstance(rle["counts"], (bytes, str)):
+            rle = mask_utils.frPyObjects(rle, *rle["size"])
+        counts = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
+        out.append({"image_id": ann["image_id"], "category_id": ann["category_id"], "score": 1.0,
+                    "bbox": [float(v) for v in ann["bbox"]],
+                    "segmentation": {"size": [int(v) for v in rle["size"]], "counts": counts}})
+    return out
+
+
+# ---- results files -----------------------------------------------------------------------
+def load_results(path: str | os.PathLike) -> list:
+    """A COCO results file: a JSON list of {image_id, category_id, score, bbox and/or segmentation}."""
+    from maebench.data.files import require_file
+
+    p = require_file(path, "COCO results file")
+    try:
+        with open(p, "rb") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise MaebenchError(f"{p}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MaebenchError(f"cannot read {p}: {e}") from None
+    if not isinstance(data, list):
+        raise MaebenchError(f"{p}: a COCO results file is a JSON list of detections, got a {type(data).__name__}")
+    return data
+
+
+def write_results(results: list[dict], path: str | os.PathLike) -> None:
+    """Write atomically, so a crash never leaves half a results file next to a finished run."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results))
+    os.replace(tmp, path)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _compressed_rle(seg, h: int, w: int, where: str) -> dict:
+    """Polygons, uncompressed or compressed RLE -> compressed RLE with str counts and the image's size."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, list):
+        parts = [p for p in seg if isinstance(p, list) and len(p) >= 6 and all(_finite(v) for v in p)]
+        if len(parts) != len(seg) or any(len(p) % 2 for p in parts):
+            raise MaebenchError(f"{where}: polygon segmentation needs lists of >= 3 (x, y) points")
+        rle = mask_utils.merge(mask_utils.frPyObjects(parts, h, w))
+    elif isinstance(seg, dict) and isinstance(seg.get("size"), list) and "counts" in seg:
+        size = seg["size"]
+        if not (len(size) == 2 and all(_finite(v) for v in size) and [int(v) for v in size] == [h, w]):
+            raise MaebenchError(f"{where}: mask size {seg['size']} differs from the image's [{h}, {w}]")
+        counts = seg["counts"]
+        if isinstance(counts, list):
+            if not all(isinstance(v, int) and v >= 0 for v in counts) or sum(counts) != h * w:
+                raise MaebenchError(f"{where}: uncompressed RLE counts must be non-negative and sum to {h * w}")
+            rle = mask_utils.frPyObjects(seg, h, w)
+        elif isinstance(counts, str) and counts:
+            rle = {"size": [h, w], "counts": counts.encode("ascii")}
+            try:
+                mask_utils.area(rle)
+            except Exception:  # noqa: BLE001 - pycocotools raises assorted errors for garbage counts
+                raise MaebenchError(f"{where}: unreadable compressed RLE counts") from None
+        else:
+            raise MaebenchError(f"{where}: RLE 'counts' must be a non-empty string or a list of integers")
+    else:
+        raise MaebenchError(f"{where}: segmentation must be an RLE object or a list of polygons")
+    counts = rle["counts"]
+    return {"size": [h, w], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def split_results(results: list, coco_gt, source: str = "results") -> tuple[list[dict], list[dict] | None]:
+    """Validate detections against the ground truth and split them into the box list and the
+    mask list that COCOeval scores (the mask list is None when no detection has a mask).
+
+    Each fault -- an image or category the ground truth does not have, a missing or non-finite
+    score, a malformed box or mask, a mask of the wrong size -- is a one-line error naming the
+    source and the entry, because pycocotools would either crash with a bare assert or, for an
+    unknown category, silently score nothing."""
+    imgs, cats = coco_gt.imgs, coco_gt.cats
+    boxes, masks, with_mask = [], [], 0
+    for i, r in enumerate(results):
+        where = f"{source}: detection #{i}"
+        if not isinstance(r, dict):
+            raise MaebenchError(f"{where} is not an object")
+        iid, cid = r.get("image_id"), r.get("category_id")
+        if isinstance(iid, bool) or iid not in imgs:
+            raise MaebenchError(f"{where} has image_id {iid!r}, which is not in the ground truth")
+        where = f"{where} (image_id {iid})"
+        if isinstance(cid, bool) or cid not in cats:
+            raise MaebenchError(f"{where} has category_id {cid!r}, which the ground truth does not declare "
+                                f"(valid: {sorted(cats)})")
+        if not _finite(r.get("score")):
+            raise MaebenchError(f"{where} needs a finite numeric 'score', got {r.get('score')!r}")
+        h, w = imgs[iid]["height"], imgs[iid]["width"]
+        seg = None
+        if "segmentation" in r:
+            seg = _compressed_rle(r["segmentation"], h, w, where)
+            with_mask += 1
+        if "bbox" in r:
+            bb = r["bbox"]
+            if not (isinstance(bb, list) and len(bb) == 4 and all(_finite(v) for v in bb) and bb[2] >= 0 and bb[3] >= 0):
+                raise MaebenchError(f"{where} needs 'bbox' [x, y, width, height] with width, height >= 0, got {bb!r}")
+            bb = [float(v) for v in bb]
+        elif seg is not None:
+            from pycocotools import mask as mask_utils
+            bb = [float(v) for v in mask_utils.toBbox({"size": seg["size"], "counts": seg["counts"].encode("ascii")})]
+        else:
+            raise MaebenchError(f"{where} has neither 'bbox' nor 'segmentation'")
+        base = {"image_id": iid, "category_id": cid, "score": float(r["score"])}
+        boxes.append({**base, "bbox": bb})
+        if seg is not None:
+            masks.append({**base, "segmentation": seg})
+    if with_mask and with_mask != len(results):
+        raise MaebenchError(f"{source}: {with_mask} of {len(results)} detections have a 'segmentation'; "
+                            "mask AP needs one on every detection (or on none, for box AP only)")
+    return boxes, (masks if with_mask or not results else None)
+
+
+# ---- scoring -------------------------------------------------------------------------------
+def _no_detections(coco_gt):
+    return coco_from_dict({"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
+                           "annotations": []})
+
+
+def _cocoeval(coco_gt, dets: list[dict], iou_type: str) -> list[float]:
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(copy.deepcopy(dets)) if dets else _no_detections(coco_gt)
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(v) for v in ev.stats[:len(METRIC_NAMES)]]
+
+
+def score(coco_gt, results: list, source: str = "results") -> dict[str, Any]:
+    """{'bbox/AP': ..., 'segm/APl': ...} in percent (None where COCO reports -1: no ground truth
+    in that size range). `results` is a list of COCO detections, validated here."""
+    if not any(not a.get("iscrowd", 0) for a in coco_gt.dataset["annotations"]):
+        raise MaebenchError(f"the ground truth of {source} holds no (non-crowd) objects: AP is undefined")
+    boxes, masks = split_results(results, coco_gt, source)
+    metrics: dict[str, Any] = {}
+    for iou_type, dets in (("bbox", boxes), ("segm", masks)):
+        if dets is None:
+            continue
+        for name, v in zip(METRIC_NAMES, _cocoeval(coco_gt, dets, iou_type)):
+            metrics[f"{iou_type}/{name}"] = None if v < 0 else 100.0 * v
+    return metrics
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """'bbox AP 41.2 AP50 ... | segm AP 37.0 ...' for the log."""
+    parts = []
+    for t in IOU_TYPES:
+        if f"{t}/AP" in metrics:
+            vals = " ".join(f"{n} {'-' if metrics[f'{t}/{n}'] is None else format(metrics[f'{t}/{n}'], '.1f')}"
+                            for n in METRIC_NAMES)
+            parts.append(f"{t} {vals}")
+    return " | ".join(parts)
+
+
+# ---- model predictions ---------------------------------------------------------------------
+def to_coco_results(outputs: list[dict], image_ids: list[int], label_to_cat_id: dict[int, int],
+                    mask_threshold: float = 0.5) -> list[dict]:
+    """torchvision detections (boxes xyxy in original image pixels, contiguous labels, scores,
+    mask probabilities [N, 1, H, W]) -> COCO results: xywh boxes, dataset category ids, RLE masks."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    out = []
+    for det, iid in zip(outputs, image_ids):
+        boxes = det["boxes"].float().cpu().numpy()
+        if not len(boxes):
+            continue
+        boxes[:, 2:] -= boxes[:, :2]                                   # xyxy -> xywh
+        labels, scores = det["labels"].cpu().tolist(), det["scores"].float().cpu().tolist()
+        rles = None
+        if "masks" in det:
+            binary = (det["masks"][:, 0] > mask_threshold).cpu().numpy().astype(np.uint8)   # [N, H, W]
+            rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))          # H, W, N
+        for k, (label, s) in enumerate(zip(labels, scores)):
+            r = {"image_id": int(iid), "category_id": int(label_to_cat_id[int(label)]),
+                 "bbox": [round(float(v), 3) for v in boxes[k]], "score": round(float(s), 5)}
+            if rles is not None:
+                r["segmentation"] = {"size": [int(v) for v in rles[k]["size"]],
+                                     "counts": rles[k]["counts"].decode("ascii")}
+            out.append(r)
+    return out
+
+
+def predict(model, dataset, device, *, batch_size: int = 1, num_workers: int = 0,
+            indices: list[int] | None = None) -> tuple[list[dict], list[int]]:
+    """COCO results and the image ids seen, for dataset[i], i in `indices` (default: all).
+    `dataset` yields (float image [3, H, W] at original size, target with 'image_id')."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from tasks.coco.data import collate
+
+    subset = Subset(dataset, list(range(len(dataset))) if indices is None else list(indices))
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    label_to_cat_id = dataset.label_to_cat_id
+    was_training = model.training
+    model.eval()
+    results, seen = [], []
+    try:
+        with torch.no_grad():
+            for images, targets in loader:
+                outputs = model([im.to(device, non_blocking=True) for im in images])
+                ids = [int(t["image_id"]) for t in targets]
+                results += to_coco_results(outputs, ids, label_to_cat_id)
+                seen += ids
+    finally:
+        model.train(was_training)
+    return results, seen
+
+
+def make_evaluator(dataset, *, out_dir: str | os.PathLike | None, device, batch_size: int = 1,
+                   num_workers: int = 0, log: Callable[[str], None] = print) -> Callable[[Any], dict]:
+    """`evaluate(model) -> metrics` for engine.fit, run on every rank: each rank predicts its
+    ShardSampler share (every image exactly once), rank 0 gathers, checks that the shares add
+    up to the whole split, writes out_dir/coco_results.json and scores it; the metrics are
+    broadcast so every rank returns the same dict."""
+    from maebench import distributed as dist
+
+    def evaluate(model) -> dict:
+        shard = dist.ShardSampler(len(dataset)).indices
+        results, seen = predict(model, dataset, device, batch_size=batch_size, num_workers=num_workers, indices=shard)
+        gathered = dist.all_gather_objects((results, seen))
+        metrics = None
+        if dist.is_main():
+            all_results = [r for part, _ in gathered for r in part]
+            all_seen = sorted(i for _, ids in gathered for i in ids)
+            if all_seen != sorted(dataset.ids):
+                raise MaebenchError(f"distributed evaluation saw {len(all_seen)} images ({len(set(all_seen))} distinct) "
+                                    f"of the {len(dataset.ids)} in {dataset.ann_file}")
+            if out_dir is not None:
+                write_results(all_results, Path(out_dir) / RESULTS_FILE)
+            metrics = score(dataset.coco, all_results, source=f"predictions on {dataset.ann_file}")
+            log(f"coco eval ({len(all_seen)} images, {len(all_results)} detections): {summary(metrics)}")
+        return dist.broadcast_object(metrics)
+
+    return evaluate

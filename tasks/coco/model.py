@@ -1,0 +1,65 @@
+"""Mask R-CNN (torchvision: RPN, RoIAlign box and mask heads) on a ViT backbone + FPN neck.
+
+Sizes come from the protocol's `model.*` keys (maebench/protocols/coco.yaml): the paper-scale
+defaults are torchvision's / detectron2's (FPN 256 channels, 1024-d box MLP, 256-d mask convs,
+256 RPN and 512 RoI samples per image); the CPU recipe shrinks them, which is what makes a
+Mask R-CNN step on a 128 px image take well under a second.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+
+from tasks.coco.adapter import ViTDetBackbone
+
+# protocol key -> MaskRCNN keyword, passed through unchanged
+_PASS_THROUGH = ("rpn_batch_size_per_image", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train",
+                 "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test", "box_batch_size_per_image",
+                 "box_detections_per_img", "box_score_thresh")
+
+
+def canvas_size(cfg: dict) -> int:
+    """Side of the square the ViT sees: the LSJ crop, or max_size rounded up to a multiple of 32."""
+    side = cfg["img_size"] if cfg["aug"]["mode"] == "lsj" else cfg["max_size"]
+    return -(-int(side) // 32) * 32
+
+
+def transform_sizes(cfg: dict) -> tuple[tuple[int, ...], int]:
+    """(min_size, max_size) for GeneralizedRCNNTransform. LSJ: min = max = img_size, so a
+    training crop (already img_size square) is left alone and a test image is resized to
+    longest side img_size (ViTDet's test resize); resize mode: the classic multi-scale shorter
+    side (picked at random per batch in training, the last value in testing) capped at max_size."""
+    if cfg["aug"]["mode"] == "lsj":
+        return (int(cfg["img_size"]),), int(cfg["img_size"])
+    sizes = cfg["min_size"] if isinstance(cfg["min_size"], list) else [cfg["min_size"]]
+    return tuple(int(s) for s in sizes), int(cfg["max_size"])
+
+
+def build_mask_rcnn(vit: nn.Module, *, num_classes: int, mean, std, cfg: dict) -> MaskRCNN:
+    """Mask R-CNN for `num_classes` object classes (background is added here) on `vit`.
+
+    `mean`/`std` are the backbone's catalogue normalisation: GeneralizedRCNNTransform applies
+    them to [0, 1] images, so detection sees inputs distributed as in pretraining."""
+    m = cfg["model"]
+    backbone = ViTDetBackbone(vit, neck=cfg["neck"], canvas=canvas_size(cfg), fpn_channels=m["fpn_channels"])
+    ch = backbone.out_channels
+    if not isinstance(m["anchor_sizes"], list) or len(m["anchor_sizes"]) != 5:
+        from maebench.errors import UsageError
+        raise UsageError(f"config key 'model.anchor_sizes' needs 5 sizes (FPN levels P2-P6), got {m['anchor_sizes']}")
+    anchors = AnchorGenerator(sizes=tuple((int(s),) for s in m["anchor_sizes"]),   # one size per level
+                              aspect_ratios=((0.5, 1.0, 2.0),) * 5)
+    min_size, max_size = transform_sizes(cfg)
+    rep, mask_dim = m["representation_size"], m["mask_head_dim"]
+    return MaskRCNN(
+        backbone, num_classes=None, min_size=min_size, max_size=max_size,
+        image_mean=list(mean), image_std=list(std),
+        rpn_anchor_generator=anchors, rpn_head=RPNHead(ch, anchors.num_anchors_per_location()[0]),
+        box_head=TwoMLPHead(ch * 7 * 7, rep),                      # RoIAlign 7x7 -> 2 FC layers
+        box_predictor=FastRCNNPredictor(rep, num_classes + 1),
+        mask_head=MaskRCNNHeads(ch, [mask_dim] * 4, dilation=1),    # 4 convs on 14x14 RoIs
+        mask_predictor=MaskRCNNPredictor(mask_dim, mask_dim, num_classes + 1),
+        **{k: m[k] for k in _PASS_THROUGH})
