@@ -1,7 +1,7 @@
 """A backbone's pretraining family and model size, for grouping rows and matching paper rows.
 
-The backbone registry is the authority (`backbones.registry.entry(name)` with `.family` and
-`.arch`). It is imported lazily, so rendering works without torch and for results whose
+The backbone registry is the authority (`backbones.registry.entry(name)` with `.family`,
+`.arch` and, where present, `.paper`: the paper rows the backbone stands for). It is imported lazily, so rendering works without torch and for results whose
 backbone has since been removed from the registry: then the run's own config keys
 `backbone_family` / `backbone_arch` (or `arch`) are used, and failing those "unknown".
 """
@@ -16,8 +16,7 @@ from maebench.errors import MaebenchError
 FAMILY_ORDER = ("supervised", "contrastive", "mae-pixel", "mae-norm-pixel", "mae-token", "scratch")
 FAMILY_LABELS = {"supervised": "supervised", "contrastive": "contrastive",
                  "mae-pixel": "MAE pixel", "mae-norm-pixel": "MAE norm-pixel",
-                 "mae-token": "MAE token", "scratch": "scratch", "beit": "BEiT",
-                 "unknown": "unknown"}
+                 "mae-token": "MAE token", "scratch": "scratch", "unknown": "unknown"}
 UNKNOWN = "unknown"
 
 _ARCH_RE = re.compile(r"vit[-_/ ]?(tiny|small|base|large|huge|ti|s|b|l|h)(?![a-z])", re.I)
@@ -29,6 +28,7 @@ class BackboneInfo:
     family: str
     arch: str | None     # canonical "vit-base" etc., None when unknown
     source: str          # "registry", "config" or "unknown": where the family came from
+    paper: tuple[str, ...] = ()   # registry paper-row keys ("mae/vit-b") this backbone stands for
 
 
 def canonical_arch(arch: str | None) -> str | None:
@@ -67,7 +67,8 @@ def lookup(name: str, configs: Iterable[dict]) -> BackboneInfo:
     """Family and size of backbone `name`; `configs` are the effective configs of its runs."""
     entry = _registry_entry(name)
     if entry is not None and getattr(entry, "family", None):
-        return BackboneInfo(str(entry.family), canonical_arch(getattr(entry, "arch", None)), "registry")
+        return BackboneInfo(str(entry.family), canonical_arch(getattr(entry, "arch", None)), "registry",
+                            tuple(getattr(entry, "paper", None) or ()))
     family, arch = None, None
     for cfg in configs:
         family = family or cfg.get("backbone_family")

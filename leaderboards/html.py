@@ -35,7 +35,8 @@ def _run_block(run: Row, metric_text: str = "") -> str:
     if metric_text:
         title += f" · {metric_text}"
     config = json.dumps(run.config, indent=2, sort_keys=True, default=str)
-    return f"<p><code>{escape(title)}</code></p><pre>{escape(config)}</pre>"
+    where = f"git {run.git_commit or '?'} · {run.hardware or '?'}"
+    return f"<p><code>{escape(title)}</code><br><small>{escape(where)}</small></p><pre>{escape(config)}</pre>"
 
 
 def _runs_details(summary: str, blocks: Sequence[str]) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
 from leaderboards.columns import Column, parse_blocks
+from leaderboards.families import canonical_arch
 from maebench.errors import MaebenchError
 
 REFERENCE_PATH = Path(__file__).with_name("reference.yaml")
@@ -17,7 +18,7 @@ REFERENCE_PATH = Path(__file__).with_name("reference.yaml")
 ARCH_LABELS = {"vit-tiny": "ViT-Ti", "vit-small": "ViT-S", "vit-base": "ViT-B",
                "vit-large": "ViT-L", "vit-huge": "ViT-H"}
 _ENTRY_KEYS = {"label", "column", "value", "method", "family", "arch", "task", "metric", "dataset",
-               "blocks", "leaderboard", "variant", "compare", "note", "mask_ratio", "version"}
+               "blocks", "leaderboard", "variant", "by_family", "note", "mask_ratio", "version"}
 _REQUIRED = ("label", "column", "value", "method", "family", "task", "metric")
 
 
@@ -38,7 +39,7 @@ class RefEntry:
     blocks: float | None
     leaderboard: bool
     variant: str | None
-    compare: bool
+    by_family: bool        # may be the delta target of a backbone matched by family + size
     note: str | None
 
     @property
@@ -61,18 +62,35 @@ class RefEntry:
 class Reference:
     paper: dict[str, str]
     entries: tuple[RefEntry, ...]
+    catalogue_rows: dict[str, str]     # catalogue paper-row name ("mocov3") -> method ("MoCo v3")
 
     def leaderboard_entries(self) -> list[RefEntry]:
         return [e for e in self.entries if e.leaderboard]
 
-    def delta_target(self, family: str, arch: str | None, column: Column) -> RefEntry | None:
-        """The one paper number a measured cell is compared with: same family, size, task,
-        metric, K and the paper's dataset. A headline number wins over a variant recipe;
-        anything ambiguous gives no delta rather than a wrong one."""
-        if arch is None:
+    def methods_for(self, paper_keys: Sequence[str]) -> set[tuple[str, str | None]]:
+        """Registry `paper` keys ("mae/vit-b") -> {(method, arch)}; unknown row names are skipped."""
+        out = set()
+        for key in paper_keys:
+            row, _, size = str(key).partition("/")
+            if row in self.catalogue_rows:
+                out.add((self.catalogue_rows[row], canonical_arch(size)))
+        return out
+
+    def delta_target(self, family: str, arch: str | None, column: Column,
+                     paper_keys: Sequence[str] = ()) -> RefEntry | None:
+        """The one paper number a measured cell is compared with, on the paper's dataset with
+        the same task, metric and K. The backbone registry's `paper` keys say which paper row a
+        backbone stands for (BEiT, DINO); without them, same family and size. A headline
+        number wins over a variant recipe; anything ambiguous gives no delta, never a wrong one."""
+        if paper_keys:
+            wanted = self.methods_for(paper_keys)
+            found = [e for e in self.leaderboard_entries()
+                     if (e.method, e.arch) in wanted and e.lb_column == column]
+        elif arch is None:
             return None
-        found = [e for e in self.leaderboard_entries()
-                 if e.compare and e.family == family and e.arch == arch and e.lb_column == column]
+        else:
+            found = [e for e in self.leaderboard_entries()
+                     if e.by_family and e.family == family and e.arch == arch and e.lb_column == column]
         headline = [e for e in found if e.variant is None]
         found = headline or found
         return found[0] if len(found) == 1 else None
@@ -99,7 +117,7 @@ def _entry(group: dict[str, Any], raw: dict[str, Any], where: str) -> RefEntry:
         arch=merged.get("arch"), task=str(merged["task"]), metric=str(merged["metric"]),
         dataset=merged.get("dataset"), blocks=parse_blocks(merged.get("blocks")),
         leaderboard=bool(merged.get("leaderboard", False)), variant=merged.get("variant"),
-        compare=bool(merged.get("compare", True)), note=merged.get("note"))
+        by_family=bool(merged.get("by_family", True)), note=merged.get("note"))
 
 
 def load_reference(path: str | Path | None = None) -> Reference:
@@ -113,7 +131,8 @@ def load_reference(path: str | Path | None = None) -> Reference:
     for g_i, group in enumerate(data["groups"]):
         for e_i, raw in enumerate(group["entries"]):
             entries.append(_entry(group, raw, f"{path.name}: {group['source']} entry {e_i + 1}"))
-    return Reference(paper=paper, entries=tuple(entries))
+    return Reference(paper=paper, entries=tuple(entries),
+                     catalogue_rows=dict(data.get("catalogue_rows") or {}))
 
 
 @lru_cache(maxsize=1)

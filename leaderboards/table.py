@@ -7,6 +7,7 @@ the runs counted in this table; peak memory = max over both; pretrain img/s = me
 of its pretraining runs (transfer throughputs differ per task, so they are not averaged)."""
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class BoardRow:
     runs: list[Row] = field(default_factory=list)          # the transfer runs counted
     pretrain_runs: list[Row] = field(default_factory=list)
     mask_ratio: float | None = None                        # from its pretrain-mae run's config
+    targets: set = field(default_factory=set)              # paper entries its deltas refer to
     family_source: str = "reference"
 
     def sort_key(self) -> tuple:
@@ -89,7 +91,7 @@ class Leaderboard:
                    "are never merged into one column.")
         if self.include_paper and self.reference is not None:
             sources = sorted({c.reference_source for r in self.rows for c in r.cells.values()
-                              if c.reference_source})
+                              if c.reference_source}, key=_natural)
             out.append(f"(paper) rows: {self.reference.citation}. Sources: {'; '.join(sources)}.")
             out.append("Δ = measured mean − paper number; given only for results on the paper's own "
                        f"dataset ({', '.join(PAPER_DATASETS.values())}) with the same pretraining "
@@ -98,6 +100,11 @@ class Leaderboard:
                    "sum over the runs counted here; peak mem = max over both; pretrain img/s = mean "
                    "pretraining throughput.")
         return out
+
+
+def _natural(text: str) -> tuple:
+    """'Table 3' before 'Table 12'."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
 
 
 def config_get(cfg: dict[str, Any], key: str) -> Any:
@@ -158,25 +165,32 @@ def _measured_row(name: str, runs: list[Row], pretrain_runs: list[Row], lookup: 
             cell.run_ids.append(run.run_id)
     if reference is not None:
         for col, cell in row.cells.items():
-            target = reference.delta_target(info.family, info.arch, col) if col.is_paper_dataset else None
+            target = (reference.delta_target(info.family, info.arch, col, info.paper)
+                      if col.is_paper_dataset else None)
             if target is not None:
                 cell.reference, cell.reference_source = target.value, target.citation
+                row.targets.add(target)
     return row
 
 
-def _paper_rows(reference: Reference, shown_tasks: set[str], measured_cols: set[Column],
-                shown_families: set[str]) -> list[BoardRow]:
-    """Paper rows for the families on the board, restricted to the tasks on the board; for
-    partial fine-tuning only the K values that were measured (when any were)."""
-    measured_k = {c.blocks for c in measured_cols if c.task == "partial"}
+def _paper_key(e) -> tuple:
+    return (e.family, e.method, e.arch, e.variant)
+
+
+def _paper_rows(reference: Reference, shown_tasks: set[str], measured: list[BoardRow]) -> list[BoardRow]:
+    """Paper rows for the families on the board and for every row a delta refers to,
+    restricted to the tasks on the board; for partial fine-tuning only the K values that were
+    measured (when any were)."""
+    measured_k = {c.blocks for r in measured for c in r.cells if c.task == "partial"}
+    families_on_board = {r.family for r in measured}
+    referenced = {_paper_key(e) for r in measured for e in r.targets}
     rows: dict[tuple, BoardRow] = {}
     for e in reference.leaderboard_entries():
-        if e.task not in shown_tasks or e.family not in shown_families:
+        if e.task not in shown_tasks or (e.family not in families_on_board and _paper_key(e) not in referenced):
             continue
         if e.task == "partial" and measured_k and e.blocks not in measured_k:
             continue
-        key = (e.family, e.method, e.arch, e.variant)
-        row = rows.setdefault(key, BoardRow(PAPER, e.row_label, e.family, e.arch))
+        row = rows.setdefault(_paper_key(e), BoardRow(PAPER, e.row_label, e.family, e.arch))
         row.cells[e.lb_column] = Cell([e.value], reference_source=e.citation, paper=True)
     return list(rows.values())
 
@@ -219,10 +233,9 @@ def build_leaderboard(store: ResultsStore, *, tasks: Sequence[str] | None = None
     rows = [_measured_row(name, runs, pretrain[name], lookup, reference)
             for name, runs in by_backbone.items()]
     rows = [r for r in rows if r.cells]
-    measured_cols = {c for r in rows for c in r.cells}
     if reference is not None and rows:
-        shown_tasks = set(tasks) if tasks else {c.task for c in measured_cols}
-        paper = _paper_rows(reference, shown_tasks, measured_cols, {r.family for r in rows})
+        shown_tasks = set(tasks) if tasks else {c.task for r in rows for c in r.cells}
+        paper = _paper_rows(reference, shown_tasks, rows)
         rows += [p for p in paper if p.cells]
     columns = sorted({c for r in rows for c in r.cells}, key=Column.sort_key)
     rows.sort(key=BoardRow.sort_key)

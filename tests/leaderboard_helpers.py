@@ -1,0 +1,56 @@
+"""A results store filled with known rows, shared by the tests/test_leaderboard_*.py files.
+
+Families come from each run's `backbone_family` config key, so these tests never depend on
+the backbone registry (which may not know these names)."""
+from __future__ import annotations
+
+from maebench.results import ResultsStore
+
+
+def add(store: ResultsStore, task: str, backbone: str, dataset: str | None, metrics: dict | None,
+        *, seed: int = 0, family: str = "mae-norm-pixel", arch: str = "vit-tiny", status: str = "done",
+        wall: float | None = 10.0, mem: float | None = 100.0, ips: float | None = None, **config) -> str:
+    cfg = {"backbone_family": family, "backbone_arch": arch, **config}
+    run_id = store.start(task=task, backbone=backbone, dataset=dataset, config=cfg, seed=seed)
+    if status == "done":
+        store.finish(run_id, metrics or {}, wall_time_s=wall, peak_mem_mb=mem, images_per_s=ips)
+    elif status == "failed":
+        store.fail(run_id, "RuntimeError: boom")
+    return run_id
+
+
+def known_store(path) -> ResultsStore:
+    """The reference store. Hand-computed expectations are in the tests that use it:
+    mae-tiny linprobe [shapes] 70, 72, 74 -> 72.00 ± 2.00 (n=3);
+    mae-large-in1k fine-tune [ImageNet-1K] 85.5, 85.9 -> 85.70 ± 0.28 (n=2), paper 85.9 -> Δ -0.20;
+    mae-large-in1k linear [ImageNet-1K] 75.0 -> paper 75.8 (Table 12) -> Δ -0.80."""
+    store = ResultsStore(path)
+    # pretraining runs: mask ratio and cost
+    add(store, "pretrain-mae", "mae-tiny", "shapes", {"loss": 0.4}, mask_ratio=0.75,
+        wall=100.0, mem=900.0, ips=500.0)
+    add(store, "pretrain-mae", "mae-tiny-m50", "shapes", {"loss": 0.3}, mask_ratio=0.5,
+        wall=80.0, mem=800.0, ips=600.0)
+    for seed, v in enumerate((70.0, 72.0, 74.0)):
+        add(store, "linprobe", "mae-tiny", "shapes", {"top1": v, "top5": 99.0}, seed=seed, wall=5.0, mem=300.0)
+    add(store, "finetune", "mae-tiny", "shapes", {"top1": 80.0}, seed=0)
+    add(store, "finetune", "mae-tiny", "shapes", {"top1": 82.0}, seed=1)
+    add(store, "finetune", "mae-tiny", "fashion-mnist", {"top1": 88.0}, seed=0)
+    for k, v in ((0, 60.0), (1, 65.0), (2, 70.0)):
+        add(store, "partial", "mae-tiny", "shapes", {"top1": v}, blocks=k)
+    add(store, "knn", "mae-tiny", "shapes", {"top1": 55.0})
+    add(store, "coco", "mae-tiny", "shapes-coco", {"bbox/AP": 10.0, "segm/AP": 8.0, "bbox/AP50": 20.0})
+    add(store, "ade20k", "mae-tiny", "shapes-seg", {"mIoU": 30.0, "mAcc": 40.0, "per_class_iou": [1, 2]})
+    add(store, "linprobe", "mae-tiny-m50", "shapes", {"top1": 68.0})
+    add(store, "finetune", "mae-tiny-m50", "shapes", {"top1": 79.0})
+    add(store, "partial", "mae-tiny-m50", "shapes", {"top1": 58.0}, blocks=0)
+    add(store, "partial", "mae-tiny-m50", "shapes", {"top1": 64.0}, blocks=1)
+    add(store, "linprobe", "moco-tiny", "shapes", {"top1": 60.0}, family="contrastive")
+    add(store, "finetune", "mae-large-in1k", "imagenet", {"top1": 85.5}, seed=0, arch="vit-large")
+    add(store, "finetune", "mae-large-in1k", "imagenet", {"top1": 85.9}, seed=1, arch="vit-large")
+    add(store, "linprobe", "mae-large-in1k", "ImageNet-1K", {"top1": 75.0}, arch="vit-large")
+    add(store, "finetune", "mae-large-in1k", "shapes", {"top1": 90.0}, arch="vit-large")
+    # never counted: a failed run and a run still running, with numbers that would show
+    add(store, "linprobe", "mae-tiny", "shapes", None, seed=7, status="failed")
+    add(store, "linprobe", "mae-tiny", "shapes", None, seed=8, status="running")
+    add(store, "linprobe", "ghost", "shapes", None, status="failed")
+    return store
