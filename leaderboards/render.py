@@ -3,6 +3,13 @@
 
     from leaderboards.render import write_leaderboard
     text = write_leaderboard(store, "leaderboards/demo.md", "github", "leaderboards/figures")
+
+or, to draw the figures once for several formats:
+
+    board = build_leaderboard(store)                    # leaderboards.table
+    figs = write_figures(board, "leaderboards/figures")  # leaderboards.figures
+    text = write_board(board, "leaderboards/demo.md", "github", figures=figs)
+    write_board(board, "leaderboards/demo.html", "html", figures=figs)
 """
 from __future__ import annotations
 
@@ -59,11 +66,12 @@ def _write_atomic(path: Path, content: str) -> None:
 
 
 def write_board(board: Leaderboard, out_path: str | os.PathLike | None = None, fmt: str | None = "github",
-                figures_dir: str | os.PathLike | None = None) -> str:
+                figures_dir: str | os.PathLike | None = None, *, figures: Sequence[Path] | None = None) -> str:
     """Render a built board in `fmt` and return the text; with `out_path` also write it there;
     with `figures_dir` write the PNG figures there (linked from markdown, embedded in html).
-    html embeds its figures even without `figures_dir` (drawn in a temporary directory).
-    An empty board writes nothing and returns the one-line message saying why."""
+    `figures` passes figures already drawn by figures.write_figures instead (one drawing for
+    several formats). html embeds its figures even without either (drawn in a temporary
+    directory). An empty board writes nothing and returns the one-line message saying why."""
     fmt = format_for(out_path, fmt)
     if board.empty:
         return board.empty_message()
@@ -71,7 +79,9 @@ def write_board(board: Leaderboard, out_path: str | os.PathLike | None = None, f
     if out is not None and out.is_dir():
         raise MaebenchError(f"--out {out} is a directory; give a file name")
     base_dir = out.parent if out is not None else Path.cwd()
-    if figures_dir is not None:
+    if figures is not None:
+        content = render(board, fmt, [Path(f) for f in figures], base_dir)
+    elif figures_dir is not None:
         from leaderboards.figures import write_figures
         content = render(board, fmt, write_figures(board, figures_dir), base_dir)
     elif fmt == "html":

@@ -1,7 +1,7 @@
 """ResultsStore -> Leaderboard: one row per backbone (grouped by pretraining family), one
 column per task metric and dataset, "(paper)" rows from reference.yaml, and cost columns.
 
-Only runs with status 'done' count. Cost columns summarise a backbone's runs as follows:
+Only runs with status 'done' count, the newest one per recipe and seed. Cost columns summarise a backbone's runs as follows:
 pretrain time = sum of wall time of its `pretrain-*` runs; transfer time = sum of wall time of
 the runs counted in this table; peak memory = max over both; pretrain img/s = mean throughput
 of its pretraining runs (transfer throughputs differ per task, so they are not averaged)."""
@@ -51,10 +51,12 @@ class BoardRow:
     mask_ratio: float | None = None                        # from its pretrain-mae run's config
     targets: set = field(default_factory=set)              # paper entries its deltas refer to
     family_source: str = "reference"
+    method: str = ""                                       # paper rows: the method, for ordering
 
     def sort_key(self) -> tuple:
+        """Family, then measured before paper rows; paper rows by method, then size."""
         arch_i = ARCH_ORDER.index(self.arch) if self.arch in ARCH_ORDER else len(ARCH_ORDER)
-        return (families.family_sort_key(self.family), self.kind != MEASURED, arch_i, self.label)
+        return (families.family_sort_key(self.family), self.kind != MEASURED, self.method, arch_i, self.label)
 
 
 @dataclass
@@ -85,8 +87,9 @@ class Leaderboard:
     def notes(self) -> list[str]:
         """Plain-text footnotes saying how the numbers were made (every format prints them)."""
         ignored = ", ".join(f"{n} {s}" for s, n in sorted(self.ignored.items()))
-        out = ["Cells: mean ± sample standard deviation over seeds (n = finished runs); only runs "
-               "with status 'done' count" + (f" (not counted: {ignored})." if ignored else ".")]
+        out = ["Cells: mean ± sample standard deviation over seeds (n = finished runs; a repeated "
+               "run of the same recipe and seed replaces the earlier one); only runs with status "
+               "'done' count" + (f" (not counted: {ignored})." if ignored else ".")]
         out.append("Column headers name the dataset in brackets; results on different datasets "
                    "are never merged into one column.")
         if self.include_paper and self.reference is not None:
@@ -94,8 +97,10 @@ class Leaderboard:
                               if c.reference_source}, key=_natural)
             out.append(f"(paper) rows: {self.reference.citation}. Sources: {'; '.join(sources)}.")
             out.append("Δ = measured mean − paper number; given only for results on the paper's own "
-                       f"dataset ({', '.join(PAPER_DATASETS.values())}) with the same pretraining "
-                       "family, ViT size, task and K. Other datasets are never compared with the paper.")
+                       f"dataset ({', '.join(PAPER_DATASETS.values())}) with the same task and K, "
+                       "against the paper row the backbone registry names for the backbone, else "
+                       "the one of the same pretraining family and ViT size. Other datasets are "
+                       "never compared with the paper.")
         out.append("Cost: pretrain time = sum over the backbone's pretrain-* runs; transfer time = "
                    "sum over the runs counted here; peak mem = max over both; pretrain img/s = mean "
                    "pretraining throughput.")
@@ -190,9 +195,16 @@ def _paper_rows(reference: Reference, shown_tasks: set[str], measured: list[Boar
             continue
         if e.task == "partial" and measured_k and e.blocks not in measured_k:
             continue
-        row = rows.setdefault(_paper_key(e), BoardRow(PAPER, e.row_label, e.family, e.arch))
+        row = rows.setdefault(_paper_key(e), BoardRow(PAPER, e.row_label, e.family, e.arch, method=e.method))
         row.cells[e.lb_column] = Cell([e.value], reference_source=e.citation, paper=True)
     return list(rows.values())
+
+
+def _newest_per_recipe(runs: list[Row]) -> list[Row]:
+    """One run per recipe and seed (config_hash): a repeated run replaces the earlier one, so
+    n counts seeds, not repetitions. `runs` are oldest first (ResultsStore.rows order)."""
+    newest = {r.config_hash or r.run_id: r for r in runs}
+    return [r for r in runs if newest[r.config_hash or r.run_id] is r]
 
 
 def _check_filters(tasks: Sequence[str] | None, backbones: Sequence[str] | None,
@@ -219,7 +231,8 @@ def build_leaderboard(store: ResultsStore, *, tasks: Sequence[str] | None = None
     def wanted(r: Row) -> bool:
         return backbones is None or r.backbone in backbones
 
-    transfer = [r for r in done if r.task in TASKS and (tasks is None or r.task in tasks) and wanted(r)]
+    transfer = [r for r in _newest_per_recipe(done)
+                if r.task in TASKS and (tasks is None or r.task in tasks) and wanted(r)]
     ignored = Counter(r.status for r in all_runs if r.status != "done" and wanted(r)
                       and r.task in TASKS and (tasks is None or r.task in tasks))
     by_backbone: dict[str, list[Row]] = defaultdict(list)

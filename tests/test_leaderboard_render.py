@@ -8,7 +8,6 @@ import csv
 import io
 import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from leaderboard_helpers import add, known_store
@@ -184,6 +183,20 @@ def test_no_mask_ratio_figure_without_a_sweep(tmp_path):
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["bars_linprobe_shapes.png"]
     md = (tmp_path / "lb.md").read_text()
     assert "![bars_linprobe_shapes](figs/bars_linprobe_shapes.png)" in md
+
+
+def test_figures_drawn_once_serve_markdown_and_html(store, rendered, tmp_path):
+    from leaderboards.render import write_board
+    _, out = rendered
+    figs = sorted((out / "figures").glob("*.png"))
+    board = build_leaderboard(store)
+    md = write_board(board, out / "board.md", "github", figures=figs)
+    assert all(f"(figures/{f.name})" in md for f in figs)
+    html = write_board(board, tmp_path / "b.html", "html", figures=figs[:1])
+    assert html.count("data:image/png;base64,") == 1
+    empty = build_leaderboard(ResultsStore(tmp_path / "none.sqlite"))
+    assert write_board(empty, tmp_path / "e.md") == empty.empty_message()
+    assert not (tmp_path / "e.md").exists()
 
 
 def test_cli_empty_store_says_so_and_exits_0(tmp_path, capsys):

@@ -80,6 +80,15 @@ def test_failed_and_running_runs_do_not_count(board):
     assert sorted(r.seed for r in runs if r.task == "linprobe") == [0, 1, 2]
 
 
+def test_a_repeated_run_replaces_the_earlier_one(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    add(store, "knn", "b", "shapes", {"top1": 40.0}, seed=0)
+    add(store, "knn", "b", "shapes", {"top1": 50.0}, seed=1)
+    add(store, "knn", "b", "shapes", {"top1": 44.0}, seed=0)          # same recipe and seed again
+    cell = _row(build_leaderboard(store), "b").cells[Column("knn", "top1", "shapes")]
+    assert sorted(cell.values) == [44.0, 50.0] and cell.n == 2
+
+
 def test_datasets_are_separate_columns_and_headers_name_them(board):
     ft = [c for c in board.columns if c.task == "finetune"]
     assert [c.dataset for c in ft] == ["fashion-mnist", "shapes", "imagenet"]
