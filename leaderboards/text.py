@@ -52,9 +52,9 @@ def grid(board: Leaderboard, pm: str = "±", delta_sign: str = "Δ") -> list[lis
 
 
 def summary_line(board: Leaderboard) -> str:
-    runs = sum(len(r.runs) for r in board.measured_rows)
-    return (f"Results: `{board.results_path}` · {runs} finished runs of "
-            f"{len(board.measured_rows)} backbones · generated {time.strftime('%Y-%m-%d %H:%M')}")
+    runs, backbones = sum(len(r.runs) for r in board.measured_rows), len(board.measured_rows)
+    return (f"Results: `{board.results_path}` · {runs} finished run{'s' * (runs != 1)} of "
+            f"{backbones} backbone{'s' * (backbones != 1)} · generated {time.strftime('%Y-%m-%d %H:%M')}")
 
 
 def to_markdown(board: Leaderboard, figures: Sequence[Path] = (), base_dir: Path | None = None) -> str:
