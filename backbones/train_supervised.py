@@ -1,0 +1,255 @@
+"""`maebench pretrain --method supervised`: a ViT trained from scratch with labels (DeiT recipe).
+
+This is the "supervised" baseline of the MAE paper's transfer tables: the same ViT, trained on
+labelled images instead of by reconstruction. Recipe in maebench/protocols/pretrain_supervised.yaml:
+AdamW with warm-up + cosine, RandAugment(9, 0.5) and random erasing in the input pipeline,
+mixup 0.8 / cutmix 1.0 with label smoothing 0.1 folded into soft targets, drop path 0.1.
+
+The run trains through `maebench.engine.fit`, evaluates top-1 on the `val` split, stores a
+`pretrain-supervised` row (metrics `loss` = final-epoch mean training loss, `top1` in percent),
+and registers the encoder (classifier dropped) as a backbone of family `supervised`.
+
+The helpers at the bottom (`load_config`, `register_encoder`, ...) are shared with the other
+baseline entry point, backbones/train_mocov3.py.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from maebench.errors import MaebenchError, UsageError
+
+METHOD = "supervised"
+PROTOCOL = "pretrain_supervised"
+FAMILY = "supervised"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from backbones.vit import create_vit
+    from maebench import distributed, engine, flops, optim, runs
+    from maebench.data.imagefolder import ImageFolder
+
+    # 1. validate everything before a results row exists ------------------------------------
+    cfg = load_config(args, PROTOCOL)
+    aug = cfg["aug"]
+    data_dir, dataset = resolve_data(args)
+    device = distributed.init(args.device)
+    micro = check_batch(cfg)
+    mixing = aug["mixup"] > 0 or aug["cutmix"] > 0
+    if mixing and micro % 2:
+        raise UsageError(f"mixup/cutmix pair images within a batch: the per-process batch ({micro}) must be "
+                         "even; change batch_size or set aug.mixup=0 aug.cutmix=0")
+    train_set = ImageFolder(data_dir, "train", transform=train_transform(cfg))
+    val_set = ImageFolder(data_dir, "val", transform=eval_transform(cfg))
+    num_classes = len(train_set.classes)
+    if len(val_set) == 0:
+        raise MaebenchError(f"{data_dir}/val holds no images: the supervised run reports top-1 on it")
+    name = backbone_name(args, METHOD, cfg, dataset, FAMILY)
+
+    # 2. model, loss ---------------------------------------------------------------------------
+    torch.manual_seed(args.seed or 0)
+    model = create_vit(cfg["arch"], img_size=cfg["img_size"], patch_size=cfg["patch_size"],
+                       num_classes=num_classes, global_pool="token", drop_path_rate=cfg["drop_path"])
+    flops_per_image = flops.count_flops(lambda: model(torch.zeros(1, 3, cfg["img_size"], cfg["img_size"])))
+    criterion, mixup_fn = build_criterion(cfg, num_classes)
+
+    def loss_fn(m, batch, dev):
+        x, y = batch
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        if mixup_fn is not None:
+            x, y = mixup_fn(x, y)            # y becomes [N, classes] soft targets (smoothed)
+        return criterion(m(x), y), {}
+
+    @torch.no_grad()
+    def evaluate(m) -> dict[str, float]:
+        """Top-1 (percent) on val; every image counted once across processes."""
+        was_training = m.training
+        m.eval()
+        loader = DataLoader(val_set, batch_size=max(micro, 64), sampler=distributed.ShardSampler(len(val_set)),
+                            num_workers=cfg["num_workers"], pin_memory=device.type == "cuda")
+        counts = torch.zeros(2, device=device)             # [correct, seen]
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with engine._autocast(device, cfg["amp"]):
+                logits = m(x)
+            counts += torch.stack([(logits.argmax(-1) == y).sum(), torch.tensor(len(y), device=device)]).float()
+        distributed.all_reduce_sum(counts)
+        m.train(was_training)
+        return {"top1": 100.0 * float(counts[0]) / max(float(counts[1]), 1.0)}
+
+    # 3. train, store, register -------------------------------------------------------------------
+    with runs.tracked_run(args, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg) as run:
+        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
+                            seed=args.seed or 0,
+                            param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
+                            evaluate=evaluate, resume=args.resume, flops_per_image=flops_per_image,
+                            desc=f"pretrain {METHOD}")
+        metrics = {"loss": result.history[-1]["loss"], "top1": result.metrics["top1"]}
+        encoder = {k: v for k, v in result.model.state_dict().items() if not k.startswith("head.")}
+        register_encoder(name, encoder, cfg, out_dir=run.out_dir, family=FAMILY, method=METHOD,
+                         run_id=run.run_id)
+        run.finish(metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
+    if distributed.is_main():
+        print(f"pretrain {METHOD}: loss {metrics['loss']:.4f}, top-1 {metrics['top1']:.2f}% on {dataset} val; "
+              f"registered backbone '{name}' (family {FAMILY})")
+    distributed.cleanup()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Recipe pieces
+# --------------------------------------------------------------------------------------------
+def train_transform(cfg: dict):
+    """timm's ImageNet training pipeline: random-resized crop (bicubic), flip, RandAugment,
+    normalise, random erasing (per pixel, as DeiT)."""
+    from timm.data import create_transform
+
+    from maebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from timm.data.auto_augment import RandAugment
+    aug = cfg["aug"]
+    transform = create_transform(
+        input_size=cfg["img_size"], is_training=True, scale=(aug["crop_min"], 1.0), hflip=0.5,
+        color_jitter=aug["color_jitter"], auto_augment=aug["rand_augment"] or None,
+        interpolation="bicubic", re_prob=aug["reprob"], re_mode="pixel", re_count=1,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    for t in getattr(transform, "transforms", []):
+        if isinstance(t, RandAugment):
+            for op in t.ops:
+                if op.name.startswith("Posterize"):
+                    op.aug_fn = posterize_any_bits
+    return transform
+
+
+def posterize_any_bits(img, bits_to_keep, **_):
+    """Posterize that also takes 0 bits (a black image, as TF's RandAugment and Pillow < 11 did).
+
+    RandAug(9, 0.5) in its 'inc1' form keeps 4 - 4 * m / 10 bits, i.e. 0 bits when the noisy
+    magnitude reaches its cap of 10; current Pillow refuses bits = 0 and would crash a worker."""
+    from PIL import Image, ImageOps
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, int(bits_to_keep))
+
+
+def eval_transform(cfg: dict):
+    from maebench.data.transforms import classification_eval
+    return classification_eval(cfg["img_size"], crop_pct=cfg["aug"]["eval_crop_pct"])
+
+
+def build_criterion(cfg: dict, num_classes: int):
+    """(criterion, mixup_fn or None). With mixup/cutmix the targets are soft and the smoothing is
+    applied when mixing (timm's Mixup), so the loss is a plain soft-target cross-entropy."""
+    import torch.nn as nn
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    aug, smoothing = cfg["aug"], cfg["label_smoothing"]
+    if aug["mixup"] > 0 or aug["cutmix"] > 0:
+        mixup_fn = Mixup(mixup_alpha=aug["mixup"], cutmix_alpha=aug["cutmix"], prob=aug["mixup_prob"],
+                         switch_prob=aug["mixup_switch_prob"], mode="batch", label_smoothing=smoothing,
+                         num_classes=num_classes)
+        return SoftTargetCrossEntropy(), mixup_fn
+    if smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=smoothing), None
+    return nn.CrossEntropyLoss(), None
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by the baseline entry points (supervised, mocov3)
+# --------------------------------------------------------------------------------------------
+def load_config(args: argparse.Namespace, protocol: str) -> dict[str, Any]:
+    """Protocol defaults <- by_arch <- --config <- flags <- --set, for the run's architecture.
+
+    The architecture decides which `by_arch` table applies, and it may itself come from
+    --config or --set; so when the merged arch differs from the one first assumed, merge again."""
+    from maebench import config
+
+    epochs = args.epochs
+    if epochs is not None:
+        if epochs != int(epochs) or epochs < 1:
+            raise UsageError(f"--epochs must be a whole number of epochs for pretraining, got {epochs}")
+        epochs = int(epochs)
+    flags = {"arch": args.arch, "img_size": args.img_size, "patch_size": args.patch_size,
+             "epochs": epochs, "batch_size": args.batch_size}
+    if getattr(args, "deterministic", False):
+        flags["num_workers"] = 0
+    arch = args.arch or config.protocol_defaults(protocol)["arch"]
+    for _ in range(2):
+        cfg = config.load(protocol, config_file=args.config, sets=args.set, flags=flags, arch=arch)
+        if cfg["arch"] == arch:
+            break
+        arch = cfg["arch"]
+    from backbones.vit import arch_dims
+    arch_dims(cfg["arch"])                          # unknown architecture -> UsageError
+    if cfg["img_size"] % cfg["patch_size"]:
+        raise UsageError(f"img_size {cfg['img_size']} is not a multiple of patch_size {cfg['patch_size']}")
+    return cfg
+
+
+def resolve_data(args: argparse.Namespace) -> tuple[Path, str]:
+    """(ImageFolder root, short dataset name for the results row)."""
+    from maebench import runs
+    from maebench.data import default_dataset
+
+    if args.data:
+        root = Path(args.data).expanduser()
+        if not root.is_dir():
+            raise MaebenchError(f"--data {root}: no such directory")
+        return root, runs.dataset_name(root)
+    return default_dataset("classification"), runs.dataset_name(None)
+
+
+def check_batch(cfg: dict) -> int:
+    """The per-process micro-batch; errors here rather than inside the loop."""
+    from maebench import distributed
+    world = distributed.world_size()
+    if cfg["batch_size"] % (world * cfg["accum_iter"]):
+        raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by processes ({world}) x "
+                         f"accum_iter ({cfg['accum_iter']})")
+    return cfg["batch_size"] // (world * cfg["accum_iter"])
+
+
+def backbone_name(args: argparse.Namespace, method: str, cfg: dict, dataset: str, family: str) -> str:
+    """--name, or `<method>-<arch>-<dataset>`; checked (as the registry will check it) before
+    training, so that a name the registry refuses never costs a run."""
+    from backbones.catalogue import catalogue
+    from backbones.registry import NAME_RE
+
+    name = args.name or f"{method}-{cfg['arch']}-{dataset}".lower()
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' and "
+                         "'-' (pass --name)")
+    cat = catalogue().get(name)
+    if cat is not None:
+        ours = {"arch": cfg["arch"], "patch_size": cfg["patch_size"], "family": family}
+        clash = [f"{k} {cat[k]}" for k, v in ours.items() if cat.get(k) != v]
+        if clash:
+            raise UsageError(f"'{name}' is a catalogue backbone with {', '.join(clash)}; "
+                             "register this run under another --name")
+    return name
+
+
+def register_encoder(name: str, encoder: dict, cfg: dict, *, out_dir: Path, family: str, method: str,
+                     run_id: str) -> None:
+    """Write encoder.pth in the maebench format into the run directory and register it as
+    backbone `name` (rank 0; the others wait, so that every process returns after it exists)."""
+    from backbones import registry
+    from maebench import distributed
+    from maebench.checkpoint import save_atomic
+    from maebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    if distributed.is_main():
+        path = Path(out_dir) / "encoder.pth"
+        meta = {"arch": cfg["arch"], "patch_size": cfg["patch_size"], "img_size": cfg["img_size"],
+                "in_chans": 3, "family": family, "method": method,
+                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        save_atomic({"model": {k: v.detach().cpu() for k, v in encoder.items()}, "maebench": meta}, path)
+        registry.register(name, path, fmt="maebench", force=True, family=family,
+                          source=f"maebench pretrain --method {method} (run {run_id})")
+    distributed.barrier()
