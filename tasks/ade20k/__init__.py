@@ -1,0 +1,206 @@
+"""`maebench run --task ade20k`: UperNet semantic segmentation on a registered ViT (MAE paper
+A.4, Table 5).
+
+    maebench run --task ade20k --backbone NAME [--data DIR]
+                 [--num-classes K --ignore-index 255 --reduce-zero-label/--no-reduce-zero-label]
+
+DIR is an ADEChallengeData2016-layout directory (images/{training,validation}/*.jpg,
+annotations/{training,validation}/*.png: 150 classes, 0 = "other" ignored) or any set of
+image / label-PNG pairs in that layout with its own class count and ignore value; without
+--data, the embedded generated set (its meta.json gives 8 classes). Training runs through
+engine.fit (AdamW, warm-up + poly, layer decay, AMP on CUDA, DDP under torchrun, checkpoints,
+--resume); the result row holds mIoU, mAcc, aAcc (percent) and per_class_iou.
+
+Package layout: transforms.py (joint image/label augmentation), relpos.py (zero-init relative
+position bias), neck.py (4 block outputs -> strides 4-32), model.py (ViT + neck + UperNet +
+auxiliary FCN, the loss), evaluate.py (whole / sliding-window inference, confusion-matrix metrics).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from maebench.errors import MaebenchError, UsageError, unknown
+
+TASK = "ade20k"
+EVAL_MODES = ("whole", "slide")
+SCHEDULES = ("poly", "cosine")
+
+
+def run(args: argparse.Namespace) -> int:
+    from backbones import registry
+    from maebench import config
+
+    if not args.backbone:
+        raise UsageError("--task ade20k needs --backbone NAME")
+    entry = registry.entry(args.backbone)
+    root, dataset = data_root(args)
+    cfg = check_config(config.load(TASK, config_file=args.config, sets=args.set, arch=entry.arch,
+                                   flags=task_flags(args, root)), entry.patch_size)
+    train_set, val_set = open_data(root, cfg, entry)
+    if not entry.present:
+        raise registry.missing_weights_error(entry)
+
+    # torch only from here on
+    import torch
+
+    from maebench import distributed, engine, optim, runs
+    from maebench.flops import count_flops
+    from tasks.ade20k.evaluate import evaluate
+    from tasks.ade20k.model import segmentation_loss
+
+    device = distributed.init(args.device)
+    if getattr(args, "deterministic", False):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    micro = cfg["batch_size"] // (distributed.world_size() * cfg["accum_iter"])
+    if micro < 2:
+        raise UsageError(f"the per-process batch is {micro} image(s): the heads' BatchNorm needs at least 2 "
+                         "(raise batch_size or lower accum_iter)")
+    model, entry = build_model(args.backbone, cfg, device)
+    groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
+                                num_layers=len(model.backbone.vit.blocks), vit_prefix="backbone.vit.")
+    crop = cfg["crop_size"]
+    model.to(device).eval()   # eval: count without touching BatchNorm statistics (aux head not counted)
+    flops = count_flops(lambda: model(torch.zeros(1, 3, crop, crop, device=device)))
+    model.train()
+    log = print if distributed.is_main() else (lambda *_: None)
+    log(f"ade20k: {args.backbone} ({entry.arch}, patch {entry.patch_size}) + UperNet, {len(train_set)} train / "
+        f"{len(val_set)} val images, {cfg['num_classes']} classes, crop {crop}, "
+        f"out_indices {model.backbone.out_indices}, rel_pos_bias {cfg['rel_pos_bias']}, "
+        f"eval {cfg['eval_mode']}, {flops / 1e9:.2f} GFLOPs/image")
+
+    def loss_fn(m, batch, dev):
+        images, labels = batch
+        logits, aux = m(images.to(dev, non_blocking=True))
+        return segmentation_loss(logits, aux, labels.to(dev, non_blocking=True),
+                                 ignore_index=cfg["ignore_index"], aux_weight=cfg["aux_weight"])
+
+    def evaluate_fn(m):
+        return evaluate(m, val_set, num_classes=cfg["num_classes"], ignore_index=cfg["ignore_index"],
+                        device=device, mode=cfg["eval_mode"], crop=crop, stride=cfg["stride"],
+                        num_workers=cfg["num_workers"], amp=cfg["amp"])
+
+    with runs.tracked_run(args, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
+                          checkpoint_sha256=entry.sha256) as run_ctx:
+        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run_ctx.out_dir, device=device,
+                            seed=args.seed, param_groups=groups, evaluate=evaluate_fn, resume=args.resume,
+                            flops_per_image=flops, desc=TASK, log=log)
+        run_ctx.finish(result.metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
+    log(f"ade20k {args.backbone} on {dataset}: {summary(result.metrics)}  (run {run_ctx.run_id})")
+    return 0
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+def data_root(args: argparse.Namespace) -> tuple[Path, str]:
+    """(dataset directory, the row's dataset name): --data DIR or the embedded generated set."""
+    if args.data:
+        root = Path(args.data).expanduser().resolve()
+        return root, {"ADEChallengeData2016": "ade20k"}.get(root.name, root.name)
+    from maebench.data import default_dataset
+    return default_dataset("ade20k"), "shapes"
+
+
+def task_flags(args: argparse.Namespace, root: Path) -> dict:
+    """Command-line options that map onto config keys (None = not given). A directory written by
+    maebench (meta.json) supplies its own label conventions unless the command line overrides."""
+    meta = {}
+    meta_file = root / "meta.json"
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError) as e:
+            raise MaebenchError(f"cannot read {meta_file}: {e}") from None
+    if meta.get("kind") not in (None, "ade20k"):
+        raise MaebenchError(f"{root} holds a generated '{meta.get('kind')}' set, not an ADE20K-layout one")
+
+    def pick(name):
+        given = getattr(args, name, None)
+        return given if given is not None else meta.get(name)
+
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "num_classes": pick("num_classes"),
+             "ignore_index": pick("ignore_index"), "reduce_zero_label": pick("reduce_zero_label")}
+    if getattr(args, "deterministic", False):
+        flags["num_workers"] = 0          # one data-loading process: the order cannot vary
+    return flags
+
+
+def check_config(cfg: dict, patch_size: int) -> dict:
+    """Task-specific checks config.load cannot know; returns cfg with integral epochs as int."""
+    if cfg["eval_mode"] not in EVAL_MODES:
+        raise unknown("inference mode (eval_mode)", cfg["eval_mode"], EVAL_MODES)
+    if cfg["schedule"] not in SCHEDULES:
+        raise unknown("lr schedule", cfg["schedule"], SCHEDULES)
+    k, ignore = cfg["num_classes"], cfg["ignore_index"]
+    if not isinstance(k, int) or k < 2:
+        raise UsageError(f"the number of classes must be an integer >= 2, got {k!r}")
+    if 0 <= ignore < k:
+        raise UsageError(f"ignore_index {ignore} is one of the {k} class ids; use a value outside 0..{k - 1} (e.g. 255)")
+    crop = cfg["crop_size"]
+    if not isinstance(crop, int) or crop <= 0 or crop % patch_size:
+        raise UsageError(f"config key 'crop_size' must be a positive multiple of the patch size {patch_size}, got {crop!r}")
+    if not isinstance(cfg["stride"], int) or not 0 < cfg["stride"] <= crop:
+        raise UsageError(f"config key 'stride' must lie in (0, crop_size={crop}], got {cfg['stride']!r}")
+    lo_hi = cfg["ratio_range"]
+    if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and 0 < lo_hi[0] <= lo_hi[1]):
+        raise UsageError(f"config key 'ratio_range' must be [low, high] with 0 < low <= high, got {lo_hi}")
+    for key, low, high in (("flip", 0, 1), ("cat_max_ratio", 0, 1), ("dropout", 0, 1)):
+        if not low <= cfg[key] <= high:
+            raise UsageError(f"config key '{key}' must lie in [{low}, {high}], got {cfg[key]}")
+    for key in ("channels", "aux_channels", "num_workers"):
+        if not isinstance(cfg[key], int) or cfg[key] < (0 if key == "num_workers" else 1):
+            raise UsageError(f"config key '{key}' must be a {'non-negative' if key == 'num_workers' else 'positive'} "
+                             f"integer, got {cfg[key]!r}")
+    out = cfg["out_indices"]
+    if out and not (isinstance(out, list) and len(out) == 4 and all(isinstance(i, int) for i in out)
+                    and out == sorted(set(out)) and out[0] >= 0):
+        raise UsageError(f"config key 'out_indices' must be [] or 4 increasing block indices, got {out}")
+    if float(cfg["epochs"]) != int(cfg["epochs"]):
+        raise UsageError(f"config key 'epochs' must be a whole number for ade20k, got {cfg['epochs']}")
+    return {**cfg, "epochs": int(cfg["epochs"])}
+
+
+def open_data(root: Path, cfg: dict, entry):
+    """(train, val) SegmentationPairs with the protocol's transforms; pairing problems raise here."""
+    from maebench.data.ade20k import SegmentationPairs, resolve_ade20k
+    from tasks.ade20k.transforms import SegEvalTransform, SegTrainTransform
+
+    train_tf = SegTrainTransform(img_size=cfg["img_size"], crop_size=cfg["crop_size"], mean=entry.mean,
+                                 std=entry.std, ignore_index=cfg["ignore_index"], ratio_range=cfg["ratio_range"],
+                                 cat_max_ratio=cfg["cat_max_ratio"], flip=cfg["flip"], photometric=cfg["photometric"])
+    eval_tf = SegEvalTransform(img_size=cfg["img_size"], mean=entry.mean, std=entry.std)
+    labels = dict(num_classes=cfg["num_classes"], ignore_index=cfg["ignore_index"],
+                  reduce_zero_label=cfg["reduce_zero_label"])
+    train_set = SegmentationPairs(*resolve_ade20k(root, "training"), transforms=train_tf, **labels)
+    val_set = SegmentationPairs(*resolve_ade20k(root, "validation"), transforms=eval_tf, **labels)
+    return train_set, val_set
+
+
+# ---- model ------------------------------------------------------------------------------------
+def build_model(backbone: str, cfg: dict, device):
+    """(UperNetSegmentor, entry): the backbone at the crop's grid with drop path, plus the heads.
+    Under torchrun on GPUs the heads' BatchNorm becomes SyncBatchNorm (2 images per GPU in the
+    paper's setup: per-GPU statistics would be too noisy), as in the released configs."""
+    import torch.nn as nn
+
+    from backbones import registry
+    from maebench import distributed
+    from tasks.ade20k.model import UperNetSegmentor
+
+    e = registry.entry(backbone)
+    extra = {"dynamic_img_size": True} if e.model == "vit" else {}   # whole-image inference at any size
+    vit, entry = registry.load(backbone, img_size=cfg["crop_size"], drop_path_rate=cfg["drop_path"], **extra)
+    out = cfg["out_indices"] or None
+    if out and out[-1] >= len(vit.blocks):
+        raise UsageError(f"config key 'out_indices' {out} names a block beyond the backbone's {len(vit.blocks)}")
+    grid = cfg["crop_size"] // entry.patch_size
+    model = UperNetSegmentor(vit, num_classes=cfg["num_classes"], window=(grid, grid), out_indices=out,
+                             rel_pos_bias=cfg["rel_pos_bias"], channels=cfg["channels"],
+                             aux_channels=cfg["aux_channels"], dropout=cfg["dropout"])
+    if distributed.is_dist() and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model, entry
+
+
+def summary(metrics: dict) -> str:
+    return " ".join(f"{k} {metrics[k]:.2f}" for k in ("mIoU", "mAcc", "aAcc") if k in metrics)
