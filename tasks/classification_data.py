@@ -1,0 +1,121 @@
+"""The data side of the classification tasks: the dataset directory (checked before any run
+row exists), the seeded low-label subset of its training split, and each recipe's transforms."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from maebench.data.imagefolder import ImageFolder, stratified_subset
+from maebench.errors import UsageError
+
+
+@dataclass
+class ClassificationData:
+    """One ImageFolder dataset as a task uses it: the labelled training subset and the val split."""
+    root: Path
+    name: str                    # short dataset name for result rows ("shapes", "fashion-mnist", ...)
+    classes: list[str]
+    train_indices: list[int]     # into the train split: the low-label subset, or every image
+    train_targets: list[int]     # labels of train_indices, same order
+    n_train_total: int           # images in the train split before subsetting
+    n_val: int
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def train_set(self, transform) -> Dataset:
+        full = ImageFolder(self.root, "train", transform=transform)
+        return full if len(self.train_indices) == len(full) else full.subset(self.train_indices)
+
+    def val_set(self, transform) -> Dataset:
+        return ImageFolder(self.root, "val", transform=transform)
+
+
+def dataset_name(root: Path) -> str:
+    """meta.json's `dataset` for sets maebench wrote (shapes, fashion-mnist), else the folder name."""
+    meta = root / "meta.json"
+    if meta.is_file():
+        try:
+            name = json.loads(meta.read_text()).get("dataset")
+            if isinstance(name, str) and name:
+                return name
+        except (OSError, ValueError):
+            pass
+    from maebench.runs import dataset_name as from_dir
+    return from_dir(root)
+
+
+def open_data(data_dir: str | None, *, labels_per_class: int | None = None,
+              label_fraction: float | None = None, seed: int = 0) -> ClassificationData:
+    """Scan both splits and choose the labelled subset; every problem raises before training."""
+    if labels_per_class is not None and label_fraction is not None:
+        raise UsageError("give at most one of --labels-per-class and --label-fraction")
+    if data_dir:
+        root = Path(data_dir).expanduser()
+    else:
+        from maebench.data import default_dataset
+        root = default_dataset("classification")
+    train = ImageFolder(root, "train")        # raises MaebenchError naming a missing/empty path
+    val = ImageFolder(root, "val")
+    if labels_per_class is not None or label_fraction is not None:
+        # the subset's seed is the run's seed: seeds differ in which images carry labels too,
+        # which is what a low-label result averaged over seeds should vary
+        indices = stratified_subset(train.targets, labels_per_class=labels_per_class,
+                                    fraction=label_fraction, seed=seed)
+    else:
+        indices = list(range(len(train)))
+    return ClassificationData(root=root, name=dataset_name(root), classes=list(train.classes),
+                              train_indices=indices, train_targets=[train.targets[i] for i in indices],
+                              n_train_total=len(train), n_val=len(val))
+
+
+# ---- transforms ---------------------------------------------------------------------------
+def eval_transform(cfg: dict, mean, std):
+    from maebench.data.transforms import classification_eval
+    return classification_eval(cfg["img_size"], mean, std, crop_pct=cfg["eval_crop_pct"])
+
+
+def probe_train_transform(cfg: dict, mean, std):
+    """Linear probe (Table 10): random-resized crop + flip, or the fixed eval crop (augment false)."""
+    if not cfg["augment"]:
+        return eval_transform(cfg, mean, std)
+    from maebench.data.transforms import classification_train
+    return classification_train(cfg["img_size"], mean, std, scale=tuple(cfg["aug"]["scale"]))
+
+
+def finetune_train_transform(cfg: dict, mean, std):
+    """Fine-tuning (Table 9): random-resized crop (bicubic), flip, RandAugment, random erasing,
+    built by timm exactly as the released MAE recipe builds it (no colour jitter)."""
+    from timm.data import create_transform
+    aug = cfg["aug"]
+    tf = create_transform(cfg["img_size"], is_training=True, scale=tuple(aug["scale"]),
+                          hflip=aug["hflip"], color_jitter=None, auto_augment=aug["rand_augment"] or None,
+                          interpolation="bicubic", re_prob=aug["reprob"], re_mode=aug["remode"],
+                          re_count=1, mean=tuple(mean), std=tuple(std))
+    _fix_posterize(tf)
+    return tf
+
+
+def _posterize_zero_ok(img, bits_to_keep, **_):
+    """Posterize as Pillow < 10 did: 0 bits kept gives a black image. At RandAug magnitude
+    10 ("inc1" ops, magnitude 9 +- 0.5 clipped to 10) timm asks for 0 bits, which Pillow >= 10
+    rejects with "bits must be between or equal to 1 and 8"."""
+    from PIL import Image, ImageOps
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _fix_posterize(tf) -> None:
+    from timm.data.auto_augment import RandAugment, posterize
+    for t in getattr(tf, "transforms", []):
+        if isinstance(t, RandAugment):
+            for op in t.ops:
+                if op.aug_fn is posterize:
+                    op.aug_fn = _posterize_zero_ok

@@ -1,0 +1,95 @@
+"""What every classification task does before it trains: resolve the backbone entry, build the
+effective config, open the data and pick the device. Everything that can be wrong with the
+user's input is found here, before a results row exists (see docs/architecture.md)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from maebench import config
+from maebench.errors import UsageError
+from tasks.classification_data import ClassificationData, open_data
+
+
+@dataclass
+class Setup:
+    cfg: dict                    # the effective config, stored with the result
+    entry: Any                   # backbones.registry.BackboneEntry
+    data: ClassificationData
+    device: Any                  # torch.device
+
+
+def task_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line options that map onto config keys (None = not given)."""
+    epochs = getattr(args, "epochs", None)
+    flags = {"epochs": epochs, "batch_size": getattr(args, "batch_size", None),
+             "labels_per_class": getattr(args, "labels_per_class", None),
+             "label_fraction": getattr(args, "label_fraction", None)}
+    if getattr(args, "deterministic", False):
+        flags["num_workers"] = 0          # one data-loading process: the order cannot vary
+    return flags
+
+
+def load_config(protocol: str, args: argparse.Namespace, arch: str, img_size: int,
+                extra: dict[str, Any] | None = None) -> dict:
+    """config.load with the task's flags; fills img_size from the backbone and checks the
+    keys the range checks of maebench.config do not cover."""
+    flags = task_flags(args)
+    if protocol == "knn":
+        flags.pop("epochs")               # no training: --epochs has no key to set
+    cfg = config.load(protocol, config_file=getattr(args, "config", None), sets=getattr(args, "set", []),
+                      flags={**flags, **(extra or {})}, arch=arch)
+    if cfg.get("img_size") is None:
+        cfg["img_size"] = int(img_size)
+    if "epochs" in cfg:
+        if not float(cfg["epochs"]).is_integer():
+            raise UsageError(f"config key 'epochs' must be a whole number of epochs, got {cfg['epochs']}")
+        cfg["epochs"] = int(cfg["epochs"])
+    if cfg.get("labels_per_class") is not None and cfg.get("label_fraction") is not None:
+        raise UsageError("give at most one of labels_per_class (--labels-per-class) and "
+                         "label_fraction (--label-fraction)")
+    lpc = cfg.get("labels_per_class")
+    if lpc is not None and (isinstance(lpc, bool) or not isinstance(lpc, int) or lpc < 1):
+        raise UsageError(f"config key 'labels_per_class' must be a whole number >= 1, got {lpc!r}")
+    if not 0 < float(cfg.get("eval_crop_pct", 1.0)) <= 1:
+        raise UsageError(f"config key 'eval_crop_pct' must lie in (0, 1], got {cfg['eval_crop_pct']}")
+    if cfg.get("global_pool", "avg") not in ("avg", "token"):
+        from maebench.errors import unknown
+        raise unknown("global_pool", cfg["global_pool"], ("avg", "token"))
+    return cfg
+
+
+def prepare(args: argparse.Namespace, protocol: str, extra: dict[str, Any] | None = None) -> Setup:
+    """Backbone entry -> config -> data -> device, each checked; nothing is written yet."""
+    if not getattr(args, "backbone", None):
+        raise UsageError(f"--task {args.task} needs --backbone NAME (see `maebench backbones list`)")
+    from backbones import registry
+    entry = registry.entry(args.backbone)                 # unknown name: UsageError with suggestions
+    if not entry.present:
+        raise registry.missing_weights_error(entry)
+    cfg = load_config(protocol, args, entry.arch, entry.img_size, extra)
+    data = open_data(getattr(args, "data", None), labels_per_class=cfg.get("labels_per_class"),
+                     label_fraction=cfg.get("label_fraction"), seed=getattr(args, "seed", 0) or 0)
+    from maebench import distributed
+    device = distributed.init(getattr(args, "device", None))
+    if getattr(args, "deterministic", False):
+        import torch
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return Setup(cfg=cfg, entry=entry, data=data, device=device)
+
+
+def check_batch(cfg: dict, n_train: int, *, even: bool = False) -> None:
+    """The engine needs at least one full global batch; mixup needs an even per-process batch."""
+    from maebench import distributed
+    world = distributed.world_size()
+    per_step = world * cfg.get("accum_iter", 1)
+    if cfg["batch_size"] % per_step:
+        raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by processes ({world}) x "
+                         f"accum_iter ({cfg.get('accum_iter', 1)})")
+    if cfg["batch_size"] > n_train:
+        raise UsageError(f"batch_size {cfg['batch_size']} is larger than the {n_train} labelled training "
+                         "images: lower --batch-size")
+    if even and (cfg["batch_size"] // per_step) % 2:
+        raise UsageError(f"mixup/cutmix pair images within a batch: the per-process batch "
+                         f"{cfg['batch_size'] // per_step} must be even")
