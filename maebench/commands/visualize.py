@@ -1,14 +1,119 @@
-"""`maebench visualize` (being written; see the issue that owns it)."""
+"""`maebench visualize --backbone NAME --images DIR`: MAE reconstruction figures.
+
+One PNG per image: original, masked input, reconstruction, and reconstruction with the visible
+patches pasted back (the paper's Fig. 2-4). Needs a backbone registered with its MAE decoder
+(a `maebench pretrain --method mae` result, or an official full checkpoint such as
+mae-vit-l-full); an encoder-only backbone is refused with an error saying so.
+"""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from maebench.errors import MaebenchError
+from maebench.errors import MaebenchError, UsageError
+
+TARGET_BY_FAMILY = {"mae-pixel": "pixel", "mae-norm-pixel": "norm-pixel", "mae-token": "dvae"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--backbone", required=True, metavar="NAME", help="a registered MAE with its decoder")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (searched recursively)")
+    p.add_argument("--out", metavar="DIR", default="reconstructions",
+                   help="where the PNGs go (default: ./reconstructions)")
+    p.add_argument("--mask-ratio", type=float,
+                   help="share of patches removed (default: the backbone's pretraining ratio, else 0.75)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted by path)")
+    p.add_argument("--tokenizer", metavar="NAME|FILE",
+                   help="dVAE tokenizer of a token-target MAE (default: the one its run recorded)")
+    p.add_argument("--decoder-heads", type=int, metavar="N",
+                   help="decoder attention heads, when neither the checkpoint nor the default "
+                        "(decoder width / 32, as every released MAE) is right")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+
+
+def _run_meta(e) -> dict:
+    """What the pretraining run recorded next to the weights (decoder heads, target, tokenizer).
+
+    Attention heads leave no trace in the weights. A `maebench pretrain` run writes them into
+    the "maebench" metadata of the file it registered, which is read here when it still exists;
+    other files fall back to the defaults of the official release."""
+    if e.format != "maebench" or not e.source_path or not Path(e.source_path).is_file():
+        return {}
+    from maebench.checkpoint import load
+    try:
+        meta = load(e.source_path).get("maebench")
+    except MaebenchError:
+        return {}
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def main(args: argparse.Namespace) -> int:
-    raise MaebenchError("'maebench visualize' is not available in this build yet")
+    import torch
+
+    from backbones import registry
+    from backbones.figures import PANELS, reconstruct, save_grid, to_numpy
+    from backbones.mae import from_state_dict
+    from backbones.vit import arch_dims
+    from maebench.data.files import is_image_file, load_rgb, require_dir
+    from maebench.data.transforms import classification_eval
+
+    # 1. validate: backbone with a decoder, images, options ----------------------------------
+    if args.mask_ratio is not None and not 0 <= args.mask_ratio < 1:
+        raise UsageError(f"--mask-ratio must lie in [0, 1), got {args.mask_ratio}")
+    e = registry.entry(args.backbone)
+    if e.family not in TARGET_BY_FAMILY:
+        raise MaebenchError(f"backbone '{e.name}' (family {e.family}) is not a masked autoencoder: "
+                            "nothing to reconstruct with")
+    state = registry.load_mae_state(args.backbone)      # refuses a backbone without a decoder
+    if "decoder_embed.weight" not in state:
+        raise MaebenchError(f"backbone '{e.name}' has no MAE decoder weights: reconstruction figures need "
+                            "a full MAE checkpoint")
+    meta = _run_meta(e)
+    if meta.get("mask_tokens_in_encoder"):
+        raise MaebenchError(f"backbone '{e.name}' was pretrained with mask tokens in the encoder (the Table 1c "
+                            "ablation); its registered weights omit the encoder's [M] token, so it cannot "
+                            "reconstruct")
+    root = require_dir(args.images, "--images directory")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p.name))
+    if args.limit is not None:
+        files = files[:max(args.limit, 0)]
+    if not files:
+        raise MaebenchError(f"no images (.jpg, .jpeg, .png, .bmp, .webp) under {root}")
+    target = meta.get("target") or TARGET_BY_FAMILY[e.family]
+    dec_dim = state["decoder_embed.weight"].shape[0]
+    heads = args.decoder_heads or meta.get("decoder_num_heads") or max(1, dec_dim // 32)
+    if dec_dim % heads:
+        raise UsageError(f"decoder width {dec_dim} is not divisible by {heads} heads (--decoder-heads)")
+    tokenizer = None
+    if target == "dvae":
+        tok = args.tokenizer or meta.get("tokenizer")
+        if not tok:
+            raise UsageError(f"backbone '{e.name}' predicts dVAE tokens: pass --tokenizer NAME|FILE to decode them")
+        from backbones.dvae import load_tokenizer
+        tokenizer, _ = load_tokenizer(tok)
+    mask_ratio = args.mask_ratio if args.mask_ratio is not None else float(meta.get("mask_ratio", 0.75))
+
+    # 2. model --------------------------------------------------------------------------------------
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = from_state_dict(state, num_heads=arch_dims(e.arch)[2], patch_size=e.patch_size,
+                            decoder_num_heads=heads, target=target,
+                            masking=meta.get("masking", "random")).to(device).eval()
+    transform = classification_eval(e.img_size, e.mean, e.std, crop_pct=1.0)   # whole image, resized
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 3. one figure per image; masks from (seed, image index) so a rerun draws the same masks ----
+    L = model.patch_embed.num_patches
+    for i, path in enumerate(files):
+        x = transform(load_rgb(path)).unsqueeze(0).to(device)
+        noise = torch.rand(1, L, generator=torch.Generator().manual_seed(args.seed * 1_000_003 + i)).to(device)
+        panels = reconstruct(model, x, mean=e.mean, std=e.std, mask_ratio=mask_ratio, noise=noise,
+                             tokenizer=tokenizer)
+        rel = path.relative_to(root).with_suffix("")
+        dest = out / ("_".join(rel.parts) + ".png")
+        save_grid([[to_numpy(panels[k][0]) for k in PANELS]], dest,
+                  title=f"{e.name}: {rel} (mask {mask_ratio:.2f})")
+    print(f"wrote {len(files)} reconstruction figure(s) to {out} (backbone {e.name}, target {target}, "
+          f"mask {mask_ratio:.2f}, seed {args.seed})")
+    return 0

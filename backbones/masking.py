@@ -1,0 +1,148 @@
+"""Which patches the MAE encoder sees: random (the paper's default), block-wise (BEiT style) and
+grid masking (paper Table 1f / Fig. 6).
+
+Every strategy is written as a *score* per patch, [N, L]; a sample keeps the `len_keep` patches
+with the lowest scores. Random masking's score is the uniform noise itself, exactly as in the
+official release, so that a run given the same `noise` masks the same patches as the official
+code. Block and grid masking add 1 to the patches their pattern removes, so the noise only
+breaks ties inside the pattern; the shared argsort / gather machinery then works unchanged, and
+every sample keeps the same number of patches, so the visible tokens batch as one dense tensor.
+
+    scores [N, L] -> ids_shuffle = argsort(scores)   order of patches: kept ones first
+                     ids_restore = argsort(ids_shuffle)   undoes the shuffle (gather again)
+                     mask [N, L]: 0 = kept, 1 = removed, in image order
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+
+from maebench.errors import UsageError, unknown
+
+STRATEGIES = ("random", "block", "grid")
+
+
+def num_keep(num_patches: int, mask_ratio: float) -> int:
+    """Patches kept per sample: round(L * (1 - ratio)).
+
+    The release truncates with int(); rounding gives the same count for the usual grids
+    (196 -> 49, 49 -> 12 at 0.75) and avoids losing a patch to float error (49 * 0.1 = 4.8999).
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise UsageError(f"mask_ratio must lie in [0, 1), got {mask_ratio}")
+    return max(1, int(round(num_patches * (1.0 - mask_ratio))))
+
+
+def check(strategy: str, mask_ratio: float) -> None:
+    """Refuse an unknown strategy or a ratio the strategy cannot produce (before any work)."""
+    if strategy not in STRATEGIES:
+        raise unknown("masking", strategy, STRATEGIES)
+    if strategy == "grid" and abs(mask_ratio - 0.75) > 1e-9:
+        raise UsageError(f"grid masking keeps one patch of every 2x2 cell, i.e. mask_ratio 0.75; "
+                         f"got mask_ratio {mask_ratio}")
+
+
+# --------------------------------------------------------------------------------------------
+# pattern of each strategy: [N, L] with 1 where the pattern removes a patch
+# --------------------------------------------------------------------------------------------
+def grid_pattern(n: int, grid: tuple[int, int], device=None) -> torch.Tensor:
+    """Keep the top-left patch of every 2x2 cell, remove the other three (same for every sample).
+
+    On an odd grid (7 x 7) the pattern keeps 16 of 49 patches, more than round(49 / 4) = 12;
+    the noise then decides which 4 of the 16 are removed as well, so the count stays exact.
+    """
+    gh, gw = grid
+    rows = torch.arange(gh, device=device).view(gh, 1)
+    cols = torch.arange(gw, device=device).view(1, gw)
+    removed = ((rows % 2 != 0) | (cols % 2 != 0)).float().reshape(1, gh * gw)
+    return removed.expand(n, -1)
+
+
+def block_pattern(n: int, grid: tuple[int, int], num_mask: int, *, min_block: int | None = None,
+                  min_aspect: float = 0.3, generator: torch.Generator | None = None,
+                  device=None) -> torch.Tensor:
+    """BEiT's block-wise masking: rectangles of random area (>= min_block patches) and aspect
+    ratio (in [min_aspect, 1/min_aspect]) are added until `num_mask` patches are covered.
+
+    A new rectangle may overlap earlier ones; it is accepted only when it does not overshoot
+    the budget, so the pattern covers at most num_mask patches. When ten tries in a row add
+    nothing the remainder is left to the noise (rare; the count stays exact).
+    min_block defaults to BEiT's 16 patches of a 14 x 14 grid, scaled to this grid's size.
+    """
+    gh, gw = grid
+    if min_block is None:
+        min_block = max(1, round(16 * gh * gw / 196))
+    log_aspect = (math.log(min_aspect), math.log(1.0 / min_aspect))
+    out = torch.zeros(n, gh, gw)
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+    def randint(lo: int, hi: int) -> int:   # inclusive bounds
+        return int(torch.randint(lo, hi + 1, (), generator=generator))
+
+    for i in range(n):
+        mask, count = out[i], 0
+        while count < num_mask:
+            budget = num_mask - count
+            added = 0
+            for _ in range(10):
+                area = uniform(min(min_block, budget), budget)
+                aspect = math.exp(uniform(*log_aspect))
+                h = int(round(math.sqrt(area * aspect)))
+                w = int(round(math.sqrt(area / aspect)))
+                if not (1 <= h <= gh and 1 <= w <= gw):
+                    continue
+                top, left = randint(0, gh - h), randint(0, gw - w)
+                new = h * w - int(mask[top:top + h, left:left + w].sum())
+                if 0 < new <= budget:
+                    mask[top:top + h, left:left + w] = 1
+                    added = new
+                    break
+            if added == 0:
+                break
+            count += added
+    return out.reshape(n, gh * gw).to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# the one entry point the model calls
+# --------------------------------------------------------------------------------------------
+def sample(strategy: str, n: int, grid: tuple[int, int], mask_ratio: float, *,
+           noise: torch.Tensor | None = None, device=None,
+           generator: torch.Generator | None = None):
+    """-> ids_keep [N, K], ids_restore [N, L], mask [N, L] (0 keep, 1 remove).
+
+    `noise` [N, L] in [0, 1) fixes the random choice (the official argument). Block masking
+    draws its rectangles from `generator`; when only `noise` is given, from a generator seeded
+    by the noise's bytes, so the same noise always gives the same mask.
+    """
+    check(strategy, mask_ratio)
+    L = grid[0] * grid[1]
+    keep = num_keep(L, mask_ratio)
+    given_noise = noise is not None
+    if noise is None:
+        noise = torch.rand(n, L, device=device, generator=generator)
+    elif noise.shape != (n, L):
+        raise ValueError(f"noise must have shape [N, L] = [{n}, {L}], got {list(noise.shape)}")
+    device = noise.device
+    if strategy == "random":
+        scores = noise
+    elif strategy == "grid":
+        scores = noise + grid_pattern(n, grid, device)
+    else:
+        if generator is None and given_noise:
+            digest = hashlib.sha256(noise.detach().cpu().numpy().tobytes()).digest()
+            generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        scores = noise + block_pattern(n, grid, L - keep, generator=generator, device=device)
+
+    ids_shuffle = torch.argsort(scores, dim=1)          # ascending: kept patches first
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :keep]
+    # mask in shuffled order is [0]*keep + [1]*(L-keep); unshuffle it to image order
+    mask = torch.ones(n, L, device=device)
+    mask[:, :keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return ids_keep, ids_restore, mask

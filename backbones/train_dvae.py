@@ -1,0 +1,93 @@
+"""`maebench pretrain --method dvae`: train the discrete VAE tokenizer of the MAE "dvae" target.
+
+Model in backbones/dvae.py, recipe in maebench/protocols/pretrain_dvae.yaml (DALL-E's dVAE at
+the scale the config asks). Training runs through `maebench.engine.fit` like every other
+command; the run stores a `pretrain-dvae` row (metric `loss`, plus `mse` and codebook
+`perplexity` of the final epoch).
+
+The tokenizer is not a ViT backbone, so it is not put in the backbone registry. It is written
+to the run directory as final.pth ({"model": state dict, "maebench": {"kind": "dvae", ...}}) and
+copied to $MAEBENCH_HOME/weights/tokenizers/NAME.pth, where
+`maebench pretrain --method mae --target dvae --tokenizer NAME` finds it.
+"""
+from __future__ import annotations
+
+import argparse
+
+from maebench.errors import UsageError
+
+PROTOCOL = "pretrain_dvae"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from backbones.dvae import CONSTRUCTOR_KEYS, DiscreteVAE
+    from backbones.train_mae import check_name, load_config, resolve_data
+    from maebench import distributed, engine, flops, optim, runs
+    from maebench.checkpoint import save_atomic
+    from maebench.data.imagefolder import ImageFolder
+    from maebench.data.transforms import classification_train
+    from maebench.home import weights_dir
+
+    # 1. validate everything before a results row exists ----------------------------------------
+    mae_only = [f"--{k.replace('_', '-')}" for k in ("target", "mask_ratio", "masking", "tokenizer")
+                if getattr(args, k, None) is not None]
+    if mae_only:
+        raise UsageError(f"{', '.join(mae_only)}: MAE options, not used by --method dvae")
+    cfg = load_config(args, PROTOCOL, {})
+    if cfg["img_size"] % cfg["downsample"]:
+        raise UsageError(f"img_size {cfg['img_size']} is not a multiple of the dVAE downsample {cfg['downsample']}")
+    if not 0 <= cfg["anneal_fraction"] <= 1:
+        raise UsageError(f"anneal_fraction must lie in [0, 1], got {cfg['anneal_fraction']}")
+    if not 0 < cfg["tau_end"] <= cfg["tau_start"]:
+        raise UsageError(f"need 0 < tau_end <= tau_start, got {cfg['tau_end']} and {cfg['tau_start']}")
+    data_dir, dataset = resolve_data(args)
+    name = check_name(args.name or f"dvae-{cfg['vocab_size']}-{cfg['arch']}-{dataset}".lower())
+    device = distributed.init(args.device)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    train_set = ImageFolder(data_dir, "train", transform=classification_train(
+        cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
+    # forward passes of the whole run, counted as engine.fit counts them (DistributedSampler
+    # with drop_last, then whole micro-batches, then whole accumulation groups)
+    micro = cfg["batch_size"] // (distributed.world_size() * cfg["accum_iter"])
+    per_epoch = len(train_set) // distributed.world_size() // micro // cfg["accum_iter"] * cfg["accum_iter"]
+    anneal_steps = round(cfg["anneal_fraction"] * per_epoch * cfg["epochs"])
+
+    # 2. model and loss ---------------------------------------------------------------------------
+    torch.manual_seed(args.seed or 0)
+    model_kwargs = {k: cfg[k] for k in CONSTRUCTOR_KEYS if k in cfg}
+    model_kwargs.update(in_chans=3, anneal_steps=anneal_steps)
+    model = DiscreteVAE(**model_kwargs)
+    with torch.no_grad():   # no_grad: not a training pass, the anneal step stays 0
+        flops_per_image = flops.count_flops(lambda: model(torch.zeros(1, 3, cfg["img_size"], cfg["img_size"])))
+
+    def loss_fn(m, batch, dev):
+        imgs, _ = batch
+        loss, _, logs = m(imgs.to(dev, non_blocking=True))
+        return loss, logs
+
+    # 3. train, store, publish --------------------------------------------------------------------
+    with runs.tracked_run(args, task="pretrain-dvae", backbone=name, dataset=dataset, config=cfg) as run:
+        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
+                            seed=args.seed or 0,
+                            param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
+                            resume=args.resume, flops_per_image=flops_per_image, desc="pretrain dvae")
+        last = result.history[-1]
+        published = weights_dir() / "tokenizers" / f"{name}.pth"
+        if distributed.is_main():
+            meta = {"kind": "dvae", **model_kwargs, "img_size": cfg["img_size"], "patch_size": cfg["patch_size"],
+                    "arch": cfg["arch"], "mean": list(cfg["mean"]), "std": list(cfg["std"]),
+                    "dataset": dataset, "run_id": run.run_id}
+            payload = {"model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()}, "maebench": meta}
+            save_atomic(payload, run.out_dir / "final.pth")
+            save_atomic(payload, published)
+        distributed.barrier()
+        run.finish({"loss": last["loss"], "mse": last["mse"], "perplexity": last["perplexity"]},
+                   peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
+    if distributed.is_main():
+        print(f"pretrain dvae: {cfg['vocab_size']} codes on {dataset}: loss {last['loss']:.4f}, "
+              f"codebook perplexity {last['perplexity']:.1f}; tokenizer '{name}' at {published}")
+    distributed.cleanup()
+    return 0

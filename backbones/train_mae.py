@@ -1,0 +1,197 @@
+"""`maebench pretrain --method mae`: MAE pretraining of a ViT, registered as a backbone.
+
+Model in backbones/mae.py, recipe in maebench/protocols/pretrain_mae.yaml (the paper's Table 8).
+Training runs through `maebench.engine.fit` (AdamW with per-iteration warm-up + cosine,
+accumulation, bf16 autocast on CUDA / fp32 on CPU, DDP under torchrun, checkpoints every
+`checkpoint_every` epochs in the official layout {"model", "optimizer", "epoch", ...}, exact
+`--resume`, NaN stop); the run stores a `pretrain-mae` row with metric `loss` (final-epoch mean
+of the masked-patch loss).
+
+Outputs, in the run directory ($MAEBENCH_HOME/runs/<run id>/ or --out):
+    checkpoint.pth   the training checkpoint (engine.fit), for --resume
+    final.pth        {"model": full MAE state dict (official keys, encoder + decoder),
+                      "maebench": {"arch", "patch_size", "img_size", "family", "target", ...}}
+and final.pth is registered as backbone NAME (--name; default mae-<target>-<arch>-<dataset>),
+family mae-pixel / mae-norm-pixel / mae-token by target, so `maebench run ... --backbone NAME`
+and `maebench visualize --backbone NAME` find it.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from maebench.errors import MaebenchError, UsageError
+
+PROTOCOL = "pretrain_mae"
+
+
+# --------------------------------------------------------------------------------------------
+# configuration and validation (shared with backbones/train_dvae.py)
+# --------------------------------------------------------------------------------------------
+def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) -> dict[str, Any]:
+    """Protocol defaults <- by_arch <- --config <- named flags <- --set, for the run's arch.
+
+    The architecture picks the `by_arch` table and may itself come from --config or --set, so
+    when the merged arch differs from the one first assumed, merge again with it."""
+    from backbones.vit import arch_dims
+    from maebench import config
+
+    epochs = args.epochs
+    if epochs is not None:
+        if epochs != int(epochs) or epochs < 1:
+            raise UsageError(f"--epochs must be a whole number of epochs for pretraining, got {epochs}")
+        epochs = int(epochs)
+    flags = {"arch": args.arch, "img_size": args.img_size, "patch_size": args.patch_size,
+             "epochs": epochs, "batch_size": args.batch_size, **flags}
+    if getattr(args, "deterministic", False):
+        flags["num_workers"] = 0              # one process draws every random number, in order
+    arch = args.arch or config.protocol_defaults(protocol)["arch"]
+    for _ in range(2):
+        cfg = config.load(protocol, config_file=args.config, sets=args.set, flags=flags, arch=arch)
+        if cfg["arch"] == arch:
+            break
+        arch = cfg["arch"]
+    arch_dims(cfg["arch"])                    # unknown architecture -> UsageError with suggestions
+    if cfg["img_size"] % cfg["patch_size"]:
+        raise UsageError(f"img_size {cfg['img_size']} is not a multiple of patch_size {cfg['patch_size']}")
+    if cfg["batch_size"] % cfg["accum_iter"]:
+        raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by accum_iter {cfg['accum_iter']}")
+    return cfg
+
+
+def resolve_data(args: argparse.Namespace) -> tuple[Path, str]:
+    """(ImageFolder root, short dataset name for the results row); default: the shapes set."""
+    from maebench import runs
+    from maebench.data import default_dataset
+
+    if args.data:
+        root = Path(args.data).expanduser()
+        if not (root / "train").is_dir():
+            raise MaebenchError(f"--data {root}: no train/ split (expected DIR/train/<class>/<image>)")
+        return root, runs.dataset_name(root)
+    return default_dataset("classification"), runs.dataset_name(None)
+
+
+def check_name(name: str) -> str:
+    """The registry's name rule, checked before training so a refused name never costs a run."""
+    from backbones.registry import NAME_RE
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' "
+                         "and '-' (pass --name)")
+    return name
+
+
+def check_mae_config(cfg: dict) -> None:
+    from backbones.mae import TARGETS
+    from backbones.masking import check
+    from maebench.errors import unknown
+
+    if cfg["target"] not in TARGETS:
+        raise unknown("target", cfg["target"], TARGETS)
+    check(cfg["masking"], cfg["mask_ratio"])
+    for key in ("decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise UsageError(f"config key '{key}' must be a positive whole number, got {cfg[key]!r}")
+    if cfg["decoder_embed_dim"] % cfg["decoder_num_heads"]:
+        raise UsageError(f"decoder_embed_dim {cfg['decoder_embed_dim']} is not divisible by "
+                         f"decoder_num_heads {cfg['decoder_num_heads']}")
+    if cfg["target"] == "dvae" and not cfg["tokenizer"]:
+        raise UsageError("--target dvae needs a frozen tokenizer: pass --tokenizer NAME|FILE "
+                         "(train one with `maebench pretrain --method dvae --name NAME`)")
+    if cfg["target"] != "dvae" and cfg["tokenizer"]:
+        raise UsageError(f"--tokenizer is only used by --target dvae (target is '{cfg['target']}')")
+
+
+# --------------------------------------------------------------------------------------------
+# the command
+# --------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from backbones import registry
+    from backbones.dvae import load_tokenizer
+    from backbones.mae import FAMILY, create_mae
+    from maebench import distributed, engine, flops, optim, runs
+    from maebench.checkpoint import save_atomic
+    from maebench.data.imagefolder import ImageFolder
+    from maebench.data.transforms import classification_train
+
+    # 1. validate everything before a results row exists ----------------------------------------
+    cfg = load_config(args, PROTOCOL, {"target": args.target, "mask_ratio": args.mask_ratio,
+                                       "masking": args.masking, "tokenizer": args.tokenizer})
+    check_mae_config(cfg)
+    tokenizer = None
+    if cfg["target"] == "dvae":
+        tokenizer, tok_meta = load_tokenizer(cfg["tokenizer"])
+        if list(tok_meta.get("mean", [])) != list(cfg["mean"]) or list(tok_meta.get("std", [])) != list(cfg["std"]):
+            raise MaebenchError(f"tokenizer {tok_meta['path']} was trained on images normalised with mean "
+                                f"{tok_meta.get('mean')} / std {tok_meta.get('std')}, this run uses "
+                                f"{cfg['mean']} / {cfg['std']}: the tokens would not match")
+    data_dir, dataset = resolve_data(args)
+    family = FAMILY[cfg["target"]]
+    name = check_name(args.name or f"mae-{cfg['target']}-{cfg['arch']}-{dataset}".lower())
+    device = distributed.init(args.device)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    train_set = ImageFolder(data_dir, "train", transform=classification_train(
+        cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
+
+    # 2. model and loss ---------------------------------------------------------------------------
+    torch.manual_seed(args.seed or 0)
+    model = create_mae(cfg["arch"], img_size=cfg["img_size"], patch_size=cfg["patch_size"],
+                       decoder_embed_dim=cfg["decoder_embed_dim"], decoder_depth=cfg["decoder_depth"],
+                       decoder_num_heads=cfg["decoder_num_heads"], mlp_ratio=cfg["mlp_ratio"],
+                       target=cfg["target"], masking=cfg["masking"],
+                       mask_tokens_in_encoder=cfg["mask_tokens_in_encoder"],
+                       vocab_size=tokenizer.vocab_size if tokenizer is not None else None)
+    if tokenizer is not None:
+        model.attach_tokenizer(tokenizer)
+    mask_ratio = cfg["mask_ratio"]
+    with torch.no_grad():   # one image's forward (masking included); fit multiplies by 3 for fwd+bwd
+        flops_per_image = flops.count_flops(
+            lambda: model(torch.zeros(1, 3, cfg["img_size"], cfg["img_size"]), mask_ratio=mask_ratio))
+
+    def loss_fn(m, batch, dev):
+        imgs, _ = batch                       # labels unused: self-supervised
+        loss, _, _ = m(imgs.to(dev, non_blocking=True), mask_ratio=mask_ratio)
+        return loss, {}
+
+    # 3. train, store, register -----------------------------------------------------------------
+    with runs.tracked_run(args, task="pretrain-mae", backbone=name, dataset=dataset, config=cfg) as run:
+        result = engine.fit(
+            model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device, seed=args.seed or 0,
+            param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
+            resume=args.resume, flops_per_image=flops_per_image, desc="pretrain mae",
+            # the ablation's encoder replaces the decoder's mask token: DDP must expect it unused
+            find_unused_parameters=cfg["mask_tokens_in_encoder"])
+        losses = [h["loss"] for h in result.history]
+        final = run.out_dir / "final.pth"
+        if distributed.is_main():
+            # encoder_mask_token (ablation only) is no part of the official layout: the
+            # registered backbone is the encoder every downstream task uses, which never sees [M]
+            state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()
+                     if k != "encoder_mask_token"}
+            meta = {"arch": cfg["arch"], "patch_size": cfg["patch_size"], "img_size": cfg["img_size"],
+                    "in_chans": 3, "family": family, "method": "mae", "target": cfg["target"],
+                    "mask_ratio": mask_ratio, "masking": cfg["masking"],
+                    "mask_tokens_in_encoder": cfg["mask_tokens_in_encoder"],
+                    "decoder_embed_dim": cfg["decoder_embed_dim"], "decoder_depth": cfg["decoder_depth"],
+                    "decoder_num_heads": cfg["decoder_num_heads"], "mlp_ratio": cfg["mlp_ratio"],
+                    "vocab_size": model.vocab_size, "tokenizer": tok_meta["path"] if tokenizer else None,
+                    "mean": list(cfg["mean"]), "std": list(cfg["std"]), "dataset": dataset,
+                    "epochs": cfg["epochs"], "run_id": run.run_id, "loss_history": losses}
+            save_atomic({"model": state, "maebench": meta}, final)
+            registry.register(name, final, fmt="maebench", force=True, family=family, arch=cfg["arch"],
+                              patch_size=cfg["patch_size"], img_size=cfg["img_size"],
+                              mean=cfg["mean"], std=cfg["std"],
+                              source=f"maebench pretrain --method mae (run {run.run_id})")
+        distributed.barrier()
+        run.finish({"loss": losses[-1]}, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
+    if distributed.is_main():
+        curve = " ".join(f"{x:.4f}" for x in losses)
+        print(f"pretrain mae: {cfg['arch']} / {cfg['target']} / mask {mask_ratio} {cfg['masking']} on {dataset}: "
+              f"loss per epoch {curve}; {result.images_per_s:.1f} images/s")
+        print(f"registered backbone '{name}' (family {family}) from {final}")
+    distributed.cleanup()
+    return 0
