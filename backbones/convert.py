@@ -1,0 +1,216 @@
+"""Checkpoint file -> canonical backbone weights: safe reading, conversion, shape checks.
+
+A checkpoint is a pickle, and full unpickling runs whatever code the file carries, so files are
+read with torch.load(weights_only=True) (tensors, containers, numbers, strings, and
+argparse.Namespace, which training scripts store as "args"); anything more is refused unless
+the caller trusts the file. `.safetensors` files are read with safetensors.
+
+The canonical file ($MAEBENCH_HOME/weights/NAME.pth) is
+    {"model":   encoder state dict of the model `load` builds (timm VisionTransformer keys; timm
+                Beit keys for BEiT with relative position bias), pos_embed at the entry's grid,
+     "decoder": official MAE decoder keys (decoder_*, mask_token), only when the source had them,
+     "maebench": {"arch", "patch_size", "img_size", "in_chans", "family", "model", "vit_kwargs",
+                  "mean", "std", "source_format", "source_sha256", + a maebench source's own metadata}}
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pickle
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from backbones.catalogue import arch_dims, arch_names, infer_arch
+from backbones.formats import Converted, convert
+from backbones.formats.common import OPTIONAL_PREFIXES, square_side
+from backbones.loading import REL_TABLE, build_model, fit_pos_embed, fit_rel_table
+from maebench.errors import MaebenchError, UsageError
+
+SAFE_GLOBALS = [argparse.Namespace]
+SHOW_PROBLEMS = 4
+
+
+@dataclass(frozen=True)
+class Spec:
+    arch: str
+    patch_size: int
+    img_size: int
+    in_chans: int
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
+
+
+def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
+    """The loaded file; MaebenchError when it is missing, corrupt, or needs untrusted unpickling."""
+    path = Path(path)
+    if not path.is_file():
+        raise MaebenchError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - any failure means an unreadable file
+            raise MaebenchError(f"{path}: cannot read safetensors file, truncated or corrupt ({_one_line(e)})") from None
+    try:
+        if trust:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+        if not trust and (found or "Weights only load failed" in msg):
+            why = f"it contains {found.group(1)}" if found else _one_line(e).split("WeightsUnpickler error:")[-1].strip()
+            raise MaebenchError(
+                f"{path}: refused: reading it needs full unpickling, which can run arbitrary code ({why}); "
+                "if you trust its source, pass --trust-checkpoint (trust=True)") from None
+        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - zip, EOF, key and runtime errors all mean a damaged file
+        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)})") from None
+
+
+def file_digest(path: str | Path) -> tuple[str, int]:
+    """(sha256 hex, size in bytes) of a file."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def infer(conv: Converted) -> dict[str, Any]:
+    """What the weights themselves say: width, depth, arch, patch size, channels, image size."""
+    enc, out = conv.encoder, {}
+    w = enc.get("patch_embed.proj.weight")
+    if w is not None and w.ndim == 4:
+        out.update(embed_dim=w.shape[0], in_chans=w.shape[1], patch_size=w.shape[-1])
+    depth = 1 + max((int(m.group(1)) for k in enc if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
+    if "embed_dim" in out and depth:
+        out["depth"] = depth
+        out["arch"] = infer_arch(out["embed_dim"], depth)
+    grid = _grid_of(conv)
+    if grid and "patch_size" in out:
+        out["img_size"] = grid * out["patch_size"]
+    return out
+
+
+def _grid_of(conv: Converted) -> int | None:
+    pos = conv.encoder.get("pos_embed")
+    if pos is not None and pos.ndim == 3:
+        return square_side(pos.shape[1] - conv.num_prefix_tokens)
+    table = next((v for k, v in conv.encoder.items() if k.endswith(REL_TABLE)), None)
+    if table is not None:
+        side = square_side(table.shape[0] - 3)  # (2g-1)^2 + 3 rows
+        return (side + 1) // 2 if side else None
+    return None
+
+
+def resolve_spec(conv: Converted, *, explicit: dict[str, Any], defaults: dict[str, Any], path) -> Spec:
+    """Each field from the first that has it: explicit options, file metadata, catalogue, weights."""
+    inferred = infer(conv)
+    values = {}
+    for key in ("arch", "patch_size", "img_size", "in_chans"):
+        for source in (explicit, conv.meta, defaults, inferred):
+            if source.get(key) is not None:
+                values[key] = source[key]
+                break
+    if values.get("arch") is None:
+        seen = f"width {inferred['embed_dim']}, depth {inferred['depth']}" if "depth" in inferred else "no patch embedding"
+        raise UsageError(f"{path}: cannot tell the architecture ({seen} matches none of "
+                         f"{', '.join(arch_names())}); pass --arch")
+    arch_dims(values["arch"])  # unknown architecture -> UsageError with suggestions
+    values.setdefault("patch_size", arch_dims(values["arch"])[3])
+    values.setdefault("in_chans", 3)
+    values.setdefault("img_size", 224)
+    return Spec(**values)
+
+
+def check_and_fit(conv: Converted, spec: Spec, path) -> Converted:
+    """Check every tensor against the architecture; pos_embed (and BEiT tables) are compared after
+    resizing to the spec's grid. Returns the converted weights at that grid."""
+    skip_init = {"weight_init": "skip"} if conv.model == "vit" else {}  # only shapes are needed
+    with torch.device("meta"):
+        model = build_model(conv.model, spec.arch, img_size=spec.img_size, patch_size=spec.patch_size,
+                            in_chans=spec.in_chans, vit_kwargs={**conv.vit_kwargs, **skip_init})
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    grid = tuple(model.patch_embed.grid_size)
+    dim = arch_dims(spec.arch)[0]
+    enc, problems = dict(conv.encoder), []
+
+    def fit(key: str, fn) -> None:
+        try:
+            enc[key] = fn(enc[key])
+        except Exception:  # noqa: BLE001 - a tensor that cannot be resized is a mismatch, named below
+            pass
+
+    if "pos_embed" in enc and "pos_embed" in expected and enc["pos_embed"].ndim == 3 \
+            and enc["pos_embed"].shape[-1] == dim \
+            and square_side(enc["pos_embed"].shape[1] - conv.num_prefix_tokens):
+        fit("pos_embed", lambda t: fit_pos_embed(t, grid, conv.num_prefix_tokens))
+    for k in [k for k in enc if k.endswith(REL_TABLE) and k in expected]:
+        if enc[k].ndim == 2 and enc[k].shape[1] == expected[k][1]:
+            fit(k, lambda t, k=k: fit_rel_table(t, grid, expected[k]))
+    for k, shape in expected.items():
+        if k in enc and enc[k].shape != shape:
+            problems.append(f"{k} {list(enc[k].shape)} (expected {list(shape)})")
+    optional = tuple(OPTIONAL_PREFIXES) + (("norm.",) if any(k.startswith("fc_norm.") for k in enc) else ())
+    missing = [k for k in expected if k not in enc and not k.startswith(optional)]
+    unexpected = [k for k in enc if k not in expected and not k.startswith(OPTIONAL_PREFIXES)]
+    for k in [k for k in enc if k.startswith(OPTIONAL_PREFIXES)]:
+        if enc[k].shape[-1] != dim and not k.endswith("head.bias"):
+            problems.append(f"{k} {list(enc[k].shape)} (expected width {dim})")
+    if unexpected:
+        problems.append("unexpected keys " + ", ".join(unexpected[:SHOW_PROBLEMS]))
+    if missing:
+        problems.append("missing keys " + ", ".join(missing[:SHOW_PROBLEMS]))
+    dec = _check_decoder(conv, dim, grid, problems)
+    if problems:
+        inferred = infer(conv)
+        hint = ""
+        if inferred.get("arch") and (inferred["arch"], inferred.get("patch_size")) != (spec.arch, spec.patch_size):
+            hint = f"; the weights look like {inferred['arch']} with patch {inferred.get('patch_size')}"
+        raise MaebenchError(f"{path}: does not fit {spec.arch} (patch {spec.patch_size}, {spec.img_size} px, "
+                            f"read as {conv.fmt}){hint}: " + "; ".join(problems[:SHOW_PROBLEMS]))
+    if any(k.startswith("fc_norm.") for k in enc) and not any(k.startswith("norm.") for k in enc):
+        conv.notes.append("fc_norm but no norm (trained with average pooling): token pooling gets a new norm")
+    return replace(conv, encoder=enc, decoder=dec)
+
+
+def _check_decoder(conv: Converted, dim: int, grid: tuple[int, int], problems: list[str]) -> dict:
+    dec = dict(conv.decoder)
+    w = dec.get("decoder_embed.weight")
+    if dec and (w is None or w.ndim != 2 or w.shape[1] != dim):
+        problems.append(f"decoder_embed.weight {list(w.shape) if w is not None else 'absent'} "
+                        f"(expected [*, {dim}])")
+    pos = dec.get("decoder_pos_embed")
+    if pos is not None:
+        if pos.ndim == 3 and square_side(pos.shape[1] - 1):
+            dec["decoder_pos_embed"] = fit_pos_embed(pos, grid, 1)
+        else:
+            problems.append(f"decoder_pos_embed {list(pos.shape)} (expected [1, 1 + grid cells, *])")
+    return dec
+
+
+def canonical_payload(conv: Converted, spec: Spec, meta: dict[str, Any]) -> dict[str, Any]:
+    """What gets saved to $MAEBENCH_HOME/weights/NAME.pth (see the module docstring)."""
+    payload: dict[str, Any] = {"model": conv.encoder}
+    if conv.decoder:
+        payload["decoder"] = conv.decoder
+    # the source's own maebench metadata (decoder heads, target, mask ratio...) is kept, under
+    # what registration decided
+    payload["maebench"] = {**conv.meta, **meta, "arch": spec.arch, "patch_size": spec.patch_size,
+                           "img_size": spec.img_size, "in_chans": spec.in_chans, "model": conv.model,
+                           "vit_kwargs": conv.vit_kwargs}
+    return payload
+
+
+__all__ = ["Spec", "read_checkpoint", "file_digest", "infer", "resolve_spec", "check_and_fit",
+           "canonical_payload", "convert"]

@@ -1,0 +1,316 @@
+"""Named backbones: the built-in catalogue plus the user's registrations, and the one loader.
+
+    entry(name) -> BackboneEntry        what a backbone is (arch, family, weights, paper rows)
+    names() -> list[str]                catalogue + registered names
+    register(name, checkpoint) -> BackboneEntry   convert a checkpoint file and record it
+    remove(name)                        forget a registration and delete its weights
+    load(name, img_size=...) -> (model, entry)    the encoder, weights fitted to the task's grid
+    load_mae_state(name) -> dict        official MAE full keys, for reconstruction figures
+    load_meta(name) -> dict             the metadata stored with the weights (incl. a pretraining run's)
+
+Weights live in $MAEBENCH_HOME/weights/NAME.pth (canonical layout: backbones/convert.py); the
+registry is $MAEBENCH_HOME/registry.json (backbones/registry_file.py). Nothing here downloads:
+a catalogued backbone without weights raises an error that says where to get the file and the
+exact `maebench backbones register` command. Importing this module does not import torch.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backbones import registry_file
+from backbones.catalogue import FAMILIES, catalogue, param_count
+from maebench.errors import MaebenchError, UsageError, unknown
+from maebench.home import weights_dir
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# family assumed for a registration that names none, by checkpoint format
+FAMILY_BY_FORMAT = {"mae": "mae-norm-pixel", "mae-full": "mae-norm-pixel", "mocov3": "contrastive",
+                    "beit": "mae-token", "deit": "supervised", "timm": "supervised"}
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    name: str
+    arch: str                       # vit-tiny ... vit-huge
+    patch_size: int
+    img_size: int                   # the grid the stored position embeddings are for
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    family: str                     # one of catalogue.FAMILIES
+    weights: Path | None            # canonical weights file once registered, else None
+    url: str | None                 # public download address of the published file
+    sha256: str | None              # of the checkpoint file that was registered
+    source: str | None              # where the file / address comes from
+    paper: list                     # paper-row keys, e.g. "mae/vit-b"
+    has_decoder: bool
+    user: bool                      # registered by the user (not in the catalogue)
+    file: str | None = None         # published file name
+    format: str | None = None       # checkpoint format it was (or is to be) read as
+    model: str = "vit"              # "vit" (timm VisionTransformer) or "beit" (timm Beit)
+    vit_kwargs: dict = field(default_factory=dict)  # extra model options the weights need
+    notes: str = ""
+    size: int | None = None         # bytes of the registered checkpoint file
+    source_path: str | None = None  # the registered checkpoint file
+    registered: float | None = None  # time.time() of registration
+    weights_sha256: str | None = None
+    conversion_notes: list = field(default_factory=list)  # what registration dropped and why
+
+    @property
+    def expected_weights(self) -> Path:
+        return weights_dir() / f"{self.name}.pth"
+
+    @property
+    def present(self) -> bool:
+        """True when load() can build it: random init, or a weights file that exists."""
+        return self.family == "scratch" or (self.weights is not None and self.weights.is_file())
+
+    @property
+    def params(self) -> int:
+        return param_count(self.arch, patch_size=self.patch_size, img_size=self.img_size,
+                           in_chans=self.in_chans, model=self.model, vit_kwargs=self.vit_kwargs)
+
+    def register_command(self, checkpoint: str | None = None) -> str:
+        return f"maebench backbones register {self.name} --checkpoint {checkpoint or 'PATH/' + (self.file or 'CHECKPOINT')}"
+
+
+def _entry_from(name: str, cat: dict[str, Any] | None, rec: dict[str, Any] | None) -> BackboneEntry:
+    d = {**(cat or {}), **(rec or {})}
+    weights = None
+    if rec is not None:
+        weights = weights_dir() / Path(rec.get("weights", f"{name}.pth")).name
+    return BackboneEntry(
+        name=name, arch=d["arch"], patch_size=int(d["patch_size"]), img_size=int(d["img_size"]),
+        in_chans=int(d.get("in_chans", 3)), mean=tuple(d.get("mean", IMAGENET_MEAN)),
+        std=tuple(d.get("std", IMAGENET_STD)), family=d["family"], weights=weights, url=d.get("url"),
+        sha256=d.get("sha256"), source=d.get("source"), paper=list(d.get("paper") or []),
+        has_decoder=bool(d.get("has_decoder", False)), user=cat is None, file=d.get("file"),
+        format=d.get("format"), model=d.get("model", "vit"), vit_kwargs=dict(d.get("vit_kwargs") or {}),
+        notes=d.get("notes") or "", size=d.get("size"), source_path=d.get("source_path"),
+        registered=d.get("registered"), weights_sha256=d.get("weights_sha256"),
+        conversion_notes=list(d.get("conversion_notes") or []))
+
+
+def names() -> list[str]:
+    return sorted(set(catalogue()) | set(registry_file.read()["backbones"]))
+
+
+def entry(name: str) -> BackboneEntry:
+    cat = catalogue().get(name)
+    rec = registry_file.read()["backbones"].get(name)
+    if cat is None and rec is None:
+        raise unknown("backbone", name, names())
+    return _entry_from(name, cat, rec)
+
+
+def entries() -> list[BackboneEntry]:
+    """Every backbone, catalogue first, reading the registry once."""
+    cat, reg = catalogue(), registry_file.read()["backbones"]
+    order = list(cat) + sorted(n for n in reg if n not in cat)
+    return [_entry_from(n, cat.get(n), reg.get(n)) for n in order]
+
+
+def missing_weights_error(e: BackboneEntry) -> MaebenchError:
+    """Which file is expected, where to download it, and the exact command that installs it."""
+    parts = [f"backbone '{e.name}' has no weights: expected {e.expected_weights}"]
+    if e.user or e.weights is not None:
+        parts.append(f"its registered file is gone; register it again: "
+                     f"{e.register_command(e.source_path)} --force")
+        return MaebenchError("; ".join(parts))
+    if e.url:
+        parts.append(f"download {e.file} from {e.url}")
+    else:
+        parts.append(f"no public download ({e.source})")
+    found = weights_dir() / e.file if e.file else None
+    if found is not None and found.is_file():
+        parts.append(f"found {found}, so run: {e.register_command(str(found))}")
+    else:
+        parts.append(f"then run: {e.register_command()}")
+    return MaebenchError("; ".join(parts))
+
+
+def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None = None, fmt: str = "auto",
+             force: bool = False, trust: bool = False, family: str | None = None, source: str | None = None,
+             patch_size: int | None = None, img_size: int | None = None, mean=None, std=None) -> BackboneEntry:
+    """Convert `checkpoint_path` to canonical weights and record it as backbone `name`.
+
+    Every check (name, file, format, shapes) runs before anything is written; then the weights
+    and the registry are each replaced atomically, under the registry lock."""
+    from backbones import convert
+
+    cat = catalogue().get(name)
+    _check_request(name, cat, force=force, arch=arch, patch_size=patch_size, family=family)
+    path = Path(checkpoint_path).expanduser().resolve()
+    top = convert.read_checkpoint(path, trust=trust)
+    conv = convert.convert(top, fmt, path)
+    defaults = {k: cat[k] for k in ("arch", "patch_size", "img_size")} if cat else {}
+    spec = convert.resolve_spec(conv, explicit={"arch": arch, "patch_size": patch_size, "img_size": img_size},
+                                defaults=defaults, path=path)
+    conv = convert.check_and_fit(conv, spec, path)
+    fam = family or conv.meta.get("family") or (cat or {}).get("family") or FAMILY_BY_FORMAT.get(conv.fmt)
+    if fam is None:
+        raise UsageError(f"{path}: the checkpoint does not say how it was pretrained; pass --family "
+                         f"({', '.join(FAMILIES)})")
+    if fam not in FAMILIES:
+        raise unknown("family", fam, FAMILIES)
+    default_norm = (0.5,) * 3 if conv.fmt == "beit" else None
+    mean = tuple(mean or conv.meta.get("mean") or (cat or {}).get("mean") or default_norm or IMAGENET_MEAN)
+    std = tuple(std or conv.meta.get("std") or (cat or {}).get("std") or default_norm or IMAGENET_STD)
+    sha, size = convert.file_digest(path)
+    record = {"arch": spec.arch, "patch_size": spec.patch_size, "img_size": spec.img_size,
+              "in_chans": spec.in_chans, "mean": list(mean), "std": list(std), "family": fam,
+              "model": conv.model, "vit_kwargs": conv.vit_kwargs, "format": conv.fmt,
+              "has_decoder": bool(conv.decoder), "sha256": sha, "size": size, "source_path": str(path),
+              "source": source or (cat or {}).get("source") or str(path), "registered": time.time(),
+              "weights": f"weights/{name}.pth", "conversion_notes": conv.notes}
+    if cat is None:
+        record["paper"] = list(conv.meta.get("paper") or [])
+        record["notes"] = "; ".join(conv.notes)
+    payload = convert.canonical_payload(conv, spec, {"family": fam, "mean": list(mean), "std": list(std),
+                                                     "source_format": conv.fmt, "source_sha256": sha})
+    _install(name, payload, record, force=force)
+    return entry(name)
+
+
+def _check_request(name, cat, *, force, arch, patch_size, family) -> None:
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' and '-'")
+    if cat is not None and cat["family"] == "scratch":
+        raise UsageError(f"'{name}' is a random initialisation: it has no weights to register")
+    if cat is not None:
+        for key, val in (("arch", arch), ("patch_size", patch_size), ("family", family)):
+            if val is not None and val != cat[key]:
+                raise UsageError(f"'{name}' is catalogued with {key} {cat[key]}, not {val}; "
+                                 "register the checkpoint under another name")
+    existing = registry_file.read()["backbones"].get(name)
+    if existing is not None and not force:
+        raise MaebenchError(f"backbone '{name}' is already registered (from {existing.get('source_path')}); "
+                            "pass --force to replace it")
+
+
+def _install(name: str, payload: dict, record: dict, *, force: bool) -> None:
+    import torch
+
+    from backbones.convert import file_digest
+    wdir = weights_dir()
+    wdir.mkdir(parents=True, exist_ok=True)
+    with registry_file.locked():
+        reg = registry_file.read()
+        if name in reg["backbones"] and not force:  # registered meanwhile by another process
+            raise MaebenchError(f"backbone '{name}' was registered meanwhile; pass --force to replace it")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".pth.tmp", dir=wdir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            record["weights_sha256"] = file_digest(tmp)[0]
+            os.replace(tmp, wdir / f"{name}.pth")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        reg["backbones"][name] = record
+        registry_file.write(reg)
+
+
+def remove(name: str) -> Path | None:
+    """Forget a registration and delete its weights file; returns the deleted file, if any.
+    Catalogue entries stay listed (only what the user registered for them goes)."""
+    with registry_file.locked():
+        reg = registry_file.read()
+        rec = reg["backbones"].get(name)
+        if rec is None:
+            if name in catalogue():
+                raise UsageError(f"'{name}' is a catalogue entry with nothing registered: nothing to remove")
+            raise unknown("backbone", name, names())
+        del reg["backbones"][name]
+        registry_file.write(reg)
+    weights = weights_dir() / Path(rec.get("weights", f"{name}.pth")).name
+    if weights.is_file():
+        weights.unlink()
+        return weights
+    return None
+
+
+def _read_weights(e: BackboneEntry) -> dict[str, Any]:
+    if not e.present:
+        raise missing_weights_error(e)
+    from backbones.convert import read_checkpoint
+    payload = read_checkpoint(e.weights)
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        raise MaebenchError(f"{e.weights}: not a maebench weights file; register '{e.name}' again with --force")
+    return payload
+
+
+def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global_pool: str = "token",
+         drop_path_rate: float = 0.0, in_chans: int | None = None, patch_size: int | None = None,
+         **vit_kwargs):
+    """(model, entry): the backbone built for the task's image size, with its weights.
+
+    Encoder keys load strictly; the head and fc_norm start fresh when the weights lack them (or
+    have another class count); global_pool="avg" drops the release's `norm` and starts `fc_norm`,
+    as MAE fine-tuning does. Position embeddings are resized to the task's grid. `scratch-*`
+    entries are randomly initialised."""
+    from backbones.loading import build_model, fit_state_dict, init_fresh
+
+    e = entry(name)
+    img, chans = img_size or e.img_size, in_chans or e.in_chans
+    if e.family == "scratch":
+        model = build_model(e.model, e.arch, img_size=img, patch_size=patch_size or e.patch_size, in_chans=chans,
+                            num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,
+                            vit_kwargs={**e.vit_kwargs, **vit_kwargs})
+        return model, e
+    if patch_size is not None and patch_size != e.patch_size:
+        raise UsageError(f"backbone '{name}' was pretrained with patch size {e.patch_size}, not {patch_size}")
+    state = _read_weights(e)["model"]
+    # a ViT's random init is skipped (every encoder tensor is loaded below; ViT-L init alone takes
+    # seconds); the parts the weights lack are initialised by init_fresh
+    skip = {"weight_init": "skip"} if e.model == "vit" else {}
+    model = build_model(e.model, e.arch, img_size=img, patch_size=e.patch_size, in_chans=chans,
+                        num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,
+                        vit_kwargs={**skip, **e.vit_kwargs, **vit_kwargs})
+    fitted = fit_state_dict(state, model)
+    result = model.load_state_dict(fitted, strict=False)
+    fresh = ("head.", "fc_norm.") + (() if any(k.startswith("norm.") for k in fitted) else ("norm.",))
+    bad_missing = [k for k in result.missing_keys if not k.startswith(fresh)]
+    if bad_missing or result.unexpected_keys:
+        raise MaebenchError(f"{e.weights}: does not fit the model built for '{name}': missing "
+                            f"{bad_missing[:4]}, unexpected {result.unexpected_keys[:4]}; register it again")
+    init_fresh(model, result.missing_keys)
+    return model, e
+
+
+def load_mae_state(name: str) -> dict:
+    """Encoder + decoder state dict with the official MAE keys (patch_embed..., decoder_embed...,
+    mask_token), at the registered grid; for reconstruction figures."""
+    e = entry(name)
+    if not e.has_decoder:
+        raise MaebenchError(f"backbone '{name}' has no MAE decoder (only full MAE checkpoints do, e.g. "
+                            "mae-vit-l-full or a `maebench pretrain --method mae` result)")
+    payload = _read_weights(e)
+    enc = {k: v for k, v in payload["model"].items() if not k.startswith(("head.", "fc_norm."))}
+    return {**enc, **payload.get("decoder", {})}
+
+
+def load_meta(name: str) -> dict:
+    """The "maebench" metadata stored with the registered weights: arch, family, model options,
+    and, for `maebench pretrain` outputs, everything the run recorded (target, mask ratio,
+    decoder heads...). Memory-maps the file, so tensors are not read."""
+    e = entry(name)
+    if not e.present or e.weights is None:
+        raise missing_weights_error(e)
+    import torch
+    try:
+        payload = torch.load(e.weights, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any failure: a damaged weights file
+        raise MaebenchError(f"{e.weights}: unreadable weights file ({type(err).__name__}); register "
+                            f"'{name}' again with --force") from None
+    meta = payload.get("maebench") if isinstance(payload, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
