@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     depth = arch_dims(s.entry.arch)[1]
     for cfg in cfgs:                                       # every K checked before the first row
         check_blocks(cfg["blocks"], depth)
+    for cfg in cfgs:
         check_batch(cfg, len(s.data.train_indices), even=uses_mixup(cfg))
     seed = getattr(args, "seed", 0) or 0
     for cfg in cfgs:
@@ -94,6 +95,6 @@ def run(args: argparse.Namespace) -> int:
         run_args = args
         if len(cfgs) > 1 and getattr(args, "out", None):  # one directory per K of a sweep
             run_args = copy.copy(args)
-            run_args.out = str(Path(args.out) / f"blocks-{k}")
+            run_args.out = str(Path(args.out) / f"blocks-{k:g}")
         train_classifier(run_args, "partial", dataclasses.replace(s, cfg=cfg), model, flops_per_image=flops)
     return 0
