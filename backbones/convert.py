@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from backbones.catalogue import arch_dims, arch_names, infer_arch
-from backbones.formats import Converted, convert
+from backbones.formats import Converted, convert, detect
 from backbones.formats.common import OPTIONAL_PREFIXES, square_side
 from backbones.loading import REL_TABLE, build_model, fit_pos_embed, fit_rel_table
 from maebench.errors import MaebenchError, UsageError
@@ -213,4 +213,4 @@ def canonical_payload(conv: Converted, spec: Spec, meta: dict[str, Any]) -> dict
 
 
 __all__ = ["Spec", "read_checkpoint", "file_digest", "infer", "resolve_spec", "check_and_fit",
-           "canonical_payload", "convert"]
+           "canonical_payload", "convert", "detect"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from maebench.home import weights_dir
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # family assumed for a registration that names none, by checkpoint format
+# detected formats accepted for a catalogue entry of each format
+CATALOGUE_COMPATIBLE = {"mae": {"mae", "mae-full"}, "deit": {"deit", "timm"}, "timm": {"deit", "timm"}}
 FAMILY_BY_FORMAT = {"mae": "mae-norm-pixel", "mae-full": "mae-norm-pixel", "mocov3": "contrastive",
                     "beit": "mae-token", "deit": "supervised", "timm": "supervised"}
 
@@ -78,7 +81,8 @@ class BackboneEntry:
                            in_chans=self.in_chans, model=self.model, vit_kwargs=self.vit_kwargs)
 
     def register_command(self, checkpoint: str | None = None) -> str:
-        return f"maebench backbones register {self.name} --checkpoint {checkpoint or 'PATH/' + (self.file or 'CHECKPOINT')}"
+        path = shlex.quote(str(checkpoint)) if checkpoint else "PATH/" + (self.file or "CHECKPOINT")
+        return f"maebench backbones register {self.name} --checkpoint {path}"
 
 
 def _entry_from(name: str, cat: dict[str, Any] | None, rec: dict[str, Any] | None) -> BackboneEntry:
@@ -149,6 +153,8 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
     _check_request(name, cat, force=force, arch=arch, patch_size=patch_size, family=family)
     path = Path(checkpoint_path).expanduser().resolve()
     top = convert.read_checkpoint(path, trust=trust)
+    if cat is not None and fmt == "auto":
+        fmt = _catalogue_format(name, cat, convert.detect(top, path), path)
     conv = convert.convert(top, fmt, path)
     defaults = {k: cat[k] for k in ("arch", "patch_size", "img_size")} if cat else {}
     spec = convert.resolve_spec(conv, explicit={"arch": arch, "patch_size": patch_size, "img_size": img_size},
@@ -177,6 +183,20 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
                                                      "source_format": conv.fmt, "source_sha256": sha})
     _install(name, payload, record, force=force)
     return entry(name)
+
+
+def _catalogue_format(name: str, cat: dict[str, Any], found: str, path) -> str:
+    """The catalogued format, when the file's detected one agrees with it (a maebench file, e.g.
+    weights copied from another MAEBENCH_HOME, always does): a wrong download is caught here
+    instead of being registered under the catalogue's family."""
+    expected = cat.get("format")
+    if expected is None or found == "maebench":
+        return found
+    if found not in CATALOGUE_COMPATIBLE.get(expected, {expected}):
+        raise MaebenchError(f"{path}: reads as a {found} checkpoint, but '{name}' is catalogued as {expected} "
+                            f"({cat.get('file') or 'no public file'}); pass --format {expected} to insist, "
+                            "or register it under another name")
+    return expected
 
 
 def _check_request(name, cat, *, force, arch, patch_size, family) -> None:
