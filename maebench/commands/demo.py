@@ -1,14 +1,162 @@
-"""`maebench demo` (being written; see the issue that owns it)."""
+"""`maebench demo`: the whole benchmark end to end on the embedded data.
+
+Every stage is a literal `maebench` command line, run in this process (torch is imported once)
+and printed before it runs, so a user can copy any stage and run it alone. The demo keeps its
+own results store and stage ledger under $MAEBENCH_HOME/demo/; a second run skips the stages
+that finished (their results rows are still there) unless --fresh is given.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import time
+from pathlib import Path
 
-from maebench.errors import MaebenchError
+# The backbones the demo compares: name -> the command that pretrains it (None: catalogued).
+PRETRAIN = {
+    "demo-mae-norm-pixel": ["pretrain", "--method", "mae", "--target", "norm-pixel"],
+    "demo-mae-pixel": ["pretrain", "--method", "mae", "--target", "pixel"],
+    "demo-supervised": ["pretrain", "--method", "supervised"],
+    "demo-mocov3": ["pretrain", "--method", "mocov3"],
+    "scratch-vit-micro": None,
+}
+
+# The transfer tasks run on every backbone, with the demo's task options.
+TASKS = {
+    "linprobe": ["--cached-features"],
+    "finetune": ["--labels-per-class", "20"],
+    "partial": ["--blocks", "0,0.5,1,2"],
+    "knn": [],
+    "coco": [],
+    "ade20k": [],
+}
+
+# Epochs per stage: the full demo (<= 20 min on 2 cores) and --quick (<= 3 min).
+EPOCHS = {
+    "full": {"pretrain": 20, "linprobe": 30, "finetune": 15, "partial": 8, "coco": 8, "ade20k": 15},
+    "quick": {"pretrain": 2, "linprobe": 3, "finetune": 2, "partial": 1, "coco": 1, "ade20k": 2},
+}
+# --quick also shrinks the generated data (per class / per split image counts).
+QUICK_DATA = ["--train-per-class", "20", "--val-per-class", "10", "--coco-train-images", "8",
+              "--coco-val-images", "8", "--ade-train-images", "8", "--ade-val-images", "8"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--quick", action="store_true", help="a smaller run (about 3 minutes on 2 cores)")
+    p.add_argument("--fresh", action="store_true", help="rerun every stage instead of reusing finished ones")
+    p.add_argument("--out", metavar="FILE.md",
+                   help="leaderboard file (default: leaderboards/demo.md in the maebench source tree)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default 0)")
+
+
+def _stage_plan(mode: str, data: Path, results: Path, seed: int) -> list[tuple[str, list[str]]]:
+    ep = EPOCHS[mode]
+    common = ["--results", str(results), "--seed", str(seed), "--set", "num_workers=0"]
+    plan = []
+    for name, cmd in PRETRAIN.items():
+        if cmd is not None:
+            plan.append((f"pretrain {name}", [*cmd, "--arch", "vit-micro", "--data", str(data / "classification"),
+                                              "--name", name, "--epochs", str(ep["pretrain"]), *common]))
+    for name in PRETRAIN:
+        for task, opts in TASKS.items():
+            argv = ["run", "--task", task, "--backbone", name, "--data", str(data / _data_kind(task)), *opts, *common]
+            if task in ep:
+                argv += ["--epochs", str(ep[task])]
+            plan.append((f"{task} {name}", argv))
+    return plan
+
+
+def _data_kind(task: str) -> str:
+    return {"coco": "coco", "ade20k": "ade20k"}.get(task, "classification")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise MaebenchError("'maebench demo' is not available in this build yet")
+    from maebench.cli import main as maebench
+    from maebench.errors import MaebenchError
+    from maebench.home import home_dir
+
+    mode = "quick" if args.quick else "full"
+    root = home_dir() / "demo" / mode
+    if args.fresh and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    results, ledger_path = root / "results.sqlite", root / "stages.json"
+    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+    t_demo = time.time()
+
+    data = root / "data"
+    if not (data / "classification").exists():
+        _run(maebench, ["data", "prepare", "shapes", "--out", str(data), *(QUICK_DATA if args.quick else [])])
+
+    plan = _stage_plan(mode, data, results, args.seed)
+    for i, (label, argv) in enumerate(plan, 1):
+        key = " ".join(argv)
+        if ledger.get(key) == "done":
+            print(f"[{i}/{len(plan)}] {label}: done earlier, reused")
+            continue
+        print(f"[{i}/{len(plan)}] {label}")
+        t0 = time.time()
+        code = _run(maebench, argv)
+        if code != 0:
+            raise MaebenchError(f"demo stage '{label}' failed (exit {code}); rerun `maebench demo` to resume from it")
+        ledger[key] = "done"
+        ledger_path.write_text(json.dumps(ledger, indent=1))
+        print(f"    {label}: {_summary(results, argv)} ({time.time() - t0:.0f} s)")
+
+    out = Path(args.out) if args.out else Path(__file__).resolve().parents[2] / "leaderboards" / "demo.md"
+    _render(results, out, mode, time.time() - t_demo)
+    _reconstruction_figure(maebench, out.parent / "figures" / "demo", data)
+    print(f"demo finished in {(time.time() - t_demo) / 60:.1f} min; leaderboard: {out}")
+    return 0
+
+
+def _run(maebench, argv: list[str]) -> int:
+    print("  $ maebench " + " ".join(argv), flush=True)
+    return maebench(argv)
+
+
+def _summary(results: Path, argv: list[str]) -> str:
+    """One line per finished run: the newest row's headline metrics."""
+    from maebench.results import ResultsStore
+    rows = ResultsStore(results).rows()
+    if not rows:
+        return "no result row"
+    row = max(rows, key=lambda r: r.created)
+    shown = {k: v for k, v in row.metrics.items() if isinstance(v, (int, float))}
+    keys = [k for k in ("top1", "bbox/AP", "segm/AP", "mIoU", "loss") if k in shown] or list(shown)[:3]
+    return ", ".join(f"{k} {shown[k]:.2f}" for k in keys)
+
+
+def _render(results: Path, out: Path, mode: str, seconds: float) -> None:
+    import platform
+    import os
+    from leaderboards.render import write_board
+    from leaderboards.table import build_leaderboard
+    from leaderboards.figures import write_figures
+    from maebench.results import ResultsStore
+
+    board = build_leaderboard(ResultsStore(results))
+    fig_dir = out.parent / "figures" / "demo"
+    figs = write_figures(board, fig_dir)
+    text = write_board(board, None, "github", fig_dir, figures=figs)
+    command = "maebench demo" + (" --quick" if mode == "quick" else "")
+    header = (f"# maebench demo leaderboard\n\nProduced by `{command}` in {seconds / 60:.1f} min on "
+              f"{platform.machine()} with {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}. "
+              "Tiny ViTs (vit-micro) on the embedded generated *shapes* sets: these numbers test the "
+              "harness end to end and are not comparable with the paper's.\n\n")
+    rel = [f"![{p.stem}]({p.relative_to(out.parent).as_posix()})" for p in figs]
+    out.write_text(header + text + "\n\n" + "\n\n".join(rel) + "\n")
+    write_board(board, out.with_suffix(".html"), "html", fig_dir, figures=figs)
+    print(text)
+
+
+def _reconstruction_figure(maebench, out_dir: Path, data: Path) -> None:
+    images = sorted((data / "classification" / "val").glob("*/*"))[:: 10][:4]
+    sample = out_dir / "recon-input"
+    sample.mkdir(parents=True, exist_ok=True)
+    for p in images:
+        shutil.copy(p, sample / p.name)
+    _run(maebench, ["visualize", "--backbone", "demo-mae-norm-pixel", "--images", str(sample),
+                    "--out", str(out_dir)])
+    shutil.rmtree(sample)
