@@ -12,6 +12,7 @@ input channel count, and the pooling norm / classifier kept only where the model
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ import torch.nn as nn
 from backbones.catalogue import arch_dims
 from backbones.pos_embed import resize_pos_embed
 from backbones.vit import create_vit
+from maebench.errors import MaebenchError
 
 REL_TABLE = "relative_position_bias_table"
 
@@ -98,3 +100,39 @@ def init_fresh(model: nn.Module, keys: list[str]) -> None:
                     nn.init.zeros_(mod.bias)
             elif hasattr(mod, "reset_parameters"):
                 mod.reset_parameters()
+
+
+def read_weights(path: Path, *, name: str, mmap: bool = False) -> dict[str, Any]:
+    """A canonical weights file ({"model", "decoder"?, "maebench"}); mmap leaves tensors on disk."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # noqa: BLE001 - any failure means a damaged file
+        raise MaebenchError(f"{path}: unreadable weights file ({type(e).__name__}); register '{name}' "
+                            "again with --force") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
+        raise MaebenchError(f"{path}: not a maebench weights file; register '{name}' again with --force")
+    return payload
+
+
+def build_entry_model(e, state: dict[str, torch.Tensor] | None, *, img_size: int, patch_size: int,
+                      in_chans: int, num_classes: int, global_pool: str, drop_path_rate: float,
+                      vit_kwargs: dict[str, Any]) -> nn.Module:
+    """The model of registry entry `e` with canonical weights `state` (None: random init).
+
+    With weights, a ViT's random init is skipped (every encoder tensor is loaded; ViT-L init alone
+    takes seconds) and only the parts the weights lack are initialised, by init_fresh."""
+    skip = {"weight_init": "skip"} if state is not None and e.model == "vit" else {}
+    model = build_model(e.model, e.arch, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                        num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,
+                        vit_kwargs={**skip, **e.vit_kwargs, **vit_kwargs})
+    if state is None:
+        return model
+    fitted = fit_state_dict(state, model)
+    result = model.load_state_dict(fitted, strict=False)
+    fresh = ("head.", "fc_norm.") + (() if any(k.startswith("norm.") for k in fitted) else ("norm.",))
+    bad_missing = [k for k in result.missing_keys if not k.startswith(fresh)]
+    if bad_missing or result.unexpected_keys:
+        raise MaebenchError(f"{e.weights}: does not fit the model built for '{e.name}': missing "
+                            f"{bad_missing[:4]}, unexpected {result.unexpected_keys[:4]}; register it again")
+    init_fresh(model, result.missing_keys)
+    return model

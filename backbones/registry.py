@@ -178,7 +178,7 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
               "weights": f"weights/{name}.pth", "conversion_notes": conv.notes}
     if cat is None:
         record["paper"] = list(conv.meta.get("paper") or [])
-        record["notes"] = "; ".join(conv.notes)
+        record["notes"] = str(conv.meta.get("notes") or "")
     payload = convert.canonical_payload(conv, spec, {"family": fam, "mean": list(mean), "std": list(std),
                                                      "source_format": conv.fmt, "source_sha256": sha})
     _install(name, payload, record, force=force)
@@ -259,14 +259,11 @@ def remove(name: str) -> Path | None:
     return None
 
 
-def _read_weights(e: BackboneEntry) -> dict[str, Any]:
-    if not e.present:
+def _read_weights(e: BackboneEntry, *, mmap: bool = False) -> dict[str, Any]:
+    if not e.present or e.weights is None:
         raise missing_weights_error(e)
-    from backbones.convert import read_checkpoint
-    payload = read_checkpoint(e.weights)
-    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
-        raise MaebenchError(f"{e.weights}: not a maebench weights file; register '{e.name}' again with --force")
-    return payload
+    from backbones.loading import read_weights
+    return read_weights(e.weights, name=e.name, mmap=mmap)
 
 
 def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global_pool: str = "token",
@@ -277,33 +274,16 @@ def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global
     Encoder keys load strictly; the head and fc_norm start fresh when the weights lack them (or
     have another class count); global_pool="avg" drops the release's `norm` and starts `fc_norm`,
     as MAE fine-tuning does. Position embeddings are resized to the task's grid. `scratch-*`
-    entries are randomly initialised."""
-    from backbones.loading import build_model, fit_state_dict, init_fresh
+    entries are randomly initialised (any patch size)."""
+    from backbones.loading import build_entry_model
 
     e = entry(name)
-    img, chans = img_size or e.img_size, in_chans or e.in_chans
-    if e.family == "scratch":
-        model = build_model(e.model, e.arch, img_size=img, patch_size=patch_size or e.patch_size, in_chans=chans,
-                            num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,
-                            vit_kwargs={**e.vit_kwargs, **vit_kwargs})
-        return model, e
-    if patch_size is not None and patch_size != e.patch_size:
+    if patch_size is not None and patch_size != e.patch_size and e.family != "scratch":
         raise UsageError(f"backbone '{name}' was pretrained with patch size {e.patch_size}, not {patch_size}")
-    state = _read_weights(e)["model"]
-    # a ViT's random init is skipped (every encoder tensor is loaded below; ViT-L init alone takes
-    # seconds); the parts the weights lack are initialised by init_fresh
-    skip = {"weight_init": "skip"} if e.model == "vit" else {}
-    model = build_model(e.model, e.arch, img_size=img, patch_size=e.patch_size, in_chans=chans,
-                        num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,
-                        vit_kwargs={**skip, **e.vit_kwargs, **vit_kwargs})
-    fitted = fit_state_dict(state, model)
-    result = model.load_state_dict(fitted, strict=False)
-    fresh = ("head.", "fc_norm.") + (() if any(k.startswith("norm.") for k in fitted) else ("norm.",))
-    bad_missing = [k for k in result.missing_keys if not k.startswith(fresh)]
-    if bad_missing or result.unexpected_keys:
-        raise MaebenchError(f"{e.weights}: does not fit the model built for '{name}': missing "
-                            f"{bad_missing[:4]}, unexpected {result.unexpected_keys[:4]}; register it again")
-    init_fresh(model, result.missing_keys)
+    state = None if e.family == "scratch" else _read_weights(e)["model"]
+    model = build_entry_model(e, state, img_size=img_size or e.img_size, patch_size=patch_size or e.patch_size,
+                              in_chans=in_chans or e.in_chans, num_classes=num_classes, global_pool=global_pool,
+                              drop_path_rate=drop_path_rate, vit_kwargs=vit_kwargs)
     return model, e
 
 
@@ -323,14 +303,5 @@ def load_meta(name: str) -> dict:
     """The "maebench" metadata stored with the registered weights: arch, family, model options,
     and, for `maebench pretrain` outputs, everything the run recorded (target, mask ratio,
     decoder heads...). Memory-maps the file, so tensors are not read."""
-    e = entry(name)
-    if not e.present or e.weights is None:
-        raise missing_weights_error(e)
-    import torch
-    try:
-        payload = torch.load(e.weights, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 - any failure: a damaged weights file
-        raise MaebenchError(f"{e.weights}: unreadable weights file ({type(err).__name__}); register "
-                            f"'{name}' again with --force") from None
-    meta = payload.get("maebench") if isinstance(payload, dict) else None
+    meta = _read_weights(entry(name), mmap=True).get("maebench")
     return dict(meta) if isinstance(meta, dict) else {}
