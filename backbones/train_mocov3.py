@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-from backbones.train_supervised import backbone_name, check_batch, load_config, register_encoder, resolve_data
+from backbones.train_mae import load_config, resolve_data
+from backbones.train_supervised import backbone_name, check_batch, register_encoder
 from maebench.errors import MaebenchError
 
 METHOD = "mocov3"
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from maebench.data.imagefolder import ImageFolder
 
     # 1. validate everything before a results row exists ------------------------------------
-    cfg = load_config(args, PROTOCOL)
+    cfg = load_config(args, PROTOCOL, {})
     moco = cfg["moco"]
     if moco["temperature"] <= 0:
         raise MaebenchError(f"moco.temperature must be > 0, got {moco['temperature']}")
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise MaebenchError(f"moco.momentum must lie in [0, 1], got {moco['momentum']}")
     data_dir, dataset = resolve_data(args)
     device = distributed.init(args.device)
+    if getattr(args, "deterministic", False):
+        torch.use_deterministic_algorithms(True, warn_only=True)
     micro = check_batch(cfg)
     if micro < 2:
         raise MaebenchError(f"the per-process batch is {micro}: BatchNorm in the MoCo heads and the "
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                             resume=args.resume, flops_per_image=flops_per_image, desc=f"pretrain {METHOD}")
         metrics = {"loss": result.history[-1]["loss"]}
         register_encoder(name, result.model.encoder_state_dict(), cfg, out_dir=run.out_dir, family=FAMILY,
-                         method=METHOD, run_id=run.run_id)
+                         method=METHOD, run_id=run.run_id, dataset=dataset, history=result.history)
         run.finish(metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
     if distributed.is_main():
         print(f"pretrain {METHOD}: loss {metrics['loss']:.4f} on {dataset}; "

@@ -9,15 +9,16 @@ The run trains through `maebench.engine.fit`, evaluates top-1 on the `val` split
 `pretrain-supervised` row (metrics `loss` = final-epoch mean training loss, `top1` in percent),
 and registers the encoder (classifier dropped) as a backbone of family `supervised`.
 
-The helpers at the bottom (`load_config`, `register_encoder`, ...) are shared with the other
-baseline entry point, backbones/train_mocov3.py.
+Configuration and data resolution are those of MAE pretraining (backbones/train_mae.py); the
+helpers at the bottom (`check_batch`, `backbone_name`, `register_encoder`) are shared with the
+other baseline entry point, backbones/train_mocov3.py.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
+from backbones.train_mae import load_config, resolve_data
 from maebench.errors import MaebenchError, UsageError
 
 METHOD = "supervised"
@@ -34,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from maebench.data.imagefolder import ImageFolder
 
     # 1. validate everything before a results row exists ------------------------------------
-    cfg = load_config(args, PROTOCOL)
+    cfg = load_config(args, PROTOCOL, {})
     aug = cfg["aug"]
     data_dir, dataset = resolve_data(args)
     device = distributed.init(args.device)
+    if getattr(args, "deterministic", False):
+        torch.use_deterministic_algorithms(True, warn_only=True)
     micro = check_batch(cfg)
     mixing = aug["mixup"] > 0 or aug["cutmix"] > 0
     if mixing and micro % 2:
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = {"loss": result.history[-1]["loss"], "top1": result.metrics["top1"]}
         encoder = {k: v for k, v in result.model.state_dict().items() if not k.startswith("head.")}
         register_encoder(name, encoder, cfg, out_dir=run.out_dir, family=FAMILY, method=METHOD,
-                         run_id=run.run_id)
+                         run_id=run.run_id, dataset=dataset, history=result.history)
         run.finish(metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
     if distributed.is_main():
         print(f"pretrain {METHOD}: loss {metrics['loss']:.4f}, top-1 {metrics['top1']:.2f}% on {dataset} val; "
@@ -163,48 +166,6 @@ def build_criterion(cfg: dict, num_classes: int):
 # --------------------------------------------------------------------------------------------
 # Shared by the baseline entry points (supervised, mocov3)
 # --------------------------------------------------------------------------------------------
-def load_config(args: argparse.Namespace, protocol: str) -> dict[str, Any]:
-    """Protocol defaults <- by_arch <- --config <- flags <- --set, for the run's architecture.
-
-    The architecture decides which `by_arch` table applies, and it may itself come from
-    --config or --set; so when the merged arch differs from the one first assumed, merge again."""
-    from maebench import config
-
-    epochs = args.epochs
-    if epochs is not None:
-        if epochs != int(epochs) or epochs < 1:
-            raise UsageError(f"--epochs must be a whole number of epochs for pretraining, got {epochs}")
-        epochs = int(epochs)
-    flags = {"arch": args.arch, "img_size": args.img_size, "patch_size": args.patch_size,
-             "epochs": epochs, "batch_size": args.batch_size}
-    if getattr(args, "deterministic", False):
-        flags["num_workers"] = 0
-    arch = args.arch or config.protocol_defaults(protocol)["arch"]
-    for _ in range(2):
-        cfg = config.load(protocol, config_file=args.config, sets=args.set, flags=flags, arch=arch)
-        if cfg["arch"] == arch:
-            break
-        arch = cfg["arch"]
-    from backbones.vit import arch_dims
-    arch_dims(cfg["arch"])                          # unknown architecture -> UsageError
-    if cfg["img_size"] % cfg["patch_size"]:
-        raise UsageError(f"img_size {cfg['img_size']} is not a multiple of patch_size {cfg['patch_size']}")
-    return cfg
-
-
-def resolve_data(args: argparse.Namespace) -> tuple[Path, str]:
-    """(ImageFolder root, short dataset name for the results row)."""
-    from maebench import runs
-    from maebench.data import default_dataset
-
-    if args.data:
-        root = Path(args.data).expanduser()
-        if not root.is_dir():
-            raise MaebenchError(f"--data {root}: no such directory")
-        return root, runs.dataset_name(root)
-    return default_dataset("classification"), runs.dataset_name(None)
-
-
 def check_batch(cfg: dict) -> int:
     """The per-process micro-batch; errors here rather than inside the loop."""
     from maebench import distributed
@@ -236,7 +197,7 @@ def backbone_name(args: argparse.Namespace, method: str, cfg: dict, dataset: str
 
 
 def register_encoder(name: str, encoder: dict, cfg: dict, *, out_dir: Path, family: str, method: str,
-                     run_id: str) -> None:
+                     run_id: str, dataset: str, history: list[dict]) -> None:
     """Write encoder.pth in the maebench format into the run directory and register it as
     backbone `name` (rank 0; the others wait, so that every process returns after it exists)."""
     from backbones import registry
@@ -248,8 +209,11 @@ def register_encoder(name: str, encoder: dict, cfg: dict, *, out_dir: Path, fami
         path = Path(out_dir) / "encoder.pth"
         meta = {"arch": cfg["arch"], "patch_size": cfg["patch_size"], "img_size": cfg["img_size"],
                 "in_chans": 3, "family": family, "method": method,
-                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+                "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "dataset": dataset,
+                "epochs": cfg["epochs"], "run_id": run_id, "loss_history": [h["loss"] for h in history]}
         save_atomic({"model": {k: v.detach().cpu() for k, v in encoder.items()}, "maebench": meta}, path)
-        registry.register(name, path, fmt="maebench", force=True, family=family,
+        registry.register(name, path, fmt="maebench", force=True, family=family, arch=cfg["arch"],
+                          patch_size=cfg["patch_size"], img_size=cfg["img_size"],
+                          mean=IMAGENET_MEAN, std=IMAGENET_STD,
                           source=f"maebench pretrain --method {method} (run {run_id})")
     distributed.barrier()

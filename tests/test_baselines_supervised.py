@@ -18,14 +18,14 @@ def _args(**kw):
 
 
 def test_config_takes_the_arch_table_of_the_run_and_flags_win():
-    cfg = load_config(_args(arch="vit-micro", epochs=3.0), "pretrain_supervised")
+    cfg = load_config(_args(arch="vit-micro", epochs=3.0), "pretrain_supervised", {})
     assert (cfg["arch"], cfg["img_size"], cfg["patch_size"], cfg["epochs"]) == ("vit-micro", 32, 4, 3)
     assert isinstance(cfg["epochs"], int)
     # the architecture may come from --set; its by_arch table still applies
-    cfg = load_config(_args(set=["arch=vit-large"]), "pretrain_supervised")
+    cfg = load_config(_args(set=["arch=vit-large"]), "pretrain_supervised", {})
     assert (cfg["base_lr"], cfg["weight_decay"], cfg["drop_path"]) == (1e-4, 0.3, 0.2)
     with pytest.raises(UsageError, match="whole number"):
-        load_config(_args(epochs=0.5), "pretrain_supervised")
+        load_config(_args(epochs=0.5), "pretrain_supervised", {})
 
 
 def test_zero_bit_posterize_gives_a_black_image_instead_of_crashing():
@@ -36,7 +36,8 @@ def test_zero_bit_posterize_gives_a_black_image_instead_of_crashing():
 
 
 def test_train_transform_runs_randaugment_at_full_magnitude():
-    cfg = load_config(_args(arch="vit-micro", set=["aug.rand_augment=rand-m10-n4-inc1"]), "pretrain_supervised")
+    cfg = load_config(_args(arch="vit-micro", set=["aug.rand_augment=rand-m10-n4-inc1"]),
+                      "pretrain_supervised", {})
     t = train_transform(cfg)
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     for _ in range(50):      # magnitude 10, 4 ops: posterize to 0 bits comes up often
@@ -45,7 +46,7 @@ def test_train_transform_runs_randaugment_at_full_magnitude():
 
 
 def test_mixup_makes_smoothed_soft_targets_for_a_soft_target_loss():
-    cfg = load_config(_args(arch="vit-micro"), "pretrain_supervised")
+    cfg = load_config(_args(arch="vit-micro"), "pretrain_supervised", {})
     criterion, mixup = build_criterion(cfg, num_classes=4)
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     _, soft = mixup(x, y)
