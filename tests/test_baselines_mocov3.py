@@ -172,3 +172,46 @@ def test_keys_are_gathered_across_processes_and_labels_offset_by_rank():
         assert got[r] == pytest.approx(-log_softmax[rows, rows].mean() * 0.4, rel=1e-5)
     # equal shares: the mean over processes is the single-process loss of the whole batch
     assert (got[0] + got[1]) / 2 == pytest.approx(contrastive_loss(q, k, 0.2).item(), rel=1e-5)
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """Two noisy views per sample, drawn in __getitem__ (resume must replay the draws too)."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        base = torch.full((3, 16, 16), float(i) / 8)
+        return (base + 0.1 * torch.randn(3, 16, 16), base + 0.1 * torch.randn(3, 16, 16)), 0
+
+
+def _fit(out_dir, stop_at=None, resume=False):
+    import os
+    import signal
+
+    from maebench.engine import fit
+    calls = {"n": 0}
+
+    def loss_fn(m, batch, device):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)       # preempted mid-epoch
+        (x1, x2), _ = batch
+        return m(x1, x2), {}
+
+    m = tiny_moco(total_steps=6)
+    cfg = dict(epochs=3, batch_size=4, lr=1e-3, weight_decay=0.1, num_workers=0, log_every=1)
+    fit(m, _Pairs(), loss_fn, cfg, out_dir=out_dir, device=torch.device("cpu"), resume=resume,
+        param_groups=param_groups(m, weight_decay=0.1), log=lambda s: None)
+    return m
+
+
+def test_resume_continues_the_momentum_schedule_exactly(tmp_path):
+    from maebench.engine import Interrupted
+    straight = _fit(tmp_path / "a")
+    with pytest.raises(Interrupted):
+        _fit(tmp_path / "b", stop_at=4)                 # stops after step 4 of 6 (mid epoch 2)
+    resumed = _fit(tmp_path / "b", resume=True)
+    assert resumed.optimizer_step() == straight.optimizer_step() == 6
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
