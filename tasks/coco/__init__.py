@@ -88,6 +88,9 @@ def check_config(cfg: dict) -> dict:
                 "box_batch_size_per_image", "box_detections_per_img"):
         if not isinstance(cfg["model"][key], int) or cfg["model"][key] <= 0:
             raise UsageError(f"config key 'model.{key}' must be a positive integer, got {cfg['model'][key]!r}")
+    anchors = cfg["model"]["anchor_sizes"]
+    if not (isinstance(anchors, list) and len(anchors) == 5 and all(isinstance(a, (int, float)) and a > 0 for a in anchors)):
+        raise UsageError(f"config key 'model.anchor_sizes' needs 5 positive sizes (FPN levels P2-P6), got {anchors}")
     if cfg["eval_batch_size"] <= 0:
         raise UsageError(f"config key 'eval_batch_size' must be > 0, got {cfg['eval_batch_size']}")
     if float(cfg["epochs"]) != int(cfg["epochs"]):

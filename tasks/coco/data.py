@@ -38,6 +38,7 @@ def boxes_from_masks(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """masks [N, H, W] -> (boxes [N, 4] xyxy with exclusive right/bottom edges, as COCO's
     toBbox gives, and nonempty [N] bool)."""
     n, h, w = masks.shape
+    masks = masks.bool()
     rows, cols = masks.any(2), masks.any(1)                      # [N, H], [N, W]
     nonempty = rows.any(1)
     y1 = rows.float().argmax(1)

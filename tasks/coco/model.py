@@ -47,9 +47,6 @@ def build_mask_rcnn(vit: nn.Module, *, num_classes: int, mean, std, cfg: dict) -
     m = cfg["model"]
     backbone = ViTDetBackbone(vit, neck=cfg["neck"], canvas=canvas_size(cfg), fpn_channels=m["fpn_channels"])
     ch = backbone.out_channels
-    if not isinstance(m["anchor_sizes"], list) or len(m["anchor_sizes"]) != 5:
-        from maebench.errors import UsageError
-        raise UsageError(f"config key 'model.anchor_sizes' needs 5 sizes (FPN levels P2-P6), got {m['anchor_sizes']}")
     anchors = AnchorGenerator(sizes=tuple((int(s),) for s in m["anchor_sizes"]),   # one size per level
                               aspect_ratios=((0.5, 1.0, 2.0),) * 5)
     min_size, max_size = transform_sizes(cfg)
