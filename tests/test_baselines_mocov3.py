@@ -1,5 +1,6 @@
-"""MoCo v3 pieces against hand computations: InfoNCE, the momentum update and its schedule, the
-frozen random patch projection, and where in the step the momentum encoder moves."""
+"""MoCo v3 pieces against hand computations: InfoNCE (one process, and two gloo processes that
+gather keys), the momentum update and its schedule, where in the step the momentum encoder
+moves, the frozen random patch projection, and an interrupted run that resumes exactly."""
 import math
 
 import numpy as np
@@ -8,6 +9,16 @@ import torch
 
 from backbones.mocov3 import MoCoV3, contrastive_loss, momentum_at
 from maebench.optim import param_groups
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Models this small gain nothing from a second thread, and on a busy 2-core machine
+    OpenMP's spin-waiting makes them several times slower; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def tiny_moco(**kw):
