@@ -67,7 +67,8 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
         msg = str(e)
         found = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
         if not trust and (found or "Weights only load failed" in msg):
-            why = f"it contains {found.group(1)}" if found else _one_line(e).split("WeightsUnpickler error:")[-1].strip()
+            detail = " ".join(msg.split("WeightsUnpickler error:")[-1].split())[:200]
+            why = f"it contains {found.group(1)}" if found else detail
             raise MaebenchError(
                 f"{path}: refused: reading it needs full unpickling, which can run arbitrary code ({why}); "
                 "if you trust its source, pass --trust-checkpoint (trust=True)") from None
@@ -130,6 +131,8 @@ def resolve_spec(conv: Converted, *, explicit: dict[str, Any], defaults: dict[st
     values.setdefault("patch_size", arch_dims(values["arch"])[3])
     values.setdefault("in_chans", 3)
     values.setdefault("img_size", 224)
+    if values["img_size"] % values["patch_size"]:
+        raise UsageError(f"image size {values['img_size']} is not a multiple of patch size {values['patch_size']}")
     return Spec(**values)
 
 

@@ -87,6 +87,11 @@ def test_beit_pretrain_shared_rel_pos_bias(home, tmp_path):
     assert e.model == "beit" and e.family == "mae-token" and e.mean == (0.5, 0.5, 0.5)
     assert type(model).__name__ == "Beit" and model.pos_embed is None
     assert any("shared relative position bias" in n for n in e.conversion_notes)
+    bigger, _ = registry.load("b", img_size=IMG + 2 * PATCH)  # tables resized to the 6x6 window
+    table = bigger.blocks[0].attn.relative_position_bias_table
+    assert table.shape == ((2 * 6 - 1) ** 2 + 3, HEADS)
+    assert torch.equal(table[-3:], sd["rel_pos_bias.relative_position_bias_table"][-3:])  # [cls] entries kept
+    assert features(bigger, images(size=IMG + 2 * PATCH)).shape == (2, 1 + 36, DIM)
 
 
 def test_beit_finetuned_per_block_tables_and_head(home, tmp_path):

@@ -181,6 +181,9 @@ def test_unknown_and_invalid_names(home, tmp_path):
         registry.register("scratch-vit-b", tmp_path / "x.pth")
     with pytest.raises(MaebenchError, match="no such checkpoint file"):
         registry.register("ok", tmp_path / "absent.pth")
+    path = save({"model": tiny_vit().state_dict()}, tmp_path / "m.pth")
+    with pytest.raises(UsageError, match=f"image size 18 is not a multiple of patch size {PATCH}"):
+        registry.register("ok", path, img_size=18)
 
 
 def test_architecture_read_off_the_weights(home, tmp_path):
