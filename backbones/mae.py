@@ -29,12 +29,10 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
-from backbones.masking import STRATEGIES, sample as sample_mask
+from backbones.mae_names import FAMILY, MASKINGS, TARGETS, check_target  # noqa: F401 (re-exported)
+from backbones.masking import sample as sample_mask
 from backbones.pos_embed import get_2d_sincos_pos_embed
 from maebench.errors import MaebenchError, UsageError, unknown
-
-TARGETS = ("pixel", "norm-pixel", "dvae")
-FAMILY = {"pixel": "mae-pixel", "norm-pixel": "mae-norm-pixel", "dvae": "mae-token"}
 
 
 class MaskedAutoencoderViT(nn.Module):
@@ -48,10 +46,9 @@ class MaskedAutoencoderViT(nn.Module):
                  mask_tokens_in_encoder: bool = False, vocab_size: int | None = None):
         super().__init__()
         target = target or ("norm-pixel" if norm_pix_loss else "pixel")
-        if target not in TARGETS:
-            raise unknown("target", target, TARGETS)
-        if masking not in STRATEGIES:
-            raise unknown("masking", masking, STRATEGIES)
+        check_target(target)
+        if masking not in MASKINGS:
+            raise unknown("masking", masking, MASKINGS)
         if target == "dvae" and not vocab_size:
             raise UsageError("target 'dvae' needs vocab_size (the tokenizer's codebook size)")
         self.target, self.masking = target, masking

@@ -19,9 +19,8 @@ import math
 
 import torch
 
-from maebench.errors import UsageError, unknown
-
-STRATEGIES = ("random", "block", "grid")
+from backbones.mae_names import MASKINGS as STRATEGIES, check_masking as check
+from maebench.errors import UsageError
 
 
 def num_keep(num_patches: int, mask_ratio: float) -> int:
@@ -33,15 +32,6 @@ def num_keep(num_patches: int, mask_ratio: float) -> int:
     if not 0.0 <= mask_ratio < 1.0:
         raise UsageError(f"mask_ratio must lie in [0, 1), got {mask_ratio}")
     return max(1, int(round(num_patches * (1.0 - mask_ratio))))
-
-
-def check(strategy: str, mask_ratio: float) -> None:
-    """Refuse an unknown strategy or a ratio the strategy cannot produce (before any work)."""
-    if strategy not in STRATEGIES:
-        raise unknown("masking", strategy, STRATEGIES)
-    if strategy == "grid" and abs(mask_ratio - 0.75) > 1e-9:
-        raise UsageError(f"grid masking keeps one patch of every 2x2 cell, i.e. mask_ratio 0.75; "
-                         f"got mask_ratio {mask_ratio}")
 
 
 # --------------------------------------------------------------------------------------------

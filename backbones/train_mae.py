@@ -34,7 +34,7 @@ def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) 
 
     The architecture picks the `by_arch` table and may itself come from --config or --set, so
     when the merged arch differs from the one first assumed, merge again with it."""
-    from backbones.vit import arch_dims
+    from backbones.catalogue import arch_dims      # torch-free: errors come before torch loads
     from maebench import config
 
     epochs = args.epochs
@@ -83,13 +83,10 @@ def check_name(name: str) -> str:
 
 
 def check_mae_config(cfg: dict) -> None:
-    from backbones.mae import TARGETS
-    from backbones.masking import check
-    from maebench.errors import unknown
+    from backbones.mae_names import check_masking, check_target
 
-    if cfg["target"] not in TARGETS:
-        raise unknown("target", cfg["target"], TARGETS)
-    check(cfg["masking"], cfg["mask_ratio"])
+    check_target(cfg["target"])
+    check_masking(cfg["masking"], cfg["mask_ratio"])
     for key in ("decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise UsageError(f"config key '{key}' must be a positive whole number, got {cfg[key]!r}")
@@ -107,20 +104,23 @@ def check_mae_config(cfg: dict) -> None:
 # the command
 # --------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
+    from backbones.mae_names import FAMILY
+
+    # 1. validate everything before a results row exists (option typos before torch loads) ---
+    cfg = load_config(args, PROTOCOL, {"target": args.target, "mask_ratio": args.mask_ratio,
+                                       "masking": args.masking, "tokenizer": args.tokenizer})
+    check_mae_config(cfg)
+
     import torch
 
     from backbones import registry
     from backbones.dvae import load_tokenizer
-    from backbones.mae import FAMILY, create_mae
+    from backbones.mae import create_mae
     from maebench import distributed, engine, flops, optim, runs
     from maebench.checkpoint import save_atomic
     from maebench.data.imagefolder import ImageFolder
     from maebench.data.transforms import classification_train
 
-    # 1. validate everything before a results row exists ----------------------------------------
-    cfg = load_config(args, PROTOCOL, {"target": args.target, "mask_ratio": args.mask_ratio,
-                                       "masking": args.masking, "tokenizer": args.tokenizer})
-    check_mae_config(cfg)
     tokenizer = None
     if cfg["target"] == "dvae":
         tokenizer, tok_meta = load_tokenizer(cfg["tokenizer"])
