@@ -211,7 +211,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
             find_unused_parameters=find_unused_parameters)
 
     # ---- resume -------------------------------------------------------------------------
-    start_epoch, start_step, history, resumed_rng = 0, 0, [], None
+    start_epoch, start_step, history, resumed_rng, resumed_sums = 0, 0, [], None, None
     if resume and ckpt_path.exists():
         from maebench.checkpoint import load
         ck = load(ckpt_path)
@@ -222,18 +222,25 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
             ema.module.load_state_dict(ck["ema"])
         start_epoch, start_step, history = ck["epoch"], ck["step_in_epoch"], ck["history"]
         resumed_rng = ck["rng"][rank] if rank < len(ck["rng"]) else None
+        # logged sums of the steps already taken in the interrupted epoch, so that its mean
+        # covers the whole epoch (older checkpoints lack them: the mean covers the rest)
+        partial = ck.get("epoch_sums")
+        resumed_sums = partial[rank] if partial and rank < len(partial) else None
         log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {start_step}")
     elif resume:
         log(f"--resume: no checkpoint at {ckpt_path}; starting from scratch")
 
     def save(epoch: int, step_in_epoch: int) -> None:
         states = dist.all_gather_objects(_rng_state())
+        partial = dist.all_gather_objects({k: v.detach().cpu() for k, v in sums.items()}) if step_in_epoch else None
         if dist.is_main():
             ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                   "scaler": scaler.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
                   "history": history, "rng": states, "config": asdict(tc), "seed": seed}
             if ema is not None:
                 ck["ema"] = ema.module.state_dict()
+            if partial is not None:
+                ck["epoch_sums"] = partial
             try:
                 save_atomic(ck, ckpt_path)
             except OSError as e:
@@ -256,6 +263,9 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
             train_model.train()
             skip = start_step * tc.accum_iter if epoch == start_epoch else 0
             sums: dict[str, torch.Tensor] = {}
+            if skip and resumed_sums is not None:
+                sums = {k: v.to(device) for k, v in resumed_sums.items()}
+            counted_from = 0 if skip and resumed_sums is not None else skip   # first micro-step in sums
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
             if dist.is_main():
                 from tqdm import tqdm
@@ -312,7 +322,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                     train_time += dt
                     ips = n_log * tc.batch_size / dt
                     if progress is not None:
-                        post = {k: f"{float(v) / (done_in_epoch * tc.accum_iter - skip):.4f}" for k, v in sums.items()}
+                        post = {k: f"{float(v) / (done_in_epoch * tc.accum_iter - counted_from):.4f}" for k, v in sums.items()}
                         post.update(lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
                         if flops_per_step:
                             post["mfu"] = f"{100 * flops_per_step * n_log / dt / world / peak:.1f}%"
@@ -325,7 +335,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                                       f"step {done_in_epoch}; checkpoint {ckpt_path}; continue with --resume")
             if progress is not None:
                 progress.close()
-            n_micro = steps_per_epoch * tc.accum_iter - skip
+            n_micro = steps_per_epoch * tc.accum_iter - counted_from
             epoch_means = {k: float(dist.all_reduce_sum(v.clone())) / (n_micro * world) for k, v in sums.items()}
             history.append({"epoch": epoch + 1, **epoch_means})
             if evaluate is not None and tc.eval_every and (epoch + 1) % tc.eval_every == 0 and epoch + 1 < tc.epochs:
