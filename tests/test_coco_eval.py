@@ -219,3 +219,41 @@ def test_split_results_drops_boxes_from_the_mask_list(hand_gt):
     boxes, masks = split_results(hand_predictions(), load_ground_truth(hand_gt))
     assert all("bbox" in b and "segmentation" not in b for b in boxes)
     assert all("segmentation" in m and "bbox" not in m for m in masks)
+
+
+class _BoxPerImage(__import__("torch").nn.Module):
+    """A stand-in detector: one box per image (category label 1), no masks."""
+
+    def forward(self, images):
+        import torch
+        return [{"boxes": torch.tensor([[0.0, 0.0, 20.0, 20.0]]), "labels": torch.tensor([1]),
+                 "scores": torch.tensor([0.5])} for _ in images]
+
+
+def test_sharded_evaluation_sees_every_image_once(coco_set, tmp_path, monkeypatch):
+    """Two ranks simulated: each predicts its ShardSampler share, rank 0 gathers both shares,
+    scores exactly what one process scores, and refuses a gather that counts an image twice."""
+    import torch
+
+    from maebench import distributed as dist
+    from maebench.data.coco import CocoInstances
+    from maebench.data.layout import resolve_coco
+    from tasks.coco.data import eval_transform
+    from tasks.coco.evaluate import RESULTS_FILE, make_evaluator, predict
+
+    p = resolve_coco(coco_set)
+    ds = CocoInstances(p["val_images"], p["val_json"], train=False, transforms=eval_transform)
+    model, cpu = _BoxPerImage(), torch.device("cpu")
+    single = make_evaluator(ds, out_dir=None, device=cpu, log=lambda *_: None)(model)
+
+    other_rank = predict(model, ds, cpu, indices=range(1, len(ds), 2))
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+    monkeypatch.setattr(dist, "rank", lambda: 0)
+    monkeypatch.setattr(dist, "all_gather_objects", lambda mine: [mine, other_rank])
+    sharded = make_evaluator(ds, out_dir=tmp_path, device=cpu, log=lambda *_: None)(model)
+    assert sharded == single and sharded["bbox/AP"] is not None
+    assert len(json.loads((tmp_path / RESULTS_FILE).read_text())) == len(ds)
+
+    monkeypatch.setattr(dist, "all_gather_objects", lambda mine: [mine, mine])
+    with pytest.raises(MaebenchError, match=f"saw {len(ds)} images .* of the {len(ds)} in"):
+        make_evaluator(ds, out_dir=None, device=cpu, log=lambda *_: None)(model)

@@ -148,6 +148,7 @@ def train(args: argparse.Namespace) -> int:
     log(f"coco: {args.backbone} ({entry.arch}, patch {entry.patch_size}) + {cfg['neck']} + Mask R-CNN, "
         f"{len(train_set)} train / {len(val_set)} val images, {train_set.num_classes} classes, "
         f"canvas {canvas_size(cfg)} px; skipped for training: {train_set.skipped}")
+    log(optim.describe_groups(groups, engine.TrainConfig.from_cfg(cfg).peak_lr()))
 
     with runs.tracked_run(args, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
                           checkpoint_sha256=entry.sha256) as run_ctx:
