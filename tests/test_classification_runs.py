@@ -83,7 +83,7 @@ def test_linprobe_leaves_the_encoder_bit_identical(micro, small_set, tmp_path):
 def test_cached_linprobe_equals_direct(micro, small_set, tmp_path):
     """Same seed, no augmentation (fixed eval crop for the training images too): the probe
     sees identical features in identical batches, so it ends identical up to float rounding."""
-    common = ["--task", "linprobe", "--backbone", micro, "--data", small_set, "--epochs", 3,
+    common = ["--task", "linprobe", "--backbone", micro, "--data", small_set, "--epochs", 2,
               "--batch-size", 8, "--seed", 3, *FAST]
     assert run(*common, "--set", "augment=false", "--out", tmp_path / "direct") == 0
     assert run(*common, "--cached-features", "--out", tmp_path / "cached") == 0
