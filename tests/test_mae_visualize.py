@@ -82,6 +82,11 @@ def test_visualize_writes_one_png_per_image_and_refuses_encoder_only_backbones(t
     assert cli.main(["visualize", "--backbone", "mae-vis", "--images", str(tmp_path / "images"),
                      "--out", str(out), "--seed", "3"]) == 0
     assert (out / "sub_0.png").read_bytes() == first          # same seed, same masks, same figure
+    assert cli.main(["visualize", "--backbone", "mae-vis", "--images", str(tmp_path / "images"), "--out",
+                     str(tmp_path / "one"), "--per-folder", "1", "--grid", str(tmp_path / "grid.png")]) == 0
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["sub_0.png"]
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.width > 3 * im.height
 
     encoder = {k: v for k, v in m.state_dict().items() if not k.startswith("decoder") and k != "mask_token"}
     register(tmp_path, "enc-only", encoder, meta)

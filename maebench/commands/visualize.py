@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from backbones.mae_names import FAMILY
 from maebench.errors import MaebenchError, UsageError
 
-TARGET_BY_FAMILY = {"mae-pixel": "pixel", "mae-norm-pixel": "norm-pixel", "mae-token": "dvae"}
+TARGET_BY_FAMILY = {family: target for target, family in FAMILY.items()}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="share of patches removed (default: the backbone's pretraining ratio, else 0.75)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted by path)")
+    p.add_argument("--per-folder", type=int, metavar="N",
+                   help="only the first N images of each folder (e.g. N per class of a val/ split)")
+    p.add_argument("--grid", metavar="FILE.png", help="also write every image's panels into this one figure")
     p.add_argument("--tokenizer", metavar="NAME|FILE",
                    help="dVAE tokenizer of a token-target MAE (default: the one its run recorded)")
     p.add_argument("--decoder-heads", type=int, metavar="N",
@@ -76,6 +80,14 @@ def main(args: argparse.Namespace) -> int:
                             "reconstruct")
     root = require_dir(args.images, "--images directory")
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p.name))
+    if args.per_folder is not None:
+        chosen: list[Path] = []
+        taken: dict[Path, int] = {}
+        for f in files:
+            taken[f.parent] = taken.get(f.parent, 0) + 1
+            if taken[f.parent] <= args.per_folder:
+                chosen.append(f)
+        files = chosen
     if args.limit is not None:
         files = files[:max(args.limit, 0)]
     if not files:
@@ -105,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
 
     # 3. one figure per image; masks from (seed, image index) so a rerun draws the same masks ----
     L = model.patch_embed.num_patches
+    grid_rows = []
     for i, path in enumerate(files):
         x = transform(load_rgb(path)).unsqueeze(0).to(device)
         noise = torch.rand(1, L, generator=torch.Generator().manual_seed(args.seed * 1_000_003 + i)).to(device)
@@ -112,8 +125,13 @@ def main(args: argparse.Namespace) -> int:
                              tokenizer=tokenizer)
         rel = path.relative_to(root).with_suffix("")
         dest = out / ("_".join(rel.parts) + ".png")
-        save_grid([[to_numpy(panels[k][0]) for k in PANELS]], dest,
-                  title=f"{e.name}: {rel} (mask {mask_ratio:.2f})")
-    print(f"wrote {len(files)} reconstruction figure(s) to {out} (backbone {e.name}, target {target}, "
-          f"mask {mask_ratio:.2f}, seed {args.seed})")
+        row = [to_numpy(panels[k][0]) for k in PANELS]
+        save_grid([row], dest, title=f"{e.name}: {rel} (mask {mask_ratio:.2f})")
+        grid_rows.append(row)
+    if args.grid:
+        Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
+        save_grid(grid_rows, args.grid, groups_per_row=2 if len(grid_rows) > 4 else 1,
+                  title=f"{e.name}: {len(grid_rows)} images, mask {mask_ratio:.2f}, seed {args.seed}")
+    print(f"wrote {len(files)} reconstruction figure(s) to {out}{' and the grid ' + args.grid if args.grid else ''} "
+          f"(backbone {e.name}, target {target}, mask {mask_ratio:.2f}, seed {args.seed})")
     return 0
