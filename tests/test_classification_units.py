@@ -220,3 +220,19 @@ def test_partial_protocol_is_the_finetune_recipe():
     ft, pa = config.protocol_defaults("finetune"), config.protocol_defaults("partial")
     assert pa.pop("blocks") == 1
     assert pa == ft
+
+
+def test_randaugment_posterize_at_full_magnitude():
+    """timm asks Pillow to keep 0 bits at magnitude 10 ('inc1'), which Pillow >= 10 refuses; the
+    fine-tuning transform must give the black image older Pillow gave instead of crashing."""
+    from PIL import Image
+    from timm.data.auto_augment import RandAugment
+
+    from tasks.classification_data import finetune_train_transform
+    aug = {"scale": [0.08, 1.0], "hflip": 0.5, "rand_augment": "rand-m10-mstd0-inc1", "reprob": 0.0, "remode": "pixel"}
+    tf = finetune_train_transform({"img_size": 16, "aug": aug}, (0.5,) * 3, (0.5,) * 3)
+    (ra,) = [t for t in tf.transforms if isinstance(t, RandAugment)]
+    (op,) = [o for o in ra.ops if o.name == "PosterizeIncreasing"]
+    op.prob = 1.0
+    out = op(Image.new("RGB", (16, 16), (200, 120, 40)))
+    assert np.asarray(out).max() == 0
