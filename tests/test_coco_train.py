@@ -189,3 +189,19 @@ def test_bad_input_is_one_line_and_leaves_no_row(micro, coco_set, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert rows() == []
+
+
+def test_unreadable_image_in_a_worker_is_a_one_line_error(micro, coco_set, tmp_path, capsys):
+    """A corrupt JPEG met by a DataLoader worker mid-training: one line naming the file and the
+    image id (torch would fold the worker's traceback into the message), and a failed row."""
+    import shutil
+    data = tmp_path / "coco"
+    shutil.copytree(coco_set, data)
+    victim = sorted((data / "train").iterdir())[3]
+    victim.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    assert main(["run", "--task", "coco", "--backbone", micro, "--data", str(data), "--epochs", "1",
+                 "--batch-size", "4", *FAST, "--set", "num_workers=2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot read image {victim}" in err and "image id" in err, err
+    (row,) = rows(task="coco")
+    assert row.status == "failed"

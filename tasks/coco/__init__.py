@@ -104,6 +104,9 @@ def loss_fn(model, batch, device):
     """Sum of torchvision's five Mask R-CNN losses (RPN objectness and box, RoI class, box, mask)."""
     import torch
 
+    from tasks.coco.data import raise_load_failure
+
+    raise_load_failure(batch)
     images, targets = batch
     images = [im.to(device, non_blocking=True) for im in images]
     targets = [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in t.items()}
@@ -129,13 +132,14 @@ def train(args: argparse.Namespace) -> int:
     # torch only from here on
     from maebench import distributed, engine, optim, runs
     from maebench.data.coco import CocoInstances
-    from tasks.coco.data import collate, eval_transform, train_transform
+    from tasks.coco.data import ReportLoadErrors, collate, eval_transform, train_transform
     from tasks.coco.evaluate import RESULTS_FILE, make_evaluator, summary
     from tasks.coco.model import build_mask_rcnn, canvas_size
 
-    train_set = CocoInstances(paths["train_images"], paths["train_json"], train=True,
-                              transforms=train_transform(cfg, entry.mean))
-    val_set = CocoInstances(paths["val_images"], paths["val_json"], train=False, transforms=eval_transform)
+    train_set = ReportLoadErrors(CocoInstances(paths["train_images"], paths["train_json"], train=True,
+                                               transforms=train_transform(cfg, entry.mean)))
+    val_set = ReportLoadErrors(CocoInstances(paths["val_images"], paths["val_json"], train=False,
+                                             transforms=eval_transform))
     if train_set.cat_ids != val_set.cat_ids:
         raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
                             f"declares {val_set.cat_ids}: labels would not match")

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 from torchvision.transforms.functional import pil_to_tensor
+
+from maebench.errors import MaebenchError
 
 
 def to_float(image) -> torch.Tensor:
@@ -110,7 +113,48 @@ def train_transform(cfg: dict, mean) -> LargeScaleJitter | FlipOnly:
     return FlipOnly(aug["flip"])
 
 
-def collate(batch: list) -> tuple[list[torch.Tensor], list[dict]]:
+class LoadFailure:
+    """A sample that could not be loaded, carried to the main process as data. torch re-raises
+    an exception from a DataLoader worker with the worker's traceback folded into its message,
+    which would turn a one-line 'cannot read image X' into a screenful."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class ReportLoadErrors(Dataset):
+    """Wraps a CocoInstances: a MaebenchError while loading sample i becomes a LoadFailure naming
+    the image id and annotation file; `collate` passes it on and `raise_load_failure` raises it,
+    in the main process, as the original one-line error."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.dataset[i]
+        except MaebenchError as e:
+            ids, ann = getattr(self.dataset, "ids", None), getattr(self.dataset, "ann_file", "?")
+            return LoadFailure(f"{e} (image id {ids[i] if ids is not None else i} in {ann})")
+
+    def __getattr__(self, name: str):
+        if name == "dataset":            # not yet set while unpickling in a spawned worker
+            raise AttributeError(name)
+        return getattr(self.dataset, name)   # ids, coco, label_to_cat_id, ann_file, ...
+
+
+def raise_load_failure(batch) -> None:
+    if isinstance(batch, LoadFailure):
+        raise MaebenchError(batch.message)
+
+
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict]] | LoadFailure:
     """Detection batches are lists: images differ in size and targets in instance count."""
+    failed = [b for b in batch if isinstance(b, LoadFailure)]
+    if failed:
+        return failed[0]
     images, targets = zip(*batch)
     return list(images), list(targets)

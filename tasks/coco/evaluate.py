@@ -288,7 +288,7 @@ def predict(model, dataset, device, *, batch_size: int = 1, num_workers: int = 0
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from tasks.coco.data import collate
+    from tasks.coco.data import collate, raise_load_failure
 
     subset = Subset(dataset, list(range(len(dataset))) if indices is None else list(indices))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
@@ -298,7 +298,9 @@ def predict(model, dataset, device, *, batch_size: int = 1, num_workers: int = 0
     results, seen = [], []
     try:
         with torch.no_grad():
-            for images, targets in loader:
+            for batch in loader:
+                raise_load_failure(batch)
+                images, targets = batch
                 outputs = model([im.to(device, non_blocking=True) for im in images])
                 ids = [int(t["image_id"]) for t in targets]
                 results += to_coco_results(outputs, ids, label_to_cat_id)
