@@ -257,3 +257,22 @@ def test_sharded_evaluation_sees_every_image_once(coco_set, tmp_path, monkeypatc
     monkeypatch.setattr(dist, "all_gather_objects", lambda mine: [mine, mine])
     with pytest.raises(MaebenchError, match=f"saw {len(ds)} images .* of the {len(ds)} in"):
         make_evaluator(ds, out_dir=None, device=cpu, log=lambda *_: None)(model)
+
+
+def test_degenerate_ground_truth_polygons_are_not_read_as_boxes(hand_gt, tmp_path):
+    """A 2-point polygon [[0, 0, 10, 10]] is what pycocotools would read as the box 0,0,10,10;
+    here it is an empty mask (a counted warning), so a 10 x 10 square cannot match it."""
+    data = json.loads(hand_gt.read_text())
+    data["annotations"][0]["segmentation"] = [[0, 0, 10, 10]]
+    path = tmp_path / "degenerate.json"
+    path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="1 annotations have polygon parts with fewer than 3 points"):
+        gt = load_ground_truth(path)
+    square = {"image_id": 11, "category_id": 5, "score": 0.9, "bbox": [0.0, 0.0, 10.0, 10.0],
+              "segmentation": rle(rect_mask(0, 0, 10, 10))}
+    metrics = score(gt, [square])
+    # the box finds 1 of the 2 category-5 objects (precision 1 on 51 of the 101 recall points;
+    # category 9 scores 0), but the mask matches nothing
+    assert metrics["bbox/AP50"] == pytest.approx(100 * 51 / 101 / 2)
+    assert metrics["segm/AP50"] == 0.0
+    assert gt.annToMask(gt.anns[100]).sum() == 0

@@ -44,11 +44,38 @@ def coco_from_dict(data: dict):
     return coco
 
 
+def drop_degenerate_polygons(coco_gt, source: str = "ground truth") -> int:
+    """Remove polygon parts with fewer than 3 points from the ground truth, in place; returns
+    how many annotations changed (with a counted warning).
+
+    pycocotools reads a first part of exactly 4 numbers as a *box* and fails on shorter ones,
+    so such a mask would be scored as a rectangle that nobody annotated. Without its degenerate
+    parts the object keeps its box (box AP is unchanged) and its mask is what remains, or empty
+    when nothing does -- the object can then only be missed, as the training reader sees it."""
+    changed = 0
+    for ann in coco_gt.dataset["annotations"]:
+        seg = ann.get("segmentation")
+        if isinstance(seg, list) and any(len(part) < 6 for part in seg):
+            img = coco_gt.imgs[ann["image_id"]]
+            kept = [part for part in seg if len(part) >= 6]
+            ann["segmentation"] = kept or {"size": [img["height"], img["width"]],
+                                           "counts": [img["height"] * img["width"]]}   # all background
+            changed += 1
+    if changed:
+        import warnings
+        warnings.warn(f"{source}: {changed} annotations have polygon parts with fewer than 3 points; "
+                      "those parts are ignored for mask AP (boxes unchanged)", stacklevel=2)
+    return changed
+
+
 def load_ground_truth(ann_file: str | os.PathLike):
-    """COCO of a validated annotation file (maebench.data.coco_json names any fault)."""
+    """COCO of a validated annotation file (maebench.data.coco_json names any fault), with
+    degenerate polygon parts dropped (drop_degenerate_polygons)."""
     from maebench.data import coco_json
 
-    return coco_from_dict(coco_json.load(ann_file))
+    coco = coco_from_dict(coco_json.load(ann_file))
+    drop_degenerate_polygons(coco, str(ann_file))
+    return coco
 
 
 def ground_truth_as_results(coco_gt) -> list[dict]:
@@ -317,6 +344,8 @@ def make_evaluator(dataset, *, out_dir: str | os.PathLike | None, device, batch_
     up to the whole split, writes out_dir/coco_results.json and scores it; the metrics are
     broadcast so every rank returns the same dict."""
     from maebench import distributed as dist
+
+    drop_degenerate_polygons(dataset.coco, dataset.ann_file)
 
     def evaluate(model) -> dict:
         shard = dist.ShardSampler(len(dataset)).indices
