@@ -38,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     root, dataset = data_root(args)
     cfg = check_config(config.load(TASK, config_file=args.config, sets=args.set, arch=entry.arch,
                                    flags=task_flags(args, root)), entry.patch_size)
+    if entry.model != "vit" and cfg["eval_mode"] == "whole":
+        raise UsageError(f"backbone '{args.backbone}' ({entry.model}) has relative position tables fixed to the crop "
+                         "size: use --set eval_mode=slide")
     if not entry.present:
         raise registry.missing_weights_error(entry)
     train_set, val_set = open_data(root, cfg, entry)     # reads every label map: errors before any row
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if micro < 2:
         raise UsageError(f"the per-process batch is {micro} image(s): the heads' BatchNorm needs at least 2 "
                          "(raise batch_size or lower accum_iter)")
+    torch.manual_seed(args.seed)          # the heads' initialisation is part of the run's recipe
     model, entry = build_model(args.backbone, cfg, device)
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                                 num_layers=len(model.backbone.vit.blocks), vit_prefix="backbone.vit.")
@@ -95,6 +99,8 @@ def data_root(args: argparse.Namespace) -> tuple[Path, str]:
     """(dataset directory, the row's dataset name): --data DIR or the embedded generated set."""
     if args.data:
         root = Path(args.data).expanduser().resolve()
+        if (root / "ADEChallengeData2016").is_dir() and not (root / "images").is_dir():
+            root = root / "ADEChallengeData2016"     # the folder holding it, as resolve_ade20k accepts
         return root, {"ADEChallengeData2016": "ade20k"}.get(root.name, root.name)
     from maebench.data import default_dataset
     return default_dataset("ade20k"), "shapes"

@@ -79,8 +79,9 @@ def _with_dropout(classifier: nn.Conv2d, p: float) -> nn.Module:
 
 
 class UperNetSegmentor(nn.Module):
-    """images [B, 3, H, W] -> (logits [B, K, H/4', W/4'], aux logits or None); `predict` gives
-    logits at the input resolution. (4' = the first level's stride.)"""
+    """images [B, 3, H, W] -> (logits [B, K, H/s, W/s] at the first level's stride s (4 for /16
+    models), auxiliary logits at the third level's or None outside training); `predict` gives
+    logits at the input resolution."""
 
     def __init__(self, vit: nn.Module, *, num_classes: int, window: tuple[int, int],
                  out_indices: list[int] | None = None, rel_pos_bias: bool = True, channels: int = 512,
