@@ -2,8 +2,8 @@
 
 Sizes come from the protocol's `model.*` keys (maebench/protocols/coco.yaml): the paper-scale
 defaults are torchvision's / detectron2's (FPN 256 channels, 1024-d box MLP, 256-d mask convs,
-256 RPN and 512 RoI samples per image); the CPU recipe shrinks them, which is what makes a
-Mask R-CNN step on a 128 px image take well under a second.
+256 RPN and 512 RoI samples per image); the vit-micro CPU recipe shrinks them (64 channels,
+64 samples), which with 64 px images brings a 4-image step to about 0.3 s on one core.
 """
 from __future__ import annotations
 
