@@ -138,7 +138,16 @@ def test_forward_with_given_noise_is_deterministic_and_follows_the_noise():
     assert not torch.equal(m(imgs, 0.75, torch.rand(2, 16))[2], mask)
 
 
-def test_tiny_model_overfits_one_batch():
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: a second thread only adds synchronisation (and spins on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_tiny_model_overfits_one_batch(one_thread):
     torch.manual_seed(0)
     m = small(embed_dim=32, num_heads=2, decoder_embed_dim=32, decoder_num_heads=2)
     imgs, noise = torch.randn(2, 3, 16, 16), torch.rand(2, 16)
