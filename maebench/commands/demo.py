@@ -32,10 +32,12 @@ TASKS = {
     "ade20k": [],
 }
 
-# Epochs per stage: the full demo (<= 20 min on 2 cores) and --quick (<= 3 min).
-EPOCHS = {
-    "full": {"pretrain": 20, "linprobe": 30, "finetune": 15, "partial": 8, "coco": 8, "ade20k": 15},
-    "quick": {"pretrain": 2, "linprobe": 3, "finetune": 2, "partial": 1, "coco": 1, "ade20k": 2},
+# (epochs, global batch) per stage: the full demo (<= 20 min on 2 cores) and --quick (<= 3 min).
+SCHEDULE = {
+    "full": {"pretrain": (20, 64), "linprobe": (30, 64), "finetune": (15, 32), "partial": (8, 32),
+             "knn": (None, 64), "coco": (8, 8), "ade20k": (15, 8)},
+    "quick": {"pretrain": (2, 32), "linprobe": (3, 32), "finetune": (2, 16), "partial": (1, 16),
+              "knn": (None, 32), "coco": (1, 4), "ade20k": (2, 4)},
 }
 # --quick also shrinks the generated data (per class / per split image counts).
 QUICK_DATA = ["--train-per-class", "20", "--val-per-class", "10", "--coco-train-images", "8",
@@ -51,20 +53,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stage_plan(mode: str, data: Path, results: Path, seed: int) -> list[tuple[str, list[str]]]:
-    ep = EPOCHS[mode]
+    sched = SCHEDULE[mode]
     common = ["--results", str(results), "--seed", str(seed), "--set", "num_workers=0"]
     plan = []
     for name, cmd in PRETRAIN.items():
         if cmd is not None:
             plan.append((f"pretrain {name}", [*cmd, "--arch", "vit-micro", "--data", str(data / "classification"),
-                                              "--name", name, "--epochs", str(ep["pretrain"]), *common]))
+                                              "--name", name, *_budget(sched["pretrain"]), *common]))
     for name in PRETRAIN:
         for task, opts in TASKS.items():
-            argv = ["run", "--task", task, "--backbone", name, "--data", str(data / _data_kind(task)), *opts, *common]
-            if task in ep:
-                argv += ["--epochs", str(ep[task])]
+            argv = ["run", "--task", task, "--backbone", name, "--data", str(data / _data_kind(task)), *opts,
+                    *_budget(sched[task]), *common]
             plan.append((f"{task} {name}", argv))
     return plan
+
+
+def _budget(epochs_batch: tuple[int | None, int]) -> list[str]:
+    epochs, batch = epochs_batch
+    return (["--epochs", str(epochs)] if epochs else []) + ["--batch-size", str(batch)]
 
 
 def _data_kind(task: str) -> str:
@@ -105,8 +111,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"    {label}: {_summary(results, argv)} ({time.time() - t0:.0f} s)")
 
     out = Path(args.out) if args.out else Path(__file__).resolve().parents[2] / "leaderboards" / "demo.md"
-    _render(results, out, mode, time.time() - t_demo)
-    _reconstruction_figure(maebench, out.parent / "figures" / "demo", data)
+    recon = _reconstruction_figure(maebench, out.parent / "figures" / "demo" / "reconstructions", data)
+    _render(results, out, mode, time.time() - t_demo, recon)
     print(f"demo finished in {(time.time() - t_demo) / 60:.1f} min; leaderboard: {out}")
     return 0
 
@@ -128,30 +134,31 @@ def _summary(results: Path, argv: list[str]) -> str:
     return ", ".join(f"{k} {shown[k]:.2f}" for k in keys)
 
 
-def _render(results: Path, out: Path, mode: str, seconds: float) -> None:
-    import platform
+def _render(results: Path, out: Path, mode: str, seconds: float, recon: list[Path]) -> None:
     import os
+    import platform
+
+    from leaderboards.figures import write_figures
     from leaderboards.render import write_board
     from leaderboards.table import build_leaderboard
-    from leaderboards.figures import write_figures
     from maebench.results import ResultsStore
 
     board = build_leaderboard(ResultsStore(results))
-    fig_dir = out.parent / "figures" / "demo"
-    figs = write_figures(board, fig_dir)
-    text = write_board(board, None, "github", fig_dir, figures=figs)
+    figs = write_figures(board, out.parent / "figures" / "demo")
+    text = write_board(board, out, "github", figures=figs)
+    write_board(board, out.with_suffix(".html"), "html", figures=[*figs, *recon])
     command = "maebench demo" + (" --quick" if mode == "quick" else "")
-    header = (f"# maebench demo leaderboard\n\nProduced by `{command}` in {seconds / 60:.1f} min on "
-              f"{platform.machine()} with {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}. "
-              "Tiny ViTs (vit-micro) on the embedded generated *shapes* sets: these numbers test the "
-              "harness end to end and are not comparable with the paper's.\n\n")
-    rel = [f"![{p.stem}]({p.relative_to(out.parent).as_posix()})" for p in figs]
-    out.write_text(header + text + "\n\n" + "\n\n".join(rel) + "\n")
-    write_board(board, out.with_suffix(".html"), "html", fig_dir, figures=figs)
+    header = (f"Produced by `{command}` in {seconds / 60:.1f} min on {platform.machine()} with "
+              f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}. Tiny ViTs (vit-micro, 0.5M "
+              "parameters) on the embedded generated *shapes* sets: these numbers show the harness "
+              "working end to end and are not comparable with the paper's.\n\n")
+    recon_md = "".join(f"\n![MAE reconstruction]({p.relative_to(out.parent).as_posix()})\n" for p in recon)
+    out.write_text(header + text + ("\n## MAE reconstructions (original, masked, reconstruction, "
+                                    "reconstruction + visible)\n" + recon_md if recon else ""))
     print(text)
 
 
-def _reconstruction_figure(maebench, out_dir: Path, data: Path) -> None:
+def _reconstruction_figure(maebench, out_dir: Path, data: Path) -> list[Path]:
     images = sorted((data / "classification" / "val").glob("*/*"))[:: 10][:4]
     sample = out_dir / "recon-input"
     sample.mkdir(parents=True, exist_ok=True)
@@ -160,3 +167,4 @@ def _reconstruction_figure(maebench, out_dir: Path, data: Path) -> None:
     _run(maebench, ["visualize", "--backbone", "demo-mae-norm-pixel", "--images", str(sample),
                     "--out", str(out_dir)])
     shutil.rmtree(sample)
+    return [out_dir / p.name for p in images]
