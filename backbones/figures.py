@@ -78,8 +78,8 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, *,
     k = len(column_titles)
     n_lines = (len(rows) + groups_per_row - 1) // groups_per_row
     n_cols = k * groups_per_row
-    fig, axes = plt.subplots(n_lines, n_cols, figsize=(cell_inches * n_cols, cell_inches * n_lines + 0.4),
-                             squeeze=False)
+    height = cell_inches * n_lines + (0.4 if title else 0.0)
+    fig, axes = plt.subplots(n_lines, n_cols, figsize=(cell_inches * n_cols, height), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, panels in enumerate(rows):
@@ -91,6 +91,6 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: str | os.PathLike, *,
                 ax.set_title(column_titles[j], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.4 / height if title else 0.0)))   # room for the title
     fig.savefig(path, dpi=100)
     plt.close(fig)
