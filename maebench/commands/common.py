@@ -14,7 +14,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.yaml", help="override protocol defaults from a YAML file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key (repeatable); unknown keys are an error")
-    p.add_argument("--epochs", type=float, help="training epochs (config key: epochs)")
+    p.add_argument("--epochs", type=int, help="training epochs (config key: epochs)")
     p.add_argument("--batch-size", type=int, help="global batch size per optimizer step (config key: batch_size)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
