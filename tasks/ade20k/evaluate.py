@@ -102,6 +102,11 @@ def evaluate(model, dataset, *, num_classes: int, ignore_index: int, device: tor
 
     was_training = model.training
     model.eval()
+    if dist.is_dist():
+        # Without SyncBatchNorm (CPU) each process's BatchNorm statistics drift apart between DDP's
+        # per-step buffer broadcasts; score every shard with rank 0's, the ones the checkpoint keeps.
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, src=0)
     loader = DataLoader(dataset, batch_size=1, sampler=dist.ShardSampler(len(dataset)),
                         num_workers=num_workers, collate_fn=_single)
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device)
