@@ -141,6 +141,18 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype)
 
 
+@contextlib.contextmanager
+def _bar_closed_on_exit(current: Callable[[], Any]):
+    """Close the progress bar however the loop ends, so that an error or interrupt message
+    starts on a clean line instead of after a half-drawn bar."""
+    try:
+        yield
+    finally:
+        bar = current()
+        if bar is not None:
+            bar.close()
+
+
 class _SignalFlag:
     """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
 
@@ -255,7 +267,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
     images, train_time, metrics = 0, 0.0, {}
     t_start = time.time()
     progress = None
-    with _SignalFlag() as stop:
+    with _SignalFlag() as stop, _bar_closed_on_exit(lambda: progress):
         for epoch in range(start_epoch, tc.epochs):
             sampler.set_epoch(epoch)
             workers_gen.manual_seed(seed * 100_003 + epoch)

@@ -122,11 +122,20 @@ class ResultsStore:
         self.path = results_path(path)
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA busy_timeout=60000")
-        con.executescript(SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA busy_timeout=60000")
+                con.executescript(SCHEMA)
+            except BaseException:
+                con.close()
+                raise
+        except (OSError, sqlite3.Error) as e:   # a directory, a file that is not SQLite, no permission
+            from maebench.errors import MaebenchError
+            why = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
+            raise MaebenchError(f"cannot use results store {self.path}: {why}") from None
         return con
 
     @contextmanager

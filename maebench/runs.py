@@ -43,7 +43,11 @@ def tracked_run(args: argparse.Namespace, *, task: str, backbone: str, dataset: 
     run_id = run_id_for(task, backbone, dataset, config, seed)
     out_dir = Path(args.out) if getattr(args, "out", None) else runs_dir() / run_id
     if dist.is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            from maebench.errors import MaebenchError
+            raise MaebenchError(f"cannot create run directory {out_dir}: {e.strerror or e}") from None
         store = ResultsStore(getattr(args, "results", None))
         with store.run(task=task, backbone=backbone, config=config, dataset=dataset, split=split,
                        seed=seed, checkpoint_sha256=checkpoint_sha256, out_dir=str(out_dir),
