@@ -11,6 +11,15 @@ from maebench import cli
 from maebench.errors import MaebenchError, UsageError
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: a second thread only adds synchronisation (and spins on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def test_temperature_anneals_exponentially_from_start_to_end():
     v = DiscreteVAE(vocab_size=16, downsample=2, hidden=8, code_dim=8, tau_start=1.0, tau_end=1 / 16,
                     anneal_steps=100)

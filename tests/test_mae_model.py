@@ -12,6 +12,15 @@ from maebench.errors import MaebenchError, UsageError
 from maebench.optim import param_groups
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: a second thread only adds synchronisation (and spins on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small(**kw):
     """img 16, patch 4 (4 x 4 = 16 patches), 8-d encoder x 2 blocks, 4-d decoder x 1 block."""
     args = dict(img_size=16, patch_size=4, in_chans=3, embed_dim=8, depth=2, num_heads=2,
@@ -138,16 +147,7 @@ def test_forward_with_given_noise_is_deterministic_and_follows_the_noise():
     assert not torch.equal(m(imgs, 0.75, torch.rand(2, 16))[2], mask)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation (and spins on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_tiny_model_overfits_one_batch(one_thread):
+def test_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
     m = small(embed_dim=32, num_heads=2, decoder_embed_dim=32, decoder_num_heads=2)
     imgs, noise = torch.randn(2, 3, 16, 16), torch.rand(2, 16)
