@@ -52,12 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """A MaebenchError raised in a DataLoader worker comes back with the worker's traceback
+    folded into its message; keep the error's own line, which names the file at fault."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._handler(args) or 0)
     except MaebenchError as e:
-        print(f"maebench: error: {e}", file=sys.stderr)
+        print(f"maebench: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("maebench: interrupted", file=sys.stderr)

@@ -41,3 +41,22 @@ def test_unknown_names_exit_2_with_suggestion_and_no_traceback(args, expected):
 def test_unknown_subcommand_suggests_closest():
     r = maebench("runn")
     assert r.returncode == 2 and "did you mean: run?" in r.stderr
+
+
+def test_error_from_a_dataloader_worker_prints_one_line(tmp_path):
+    """A bad image met inside a worker process still gives the reader's one-line message."""
+    code = (
+        "import torch\n"
+        "from maebench.errors import MaebenchError\n"
+        "from maebench.cli import main, COMMANDS\n"
+        "import maebench.commands.data as data\n"
+        "class Bad(torch.utils.data.Dataset):\n"
+        "    def __len__(self): return 2\n"
+        "    def __getitem__(self, i): raise MaebenchError('cannot read image /x/broken.jpg: truncated')\n"
+        "def boom(args):\n"
+        "    next(iter(torch.utils.data.DataLoader(Bad(), num_workers=1)))\n"
+        "data.main = boom\n"
+        "raise SystemExit(main(['data', 'check', '--task', 'coco', '.']))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "maebench: error: cannot read image /x/broken.jpg: truncated"
