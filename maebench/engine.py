@@ -153,6 +153,16 @@ def _bar_closed_on_exit(current: Callable[[], Any]):
             bar.close()
 
 
+def _rank0_buffers(model: nn.Module) -> None:
+    """Under DDP each process's BatchNorm running statistics drift apart (DDP broadcasts buffers
+    only at the start of a forward, and without SyncBatchNorm each process then updates its own):
+    give every process rank 0's, the ones the checkpoint keeps, so that a sharded evaluation
+    scores the saved model."""
+    if dist.is_dist():
+        for b in model.buffers():
+            torch.distributed.broadcast(b, src=0)
+
+
 class _SignalFlag:
     """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
 
@@ -351,6 +361,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
             epoch_means = {k: float(dist.all_reduce_sum(v.clone())) / (n_micro * world) for k, v in sums.items()}
             history.append({"epoch": epoch + 1, **epoch_means})
             if evaluate is not None and tc.eval_every and (epoch + 1) % tc.eval_every == 0 and epoch + 1 < tc.epochs:
+                _rank0_buffers(ema.module if ema is not None else model)
                 metrics = evaluate(ema.module if ema is not None else model)
                 history[-1].update({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
             if dist.is_main():
@@ -360,6 +371,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                 save(epoch + 1, 0)
     final = ema.module if ema is not None else model
     if evaluate is not None:
+        _rank0_buffers(final)
         metrics = evaluate(final)
     ips = images / train_time if train_time > 0 else 0.0
     mfu = (flops_per_step / tc.batch_size * ips / world / peak) if flops_per_step and ips else None
