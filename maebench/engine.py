@@ -163,6 +163,16 @@ def _rank0_buffers(model: nn.Module) -> None:
             torch.distributed.broadcast(b, src=0)
 
 
+def _agree(signum: int | None, first_bad: torch.Tensor) -> "tuple[int | None, torch.Tensor]":
+    """(any process's signal, the earliest non-finite step of any process), in one all_reduce."""
+    never = torch.iinfo(torch.long).max
+    t = torch.stack([torch.tensor(signum or 0, device=first_bad.device),
+                     -torch.where(first_bad < 0, torch.full_like(first_bad, never), first_bad)])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    bad = -t[1]
+    return (int(t[0]) or None), torch.where(bad == never, torch.full_like(bad, -1), bad)
+
+
 class _SignalFlag:
     """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
 
@@ -334,7 +344,14 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                 n_log += 1
                 images += tc.batch_size
                 done_in_epoch = micro_step // tc.accum_iter + 1
-                if n_log == tc.log_every or done_in_epoch == steps_per_epoch or stop.signum is not None:
+                at_log = n_log == tc.log_every or done_in_epoch == steps_per_epoch
+                signum = stop.signum
+                if dist.is_dist():
+                    # save() is collective: every process must stop at the same step, also when
+                    # the signal reached them at different steps (or only some of them), and all
+                    # must see a non-finite loss on any of them; agreed at the (common) log steps
+                    signum, first_bad = _agree(signum, first_bad) if at_log else (None, first_bad)
+                if at_log or signum is not None:
                     if int(first_bad) >= 0:
                         raise NonFiniteLoss(f"loss became non-finite at step {int(first_bad)} (epoch {epoch + 1}); "
                                             f"the last good checkpoint ({ckpt_path}) is intact")
@@ -351,9 +368,9 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                         progress.set_postfix(post, refresh=False)
                         progress.update(n_log)
                     t_log, n_log = time.perf_counter(), 0
-                if stop.signum is not None:
+                if signum is not None:
                     save(epoch, done_in_epoch)
-                    raise Interrupted(f"stopped by {signal.Signals(stop.signum).name} at epoch {epoch + 1}, "
+                    raise Interrupted(f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, "
                                       f"step {done_in_epoch}; checkpoint {ckpt_path}; continue with --resume")
             if progress is not None:
                 progress.close()
