@@ -144,6 +144,8 @@ def train(args: argparse.Namespace) -> int:
         raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
                             f"declares {val_set.cat_ids}: labels would not match")
     device = distributed.init(args.device)
+    import torch
+    torch.manual_seed(args.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
     vit, entry = registry.load(args.backbone, img_size=canvas_size(cfg), drop_path_rate=cfg["drop_path"])
     model = build_mask_rcnn(vit, num_classes=train_set.num_classes, mean=entry.mean, std=entry.std, cfg=cfg)
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
