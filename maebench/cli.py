@@ -62,7 +62,10 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:          # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 0
     try:
         return int(args._handler(args) or 0)
     except MaebenchError as e:

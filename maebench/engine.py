@@ -302,7 +302,8 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
             if dist.is_main():
                 from tqdm import tqdm
                 progress = tqdm(total=steps_per_epoch, initial=skip // tc.accum_iter,
-                                desc=f"{desc} {epoch + 1}/{tc.epochs}", dynamic_ncols=True, leave=False)
+                                desc=f"{desc} {epoch + 1}/{tc.epochs}", dynamic_ncols=True, leave=False,
+                                disable=None)   # a bar on a terminal; logs get the per-epoch line
             t_log, n_log = time.perf_counter(), 0
             it = iter(loader)
             for _ in range(skip):            # mid-epoch resume: replay the sampler order
