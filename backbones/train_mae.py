@@ -62,15 +62,14 @@ def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) 
 
 def resolve_data(args: argparse.Namespace) -> tuple[Path, str]:
     """(ImageFolder root, short dataset name for the results row); default: the shapes set."""
-    from maebench import runs
-    from maebench.data import default_dataset
+    from maebench.data import dataset_name, default_dataset
 
     if args.data:
         root = Path(args.data).expanduser()
         if not (root / "train").is_dir():
             raise MaebenchError(f"--data {root}: no train/ split (expected DIR/train/<class>/<image>)")
-        return root, runs.dataset_name(root)
-    return default_dataset("classification"), runs.dataset_name(None)
+        return root, dataset_name(root)
+    return default_dataset("classification"), dataset_name(None)
 
 
 def check_name(name: str) -> str:

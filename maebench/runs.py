@@ -55,11 +55,3 @@ def tracked_run(args: argparse.Namespace, *, task: str, backbone: str, dataset: 
             yield RunContext(run_id, out_dir, handle)
     else:
         yield RunContext(run_id, out_dir, None)
-
-
-def dataset_name(data_dir: str | Path | None, default: str = "shapes") -> str:
-    """Short dataset name for result rows: the directory's name, or the embedded default."""
-    if not data_dir:
-        return default
-    name = Path(data_dir).resolve().name
-    return {"ADEChallengeData2016": "ade20k"}.get(name, name)

@@ -2,12 +2,12 @@
 row exists), the seeded low-label subset of its training split, and each recipe's transforms."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from maebench.data import dataset_name
 from maebench.data.imagefolder import ImageFolder, stratified_subset
 from maebench.errors import UsageError
 
@@ -33,20 +33,6 @@ class ClassificationData:
 
     def val_set(self, transform) -> Dataset:
         return ImageFolder(self.root, "val", transform=transform)
-
-
-def dataset_name(root: Path) -> str:
-    """meta.json's `dataset` for sets maebench wrote (shapes, fashion-mnist), else the folder name."""
-    meta = root / "meta.json"
-    if meta.is_file():
-        try:
-            name = json.loads(meta.read_text()).get("dataset")
-            if isinstance(name, str) and name:
-                return name
-        except (OSError, ValueError):
-            pass
-    from maebench.runs import dataset_name as from_dir
-    return from_dir(root)
 
 
 def open_data(data_dir: str | None, *, labels_per_class: int | None = None,

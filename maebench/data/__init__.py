@@ -7,6 +7,30 @@ from pathlib import Path
 KINDS = ("classification", "coco", "ade20k")
 
 
+# Directory names that stand for the paper's datasets (the leaderboard compares only these with it).
+_CANONICAL = {"ADEChallengeData2016": "ade20k"}
+
+
+def dataset_name(root: str | Path | None) -> str:
+    """The short dataset name stored with a result row: `meta.json`'s `dataset` for sets that
+    maebench wrote (shapes, fashion-mnist: never mistaken for COCO or ADE20K because of a folder
+    name), else the directory's name; None is the embedded default, `shapes`."""
+    import json
+
+    if root is None:
+        return "shapes"
+    root = Path(root).expanduser().resolve()
+    meta = root / "meta.json"
+    if meta.is_file():
+        try:
+            name = json.loads(meta.read_text()).get("dataset")
+            if isinstance(name, str) and name:
+                return name
+        except (OSError, ValueError):
+            pass
+    return _CANONICAL.get(root.name, root.name)
+
+
 def default_dataset(kind: str) -> Path:
     """$MAEBENCH_HOME/data/shapes/<kind>, generated with default options when absent.
 

@@ -21,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+from maebench.data import dataset_name, default_dataset
 from maebench.errors import MaebenchError, UsageError, unknown
 
 TASK = "ade20k"
@@ -101,8 +102,7 @@ def data_root(args: argparse.Namespace) -> tuple[Path, str]:
         root = Path(args.data).expanduser().resolve()
         if (root / "ADEChallengeData2016").is_dir() and not (root / "images").is_dir():
             root = root / "ADEChallengeData2016"     # the folder holding it, as resolve_ade20k accepts
-        return root, {"ADEChallengeData2016": "ade20k"}.get(root.name, root.name)
-    from maebench.data import default_dataset
+        return root, dataset_name(root)
     return default_dataset("ade20k"), "shapes"
 
 

@@ -19,6 +19,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from maebench.data import dataset_name, default_dataset
 from maebench.errors import MaebenchError, UsageError, unknown
 
 TASK = "coco"
@@ -36,11 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---- inputs --------------------------------------------------------------------------------
-def dataset_name(directory) -> str:
-    """The row's dataset name: the directory's name (runs.dataset_name, minus its torch import)."""
-    return Path(directory).expanduser().resolve().name
-
-
 def data_paths(args: argparse.Namespace, *, need_train: bool = True) -> tuple[dict[str, str], str]:
     """({train_json, val_json, train_images, val_images}, dataset name) from --data DIR (COCO
     2017 or embedded layout), --train-json/--val-json/--images, or the embedded generated set."""
@@ -62,7 +58,6 @@ def data_paths(args: argparse.Namespace, *, need_train: bool = True) -> tuple[di
     from maebench.data.layout import resolve_coco
     if args.data:
         return resolve_coco(args.data), dataset_name(args.data)
-    from maebench.data import default_dataset
     return resolve_coco(default_dataset("coco")), "shapes"
 
 
