@@ -1,0 +1,312 @@
+"""Faults at the command line, for every training command (pretrain --method mae, finetune, coco,
+ade20k): a run killed with SIGKILL and resumed with `--resume` ends exactly where an
+uninterrupted run ends; SIGTERM / SIGINT leave a checkpoint and a failed-resumable row and the
+run then finishes; a diverging loss stops with one clear line, a failed row and the last good
+checkpoint intact. Engine-level versions of these live in test_engine.py; here each one goes
+through `python -m maebench` in its own process, as a user or a cluster scheduler meets it.
+
+Kills are not raced against the clock: the process under test runs the real CLI through a small
+bootstrap (BOOT below) that stops at a chosen place (before optimizer step N, or half-way
+through writing checkpoint N), writes a marker file and waits there. The test then sends the
+signal, so the kill always lands mid-run at a known place, however loaded the machine is.
+Everything runs at CPU scale: vit-micro, a few 16-64 px images, 2-3 steps per epoch.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from maebench.results import ResultsStore
+
+# Runs `python -m maebench ARGS...` with one pause point (env MAEBENCH_TEST_PAUSE):
+#   step:N  pause before optimizer step N (0-based: N steps are done), in every process
+#   save:N  pause inside the N-th training-checkpoint write, half of its bytes in the temp file
+# On pausing it writes $MAEBENCH_TEST_MARKER.<rank> and waits until SIGINT/SIGTERM reached the
+# engine's handler, or $MAEBENCH_TEST_MARKER.go exists; then it carries on unchanged.
+BOOT = r'''
+import io, os, runpy, signal, sys, time
+import torch
+from maebench import engine
+
+how, n = os.environ["MAEBENCH_TEST_PAUSE"].split(":")
+n = int(n)
+base = os.environ["MAEBENCH_TEST_MARKER"]
+state = {"steps": 0, "saves": 0, "writing": False, "paused": False}
+
+
+def pause():
+    state["paused"] = True
+    with open(f"{base}.{os.environ.get('RANK', '0')}", "w") as f:
+        f.write(str(os.getpid()))
+    for _ in range(60_000):                       # 10 minutes at most, then give up loudly
+        handler = signal.getsignal(signal.SIGTERM)
+        if getattr(getattr(handler, "__self__", None), "signum", None) is not None:
+            return                                # the engine has recorded a signal
+        if os.path.exists(base + ".go"):
+            return
+        time.sleep(0.01)
+    os._exit(99)
+
+
+real_lr_at, real_save_atomic, real_torch_save = engine.lr_at, engine.save_atomic, torch.save
+
+
+def lr_at(*args, **kwargs):                       # called once at the start of every optimizer step
+    if how == "step" and not state["paused"] and state["steps"] == n:
+        pause()
+    state["steps"] += 1
+    return real_lr_at(*args, **kwargs)
+
+
+def save_atomic(obj, path):                       # the engine's checkpoint writes
+    state["saves"] += 1
+    state["writing"] = how == "save" and state["saves"] == n
+    try:
+        return real_save_atomic(obj, path)
+    finally:
+        state["writing"] = False
+
+
+def torch_save(obj, f, *args, **kwargs):
+    if not state["writing"] or state["paused"]:
+        return real_torch_save(obj, f, *args, **kwargs)
+    buf = io.BytesIO()
+    real_torch_save(obj, buf, *args, **kwargs)
+    data = buf.getvalue()
+    f.write(data[: len(data) // 2])
+    f.flush()
+    pause()
+    f.write(data[len(data) // 2:])
+
+
+engine.lr_at, engine.save_atomic, torch.save = lr_at, save_atomic, torch_save
+sys.argv = ["maebench", *sys.argv[1:]]
+runpy.run_module("maebench", run_name="__main__", alter_sys=True)
+'''
+
+DATA_OPTS = ["--classes", "3", "--img-size", "16", "--train-per-class", "8", "--val-per-class", "3",
+             "--coco-img-size", "64", "--coco-train-images", "4", "--coco-val-images", "3",
+             "--ade-img-size", "32", "--ade-train-images", "4", "--ade-val-images", "3"]
+
+# 3 epochs of each command; STEPS = optimizer steps per epoch (24 classification images / 8,
+# 4 COCO or ADE images / 2)
+COMMANDS = {
+    "pretrain": ["pretrain", "--method", "mae", "--arch", "vit-micro", "--data", "{data}/classification",
+                 "--img-size", "16", "--batch-size", "8", "--name", "fault-mae",
+                 "--set", "decoder_embed_dim=32", "--set", "decoder_depth=1"],
+    "finetune": ["run", "--task", "finetune", "--backbone", "scratch-vit-micro", "--data", "{data}/classification",
+                 "--batch-size", "8", "--set", "img_size=16", "--set", "eval_batch_size=16"],
+    "coco": ["run", "--task", "coco", "--backbone", "scratch-vit-micro", "--data", "{data}/coco",
+             "--batch-size", "2", "--set", "eval_batch_size=4"],
+    "ade20k": ["run", "--task", "ade20k", "--backbone", "scratch-vit-micro", "--data", "{data}/ade20k",
+               "--batch-size", "2", "--set", "img_size=32", "--set", "crop_size=32", "--set", "channels=16",
+               "--set", "aux_channels=8"],
+}
+STEPS = {"pretrain": 3, "finetune": 3, "coco": 2, "ade20k": 2}
+COMMON = ["--epochs", "3", "--seed", "3", "--deterministic", "--set", "num_workers=0",
+          "--set", "checkpoint_every=1", "--set", "warmup_epochs=1"]
+TIMEOUT = 600
+
+
+def env_for(home: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "MAEBENCH_RESULTS"}
+    return {**env, "MAEBENCH_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def command(task: str, data: Path, *extra: str) -> list[str]:
+    return [a.format(data=data) for a in COMMANDS[task]] + COMMON + list(extra)
+
+
+def maebench(args: list[str], home: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maebench", *args], env=env_for(home), cwd=cwd,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+
+
+class Paused:
+    """`maebench ARGS` started through BOOT; returns once it waits at its pause point."""
+
+    def __init__(self, args: list[str], home: Path, work: Path, pause: str):
+        work.mkdir(parents=True, exist_ok=True)
+        boot = work / "boot.py"
+        boot.write_text(BOOT)
+        self.marker = work / "paused"
+        self.out, self.err = open(work / "stdout", "w+"), open(work / "stderr", "w+")
+        self.proc = subprocess.Popen([sys.executable, str(boot), *args], cwd=work, stdout=self.out,
+                                     stderr=self.err, text=True,
+                                     env=env_for(home, MAEBENCH_TEST_PAUSE=pause,
+                                                 MAEBENCH_TEST_MARKER=str(self.marker)))
+        deadline = time.monotonic() + TIMEOUT
+        while not Path(f"{self.marker}.0").exists():
+            if self.proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {self.proc.returncode}) before its pause point:\n{self.stderr()[-3000:]}")
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail("the run never reached its pause point")
+            time.sleep(0.05)
+
+    def signal(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(TIMEOUT)
+        finally:
+            self.out.close()
+            self.err.close()
+
+    def stderr(self) -> str:
+        if not self.err.closed:
+            self.err.flush()
+        return Path(self.err.name).read_text()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults-data")
+    r = subprocess.run([sys.executable, "-m", "maebench", "data", "prepare", "shapes", "--out", str(out), *DATA_OPTS],
+                       env=env_for(out / "home"), capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """task -> (final weights, result row) of an uninterrupted run, computed once per task."""
+    done = {}
+
+    def get(task: str):
+        if task not in done:
+            root = tmp_path_factory.mktemp(f"ref-{task}")
+            r = maebench(command(task, data, "--out", str(root / "run"), "--results", str(root / "results.sqlite")),
+                         root / "home", root)
+            assert r.returncode == 0, r.stderr[-3000:]
+            (row,) = ResultsStore(root / "results.sqlite").rows(status=None)
+            done[task] = (final_weights(task, root / "run"), row)
+        return done[task]
+    return get
+
+
+def final_weights(task: str, run_dir: Path) -> dict:
+    """The trained model: pretraining's registered final.pth, a task's last checkpoint."""
+    name = "final.pth" if task == "pretrain" else "checkpoint.pth"
+    return torch.load(run_dir / name, map_location="cpu", weights_only=True)["model"]
+
+
+def run_dir(home: Path) -> Path:
+    """The run directory a command without --out uses: $MAEBENCH_HOME/runs/<run id>/."""
+    (d,) = (home / "runs").iterdir()
+    return d
+
+
+def rows(home: Path):
+    return ResultsStore(home / "results.sqlite").rows(status=None)
+
+
+def assert_same_run(task: str, home: Path, ref) -> None:
+    """Weights within 1e-6 and the same metrics as the uninterrupted reference run."""
+    ref_weights, ref_row = ref
+    weights = final_weights(task, run_dir(home))
+    assert weights.keys() == ref_weights.keys()
+    for k, v in ref_weights.items():
+        if v.is_floating_point():
+            assert (weights[k] - v).abs().max().item() <= 1e-6, k
+        else:
+            assert torch.equal(weights[k], v), k
+    (row,) = rows(home)
+    assert row.status == "done" and row.error is None
+    assert row.run_id == ref_row.run_id                     # same command -> same run id
+    assert row.metrics.keys() == ref_row.metrics.keys()
+    for k, v in ref_row.metrics.items():
+        if isinstance(v, float):
+            assert row.metrics[k] == pytest.approx(v, abs=1e-6), k
+        else:
+            assert row.metrics[k] == v, k
+
+
+def one_clear_error(stderr: str) -> str:
+    """The single `maebench: error:` message, which must start its own line (progress bars
+    redraw with carriage returns, so both \\r and \\n end a line here), and no traceback."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.replace("\r", "\n").split("\n") if "maebench: error:" in line]
+    assert len(lines) == 1, stderr[-3000:]
+    assert lines[0].startswith("maebench: error: "), repr(lines[0])
+    return lines[0]
+
+
+# ---- SIGKILL, then --resume ------------------------------------------------------------------
+@pytest.mark.parametrize("task", ["pretrain", "finetune", "coco", "ade20k"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(task, data, reference, tmp_path, _isolated_home):
+    """Killed with SIGKILL after the first epoch's checkpoint and one more step (pretraining:
+    half-way through writing the second checkpoint, which must not replace the first); the same
+    command with --resume finds its run directory by its run id and ends exactly as the
+    uninterrupted run does."""
+    home = _isolated_home
+    pause = "save:2" if task == "pretrain" else f"step:{STEPS[task] + 1}"
+    proc = Paused(command(task, data), home, tmp_path / "killed", pause)
+    ckpt = run_dir(home) / "checkpoint.pth"
+    if task == "pretrain":
+        temps = list(ckpt.parent.glob(".checkpoint.pth.*.tmp"))
+        assert len(temps) == 1 and temps[0].stat().st_size > 0      # the second write is under way
+    assert proc.signal(signal.SIGKILL) == -signal.SIGKILL             # killed, not finished
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)      # the first epoch's, intact
+    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 0)
+    assert not (ckpt.parent / "final.pth").exists()
+    (row,) = rows(home)
+    assert row.status == "running"                 # SIGKILL leaves no chance to say otherwise
+
+    r = maebench(command(task, data, "--resume"), home, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stdout + r.stderr
+    assert_same_run(task, home, reference(task))
+
+
+# ---- SIGTERM / SIGINT ---------------------------------------------------------------------------
+@pytest.mark.parametrize("task, sig", [("pretrain", signal.SIGTERM), ("finetune", signal.SIGINT)])
+def test_signal_checkpoints_marks_failed_resumable_and_resume_finishes(task, sig, data, reference, tmp_path,
+                                                                       _isolated_home):
+    home = _isolated_home
+    proc = Paused(command(task, data), home, tmp_path / "signalled", f"step:{STEPS[task] + 1}")
+    rc = proc.signal(sig)
+    assert rc == 130
+    err = one_clear_error(proc.stderr())
+    assert f"stopped by {sig.name} at epoch 2, step 2" in err and "--resume" in err
+    ck = torch.load(run_dir(home) / "checkpoint.pth", map_location="cpu", weights_only=True)
+    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 2)               # mid-epoch, where it stopped
+    (row,) = rows(home)
+    assert row.status == "failed-resumable" and sig.name in row.error
+    assert [p.name for p in run_dir(home).iterdir()] == ["checkpoint.pth"]   # no final.pth, no temp file
+    if task == "pretrain":
+        assert not (home / "registry.json").exists()                 # nothing registered
+
+    r = maebench(command(task, data, "--resume"), home, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_run(task, home, reference(task))
+    if task == "pretrain":
+        from backbones import registry
+        assert registry.entry("fault-mae").family == "mae-norm-pixel"
+
+
+# ---- a diverging loss -------------------------------------------------------------------------------
+def test_diverging_loss_stops_with_one_line_a_failed_row_and_the_last_good_checkpoint(data, tmp_path, _isolated_home):
+    """base_lr 1e30 with one step per epoch: the warm-up's first step has lr 0 (epoch 1 is
+    finite), epoch 2's step blows the weights up, and epoch 3's loss is no longer finite."""
+    home = _isolated_home
+    args = command("pretrain", data, "--batch-size", "24", "--epochs", "4", "--set", "base_lr=1e30")
+    r = maebench(args, home, tmp_path)
+    assert r.returncode == 1
+    err = one_clear_error(r.stderr)
+    assert "loss became non-finite at step 2 (epoch 3)" in err and "last good checkpoint" in err
+    (row,) = rows(home)
+    assert row.status == "failed" and "NonFiniteLoss" in row.error
+    d = run_dir(home)
+    assert [p.name for p in d.iterdir()] == ["checkpoint.pth"]       # no final.pth, no temp file
+    ck = torch.load(d / "checkpoint.pth", map_location="cpu", weights_only=True)
+    assert (ck["epoch"], ck["step_in_epoch"]) == (2, 0)
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+    assert [h["epoch"] for h in ck["history"]] == [1, 2]
+    assert not (home / "registry.json").exists()
