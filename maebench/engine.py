@@ -14,7 +14,6 @@ two steps also stores the RNG states, so a resumed run replays the remaining ste
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import signal

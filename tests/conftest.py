@@ -1,9 +1,16 @@
-"""Shared test setup: every test gets its own MAEBENCH_HOME, so nothing touches ~/.maebench."""
+"""Shared test setup.
+
+- Every test gets its own MAEBENCH_HOME, so nothing touches ~/.maebench.
+- One torch thread, in this process and in the subprocesses tests start: the tiny models here
+  gain nothing from a second thread, and OpenMP spin-waiting on a busy 2-core machine made
+  them 5-190x slower (benchmarks/REPORT.md, threads section).
+"""
 import os
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)
@@ -12,3 +19,12 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MAEBENCH_HOME", str(home))
     monkeypatch.delenv("MAEBENCH_RESULTS", raising=False)
     yield home
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,14 +15,6 @@ from tasks.ade20k.transforms import SegTrainTransform
 TINY = ["--set", "img_size=32", "--set", "crop_size=32", "--set", "channels=16", "--set", "aux_channels=8"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second intra-op thread costs more in synchronisation than it
-    saves, and on a loaded 2-core machine spinning threads make a 10 s test take minutes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

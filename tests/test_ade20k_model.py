@@ -1,7 +1,6 @@
 """The ADE20K model: zero-init relative position bias, the neck's strides, layer decay of the new
 tables, and a tiny model that overfits a few images through engine.fit."""
 import numpy as np
-import pytest
 import torch
 
 from backbones.vit import create_vit
@@ -13,14 +12,6 @@ from tasks.ade20k.neck import MultiLevelNeck, default_out_indices
 from tasks.ade20k.relpos import RelPosAttention, enable_relative_position_bias, relative_position_index
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second intra-op thread costs more in synchronisation than it
-    saves, and on a loaded 2-core machine spinning threads make a 10 s test take minutes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def micro_vit(img_size=32, patch_size=4, **kw):

@@ -14,16 +14,11 @@ IMG, PATCH = 16, 4
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A fresh MAEBENCH_HOME (results go to a file inside it), and one torch thread: models this
-    small gain nothing from a second one, and OpenMP spin-waiting on a busy 2-core machine
-    makes them several times slower (restored afterwards)."""
+    """A fresh MAEBENCH_HOME (results go to a file inside it)."""
     h = tmp_path / "home"
     monkeypatch.setenv("MAEBENCH_HOME", str(h))
     monkeypatch.delenv("MAEBENCH_RESULTS", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield h
-    torch.set_num_threads(threads)
 
 
 def tiny_vit(seed: int = 0, **kw):

@@ -11,14 +11,6 @@ from backbones.mocov3 import MoCoV3, contrastive_loss, momentum_at
 from maebench.optim import param_groups
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Models this small gain nothing from a second thread, and on a busy 2-core machine
-    OpenMP's spin-waiting makes them several times slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_moco(**kw):

@@ -7,14 +7,6 @@ from maebench.cli import main
 from maebench.results import ResultsStore
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Models this small gain nothing from a second thread, and on a busy 2-core machine
-    OpenMP's spin-waiting makes them several times slower; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # CPU scale: 4 classes x 12 training images at 32 px, batch 16 -> 3 optimizer steps per epoch.

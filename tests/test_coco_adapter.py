@@ -11,13 +11,6 @@ from tasks.coco.adapter import SimplePyramidNeck, ViTDetBackbone, ViTFPNNeck, bl
 SIZES = [(64, 64), (96, 96), (128, 128), (64, 96), (96, 32)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two threads on two shared, busy cores spin more than they compute."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def backbone(neck, patch=4, canvas=128, fpn_channels=32):

@@ -14,13 +14,6 @@ from maebench.results import ResultsStore
 FAST = ["--set", "img_size=64", "--set", "num_workers=0", "--set", "warmup_epochs=0", "--set", "eval_batch_size=4"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two threads on two shared, busy cores spin more than they compute."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

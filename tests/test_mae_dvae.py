@@ -11,13 +11,6 @@ from maebench import cli
 from maebench.errors import MaebenchError, UsageError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation (and spins on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_temperature_anneals_exponentially_from_start_to_end():

@@ -12,13 +12,6 @@ from maebench.errors import MaebenchError, UsageError
 from maebench.optim import param_groups
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only adds synchronisation (and spins on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small(**kw):

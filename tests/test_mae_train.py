@@ -16,13 +16,6 @@ from maebench.results import ResultsStore
 NAME = "mae-test-micro"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation (and spins on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def image_folder(root, n_per_class=8, size=16):
