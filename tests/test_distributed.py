@@ -1,0 +1,279 @@
+"""Multi-process training and evaluation on CPU (gloo).
+
+- `torchrun --nproc-per-node 2 -m maebench ...` runs of pretrain, finetune, coco and ade20k
+  complete at tiny scale: one done row, and every checkpoint, results-store and registry write
+  comes from rank 0 (each worker runs the real CLI through a bootstrap that logs those writes
+  with its rank).
+- The sharded evaluation at the end of those runs equals a single-process evaluation of the
+  saved checkpoint, on val splits of odd size (9 classification images, 3 COCO, 3 ADE20K), so a
+  padded or repeated image would show.
+- engine.fit under a real 2-process gloo group: a SIGTERM that reaches only one rank stops both
+  at the same step with one checkpoint (instead of hanging in mismatched collectives), and a
+  non-finite loss on one rank stops both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from maebench.results import ResultsStore
+
+DATA_OPTS = ["--classes", "3", "--img-size", "16", "--train-per-class", "8", "--val-per-class", "3",
+             "--coco-img-size", "64", "--coco-train-images", "4", "--coco-val-images", "3",
+             "--ade-img-size", "32", "--ade-train-images", "4", "--ade-val-images", "3"]
+COMMON = ["--epochs", "2", "--seed", "1", "--deterministic", "--set", "num_workers=0", "--set", "checkpoint_every=1",
+          "--set", "warmup_epochs=1"]
+COMMANDS = {   # global batches divisible by 2 processes (ade20k: >= 2 images per process for BatchNorm)
+    "pretrain": ["pretrain", "--method", "mae", "--arch", "vit-micro", "--data", "{data}/classification",
+                 "--img-size", "16", "--batch-size", "8", "--name", "ddp-mae",
+                 "--set", "decoder_embed_dim=32", "--set", "decoder_depth=1"],
+    "finetune": ["run", "--task", "finetune", "--backbone", "scratch-vit-micro", "--data", "{data}/classification",
+                 "--batch-size", "8", "--set", "img_size=16", "--set", "eval_batch_size=4"],
+    "coco": ["run", "--task", "coco", "--backbone", "scratch-vit-micro", "--data", "{data}/coco",
+             "--batch-size", "2", "--set", "eval_batch_size=2", "--set", "model.box_score_thresh=0.0"],
+    "ade20k": ["run", "--task", "ade20k", "--backbone", "scratch-vit-micro", "--data", "{data}/ade20k",
+               "--batch-size", "4", "--set", "img_size=32", "--set", "crop_size=32", "--set", "channels=16",
+               "--set", "aux_channels=8"],
+}
+OUTPUTS = {"pretrain": ["checkpoint.pth", "final.pth"], "coco": ["checkpoint.pth", "coco_results.json"]}
+TIMEOUT = 600
+
+# Each torchrun worker runs `python -m maebench ARGS` through this, which appends one line per
+# checkpoint / results-store / registry write, with the worker's rank, to $MAEBENCH_TEST_WRITES.
+BOOT = r'''
+import os, runpy, sys
+from maebench import checkpoint, engine, results
+from backbones import registry
+
+log, rank = os.environ["MAEBENCH_TEST_WRITES"], os.environ["RANK"]
+
+
+def logged(what, fn):
+    def wrapper(*args, **kwargs):
+        with open(log, "a") as f:
+            f.write(f"{rank} {what}\n")
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+checkpoint.save_atomic = logged("save", checkpoint.save_atomic)
+engine.save_atomic = logged("save", engine.save_atomic)
+for name in ("start", "finish", "fail"):
+    setattr(results.ResultsStore, name, logged(f"results.{name}", getattr(results.ResultsStore, name)))
+registry.register = logged("register", registry.register)
+sys.argv = ["maebench", *sys.argv[1:]]
+runpy.run_module("maebench", run_name="__main__", alter_sys=True)
+'''
+
+
+def env_for(home: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MAEBENCH_RESULTS", "RANK", "WORLD_SIZE")}
+    return {**env, "MAEBENCH_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp-data")
+    r = subprocess.run([sys.executable, "-m", "maebench", "data", "prepare", "shapes", "--out", str(out), *DATA_OPTS],
+                       env=env_for(out / "home"), capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def torchrun(task: str, data: Path, home: Path, work: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`torchrun --nproc-per-node 2 -m maebench <task command>` (through BOOT); returns the
+    process and the logged writes."""
+    boot, writes = work / "boot.py", work / "writes.log"
+    boot.write_text(BOOT)
+    args = [a.format(data=data) for a in COMMANDS[task]] + COMMON
+    torchrun = Path(sys.executable).with_name("torchrun")
+    r = subprocess.run([str(torchrun), "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                        "--master-port", str(free_port()), str(boot), *args],
+                       env=env_for(home, MAEBENCH_TEST_WRITES=str(writes)), cwd=work,
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    return r, writes.read_text().split("\n")[:-1] if writes.exists() else []
+
+
+# ---- torchrun runs: complete, rank 0 writes, sharded eval = single-process eval ------------------
+@pytest.mark.parametrize("task", ["pretrain", "finetune", "coco", "ade20k"])
+def test_torchrun_run_completes_rank0_writes_and_its_evaluation_equals_one_process(task, data, tmp_path,
+                                                                                   _isolated_home):
+    home = _isolated_home
+    r, writes = torchrun(task, data, home, tmp_path)
+    assert r.returncode == 0, r.stderr[-4000:]
+    (row,) = ResultsStore(home / "results.sqlite").rows(status=None)
+    assert row.status == "done" and row.error is None
+    (run_dir,) = (home / "runs").iterdir()
+    assert sorted(p.name for p in run_dir.iterdir()) == OUTPUTS.get(task, ["checkpoint.pth"])   # no temp files
+
+    # every write from rank 0: one checkpoint per epoch, one row started and finished
+    assert writes and {w.split()[0] for w in writes} == {"0"}, writes
+    saves = [w for w in writes if w == "0 save"]
+    assert len(saves) == 2 + (task == "pretrain")            # 2 epochs (+ pretraining's final.pth)
+    assert [w for w in writes if "results" in w] == ["0 results.start", "0 results.finish"]
+    assert [w for w in writes if "register" in w] == (["0 register"] if task == "pretrain" else [])
+
+    if task == "pretrain":
+        from backbones import registry
+        assert registry.entry("ddp-mae").arch == "vit-micro" and len(row.metrics) == 1
+        return
+    state = torch.load(run_dir / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
+    single = EVALUATE[task](state, row.config, data, tmp_path)
+    if task == "coco":
+        # the detections both evaluations scored, image by image: nothing repeated or dropped
+        ddp_dets = json.loads((run_dir / "coco_results.json").read_text())
+        one_dets = json.loads((tmp_path / "coco_results.json").read_text())
+        assert sorted(d["image_id"] for d in ddp_dets) == sorted(d["image_id"] for d in one_dets)
+        assert len(ddp_dets) > 0
+    assert row.metrics.keys() == single.keys()
+    for k, v in single.items():
+        assert row.metrics[k] == pytest.approx(v, abs=1e-9) if isinstance(v, float) else row.metrics[k] == v, k
+    if task == "finetune":
+        assert row.metrics["val_images"] == 9                  # 3 classes x 3, each once
+
+
+def _finetune(state, cfg, data, _tmp):
+    from backbones import registry
+    from tasks.classification_data import eval_transform, open_data
+    from tasks.classification_eval import evaluate
+    from tasks.finetune import build_classifier
+    e = registry.entry("scratch-vit-micro")
+    model = build_classifier("scratch-vit-micro", cfg, 3, 0)
+    model.load_state_dict(state)
+    val = open_data(str(data / "classification")).val_set(eval_transform(cfg, e.mean, e.std))
+    return evaluate(model, val, batch_size=cfg["eval_batch_size"], device=torch.device("cpu"))
+
+
+def _coco(state, cfg, data, tmp):
+    from backbones import registry
+    from maebench.data.coco import CocoInstances
+    from maebench.data.layout import resolve_coco
+    from tasks.coco.data import ReportLoadErrors, eval_transform
+    from tasks.coco.evaluate import make_evaluator
+    from tasks.coco.model import build_mask_rcnn, canvas_size
+    p = resolve_coco(data / "coco")
+    val = ReportLoadErrors(CocoInstances(p["val_images"], p["val_json"], train=False, transforms=eval_transform))
+    vit, e = registry.load("scratch-vit-micro", img_size=canvas_size(cfg), drop_path_rate=cfg["drop_path"])
+    model = build_mask_rcnn(vit, num_classes=val.num_classes, mean=e.mean, std=e.std, cfg=cfg)
+    model.load_state_dict(state)
+    return make_evaluator(val, out_dir=tmp, device=torch.device("cpu"), batch_size=cfg["eval_batch_size"],
+                          log=lambda *_: None)(model)
+
+
+def _ade20k(state, cfg, data, _tmp):
+    from backbones import registry
+    from tasks.ade20k import build_model, open_data
+    from tasks.ade20k.evaluate import evaluate
+    cpu = torch.device("cpu")
+    model, _ = build_model("scratch-vit-micro", cfg, cpu)
+    model.load_state_dict(state)
+    _, val = open_data(data / "ade20k", cfg, registry.entry("scratch-vit-micro"))
+    return evaluate(model, val, num_classes=cfg["num_classes"], ignore_index=cfg["ignore_index"], device=cpu,
+                    mode=cfg["eval_mode"], crop=cfg["crop_size"], stride=cfg["stride"], amp=False)
+
+
+EVALUATE = {"finetune": _finetune, "coco": _coco, "ade20k": _ade20k}
+
+
+# ---- engine.fit in a real 2-process gloo group -------------------------------------------------
+class _Data(torch.utils.data.Dataset):
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        x = torch.randn(4, generator=g) + i % 3
+        return x, torch.tensor(i % 2)
+
+
+def _fit_worker(rank: int, port: int, out: str, scenario: str, results: str) -> None:
+    import torch.distributed as tdist
+    from torch import nn
+
+    from maebench.engine import fit
+    from maebench.errors import MaebenchError
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", rank=rank, world_size=2)
+    calls = {"n": 0}
+
+    def loss_fn(model, batch, device):
+        calls["n"] += 1
+        if rank == 1 and calls["n"] == 3 and scenario == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)           # only this process is told to stop
+        x, y = batch
+        loss = nn.functional.cross_entropy(model(x), y)
+        if rank == 1 and calls["n"] == 7 and scenario == "nan":
+            loss = loss * float("nan")                     # only this process sees it
+        return loss, {}
+
+    def evaluate(model):                                   # what each rank evaluates with
+        return {"running_mean": model[1].running_mean.tolist()}
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    cfg = dict(epochs=2, batch_size=8, lr=0.1, num_workers=0, log_every=2, amp=False)
+    outcome = "done"
+    try:
+        result = fit(model, _Data(), loss_fn, cfg, out_dir=out, device=torch.device("cpu"), seed=0,
+                     evaluate=evaluate, log=lambda *_: None)
+        outcome = json.dumps(result.metrics)
+    except MaebenchError as e:
+        outcome = f"{type(e).__name__}: {e}"
+    with open(f"{results}.{rank}", "w") as f:
+        f.write(outcome)
+    tdist.destroy_process_group()
+
+
+def _two_processes(tmp_path, scenario: str) -> list[str]:
+    ctx = torch.multiprocessing.get_context("spawn")
+    port, results = free_port(), str(tmp_path / f"{scenario}.out")
+    procs = [ctx.Process(target=_fit_worker, args=(r, port, str(tmp_path / scenario), scenario, results))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    hung = [p for p in procs if p.is_alive()]
+    for p in hung:
+        p.kill()
+    assert not hung, f"{scenario}: the processes hung"
+    assert [p.exitcode for p in procs] == [0, 0]
+    return [Path(f"{results}.{r}").read_text() for r in range(2)]
+
+
+@pytest.mark.parametrize("scenario", ["sigterm", "nan", "buffers"])
+def test_fit_under_ddp_processes_agree(tmp_path, scenario):
+    """sigterm: rank 1 alone gets SIGTERM during step 3 of 8; both stop at the next agreed step
+    (4, with log_every 2) and rank 0 writes that checkpoint. nan: rank 1 alone gets a NaN loss at
+    step 7; both stop. buffers: BatchNorm statistics differ per process (different shards), yet
+    every process evaluates with rank 0's, which are the checkpoint's."""
+    outcomes = _two_processes(tmp_path, scenario)
+    ckpt = tmp_path / scenario / "checkpoint.pth"
+    if scenario == "sigterm":
+        assert outcomes[0] == outcomes[1]
+        assert outcomes[0].startswith("Interrupted: stopped by SIGTERM at epoch 1, step 4;"), outcomes
+        ck = torch.load(ckpt, weights_only=True)
+        assert (ck["epoch"], ck["step_in_epoch"]) == (0, 4)
+    elif scenario == "nan":
+        assert all(o.startswith("NonFiniteLoss: loss became non-finite at step 6 (epoch 1)") for o in outcomes), outcomes
+        assert not ckpt.exists()
+    else:
+        a, b = (json.loads(o)["running_mean"] for o in outcomes)
+        assert a == b
+        saved = torch.load(ckpt, weights_only=True)["model"]["1.running_mean"]
+        assert torch.equal(torch.tensor(a), saved)
