@@ -124,9 +124,9 @@ def resolve_spec(conv: Converted, *, explicit: dict[str, Any], defaults: dict[st
                 values[key] = source[key]
                 break
     if values.get("arch") is None:
-        seen = f"width {inferred['embed_dim']}, depth {inferred['depth']}" if "depth" in inferred else "no patch embedding"
-        raise UsageError(f"{path}: cannot tell the architecture ({seen} matches none of "
-                         f"{', '.join(arch_names())}); pass --arch")
+        seen = (f"width {inferred['embed_dim']}, depth {inferred['depth']} matches none of {', '.join(arch_names())}"
+                if "depth" in inferred else "no ViT patch embedding (patch_embed.proj.weight) in it")
+        raise UsageError(f"{path}: cannot tell the architecture ({seen}); pass --arch")
     arch_dims(values["arch"])  # unknown architecture -> UsageError with suggestions
     values.setdefault("patch_size", arch_dims(values["arch"])[3])
     values.setdefault("in_chans", 3)
