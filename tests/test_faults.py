@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -176,19 +177,19 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
-    """task -> (final weights, result row) of an uninterrupted run, computed once per task."""
-    done = {}
+    """task -> (final weights, result row) of an uninterrupted run. The four reference runs start
+    at once, one at a time in the background, beside the tests' own runs."""
+    def run(task: str, root: Path):
+        r = maebench(command(task, data, "--out", str(root / "run"), "--results", str(root / "results.sqlite")),
+                     root / "home", root)
+        assert r.returncode == 0, r.stderr[-3000:]
+        (row,) = ResultsStore(root / "results.sqlite").rows(status=None)
+        return final_weights(task, root / "run"), row
 
-    def get(task: str):
-        if task not in done:
-            root = tmp_path_factory.mktemp(f"ref-{task}")
-            r = maebench(command(task, data, "--out", str(root / "run"), "--results", str(root / "results.sqlite")),
-                         root / "home", root)
-            assert r.returncode == 0, r.stderr[-3000:]
-            (row,) = ResultsStore(root / "results.sqlite").rows(status=None)
-            done[task] = (final_weights(task, root / "run"), row)
-        return done[task]
-    return get
+    pool = ThreadPoolExecutor(max_workers=1)
+    futures = {task: pool.submit(run, task, tmp_path_factory.mktemp(f"ref-{task}")) for task in COMMANDS}
+    yield lambda task: futures[task].result()
+    pool.shutdown(cancel_futures=True)
 
 
 def final_weights(task: str, run_dir: Path) -> dict:
