@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from maebench.errors import MaebenchError, did_you_mean
@@ -71,14 +72,31 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:          # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 0
+    old_sigterm = _sigterm_as_interrupt()
     try:
         return int(args._handler(args) or 0)
     except MaebenchError as e:
         print(f"maebench: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("maebench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"maebench: interrupted{f' by {e}' if str(e) else ''}", file=sys.stderr)
         return 130
+    finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
+
+
+def _sigterm_as_interrupt():
+    """Outside the training loop (which checkpoints on SIGTERM itself), SIGTERM ends a command as
+    Ctrl-C does, so a run that is loading data or evaluating is marked failed-resumable instead
+    of dying with its row left 'running'. Returns the handler it replaced (None off the main thread)."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    return signal.signal(signal.SIGTERM, handler)
 
 
 if __name__ == "__main__":

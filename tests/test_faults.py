@@ -29,6 +29,7 @@ from maebench.results import ResultsStore
 # Runs `python -m maebench ARGS...` with one pause point (env MAEBENCH_TEST_PAUSE):
 #   step:N  pause before optimizer step N (0-based: N steps are done), in every process
 #   save:N  pause inside the N-th training-checkpoint write, half of its bytes in the temp file
+#   eval:0  pause when the (final) evaluation starts sharding the val split
 # On pausing it writes $MAEBENCH_TEST_MARKER.<rank> and waits until SIGINT/SIGTERM reached the
 # engine's handler, or $MAEBENCH_TEST_MARKER.go exists; then it carries on unchanged.
 BOOT = r'''
@@ -87,7 +88,18 @@ def torch_save(obj, f, *args, **kwargs):
     f.write(data[len(data) // 2:])
 
 
+from maebench import distributed
+real_shard_init = distributed.ShardSampler.__init__
+
+
+def shard_init(self, *args, **kwargs):
+    if how == "eval" and not state["paused"]:
+        pause()
+    real_shard_init(self, *args, **kwargs)
+
+
 engine.lr_at, engine.save_atomic, torch.save = lr_at, save_atomic, torch_save
+distributed.ShardSampler.__init__ = shard_init
 sys.argv = ["maebench", *sys.argv[1:]]
 runpy.run_module("maebench", run_name="__main__", alter_sys=True)
 '''
@@ -290,6 +302,26 @@ def test_signal_checkpoints_marks_failed_resumable_and_resume_finishes(task, sig
     if task == "pretrain":
         from backbones import registry
         assert registry.entry("fault-mae").family == "mae-norm-pixel"
+
+
+def test_sigterm_during_the_final_evaluation_marks_failed_resumable_and_resume_evaluates(data, reference, tmp_path,
+                                                                                       _isolated_home):
+    """Training is over (its last checkpoint written) when SIGTERM arrives: the command ends as an
+    interrupt (exit 130, row failed-resumable) rather than dying with its row left 'running', and
+    --resume only evaluates the last checkpoint, to the uninterrupted run's numbers."""
+    home = _isolated_home
+    proc = Paused(command("ade20k", data), home, tmp_path / "signalled", "eval:0")
+    assert proc.signal(signal.SIGTERM) == 130
+    err = proc.stderr()
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "maebench: interrupted by SIGTERM", err[-3000:]
+    ck = torch.load(run_dir(home) / "checkpoint.pth", map_location="cpu", weights_only=True)
+    assert (ck["epoch"], ck["step_in_epoch"]) == (3, 0)
+    (row,) = rows(home)
+    assert row.status == "failed-resumable"
+
+    r = maebench(command("ade20k", data, "--resume"), home, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_run("ade20k", home, reference("ade20k"))
 
 
 # ---- a diverging loss -------------------------------------------------------------------------------
