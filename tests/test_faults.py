@@ -30,6 +30,8 @@ from maebench.results import ResultsStore
 #   step:N  pause before optimizer step N (0-based: N steps are done), in every process
 #   save:N  pause inside the N-th training-checkpoint write, half of its bytes in the temp file
 #   eval:0  pause when the (final) evaluation starts sharding the val split
+#   oom:N   no pause: the N-th backward pass raises torch.OutOfMemoryError
+#   enospc:N  no pause: the N-th training-checkpoint write fails with ENOSPC (disk full) half-way
 # On pausing it writes $MAEBENCH_TEST_MARKER.<rank> and waits until SIGINT/SIGTERM reached the
 # engine's handler, or $MAEBENCH_TEST_MARKER.go exists; then it carries on unchanged.
 BOOT = r'''
@@ -77,6 +79,10 @@ def save_atomic(obj, path):                       # the engine's checkpoint writ
 
 
 def torch_save(obj, f, *args, **kwargs):
+    if how == "enospc" and state["saves"] == n:
+        import errno
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
     if not state["writing"] or state["paused"]:
         return real_torch_save(obj, f, *args, **kwargs)
     buf = io.BytesIO()
@@ -98,6 +104,17 @@ def shard_init(self, *args, **kwargs):
     real_shard_init(self, *args, **kwargs)
 
 
+real_backward, backwards = torch.Tensor.backward, [0]
+
+
+def backward(self, *args, **kwargs):
+    backwards[0] += 1
+    if how == "oom" and backwards[0] == n:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return real_backward(self, *args, **kwargs)
+
+
+torch.Tensor.backward = backward
 engine.lr_at, engine.save_atomic, torch.save = lr_at, save_atomic, torch_save
 distributed.ShardSampler.__init__ = shard_init
 sys.argv = ["maebench", *sys.argv[1:]]
@@ -342,4 +359,29 @@ def test_diverging_loss_stops_with_one_line_a_failed_row_and_the_last_good_check
     assert (ck["epoch"], ck["step_in_epoch"]) == (2, 0)
     assert all(torch.isfinite(v).all() for v in ck["model"].values())
     assert [h["epoch"] for h in ck["history"]] == [1, 2]
+    assert not (home / "registry.json").exists()
+
+
+# ---- out of memory, a full disk --------------------------------------------------------------------
+@pytest.mark.parametrize("fault, message", [
+    ("oom:5", "out of memory at step 4 with 8 images per process: lower batch_size or raise accum_iter"),
+    ("enospc:2", "No space left on device; the previous checkpoint is intact"),
+])
+def test_resource_fault_is_one_line_a_failed_row_and_the_last_good_checkpoint(fault, message, data, tmp_path,
+                                                                              _isolated_home):
+    """Injected (through BOOT) in epoch 2 of a pretraining run: the 5th backward pass runs out of
+    memory, or the disk fills up while the epoch-2 checkpoint is written."""
+    home = _isolated_home
+    (tmp_path / "boot.py").write_text(BOOT)
+    r = subprocess.run([sys.executable, str(tmp_path / "boot.py"), *command("pretrain", data)], cwd=tmp_path,
+                       env=env_for(home, MAEBENCH_TEST_PAUSE=fault, MAEBENCH_TEST_MARKER=str(tmp_path / "m")),
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 1
+    assert message in one_clear_error(r.stderr)
+    (row,) = rows(home)
+    assert row.status == "failed"
+    d = run_dir(home)
+    assert [p.name for p in d.iterdir()] == ["checkpoint.pth"]       # no final.pth, no temp file left
+    ck = torch.load(d / "checkpoint.pth", map_location="cpu", weights_only=True)
+    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 0)
     assert not (home / "registry.json").exists()
