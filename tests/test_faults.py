@@ -1,15 +1,18 @@
 """Faults at the command line, for every training command (pretrain --method mae, finetune, coco,
 ade20k): a run killed with SIGKILL and resumed with `--resume` ends exactly where an
-uninterrupted run ends; SIGTERM / SIGINT leave a checkpoint and a failed-resumable row and the
-run then finishes; a diverging loss stops with one clear line, a failed row and the last good
-checkpoint intact. Engine-level versions of these live in test_engine.py; here each one goes
-through `python -m maebench` in its own process, as a user or a cluster scheduler meets it.
+uninterrupted run ends (weights within 1e-6, equal metrics); SIGTERM / SIGINT, in training or
+in the final evaluation, leave a checkpoint and a failed-resumable row, and the resumed run
+finishes done and exact; a diverging loss, an out-of-memory error and a full disk each stop the
+run with one clear line, a failed row and the last good checkpoint intact. Engine-level versions
+of some of these live in test_engine.py; here each goes through `python -m maebench` in its own
+process, as a user or a cluster scheduler meets it.
 
 Kills are not raced against the clock: the process under test runs the real CLI through a small
-bootstrap (BOOT below) that stops at a chosen place (before optimizer step N, or half-way
-through writing checkpoint N), writes a marker file and waits there. The test then sends the
-signal, so the kill always lands mid-run at a known place, however loaded the machine is.
-Everything runs at CPU scale: vit-micro, a few 16-64 px images, 2-3 steps per epoch.
+bootstrap (BOOT below) that stops at a chosen place (before optimizer step N, half-way through
+writing checkpoint N, or as the final evaluation starts), writes a marker file and waits there.
+The test then sends the signal, so it always lands mid-run at a known place, however loaded the
+machine is. Out-of-memory and disk-full errors are injected the same way. Everything runs at
+CPU scale: vit-micro, a few 16-64 px images, 2-3 steps per epoch.
 """
 from __future__ import annotations
 
@@ -27,13 +30,13 @@ import torch
 from maebench.results import ResultsStore
 
 # Runs `python -m maebench ARGS...` with one pause point (env MAEBENCH_TEST_PAUSE):
-#   step:N  pause before optimizer step N (0-based: N steps are done), in every process
+#   step:N  pause before optimizer step N (0-based: N steps are done)
 #   save:N  pause inside the N-th training-checkpoint write, half of its bytes in the temp file
 #   eval:0  pause when the (final) evaluation starts sharding the val split
 #   oom:N   no pause: the N-th backward pass raises torch.OutOfMemoryError
 #   enospc:N  no pause: the N-th training-checkpoint write fails with ENOSPC (disk full) half-way
-# On pausing it writes $MAEBENCH_TEST_MARKER.<rank> and waits until SIGINT/SIGTERM reached the
-# engine's handler, or $MAEBENCH_TEST_MARKER.go exists; then it carries on unchanged.
+# On pausing it writes $MAEBENCH_TEST_MARKER.0 and waits until SIGINT/SIGTERM reached the
+# engine's handler (or a handler raises), then carries on unchanged.
 BOOT = r'''
 import io, os, runpy, signal, sys, time
 import torch
@@ -47,14 +50,12 @@ state = {"steps": 0, "saves": 0, "writing": False, "paused": False}
 
 def pause():
     state["paused"] = True
-    with open(f"{base}.{os.environ.get('RANK', '0')}", "w") as f:
+    with open(f"{base}.0", "w") as f:
         f.write(str(os.getpid()))
     for _ in range(60_000):                       # 10 minutes at most, then give up loudly
         handler = signal.getsignal(signal.SIGTERM)
         if getattr(getattr(handler, "__self__", None), "signum", None) is not None:
             return                                # the engine has recorded a signal
-        if os.path.exists(base + ".go"):
-            return
         time.sleep(0.01)
     os._exit(99)
 
