@@ -6,8 +6,6 @@ contiguous labels 1..K, with 0 left for background as torchvision's Mask R-CNN e
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import warnings
 
@@ -21,20 +19,9 @@ from maebench.data.layout import resolve_coco
 from maebench.data.masks import decode_mask
 from maebench.errors import MaebenchError
 
-__all__ = ["CocoInstances", "resolve_coco", "decode_mask", "make_coco"]
+__all__ = ["CocoInstances", "resolve_coco", "decode_mask"]
 
 SKIP_REASONS = ("crowd", "degenerate_box", "degenerate_polygon")
-
-
-def make_coco(data: dict):
-    """A pycocotools COCO object over an already-loaded dict (no second parse, no prints)."""
-    from pycocotools.coco import COCO
-
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
 
 
 class CocoInstances(Dataset):
@@ -49,7 +36,7 @@ class CocoInstances(Dataset):
         self.ann_file = str(ann_file)
         self.train = bool(train)
         self.transforms = transforms
-        self.coco = make_coco(coco_json.load(ann_file))
+        self.coco = coco_json.make_coco(coco_json.load(ann_file))
         self.ids = sorted(self.coco.imgs)
         self.cat_ids = sorted(self.coco.cats)
         self.cat_id_to_label = {cat: i + 1 for i, cat in enumerate(self.cat_ids)}

@@ -17,16 +17,36 @@ from maebench.data.files import require_file
 from maebench.errors import MaebenchError
 
 
-def read(ann_file: str | os.PathLike) -> dict:
-    """The parsed JSON, or a one-line error naming the file."""
-    path = require_file(ann_file, "COCO annotation file")
+def read_json(path: str | os.PathLike, what: str):
+    """A parsed JSON file, or a one-line error naming it and where the JSON breaks."""
+    path = require_file(path, what)
     try:
         with open(path, "rb") as f:
-            data = json.load(f)
+            return json.load(f)
     except json.JSONDecodeError as e:
         raise MaebenchError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise MaebenchError(f"cannot read {path}: {e}") from None
+
+
+def make_coco(data: dict):
+    """A pycocotools COCO object over an already-validated dict (no second parse, no prints)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def read(ann_file: str | os.PathLike) -> dict:
+    """The parsed annotation JSON, or a one-line error naming the file."""
+    path = Path(ann_file)
+    data = read_json(path, "COCO annotation file")
     if not isinstance(data, dict):
         raise MaebenchError(f"{path}: expected a JSON object with 'images', 'annotations' and 'categories'")
     return data

@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from maebench.data import coco_json
 from maebench.errors import MaebenchError
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")   # COCOeval.stats[0:6]
@@ -33,15 +34,6 @@ RESULTS_FILE = "coco_results.json"
 
 
 # ---- ground truth ------------------------------------------------------------------------
-def coco_from_dict(data: dict):
-    """pycocotools COCO over an already validated dict (no second parse, no index prints)."""
-    from pycocotools.coco import COCO
-
-    coco = COCO()
-    coco.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
 
 
 def drop_degenerate_polygons(coco_gt, source: str = "ground truth") -> int:
@@ -71,9 +63,8 @@ def drop_degenerate_polygons(coco_gt, source: str = "ground truth") -> int:
 def load_ground_truth(ann_file: str | os.PathLike):
     """COCO of a validated annotation file (maebench.data.coco_json names any fault), with
     degenerate polygon parts dropped (drop_degenerate_polygons)."""
-    from maebench.data import coco_json
 
-    coco = coco_from_dict(coco_json.load(ann_file))
+    coco = coco_json.make_coco(coco_json.load(ann_file))
     drop_degenerate_polygons(coco, str(ann_file))
     return coco
 
@@ -100,16 +91,8 @@ def ground_truth_as_results(coco_gt) -> list[dict]:
 # ---- results files -----------------------------------------------------------------------
 def load_results(path: str | os.PathLike) -> list:
     """A COCO results file: a JSON list of {image_id, category_id, score, bbox and/or segmentation}."""
-    from maebench.data.files import require_file
-
-    p = require_file(path, "COCO results file")
-    try:
-        with open(p, "rb") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise MaebenchError(f"{p}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise MaebenchError(f"cannot read {p}: {e}") from None
+    p = Path(path)
+    data = coco_json.read_json(p, "COCO results file")
     if not isinstance(data, list):
         raise MaebenchError(f"{p}: a COCO results file is a JSON list of detections, got a {type(data).__name__}")
     return data
@@ -237,7 +220,7 @@ def split_results(results: list, coco_gt, source: str = "results",
 
 # ---- scoring -------------------------------------------------------------------------------
 def _no_detections(coco_gt):
-    return coco_from_dict({"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
+    return coco_json.make_coco({"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
                            "annotations": []})
 
 
