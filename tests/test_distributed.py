@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,12 +79,6 @@ def env_for(home: Path, **extra) -> dict:
     return {**env, "MAEBENCH_HOME": str(home), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp-data")
@@ -102,8 +95,7 @@ def torchrun(task: str, data: Path, home: Path, work: Path) -> tuple[subprocess.
     boot.write_text(BOOT)
     args = [a.format(data=data) for a in COMMANDS[task]] + COMMON
     torchrun = Path(sys.executable).with_name("torchrun")
-    r = subprocess.run([str(torchrun), "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-                        "--master-port", str(free_port()), str(boot), *args],
+    r = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", str(boot), *args],
                        env=env_for(home, MAEBENCH_TEST_WRITES=str(writes)), cwd=work,
                        capture_output=True, text=True, timeout=TIMEOUT)
     return r, writes.read_text().split("\n")[:-1] if writes.exists() else []
@@ -204,16 +196,15 @@ class _Data(torch.utils.data.Dataset):
 SCENARIOS = ("buffers", "nan", "sigterm")
 
 
-def _fit_worker(rank: int, port: int, out: str) -> None:
+def _fit_worker(rank: int, out: str) -> None:
     """One fit per scenario, in one 2-process group; writes each outcome to out/<scenario>.<rank>."""
     import torch.distributed as tdist
     from torch import nn
 
     from maebench.engine import fit
     from maebench.errors import MaebenchError
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     torch.set_num_threads(1)
-    tdist.init_process_group("gloo", rank=rank, world_size=2)
+    tdist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=2)
     for scenario in SCENARIOS:
         calls = {"n": 0}
 
@@ -249,8 +240,7 @@ def ddp_fits(tmp_path_factory):
     """scenario -> (outcome on rank 0, outcome on rank 1, checkpoint path)."""
     out = tmp_path_factory.mktemp("ddp-fit")
     ctx = torch.multiprocessing.get_context("spawn")
-    port = free_port()
-    procs = [ctx.Process(target=_fit_worker, args=(r, port, str(out))) for r in range(2)]
+    procs = [ctx.Process(target=_fit_worker, args=(r, str(out))) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
