@@ -42,7 +42,7 @@ def catalogue() -> dict[str, dict[str, Any]]:
 
 def arch_names() -> list[str]:
     names = set(_raw()["architectures"])
-    vit = sys.modules.get("backbones.vit")
+    vit = sys.modules.get("maebench.backbones.vit")
     if vit is not None:
         names |= set(vit.ARCHS)
     return sorted(names)
@@ -55,7 +55,7 @@ def arch_dims(arch: str) -> tuple[int, int, int, int]:
     if a is not None:
         return a["embed_dim"], a["depth"], a["num_heads"], a["patch_size"]
     try:
-        from backbones.vit import ARCHS
+        from maebench.backbones.vit import ARCHS
     except ImportError:  # pragma: no cover - torch missing
         ARCHS = {}
     if arch in ARCHS:

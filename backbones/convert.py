@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from backbones.catalogue import arch_dims, arch_names, infer_arch
-from backbones.formats import Converted, convert, detect
-from backbones.formats.common import OPTIONAL_PREFIXES, square_side
-from backbones.loading import REL_TABLE, build_model, fit_pos_embed, fit_rel_table
+from maebench.backbones.catalogue import arch_dims, arch_names, infer_arch
+from maebench.backbones.formats import Converted, convert, detect
+from maebench.backbones.formats.common import OPTIONAL_PREFIXES, square_side
+from maebench.backbones.loading import REL_TABLE, build_model, fit_pos_embed, fit_rel_table
 from maebench.errors import MaebenchError, UsageError
 
 SAFE_GLOBALS = [argparse.Namespace]

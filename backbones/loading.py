@@ -18,9 +18,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from backbones.catalogue import arch_dims
-from backbones.pos_embed import resize_pos_embed
-from backbones.vit import create_vit
+from maebench.backbones.catalogue import arch_dims
+from maebench.backbones.pos_embed import resize_pos_embed
+from maebench.backbones.vit import create_vit
 from maebench.errors import MaebenchError
 
 REL_TABLE = "relative_position_bias_table"

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
-from backbones.mae_names import FAMILY, MASKINGS, TARGETS, check_target  # noqa: F401 (re-exported)
-from backbones.masking import sample as sample_mask
-from backbones.pos_embed import get_2d_sincos_pos_embed
+from maebench.backbones.mae_names import FAMILY, MASKINGS, TARGETS, check_target  # noqa: F401 (re-exported)
+from maebench.backbones.masking import sample as sample_mask
+from maebench.backbones.pos_embed import get_2d_sincos_pos_embed
 from maebench.errors import MaebenchError, UsageError, unknown
 
 
@@ -329,7 +329,7 @@ def create_mae(arch: str, *, img_size: int = 224, patch_size: int | None = None,
                decoder_embed_dim: int = 512, decoder_depth: int = 8, decoder_num_heads: int = 16,
                mlp_ratio: float = 4.0, **kwargs) -> MaskedAutoencoderViT:
     """An MAE over a `vit-<size>` encoder (backbones/vit.py ARCHS) with any decoder."""
-    from backbones.vit import arch_dims
+    from maebench.backbones.vit import arch_dims
     embed_dim, depth, num_heads, default_patch = arch_dims(arch)
     model = _mae(embed_dim, depth, num_heads, patch_size or default_patch,
                  decoder=(decoder_embed_dim, decoder_depth, decoder_num_heads),

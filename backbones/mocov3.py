@@ -31,8 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from backbones.pos_embed import get_2d_sincos_pos_embed
-from backbones.vit import create_vit
+from maebench.backbones.pos_embed import get_2d_sincos_pos_embed
+from maebench.backbones.vit import create_vit
 from maebench import distributed as dist
 
 

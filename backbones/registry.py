@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backbones import registry_file
-from backbones.catalogue import FAMILIES, catalogue, param_count
+from maebench.backbones import registry_file
+from maebench.backbones.catalogue import FAMILIES, catalogue, param_count
 from maebench.errors import MaebenchError, UsageError, unknown
 from maebench.home import weights_dir
 
@@ -147,7 +147,7 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
 
     Every check (name, file, format, shapes) runs before anything is written; then the weights
     and the registry are each replaced atomically, under the registry lock."""
-    from backbones import convert
+    from maebench.backbones import convert
 
     cat = catalogue().get(name)
     _check_request(name, cat, force=force, arch=arch, patch_size=patch_size, family=family)
@@ -218,7 +218,7 @@ def _check_request(name, cat, *, force, arch, patch_size, family) -> None:
 def _install(name: str, payload: dict, record: dict, *, force: bool) -> None:
     import torch
 
-    from backbones.convert import file_digest
+    from maebench.backbones.convert import file_digest
     wdir = weights_dir()
     wdir.mkdir(parents=True, exist_ok=True)
     with registry_file.locked():
@@ -262,7 +262,7 @@ def remove(name: str) -> Path | None:
 def _read_weights(e: BackboneEntry, *, mmap: bool = False) -> dict[str, Any]:
     if not e.present or e.weights is None:
         raise missing_weights_error(e)
-    from backbones.loading import read_weights
+    from maebench.backbones.loading import read_weights
     return read_weights(e.weights, name=e.name, mmap=mmap)
 
 
@@ -275,7 +275,7 @@ def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global
     have another class count); global_pool="avg" drops the release's `norm` and starts `fc_norm`,
     as MAE fine-tuning does. Position embeddings are resized to the task's grid. `scratch-*`
     entries are randomly initialised (any patch size)."""
-    from backbones.loading import build_entry_model
+    from maebench.backbones.loading import build_entry_model
 
     e = entry(name)
     if patch_size is not None and patch_size != e.patch_size and e.family != "scratch":

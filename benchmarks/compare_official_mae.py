@@ -75,7 +75,7 @@ def build_pair(official, arch: str, img_size: int, norm_pix_loss: bool = True):
     import torch
     import torch.nn as nn
 
-    from backbones.mae import MaskedAutoencoderViT
+    from maebench.backbones.mae import MaskedAutoencoderViT
 
     dim, depth, heads = ARCH[arch]
     kw = dict(img_size=img_size, patch_size=16 if arch != "vit-micro" else 4, in_chans=3, embed_dim=dim,

@@ -41,15 +41,15 @@ class LoaderRate:
 
 def readers(img_size: int) -> dict[str, tuple]:
     """name -> (dataset, collate_fn, batch size), each with the training transforms at img_size."""
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench import config
     from maebench.data import default_dataset
     from maebench.data.coco import CocoInstances
     from maebench.data.imagefolder import ImageFolder
     from maebench.data.layout import resolve_coco
     from maebench.data.transforms import classification_train
-    from tasks.classification_data import finetune_train_transform
-    from tasks.coco.data import collate, train_transform
+    from maebench.tasks.classification_data import finetune_train_transform
+    from maebench.tasks.coco.data import collate, train_transform
 
     entry = registry.entry("scratch-vit-s")          # ImageNet mean / std
     cls_root = default_dataset("classification")
@@ -74,7 +74,7 @@ def _ade20k_train(img_size: int, entry):
 
     from maebench import config
     from maebench.data import default_dataset
-    from tasks.ade20k import check_config, open_data, task_flags
+    from maebench.tasks.ade20k import check_config, open_data, task_flags
 
     root = default_dataset("ade20k")
     args = argparse.Namespace(epochs=None, batch_size=None, num_classes=None, ignore_index=None,

@@ -37,8 +37,8 @@ def measure(arch: str = "vit-base", img_sizes=(64, 96, 128), ratios=(0.5, 0.75, 
             steps: int = 3, warmup: int = 1, device="cpu", log=print) -> list[Cell]:
     import torch
 
-    from backbones.mae import create_mae
-    from backbones.masking import num_keep
+    from maebench.backbones.mae import create_mae
+    from maebench.backbones.masking import num_keep
     from benchmarks.timing import count_cost, time_step
     from maebench.optim import param_groups
 

@@ -72,7 +72,7 @@ def measure(*, arch: str = "vit-large", img_size: int = 112, patch_size: int = 1
     """One row per configuration of Table 2 (dicts; see format_table for the columns)."""
     import torch
 
-    from backbones.mae import create_mae
+    from maebench.backbones.mae import create_mae
     from maebench.flops import count_flops, matmul_peak
     from maebench.optim import param_groups
 

@@ -96,7 +96,7 @@ def _train_fns(model, optimizer, loss_fn, batch, device, amp):
 def mae(arch: str, img_size: int, batch_size: int, device, amp: bool = False) -> Workload:
     import torch
 
-    from backbones.mae import create_mae
+    from maebench.backbones.mae import create_mae
     from maebench import config, engine, optim
     from maebench.data import default_dataset
     from maebench.data.imagefolder import ImageFolder
@@ -115,7 +115,7 @@ def mae(arch: str, img_size: int, batch_size: int, device, amp: bool = False) ->
                                  engine.TrainConfig.from_cfg(cfg), device)
     ratio = cfg["mask_ratio"]
 
-    def loss_fn(m, b, dev):                       # as backbones/train_mae.py
+    def loss_fn(m, b, dev):                       # as backbones/pretraining/mae.py
         loss, _, _ = m(b[0].to(dev, non_blocking=True), mask_ratio=ratio)
         return loss, {}
 
@@ -133,11 +133,11 @@ def finetune(arch: str, img_size: int, batch_size: int, device, amp: bool = Fals
     import torch
     from torch.utils.data import Subset
 
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench import config, engine
-    from tasks.classification_data import eval_transform, finetune_train_transform, open_data
-    from tasks.classification_eval import evaluate
-    from tasks.finetune import ClassificationLoss, build_classifier, layer_decay_groups
+    from maebench.tasks.classification_data import eval_transform, finetune_train_transform, open_data
+    from maebench.tasks.classification_eval import evaluate
+    from maebench.tasks.finetune import ClassificationLoss, build_classifier, layer_decay_groups
 
     name = SCRATCH[arch]
     entry = registry.entry(name)
@@ -177,15 +177,15 @@ def coco(arch: str, img_size: int, batch_size: int, device, amp: bool = False,
          eval_batch_size: int = 4) -> Workload:
     import torch
 
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench import config, engine, optim
     from maebench.data import default_dataset
     from maebench.data.coco import CocoInstances
     from maebench.data.layout import resolve_coco
-    from tasks.coco import check_config, loss_fn
-    from tasks.coco.data import collate, eval_transform, train_transform
-    from tasks.coco.evaluate import predict, score
-    from tasks.coco.model import build_mask_rcnn, canvas_size
+    from maebench.tasks.coco import check_config, loss_fn
+    from maebench.tasks.coco.data import collate, eval_transform, train_transform
+    from maebench.tasks.coco.evaluate import predict, score
+    from maebench.tasks.coco.model import build_mask_rcnn, canvas_size
 
     name = SCRATCH[arch]
     entry = registry.entry(name)
@@ -236,15 +236,15 @@ def ade20k(arch: str, img_size: int, batch_size: int, device, amp: bool = False)
 
     from maebench import config, engine, optim
     from maebench.data import default_dataset
-    from tasks.ade20k import build_model, check_config, open_data, task_flags
-    from tasks.ade20k.evaluate import evaluate
-    from tasks.ade20k.model import segmentation_loss
+    from maebench.tasks.ade20k import build_model, check_config, open_data, task_flags
+    from maebench.tasks.ade20k.evaluate import evaluate
+    from maebench.tasks.ade20k.model import segmentation_loss
 
     name = SCRATCH[arch]
     root = default_dataset("ade20k")
     args = argparse.Namespace(epochs=None, batch_size=batch_size, num_classes=None, ignore_index=None,
                               reduce_zero_label=None, deterministic=False)
-    from backbones import registry
+    from maebench.backbones import registry
     patch = registry.entry(name).patch_size
     # the protocol's CPU-scale recipe (UperNet 64 channels, whole-image eval), at this crop size
     cfg = check_config(config.load("ade20k", arch="vit-micro", flags=task_flags(args, root),

@@ -6,20 +6,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Task -> the metrics that get a column, in display order (names from docs/architecture.md).
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "finetune": ("top1",),
-    "linprobe": ("top1",),
-    "partial": ("top1",),
-    "knn": ("top1",),
-    "coco": ("bbox/AP", "segm/AP"),
-    "ade20k": ("mIoU",),
-}
-TASKS = tuple(TASK_METRICS)
+from maebench.tasks.table import TASKS as _TASK_TABLE
 
-TASK_LABELS = {"finetune": "fine-tune", "linprobe": "linear", "partial": "partial",
-               "knn": "k-NN", "coco": "COCO", "ade20k": "ADE20K"}
-METRIC_LABELS = {"top1": "top-1", "bbox/AP": "APbox", "segm/AP": "APmask", "mIoU": "mIoU"}
+# Task -> the metrics that get a column, in display order; labels: all from the task table.
+TASK_METRICS: dict[str, tuple[str, ...]] = {t.name: t.headline for t in _TASK_TABLE.values()}
+TASKS = tuple(TASK_METRICS)
+TASK_LABELS = {t.name: t.label for t in _TASK_TABLE.values()}
+METRIC_LABELS = {m: label for t in _TASK_TABLE.values() for m, label in t.metrics}
 
 # The paper's datasets, and the directory names under which a user's copy may be stored.
 # Only a result on one of these is ever compared with a paper number.

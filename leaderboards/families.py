@@ -1,9 +1,9 @@
 """A backbone's pretraining family and model size, for grouping rows and matching paper rows.
 
-The backbone registry is the authority (`backbones.registry.entry(name)` with `.family`,
-`.arch` and, where present, `.paper`: the paper rows the backbone stands for). It is imported lazily, so rendering works without torch and for results whose
-backbone has since been removed from the registry: then the run's own config keys
-`backbone_family` / `backbone_arch` (or `arch`) are used, and failing those "unknown".
+Read from the results rows alone: a run records its backbone's family, architecture and paper
+rows when it starts (config keys `backbone_family`, `backbone_arch`, `backbone_paper`; see
+maebench/runs.py), so rendering never consults the live registry and a backbone removed since
+still renders. Rows without the record (older stores) fall back to `arch`, then "unknown".
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from maebench.errors import MaebenchError
 
 FAMILY_ORDER = ("supervised", "contrastive", "mae-pixel", "mae-norm-pixel", "mae-token", "scratch")
 FAMILY_LABELS = {"supervised": "supervised", "contrastive": "contrastive",
@@ -27,7 +26,7 @@ _ARCH_SIZES = {"ti": "tiny", "s": "small", "b": "base", "l": "large", "h": "huge
 class BackboneInfo:
     family: str
     arch: str | None     # canonical "vit-base" etc., None when unknown
-    source: str          # "registry", "config" or "unknown": where the family came from
+    source: str          # "config" or "unknown": where the family came from
     paper: tuple[str, ...] = ()   # registry paper-row keys ("mae/vit-b") this backbone stands for
 
 
@@ -52,27 +51,13 @@ def family_label(family: str) -> str:
     return FAMILY_LABELS.get(family, family)
 
 
-def _registry_entry(name: str):
-    try:
-        from backbones import registry
-    except ImportError:
-        return None
-    try:
-        return registry.entry(name)
-    except (MaebenchError, LookupError, FileNotFoundError, ValueError):
-        return None
-
-
 def lookup(name: str, configs: Iterable[dict]) -> BackboneInfo:
-    """Family and size of backbone `name`; `configs` are the effective configs of its runs."""
-    entry = _registry_entry(name)
-    if entry is not None and getattr(entry, "family", None):
-        return BackboneInfo(str(entry.family), canonical_arch(getattr(entry, "arch", None)), "registry",
-                            tuple(getattr(entry, "paper", None) or ()))
-    family, arch = None, None
+    """Family and size of backbone `name`; `configs` are the stored configs of its runs."""
+    family, arch, paper = None, None, ()
     for cfg in configs:
         family = family or cfg.get("backbone_family")
         arch = arch or cfg.get("backbone_arch") or cfg.get("arch")
+        paper = paper or tuple(cfg.get("backbone_paper") or ())
     if family:
-        return BackboneInfo(str(family), canonical_arch(arch), "config")
+        return BackboneInfo(str(family), canonical_arch(arch), "config", paper)
     return BackboneInfo(UNKNOWN, canonical_arch(arch), "unknown")

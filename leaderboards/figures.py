@@ -10,9 +10,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from leaderboards.columns import METRIC_LABELS, TASK_LABELS, Column, dataset_label, format_blocks
-from leaderboards.reference import ARCH_LABELS
-from leaderboards.table import Leaderboard
+from maebench.leaderboards.columns import METRIC_LABELS, TASK_LABELS, Column, dataset_label, format_blocks
+from maebench.leaderboards.reference import ARCH_LABELS
+from maebench.leaderboards.table import Leaderboard
 
 DPI = 110
 

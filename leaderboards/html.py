@@ -9,9 +9,9 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from leaderboards.families import family_label
-from leaderboards.table import PAPER, BoardRow, Leaderboard
-from leaderboards.text import cost_texts, headers, summary_line
+from maebench.leaderboards.families import family_label
+from maebench.leaderboards.table import PAPER, BoardRow, Leaderboard
+from maebench.leaderboards.text import cost_texts, headers, summary_line
 from maebench.results import Row
 
 _STYLE = """

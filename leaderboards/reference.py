@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from leaderboards.columns import Column, parse_blocks
-from leaderboards.families import canonical_arch
+from maebench.leaderboards.columns import Column, parse_blocks
+from maebench.leaderboards.families import canonical_arch
 from maebench.errors import MaebenchError
 
 REFERENCE_PATH = Path(__file__).with_name("reference.yaml")

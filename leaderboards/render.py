@@ -1,7 +1,7 @@
 """The one entry point from a results store to a written leaderboard, shared by
 `maebench leaderboard` and `maebench demo`.
 
-    from leaderboards.render import write_leaderboard
+    from maebench.leaderboards.render import write_leaderboard
     text = write_leaderboard(store, "leaderboards/demo.md", "github", "leaderboards/figures")
 
 or, to draw the figures once for several formats:
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from leaderboards.table import Leaderboard, build_leaderboard
+from maebench.leaderboards.table import Leaderboard, build_leaderboard
 from maebench.errors import MaebenchError, unknown
 from maebench.results import ResultsStore
 
@@ -39,7 +39,7 @@ def format_for(out_path: str | os.PathLike | None, fmt: str | None) -> str:
 
 def render(board: Leaderboard, fmt: str, figures: Sequence[Path] = (), base_dir: Path | None = None) -> str:
     """The board as text in `fmt`; html embeds `figures`, github links them relative to base_dir."""
-    from leaderboards import html, text
+    from maebench.leaderboards import html, text
     if fmt == "github":
         return text.to_markdown(board, figures, base_dir)
     if fmt == "latex":
@@ -82,10 +82,10 @@ def write_board(board: Leaderboard, out_path: str | os.PathLike | None = None, f
     if figures is not None:
         content = render(board, fmt, [Path(f) for f in figures], base_dir)
     elif figures_dir is not None:
-        from leaderboards.figures import write_figures
+        from maebench.leaderboards.figures import write_figures
         content = render(board, fmt, write_figures(board, figures_dir), base_dir)
     elif fmt == "html":
-        from leaderboards.figures import write_figures
+        from maebench.leaderboards.figures import write_figures
         with tempfile.TemporaryDirectory(prefix="maebench-figures-") as tmp:
             content = render(board, fmt, write_figures(board, tmp), base_dir)
     else:

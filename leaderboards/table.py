@@ -13,10 +13,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from leaderboards import families
-from leaderboards.columns import TASK_METRICS, TASKS, Column, PAPER_DATASETS, canonical_dataset, parse_blocks
-from leaderboards.reference import Reference, default_reference
-from leaderboards.stats import Cell, finite
+from maebench.leaderboards import families
+from maebench.leaderboards.columns import TASK_METRICS, TASKS, Column, PAPER_DATASETS, canonical_dataset, parse_blocks
+from maebench.leaderboards.reference import Reference, default_reference
+from maebench.leaderboards.stats import Cell, finite
 from maebench.errors import unknown
 from maebench.results import ResultsStore, Row
 

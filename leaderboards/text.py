@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from leaderboards.families import family_label
-from leaderboards.table import COST_COLUMNS, PAPER, BoardRow, Leaderboard
+from maebench.leaderboards.families import family_label
+from maebench.leaderboards.table import COST_COLUMNS, PAPER, BoardRow, Leaderboard
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",

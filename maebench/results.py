@@ -154,9 +154,16 @@ class ResultsStore:
     # -- writing -------------------------------------------------------------------------
     def start(self, *, task: str, backbone: str, config: dict, dataset: str | None = None,
               split: str | None = None, seed: int | None = None, checkpoint_sha256: str | None = None,
-              out_dir: str | None = None, run_id: str | None = None) -> str:
-        """Insert a `running` row (or re-open `run_id` when resuming); returns the run id."""
+              out_dir: str | None = None, run_id: str | None = None,
+              backbone_info: dict[str, Any] | None = None) -> str:
+        """Insert a `running` row (or re-open `run_id` when resuming); returns the run id.
+
+        `backbone_info` ({"family", "arch", "paper"}) is stored in the row's config as
+        `backbone_family`, `backbone_arch` and `backbone_paper`, outside the config hash."""
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        stored = dict(config)
+        for key, value in (backbone_info or {}).items():
+            stored[f"backbone_{key}"] = value
         with self._tx() as con:
             con.execute(
                 "INSERT INTO runs (run_id, created, task, backbone, checkpoint_sha256, dataset, split,"
@@ -164,7 +171,7 @@ class ResultsStore:
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'running',?)"
                 " ON CONFLICT(run_id) DO UPDATE SET status='running', error=NULL",
                 (run_id, time.time(), task, backbone, checkpoint_sha256, dataset, split,
-                 json.dumps(config, default=str), config_hash(task, backbone, dataset, config, seed),
+                 json.dumps(stored, default=str), config_hash(task, backbone, dataset, config, seed),
                  seed, json.dumps(_versions()), _git_commit(), _hardware(), out_dir))
         return run_id
 

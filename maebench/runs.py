@@ -3,10 +3,13 @@
 Run ids are derived from (task, backbone, dataset, effective config, seed), so the same
 command finds its own directory again: `--resume` needs no extra argument. Only rank 0 writes
 to the results store; the other ranks get a handle whose `finish` does nothing.
+
+What the backbone is (family, architecture, the paper rows it stands for) is written into the
+row when the run starts, so the leaderboard never needs the live registry: a backbone removed
+later still renders under its family.
 """
 from __future__ import annotations
 
-import argparse
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,22 +39,29 @@ def run_id_for(task: str, backbone: str, dataset: str | None, config: dict, seed
 
 
 @contextmanager
-def tracked_run(args: argparse.Namespace, *, task: str, backbone: str, dataset: str | None,
-                config: dict, split: str | None = "val", checkpoint_sha256: str | None = None
-                ) -> Iterator[RunContext]:
-    seed = getattr(args, "seed", 0) or 0
+def tracked_run(*, task: str, backbone: str, dataset: str | None, config: dict, seed: int | None,
+                out: str | Path | None = None, results: str | Path | None = None,
+                split: str | None = "val", checkpoint_sha256: str | None = None,
+                backbone_info: dict[str, Any] | None = None) -> Iterator[RunContext]:
+    """`backbone_info`: {"family", "arch", "paper"} of the backbone, stored with the row."""
+    seed = seed or 0
     run_id = run_id_for(task, backbone, dataset, config, seed)
-    out_dir = Path(args.out) if getattr(args, "out", None) else runs_dir() / run_id
+    out_dir = Path(out) if out else runs_dir() / run_id
     if dist.is_main():
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             from maebench.errors import MaebenchError
             raise MaebenchError(f"cannot create run directory {out_dir}: {e.strerror or e}") from None
-        store = ResultsStore(getattr(args, "results", None))
+        store = ResultsStore(results)
         with store.run(task=task, backbone=backbone, config=config, dataset=dataset, split=split,
                        seed=seed, checkpoint_sha256=checkpoint_sha256, out_dir=str(out_dir),
-                       run_id=run_id) as handle:
+                       run_id=run_id, backbone_info=backbone_info) as handle:
             yield RunContext(run_id, out_dir, handle)
     else:
         yield RunContext(run_id, out_dir, None)
+
+
+def backbone_info(entry: Any) -> dict[str, Any]:
+    """The row's record of a registry entry (anything with .family, .arch, .paper)."""
+    return {"family": entry.family, "arch": entry.arch, "paper": list(getattr(entry, "paper", None) or [])}

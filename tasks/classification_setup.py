@@ -9,7 +9,7 @@ from typing import Any
 
 from maebench import config
 from maebench.errors import UsageError
-from tasks.classification_data import ClassificationData, open_data
+from maebench.tasks.classification_data import ClassificationData, open_data
 
 
 @dataclass
@@ -64,7 +64,7 @@ def prepare(args: argparse.Namespace, protocol: str, extra: dict[str, Any] | Non
     """Backbone entry -> config -> data -> device, each checked; nothing is written yet."""
     if not getattr(args, "backbone", None):
         raise UsageError(f"--task {args.task} needs --backbone NAME (see `maebench backbones list`)")
-    from backbones import registry
+    from maebench.backbones import registry
     entry = registry.entry(args.backbone)                 # unknown name: UsageError with suggestions
     if not entry.present:
         raise registry.missing_weights_error(entry)

@@ -8,7 +8,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from maebench import distributed as dist
-from tasks.classification_eval import shard_loader
+from maebench.tasks.classification_eval import shard_loader
 
 
 def cls_features(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,9 @@ import torch.nn as nn
 
 from maebench import distributed as dist
 from maebench import engine, optim, runs
-from tasks.classification_data import eval_transform, finetune_train_transform
-from tasks.classification_eval import evaluate
-from tasks.classification_setup import Setup, check_batch, prepare
+from maebench.tasks.classification_data import eval_transform, finetune_train_transform
+from maebench.tasks.classification_eval import evaluate
+from maebench.tasks.classification_setup import Setup, check_batch, prepare
 
 HEAD_INIT_STD = 2e-5    # the released recipe's head init: near-zero logits, so the first
                         # steps neither destroy the pretrained features nor saturate softmax
@@ -24,7 +24,7 @@ HEAD_INIT_STD = 2e-5    # the released recipe's head init: near-zero logits, so 
 def build_classifier(backbone: str, cfg: dict, num_classes: int, seed: int) -> nn.Module:
     """The backbone with a fresh linear head; random parts (head, fc_norm, scratch weights)
     are drawn from `seed`, so a run is a function of its seed."""
-    from backbones import registry
+    from maebench.backbones import registry
     torch.manual_seed(seed)
     model, _ = registry.load(backbone, img_size=cfg["img_size"], num_classes=num_classes,
                              global_pool=cfg["global_pool"], drop_path_rate=cfg["drop_path"])
@@ -103,8 +103,9 @@ def train_classifier(args: argparse.Namespace, task: str, s: Setup, model: nn.Mo
         return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device,
                         num_workers=cfg["num_workers"])
 
-    with runs.tracked_run(args, task=task, backbone=args.backbone, dataset=data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=task, backbone=args.backbone, dataset=data.name, config=cfg,
+                          checkpoint_sha256=s.entry.sha256,
+                          backbone_info=runs.backbone_info(s.entry)) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=getattr(args, "seed", 0) or 0, param_groups=groups, evaluate=evaluate_fn,
                             resume=getattr(args, "resume", False), flops_per_image=flops, desc=task, log=log)

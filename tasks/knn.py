@@ -17,10 +17,10 @@ from maebench import distributed as dist
 from maebench import runs
 from maebench.errors import UsageError
 from maebench.flops import peak_memory_mb
-from tasks import features
-from tasks.classification_data import eval_transform
-from tasks.classification_eval import accuracy_from_counts, topk_correct
-from tasks.classification_setup import prepare
+from maebench.tasks import features
+from maebench.tasks.classification_data import eval_transform
+from maebench.tasks.classification_eval import accuracy_from_counts, topk_correct
+from maebench.tasks.classification_setup import prepare
 
 
 def knn_scores(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, num_classes: int, *,
@@ -55,15 +55,16 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"config key 'temperature' must be > 0, got {cfg['temperature']}")
     if not (isinstance(cfg["query_chunk"], int) and cfg["query_chunk"] >= 1):
         raise UsageError(f"config key 'query_chunk' must be a whole number >= 1, got {cfg['query_chunk']!r}")
-    from tasks.linprobe import load_encoder
+    from maebench.tasks.linprobe import load_encoder
     encoder = load_encoder(args.backbone, cfg["img_size"], getattr(args, "seed", 0) or 0).to(device)
     tf = eval_transform(cfg, s.entry.mean, s.entry.std)
     kw = dict(batch_size=cfg["batch_size"], device=device, num_workers=cfg["num_workers"])
     if dist.is_main():
         print(f"knn: {args.backbone} on {data.name} ({len(data.train_indices)} labelled / {data.n_train_total} "
               f"train, {data.n_val} val, {data.num_classes} classes), k={cfg['k']}, T={cfg['temperature']}")
-    with runs.tracked_run(args, task="knn", backbone=args.backbone, dataset=data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="knn", backbone=args.backbone, dataset=data.name, config=cfg,
+                          checkpoint_sha256=s.entry.sha256,
+                          backbone_info=runs.backbone_info(s.entry)) as run:
         t0 = time.perf_counter()
         bank, bank_y = features.extract(encoder, data.train_set(tf), **kw)          # every process: all
         val_f, val_y = features.extract(encoder, data.val_set(tf), gather=False, **kw)  # this shard

@@ -21,10 +21,10 @@ from torch.utils.data import TensorDataset
 from maebench import distributed as dist
 from maebench import engine, optim, runs
 from maebench.errors import UsageError
-from tasks import features
-from tasks.classification_data import eval_transform, probe_train_transform
-from tasks.classification_eval import evaluate
-from tasks.classification_setup import Setup, check_batch, prepare
+from maebench.tasks import features
+from maebench.tasks.classification_data import eval_transform, probe_train_transform
+from maebench.tasks.classification_eval import evaluate
+from maebench.tasks.classification_setup import Setup, check_batch, prepare
 
 HEAD_INIT_STD = 0.01     # the released recipe's probe init
 
@@ -81,7 +81,7 @@ def cross_entropy(model: nn.Module, batch, device: torch.device):
 
 
 def load_encoder(backbone: str, img_size: int, seed: int) -> nn.Module:
-    from backbones import registry
+    from maebench.backbones import registry
     torch.manual_seed(seed)                                 # scratch backbones: a seeded init
     encoder, _ = registry.load(backbone, img_size=img_size, num_classes=0, global_pool="token")
     return encoder.requires_grad_(False).eval()
@@ -132,15 +132,16 @@ def train_direct(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     val_set = s.data.val_set(eval_transform(cfg, s.entry.mean, s.entry.std))
     groups = lars_groups(model, cfg["weight_decay"])
     _describe(args, s, groups, "direct: the encoder runs on every batch")
-    from tasks.finetune import forward_flops
+    from maebench.tasks.finetune import forward_flops
     # engine counts 3 x forward per image; the frozen encoder only runs forward
     flops = forward_flops(model, cfg["img_size"]) / 3 + 2 * encoder.num_features * s.data.num_classes
 
     def evaluate_fn(m: nn.Module) -> dict:
         return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device, num_workers=cfg["num_workers"])
 
-    with runs.tracked_run(args, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
+                          checkpoint_sha256=s.entry.sha256,
+                          backbone_info=runs.backbone_info(s.entry)) as run:
         result = engine.fit(model, train_set, cross_entropy, cfg, out_dir=run.out_dir, device=device,
                             seed=getattr(args, "seed", 0) or 0, param_groups=groups, evaluate=evaluate_fn,
                             resume=getattr(args, "resume", False), flops_per_image=flops, desc="linprobe")
@@ -152,8 +153,9 @@ def train_cached(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     tf = eval_transform(cfg, s.entry.mean, s.entry.std)
     groups = lars_groups(head, cfg["weight_decay"])
     _describe(args, s, groups, "cached features: the encoder runs once per image")
-    with runs.tracked_run(args, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
+                          checkpoint_sha256=s.entry.sha256,
+                          backbone_info=runs.backbone_info(s.entry)) as run:
         t0 = time.perf_counter()
         encoder.to(device)
         kw = dict(batch_size=cfg["eval_batch_size"], device=device, num_workers=cfg["num_workers"])

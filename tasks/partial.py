@@ -17,8 +17,8 @@ from pathlib import Path
 import torch.nn as nn
 
 from maebench.errors import UsageError
-from tasks.classification_setup import check_batch, load_config, prepare
-from tasks.finetune import build_classifier, forward_flops, train_classifier, uses_mixup
+from maebench.tasks.classification_setup import check_batch, load_config, prepare
+from maebench.tasks.finetune import build_classifier, forward_flops, train_classifier, uses_mixup
 
 HALF = 0.5
 MLP_SUB_BLOCK = ("norm2.", "mlp.", "ls2.", "gamma_2")   # timm Block / BEiT Block names
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     ks = parse_blocks(getattr(args, "blocks", None))
     s = prepare(args, "partial", extra={"blocks": ks[0]})
     cfgs = [s.cfg] + [load_config("partial", args, s.entry.arch, s.entry.img_size, {"blocks": k}) for k in ks[1:]]
-    from backbones.catalogue import arch_dims
+    from maebench.backbones.catalogue import arch_dims
     depth = arch_dims(s.entry.arch)[1]
     for cfg in cfgs:                                       # every K checked before the first row
         check_blocks(cfg["blocks"], depth)

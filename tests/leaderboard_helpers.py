@@ -9,9 +9,11 @@ from maebench.results import ResultsStore
 
 def add(store: ResultsStore, task: str, backbone: str, dataset: str | None, metrics: dict | None,
         *, seed: int = 0, family: str = "mae-norm-pixel", arch: str = "vit-tiny", status: str = "done",
-        wall: float | None = 10.0, mem: float | None = 100.0, ips: float | None = None, **config) -> str:
-    cfg = {"backbone_family": family, "backbone_arch": arch, **config}
-    run_id = store.start(task=task, backbone=backbone, dataset=dataset, config=cfg, seed=seed)
+        wall: float | None = 10.0, mem: float | None = 100.0, ips: float | None = None,
+        paper: list | None = None, **config) -> str:
+    info = {"family": family, "arch": arch, **({"paper": paper} if paper else {})} if family else None
+    run_id = store.start(task=task, backbone=backbone, dataset=dataset, config=config, seed=seed,
+                         backbone_info=info)
     if status == "done":
         store.finish(run_id, metrics or {}, wall_time_s=wall, peak_mem_mb=mem, images_per_s=ips)
     elif status == "failed":

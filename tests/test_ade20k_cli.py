@@ -5,12 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from backbones import registry
-from backbones.vit import create_vit
+from maebench.backbones import registry
+from maebench.backbones.vit import create_vit
 from maebench import cli
 from maebench.results import ResultsStore
-from tasks.ade20k import open_data, task_flags
-from tasks.ade20k.transforms import SegTrainTransform
+from maebench.tasks.ade20k import open_data, task_flags
+from maebench.tasks.ade20k.transforms import SegTrainTransform
 
 TINY = ["--set", "img_size=32", "--set", "crop_size=32", "--set", "channels=16", "--set", "aux_channels=8"]
 
@@ -61,7 +61,7 @@ def test_reduce_zero_label_flags_reach_the_training_labels(tmp_path):
         num_classes, ignore_index, reduce_zero_label, deterministic = 3, None, None, False
 
     from maebench import config
-    from tasks.ade20k import check_config
+    from maebench.tasks.ade20k import check_config
 
     class Entry:
         mean, std = (0.5,) * 3, (0.25,) * 3

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tasks.ade20k.evaluate import confusion_matrix, evaluate, segmentation_metrics, slide_inference
+from maebench.tasks.ade20k.evaluate import confusion_matrix, evaluate, segmentation_metrics, slide_inference
 
 IGN = 255
 

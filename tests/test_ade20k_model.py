@@ -3,13 +3,13 @@ tables, and a tiny model that overfits a few images through engine.fit."""
 import numpy as np
 import torch
 
-from backbones.vit import create_vit
+from maebench.backbones.vit import create_vit
 from maebench import engine, optim
 from maebench.data.shapes_ade20k import render
-from tasks.ade20k.evaluate import evaluate
-from tasks.ade20k.model import UperNetSegmentor, segmentation_loss
-from tasks.ade20k.neck import MultiLevelNeck, default_out_indices
-from tasks.ade20k.relpos import RelPosAttention, enable_relative_position_bias, relative_position_index
+from maebench.tasks.ade20k.evaluate import evaluate
+from maebench.tasks.ade20k.model import UperNetSegmentor, segmentation_loss
+from maebench.tasks.ade20k.neck import MultiLevelNeck, default_out_indices
+from maebench.tasks.ade20k.relpos import RelPosAttention, enable_relative_position_bias, relative_position_index
 
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tasks.ade20k.transforms import SegEvalTransform, SegTrainTransform, random_crop_box, rescale_size
+from maebench.tasks.ade20k.transforms import SegEvalTransform, SegTrainTransform, random_crop_box, rescale_size
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 

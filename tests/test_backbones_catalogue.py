@@ -9,15 +9,15 @@ import pytest
 import torch
 import yaml
 
-from backbones import catalogue as cat
-from backbones.formats import FORMATS
+from maebench.backbones import catalogue as cat
+from maebench.backbones.formats import FORMATS
 from maebench.commands.backbones import FORMAT_CHOICES
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_architecture_table_equals_vit_archs():
-    from backbones.vit import ARCHS
+    from maebench.backbones.vit import ARCHS
     table = yaml.safe_load(cat.CATALOGUE_PATH.read_text())["architectures"]
     assert {k: (v["embed_dim"], v["depth"], v["num_heads"], v["patch_size"]) for k, v in table.items()} == ARCHS
 
@@ -55,7 +55,7 @@ def test_entry_fields(name, e):
 
 
 def test_parameter_counts_equal_the_models():
-    from backbones.loading import build_model
+    from maebench.backbones.loading import build_model
     seen = set()
     for e in cat.catalogue().values():
         key = (e["arch"], e["patch_size"], e["img_size"], e.get("model", "vit"), repr(e.get("vit_kwargs")))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from test_backbones_support import ARCH, DEPTH, DIM, HEADS, IMG, PATCH, features, home, images, mae_decoder, save, tiny_vit  # noqa: F401
 
-from backbones import registry
+from maebench.backbones import registry
 
 
 def _register_and_compare(home, tmp_path, ckpt, source_model, *, expect_format, name="b", **kw):

@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from test_backbones_support import IMG, PATCH, home, save, tiny_vit  # noqa: F401
 
-from backbones import registry
-from backbones.loading import fit_pos_embed
-from backbones.pos_embed import resize_pos_embed
+from maebench.backbones import registry
+from maebench.backbones.loading import fit_pos_embed
+from maebench.backbones.pos_embed import resize_pos_embed
 
 
 def _independent_bicubic(grid_tokens: torch.Tensor, old: int, new: int) -> torch.Tensor:
-    """[1, old*old, D] -> [1, new*new, D], written out separately from backbones/pos_embed.py."""
+    """[1, old*old, D] -> [1, new*new, D], written out separately from maebench.backbones/pos_embed.py."""
     d = grid_tokens.shape[-1]
     img = grid_tokens[0].T.reshape(1, d, old, old)  # channels first, row-major grid
     out = F.interpolate(img, size=(new, new), mode="bicubic", align_corners=False)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_backbones_support import ARCH, DIM, IMG, PATCH, features, home, images, mae_decoder, save, tiny_vit  # noqa: F401
 
-from backbones import registry, registry_file
-from backbones.pos_embed import resize_pos_embed
+from maebench.backbones import registry, registry_file
+from maebench.backbones.pos_embed import resize_pos_embed
 from maebench.errors import MaebenchError, UsageError
 
 
@@ -126,7 +126,7 @@ def test_missing_catalogued_weights_say_file_url_and_command(home, monkeypatch):
 @pytest.fixture
 def micro_catalogue(monkeypatch):
     """The real catalogue plus one CPU-sized catalogued backbone."""
-    from backbones import catalogue as cat_mod
+    from maebench.backbones import catalogue as cat_mod
     real = cat_mod.catalogue()
     extra = {"arch": ARCH, "patch_size": PATCH, "img_size": IMG, "mean": [0.5] * 3, "std": [0.5] * 3,
              "family": "mae-pixel", "format": "mae", "file": "micro.pth", "url": "https://example.org/micro.pth",

@@ -22,7 +22,7 @@ def home(tmp_path, monkeypatch):
 
 
 def tiny_vit(seed: int = 0, **kw):
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     g = torch.Generator().manual_seed(seed)
     model = create_vit(ARCH, img_size=kw.pop("img_size", IMG), patch_size=PATCH, weight_init="skip", **kw)
     with torch.no_grad():  # random everything (norms and layer scales too, so that a wrong mapping shows)

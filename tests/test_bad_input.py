@@ -254,7 +254,7 @@ def test_vit_of_another_size_than_claimed(cases):
 def test_state_dict_with_module_prefixes_registers_with_the_prefix_stripped(cases, monkeypatch):
     import torch
 
-    from backbones import registry
+    from maebench.backbones import registry
     c = cases("module_prefix")
     assert c.result.returncode == 0, c.result.stderr
     assert c.result.stderr.strip() == "" and "registered from-ddp: vit-micro, patch 4, 32 px" in c.result.stdout

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from backbones.mocov3 import MoCoV3, contrastive_loss, momentum_at
+from maebench.backbones.mocov3 import MoCoV3, contrastive_loss, momentum_at
 from maebench.optim import param_groups
 
 
@@ -126,7 +126,7 @@ def test_frozen_random_patch_projection_stays_unchanged(frozen):
 
 
 def test_encoder_state_dict_is_the_timm_vit_without_the_projection_head():
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     m = tiny_moco()
     enc = m.encoder_state_dict()
     assert set(enc) == set(create_vit("vit-micro", img_size=16, patch_size=4).state_dict())

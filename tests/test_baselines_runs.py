@@ -29,7 +29,7 @@ def _history(row):
 
 
 def _check_registered(name, family, row, arch="vit-micro"):
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench.checkpoint import load
     e = registry.entry(name)
     assert (e.family, e.arch, e.patch_size, e.img_size) == (family, arch, 4, 32)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backbones.train_supervised import build_criterion, load_config, posterize_any_bits, train_transform
+from maebench.backbones.pretraining.supervised import build_criterion, load_config, posterize_any_bits, train_transform
 from maebench.errors import UsageError
 
 

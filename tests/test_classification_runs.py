@@ -22,7 +22,7 @@ def small_set(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def micro_checkpoint(tmp_path_factory):
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "micro.pth"
     torch.save(create_vit("vit-micro", img_size=16, patch_size=4).state_dict(), path)
@@ -32,13 +32,13 @@ def micro_checkpoint(tmp_path_factory):
 @pytest.fixture
 def micro(micro_checkpoint):
     """A registered vit-micro backbone (4 blocks, 96-d, patch 4, 16 px) in this test's home."""
-    from backbones import registry
+    from maebench.backbones import registry
     registry.register("micro", micro_checkpoint, arch="vit-micro", fmt="timm", img_size=16, patch_size=4)
     return "micro"
 
 
 def encoder_state(name="micro"):
-    from backbones import registry
+    from maebench.backbones import registry
     return registry.load(name, global_pool="avg")[0].state_dict()
 
 
@@ -72,7 +72,7 @@ def test_linprobe_leaves_the_encoder_bit_identical(micro, small_set, tmp_path):
     for k, v in before.items():
         if not k.startswith(("head.", "fc_norm.")):
             assert torch.equal(state[f"encoder.{k}"], v), k
-    from tasks.linprobe import make_head
+    from maebench.tasks.linprobe import make_head
     init = make_head(96, 4, seed=0).state_dict()
     assert not torch.equal(state["head.linear.weight"], init["linear.weight"])
     assert state["head.bn.num_batches_tracked"] == 10                    # 40 images / 8 x 2 epochs
@@ -92,7 +92,7 @@ def test_cached_linprobe_equals_direct(micro, small_set, tmp_path):
     for k in ("linear.weight", "linear.bias", "bn.running_mean", "bn.running_var"):
         torch.testing.assert_close(cached[k], direct[f"head.{k}"], rtol=1e-4, atol=1e-5)
     feats = torch.randn(20, 96)
-    from tasks.linprobe import ProbeHead
+    from maebench.tasks.linprobe import ProbeHead
 
     def logits(state, prefix):
         head = ProbeHead(96, 4).eval()

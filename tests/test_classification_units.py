@@ -9,14 +9,14 @@ import torch.nn as nn
 from torch.utils.data import TensorDataset
 
 import maebench.distributed as dist
-from backbones.vit import create_vit
+from maebench.backbones.vit import create_vit
 from maebench import config
 from maebench.errors import MaebenchError, UsageError
-from tasks import features
-from tasks.classification_eval import evaluate, topk_correct
-from tasks.finetune import layer_decay_groups
-from tasks.knn import knn_scores
-from tasks.partial import check_blocks, freeze, parse_blocks
+from maebench.tasks import features
+from maebench.tasks.classification_eval import evaluate, topk_correct
+from maebench.tasks.finetune import layer_decay_groups
+from maebench.tasks.knn import knn_scores
+from maebench.tasks.partial import check_blocks, freeze, parse_blocks
 
 
 # ---- layer-wise lr decay ----------------------------------------------------------------
@@ -185,7 +185,7 @@ def small_set(tmp_path_factory):
 def test_label_subsets_are_stratified_exact_and_seeded(small_set):
     from collections import Counter
 
-    from tasks.classification_data import open_data
+    from maebench.tasks.classification_data import open_data
     d = open_data(str(small_set), labels_per_class=3, seed=5)
     assert Counter(d.train_targets) == {0: 3, 1: 3, 2: 3, 3: 3}
     assert open_data(str(small_set), labels_per_class=3, seed=5).train_indices == d.train_indices
@@ -228,7 +228,7 @@ def test_randaugment_posterize_at_full_magnitude():
     from PIL import Image
     from timm.data.auto_augment import RandAugment
 
-    from tasks.classification_data import finetune_train_transform
+    from maebench.tasks.classification_data import finetune_train_transform
     aug = {"scale": [0.08, 1.0], "hflip": 0.5, "rand_augment": "rand-m10-mstd0-inc1", "reprob": 0.0, "remode": "pixel"}
     tf = finetune_train_transform({"img_size": 16, "aug": aug}, (0.5,) * 3, (0.5,) * 3)
     (ra,) = [t for t in tf.transforms if isinstance(t, RandAugment)]

@@ -60,3 +60,49 @@ def test_error_from_a_dataloader_worker_prints_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip() == "maebench: error: cannot read image /x/broken.jpg: truncated"
+
+
+def _value_for(parser, dest):
+    """A command-line value for option `dest` that argparse accepts."""
+    action = next(a for a in parser._actions if a.dest == dest)
+    flag = max(action.option_strings, key=len)
+    if action.nargs == 0:                               # store_true / BooleanOptionalAction
+        return [flag]
+    if action.choices:
+        return [flag, str(list(action.choices)[0])]
+    return [flag, "1" if action.type in (int, float) else "x"]
+
+
+def _subparser(command):
+    from maebench.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[command]
+
+
+def _foreign(table, all_options):
+    return [(name, opt) for name, entry in table.items() for opt in all_options if opt not in entry.options]
+
+
+from maebench.backbones.pretraining import METHOD_OPTIONS, METHODS   # noqa: E402
+from maebench.tasks.table import TASK_OPTIONS, TASKS                 # noqa: E402
+
+
+@pytest.mark.parametrize("task, option", _foreign(TASKS, TASK_OPTIONS))
+def test_an_option_the_task_does_not_take_is_a_usage_error(task, option, capsys):
+    from maebench.cli import main
+    argv = ["run", "--task", task, "--backbone", "scratch-vit-micro", *_value_for(_subparser("run"), option)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--{option.replace('_', '-')} applies to --task" in err and f"not {task}" in err
+
+
+@pytest.mark.parametrize("method, option", _foreign(METHODS, METHOD_OPTIONS))
+def test_an_option_the_pretraining_method_does_not_take_is_a_usage_error(method, option, capsys):
+    from maebench.cli import main
+    assert main(["pretrain", "--method", method, *_value_for(_subparser("pretrain"), option)]) == 2
+    assert f"applies to --method" in capsys.readouterr().err
+
+
+def test_every_task_and_method_entry_point_exists():
+    for entry in [*TASKS.values(), *METHODS.values()]:
+        assert callable(entry.runner()), entry.name

@@ -4,9 +4,9 @@ reaching the ViT but not the neck or the heads."""
 import pytest
 import torch
 
-from backbones.vit import create_vit
+from maebench.backbones.vit import create_vit
 from maebench.errors import MaebenchError
-from tasks.coco.adapter import SimplePyramidNeck, ViTDetBackbone, ViTFPNNeck, block_indices
+from maebench.tasks.coco.adapter import SimplePyramidNeck, ViTDetBackbone, ViTFPNNeck, block_indices
 
 SIZES = [(64, 64), (96, 96), (128, 128), (64, 96), (96, 32)]
 
@@ -95,8 +95,8 @@ def test_bad_patch_or_canvas_is_a_clear_error():
 def test_layer_decay_scales_the_vit_only():
     from maebench import config
     from maebench.optim import param_groups
-    from tasks.coco import check_config
-    from tasks.coco.model import build_mask_rcnn
+    from maebench.tasks.coco import check_config
+    from maebench.tasks.coco.model import build_mask_rcnn
 
     cfg = check_config(config.load("coco", arch="vit-micro", sets=["img_size=64"]))
     vit = create_vit("vit-micro", img_size=64, patch_size=4)

@@ -10,7 +10,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from maebench.errors import MaebenchError
-from tasks.coco.evaluate import (METRIC_NAMES, ground_truth_as_results, load_ground_truth, load_results,
+from maebench.tasks.coco.evaluate import (METRIC_NAMES, ground_truth_as_results, load_ground_truth, load_results,
                                  score, split_results, to_coco_results)
 
 H = W = 40
@@ -238,8 +238,8 @@ def test_sharded_evaluation_sees_every_image_once(coco_set, tmp_path, monkeypatc
     from maebench import distributed as dist
     from maebench.data.coco import CocoInstances
     from maebench.data.layout import resolve_coco
-    from tasks.coco.data import eval_transform
-    from tasks.coco.evaluate import RESULTS_FILE, make_evaluator, predict
+    from maebench.tasks.coco.data import eval_transform
+    from maebench.tasks.coco.evaluate import RESULTS_FILE, make_evaluator, predict
 
     p = resolve_coco(coco_set)
     ds = CocoInstances(p["val_images"], p["val_json"], train=False, transforms=eval_transform)

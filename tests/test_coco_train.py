@@ -27,7 +27,7 @@ def coco_set(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def micro_checkpoint(tmp_path_factory):
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "micro.pth"
     torch.save(create_vit("vit-micro", img_size=32, patch_size=4).state_dict(), path)
@@ -36,7 +36,7 @@ def micro_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def micro(micro_checkpoint):
-    from backbones import registry
+    from maebench.backbones import registry
     registry.register("micro", micro_checkpoint, arch="vit-micro", fmt="timm", img_size=32, patch_size=4)
     return "micro"
 
@@ -50,7 +50,7 @@ def dataset(coco_set, split="train", transforms=None):
 
 # ---- augmentation ------------------------------------------------------------------------------
 def test_large_scale_jitter_keeps_targets_aligned(coco_set):
-    from tasks.coco.data import LargeScaleJitter, boxes_from_masks
+    from maebench.tasks.coco.data import LargeScaleJitter, boxes_from_masks
 
     ds = dataset(coco_set)
     lsj = LargeScaleJitter(96, scale_range=(0.3, 2.0), flip_prob=0.5, fill=(0.4, 0.5, 0.6))
@@ -68,7 +68,7 @@ def test_large_scale_jitter_keeps_targets_aligned(coco_set):
 
 def test_flip_and_identity_scale_are_exact(coco_set):
     """Scale 1 on a 64 px image into a 64 px square, flip always: the mirror image of the input."""
-    from tasks.coco.data import LargeScaleJitter, to_float
+    from maebench.tasks.coco.data import LargeScaleJitter, to_float
 
     ds = dataset(coco_set)
     i = next(i for i in range(len(ds)) if len(ds[i][1]["boxes"]))
@@ -85,7 +85,7 @@ def test_flip_and_identity_scale_are_exact(coco_set):
 # ---- training ----------------------------------------------------------------------------------
 def tiny_cfg(**over):
     from maebench import config
-    from tasks.coco import check_config
+    from maebench.tasks.coco import check_config
     cfg = check_config(config.load("coco", arch="vit-micro", sets=["img_size=64"]))
     cfg.update(epochs=30, batch_size=2, lr=1e-3, warmup_epochs=0, schedule="cosine", num_workers=0,
                checkpoint_every=1000, log_every=1000, layer_decay=1.0, **over)
@@ -94,11 +94,11 @@ def tiny_cfg(**over):
 
 def test_tiny_model_overfits_two_images(coco_set, tmp_path):
     """Two images, no augmentation, 30 steps through engine.fit: the loss falls by more than half."""
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     from maebench import engine
-    from tasks.coco import loss_fn
-    from tasks.coco.data import collate, eval_transform
-    from tasks.coco.model import build_mask_rcnn
+    from maebench.tasks.coco import loss_fn
+    from maebench.tasks.coco.data import collate, eval_transform
+    from maebench.tasks.coco.model import build_mask_rcnn
 
     ds = dataset(coco_set, transforms=eval_transform)
     keep = [i for i in range(len(ds)) if len(ds[i][1]["boxes"])][:2]
@@ -144,7 +144,7 @@ def test_cli_run_stores_a_row_and_its_results_rescore_identically(micro, coco_se
 def test_eval_predictions_scores_ground_truth_100_without_torch(coco_set, tmp_path, monkeypatch):
     """The re-scoring path stores a row and never imports torch (checked in a fresh interpreter)."""
     from maebench.data.layout import resolve_coco
-    from tasks.coco.evaluate import ground_truth_as_results, load_ground_truth
+    from maebench.tasks.coco.evaluate import ground_truth_as_results, load_ground_truth
 
     gt_file = tmp_path / "gt_as_predictions.json"
     gt_file.write_text(json.dumps(ground_truth_as_results(load_ground_truth(resolve_coco(coco_set)["val_json"]))))

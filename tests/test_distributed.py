@@ -51,7 +51,7 @@ TIMEOUT = 600
 BOOT = r'''
 import os, runpy, sys
 from maebench import checkpoint, engine, results
-from backbones import registry
+from maebench.backbones import registry
 
 log, rank = os.environ["MAEBENCH_TEST_WRITES"], os.environ["RANK"]
 
@@ -121,7 +121,7 @@ def test_torchrun_run_completes_rank0_writes_and_its_evaluation_equals_one_proce
     assert [w for w in writes if "register" in w] == (["0 register"] if task == "pretrain" else [])
 
     if task == "pretrain":
-        from backbones import registry
+        from maebench.backbones import registry
         assert registry.entry("ddp-mae").arch == "vit-micro" and len(row.metrics) == 1
         return
     state = torch.load(run_dir / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
@@ -140,10 +140,10 @@ def test_torchrun_run_completes_rank0_writes_and_its_evaluation_equals_one_proce
 
 
 def _finetune(state, cfg, data, _tmp):
-    from backbones import registry
-    from tasks.classification_data import eval_transform, open_data
-    from tasks.classification_eval import evaluate
-    from tasks.finetune import build_classifier
+    from maebench.backbones import registry
+    from maebench.tasks.classification_data import eval_transform, open_data
+    from maebench.tasks.classification_eval import evaluate
+    from maebench.tasks.finetune import build_classifier
     e = registry.entry("scratch-vit-micro")
     model = build_classifier("scratch-vit-micro", cfg, 3, 0)
     model.load_state_dict(state)
@@ -152,12 +152,12 @@ def _finetune(state, cfg, data, _tmp):
 
 
 def _coco(state, cfg, data, tmp):
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench.data.coco import CocoInstances
     from maebench.data.layout import resolve_coco
-    from tasks.coco.data import ReportLoadErrors, eval_transform
-    from tasks.coco.evaluate import make_evaluator
-    from tasks.coco.model import build_mask_rcnn, canvas_size
+    from maebench.tasks.coco.data import ReportLoadErrors, eval_transform
+    from maebench.tasks.coco.evaluate import make_evaluator
+    from maebench.tasks.coco.model import build_mask_rcnn, canvas_size
     p = resolve_coco(data / "coco")
     val = ReportLoadErrors(CocoInstances(p["val_images"], p["val_json"], train=False, transforms=eval_transform))
     vit, e = registry.load("scratch-vit-micro", img_size=canvas_size(cfg), drop_path_rate=cfg["drop_path"])
@@ -168,9 +168,9 @@ def _coco(state, cfg, data, tmp):
 
 
 def _ade20k(state, cfg, data, _tmp):
-    from backbones import registry
-    from tasks.ade20k import build_model, open_data
-    from tasks.ade20k.evaluate import evaluate
+    from maebench.backbones import registry
+    from maebench.tasks.ade20k import build_model, open_data
+    from maebench.tasks.ade20k.evaluate import evaluate
     cpu = torch.device("cpu")
     model, _ = build_model("scratch-vit-micro", cfg, cpu)
     model.load_state_dict(state)

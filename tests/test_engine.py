@@ -130,7 +130,7 @@ def test_schedule_follows_warmup_and_cosine_formula():
 
 
 def test_no_weight_decay_on_norms_biases_tokens_and_position_embeddings():
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     vit = create_vit("vit-micro", img_size=16)
     groups = param_groups(vit, weight_decay=0.05)
     no_decay = {n for g in groups if g["weight_decay"] == 0 for n in g["names"]}

@@ -318,7 +318,7 @@ def test_signal_checkpoints_marks_failed_resumable_and_resume_finishes(task, sig
     assert r.returncode == 0, r.stderr[-3000:]
     assert_same_run(task, home, reference(task))
     if task == "pretrain":
-        from backbones import registry
+        from maebench.backbones import registry
         assert registry.entry("fault-mae").family == "mae-norm-pixel"
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from leaderboards.columns import Column
-from leaderboards.reference import load_reference
+from maebench.leaderboards.columns import Column
+from maebench.leaderboards.reference import load_reference
 
 BRIEF = Path(__file__).resolve().parents[1] / ".." / "shared" / "mae-brief.md"
 ARCH = {"B": "vit-base", "L": "vit-large", "H": "vit-huge"}

@@ -12,19 +12,14 @@ from html.parser import HTMLParser
 import pytest
 from leaderboard_helpers import add, known_store
 
-from leaderboards import families
-from leaderboards.render import write_leaderboard
-from leaderboards.stats import parse_cell
-from leaderboards.table import build_leaderboard
+from maebench.leaderboards import families
+from maebench.leaderboards.render import write_leaderboard
+from maebench.leaderboards.stats import parse_cell
+from maebench.leaderboards.table import build_leaderboard
 from maebench.cli import main as cli_main
 from maebench.results import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(autouse=True)
-def no_registry(monkeypatch):
-    monkeypatch.setattr(families, "_registry_entry", lambda name: None)
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +30,8 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rendered(store, tmp_path_factory):
     """html with figures, rendered once (figures are the slow part)."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(families, "_registry_entry", lambda name: None)
     out = tmp_path_factory.mktemp("html")
-    try:
-        text = write_leaderboard(store, out / "board.html", "html", out / "figures")
-    finally:
-        mp.undo()
+    text = write_leaderboard(store, out / "board.html", "html", out / "figures")
     return text, out
 
 
@@ -186,7 +176,7 @@ def test_no_mask_ratio_figure_without_a_sweep(tmp_path):
 
 
 def test_figures_drawn_once_serve_markdown_and_html(store, rendered, tmp_path):
-    from leaderboards.render import write_board
+    from maebench.leaderboards.render import write_board
     _, out = rendered
     figs = sorted((out / "figures").glob("*.png"))
     board = build_leaderboard(store)

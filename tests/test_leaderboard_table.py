@@ -9,17 +9,11 @@ from types import SimpleNamespace
 import pytest
 from leaderboard_helpers import add, known_store
 
-from leaderboards import families
-from leaderboards.columns import Column
-from leaderboards.table import MEASURED, PAPER, build_leaderboard
+from maebench.leaderboards import families
+from maebench.leaderboards.columns import Column
+from maebench.leaderboards.table import MEASURED, PAPER, build_leaderboard
 from maebench.errors import UsageError
 from maebench.results import ResultsStore
-
-
-@pytest.fixture(autouse=True)
-def no_registry(monkeypatch):
-    """Families come from the runs' config, whatever the backbone registry holds."""
-    monkeypatch.setattr(families, "_registry_entry", lambda name: None)
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +23,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def board(store):
-    mp = pytest.MonkeyPatch()
-    mp.setattr(families, "_registry_entry", lambda name: None)
-    try:
-        return build_leaderboard(store)
-    finally:
-        mp.undo()
+    return build_leaderboard(store)
 
 
 def _row(board, label):
@@ -161,27 +150,27 @@ def test_partial_paper_columns_follow_the_measured_k(tmp_path):
     assert {c.blocks: cell.mean for c, cell in paper.cells.items()} == {0.5: 79.1, 1.0: 81.0}
 
 
-def test_family_comes_from_the_registry_first(monkeypatch, tmp_path):
-    entries = {"reg-b": SimpleNamespace(family="supervised", arch="vit-base")}
-    monkeypatch.setattr(families, "_registry_entry", entries.get)
+def test_family_comes_from_the_row_not_the_live_registry(tmp_path, monkeypatch):
+    # a registry that would disagree, or that no longer knows the backbone, changes nothing
+    from maebench.backbones import registry
+    monkeypatch.setattr(registry, "entry", lambda name: (_ for _ in ()).throw(AssertionError("registry read")))
     store = ResultsStore(tmp_path / "r.sqlite")
-    add(store, "coco", "reg-b", "coco", {"bbox/AP": 48.9, "segm/AP": 43.0}, family="contrastive", arch="vit-tiny")
+    add(store, "coco", "reg-b", "coco", {"bbox/AP": 48.9, "segm/AP": 43.0}, family="supervised", arch="vit-base")
     add(store, "knn", "nameless", "shapes", {"top1": 40.0}, family=None, arch=None)
     board = build_leaderboard(store)
     reg = _row(board, "reg-b")
-    assert (reg.family, reg.arch, reg.family_source) == ("supervised", "vit-base", "registry")
+    assert (reg.family, reg.arch, reg.family_source) == ("supervised", "vit-base", "config")
     assert reg.cells[Column("coco", "bbox/AP", "coco")].delta == pytest.approx(1.0)   # paper 47.9
     assert _row(board, "nameless").family == "unknown"
     assert board.rows[-1].label == "nameless"            # unknown family sorts last
 
 
-def test_registry_paper_keys_choose_the_compared_row(monkeypatch, tmp_path):
-    entries = {"dino-b": SimpleNamespace(family="contrastive", arch="vit-base", paper=["dino/vit-b"]),
-               "odd-b": SimpleNamespace(family="supervised", arch="vit-base", paper=["mocov3/vit-b"])}
-    monkeypatch.setattr(families, "_registry_entry", entries.get)
+def test_paper_keys_recorded_with_the_row_choose_the_compared_row(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
-    add(store, "finetune", "dino-b", "imagenet", {"top1": 83.8})
-    add(store, "finetune", "odd-b", "imagenet", {"top1": 83.0})
+    add(store, "finetune", "dino-b", "imagenet", {"top1": 83.8}, family="contrastive", arch="vit-base",
+        paper=["dino/vit-b"])
+    add(store, "finetune", "odd-b", "imagenet", {"top1": 83.0}, family="supervised", arch="vit-base",
+        paper=["mocov3/vit-b"])
     add(store, "finetune", "moco-b", "imagenet", {"top1": 84.2}, family="contrastive", arch="vit-base")
     board = build_leaderboard(store)
     col = Column("finetune", "top1", "imagenet")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backbones.dvae import DiscreteVAE, load_tokenizer
+from maebench.backbones.dvae import DiscreteVAE, load_tokenizer
 from maebench import cli
 from maebench.errors import MaebenchError, UsageError
 
@@ -59,7 +59,7 @@ def test_load_tokenizer_refuses_other_files(tmp_path):
 
 
 def test_pretrain_dvae_then_mae_with_token_targets(tmp_path, capsys):
-    from backbones import registry
+    from maebench.backbones import registry
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
         d = tmp_path / "data" / "train" / cls

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from backbones.masking import num_keep, sample
+from maebench.backbones.masking import num_keep, sample
 from maebench.errors import UsageError
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from backbones import mae as mae_mod
-from backbones.mae import MaskedAutoencoderViT, create_mae, from_state_dict
+from maebench.backbones import mae as mae_mod
+from maebench.backbones.mae import MaskedAutoencoderViT, create_mae, from_state_dict
 from maebench.errors import MaebenchError, UsageError
 from maebench.optim import param_groups
 
@@ -182,7 +182,7 @@ def test_dvae_target_is_refused_without_a_tokenizer():
 
 
 def test_dvae_target_is_cross_entropy_on_the_frozen_tokenizer_indices():
-    from backbones.dvae import DiscreteVAE
+    from maebench.backbones.dvae import DiscreteVAE
     torch.manual_seed(0)
     tok = DiscreteVAE(vocab_size=32, downsample=2, hidden=8, code_dim=8)
     m = small(target="dvae", vocab_size=32)

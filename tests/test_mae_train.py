@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backbones import mae as mae_mod
+from maebench.backbones import mae as mae_mod
 from maebench import cli
 from maebench.results import ResultsStore
 
@@ -38,7 +38,7 @@ def pretrain_args(data, out, *extra):
 
 
 def test_pretrain_registers_an_official_layout_checkpoint_and_resume_is_exact(tmp_path, monkeypatch, capsys):
-    from backbones import registry
+    from maebench.backbones import registry
     data = image_folder(tmp_path / "data")
 
     # an uninterrupted run

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from backbones.figures import PANELS, reconstruct
-from backbones.mae import create_mae
+from maebench.backbones.figures import PANELS, reconstruct
+from maebench.backbones.mae import create_mae
 from maebench import cli
 from maebench.checkpoint import save_atomic
 
@@ -58,7 +58,7 @@ def test_pasting_keeps_the_visible_patches_of_a_wrong_prediction(monkeypatch):
 
 
 def register(tmp_path, name, state, meta):
-    from backbones import registry
+    from maebench.backbones import registry
     path = tmp_path / f"{name}.pth"
     save_atomic({"model": state, "maebench": meta}, path)
     registry.register(name, path, fmt="maebench", force=True, family=meta["family"])

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from backbones.formats.beit import convert_beit, is_beit
-from backbones.formats.common import Converted, is_decoder_key, strip_prefixes, unwrap
-from backbones.formats.mae import convert_mae, convert_maebench
-from backbones.formats.mocov3 import convert_mocov3, is_mocov3
-from backbones.formats.timm_vit import convert_timm
+from maebench.backbones.formats.beit import convert_beit, is_beit
+from maebench.backbones.formats.common import Converted, is_decoder_key, strip_prefixes, unwrap
+from maebench.backbones.formats.mae import convert_mae, convert_maebench
+from maebench.backbones.formats.mocov3 import convert_mocov3, is_mocov3
+from maebench.backbones.formats.timm_vit import convert_timm
 from maebench.errors import unknown
 
 FORMATS = ("auto", "mae", "mae-full", "mocov3", "beit", "timm", "deit", "maebench")

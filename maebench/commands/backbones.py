@@ -10,7 +10,7 @@ import sqlite3
 import sys
 import time
 
-from backbones.catalogue import FAMILIES
+from maebench.backbones.catalogue import FAMILIES
 from maebench.commands.common import add_results_option
 from maebench.home import results_path
 
@@ -84,8 +84,8 @@ def _weights_state(e) -> str:
 
 
 def _list(args) -> int:
-    from backbones.catalogue import human_count
-    from backbones.registry import entries
+    from maebench.backbones.catalogue import human_count
+    from maebench.backbones.registry import entries
     runs = tasks_run(args.results)
     rows = [[e.name + ("" if not e.user else " *"), f"{e.arch}/{e.patch_size}", human_count(e.params),
              e.family, _weights_state(e), ", ".join(runs.get(e.name, [])) or "-"] for e in entries()]
@@ -95,8 +95,8 @@ def _list(args) -> int:
 
 
 def _show(args) -> int:
-    from backbones.catalogue import human_count
-    from backbones.registry import entry, missing_weights_error
+    from maebench.backbones.catalogue import human_count
+    from maebench.backbones.registry import entry, missing_weights_error
     e = entry(args.name)
     kind = "timm Beit" if e.model == "beit" else "timm VisionTransformer"
     lines = [
@@ -131,7 +131,7 @@ def _show(args) -> int:
 
 
 def _register(args) -> int:
-    from backbones.registry import register
+    from maebench.backbones.registry import register
     e = register(args.name, args.checkpoint, arch=args.arch, fmt=args.format, force=args.force,
                  trust=args.trust_checkpoint, family=args.family, source=args.source,
                  patch_size=args.patch_size, img_size=args.img_size)
@@ -144,7 +144,7 @@ def _register(args) -> int:
 
 
 def _remove(args) -> int:
-    from backbones.registry import remove
+    from maebench.backbones.registry import remove
     deleted = remove(args.name)
     print(f"removed {args.name}" + (f" (deleted {deleted})" if deleted else ""))
     return 0

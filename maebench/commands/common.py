@@ -22,3 +22,15 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms and a single data-loading process (exact resume checks)")
+
+
+def reject_foreign_options(args: argparse.Namespace, accepted: tuple[str, ...], all_options: tuple[str, ...],
+                           selector: str, chosen: str, takers: dict[str, list[str]]) -> None:
+    """An option given on the command line that the chosen task (or method) does not read is a
+    usage error naming the ones that do, instead of a flag silently ignored. Task options
+    default to None, so False (`--no-...`) counts as given."""
+    from maebench.errors import UsageError
+    for dest in all_options:
+        if dest not in accepted and getattr(args, dest, None) is not None:
+            flag = "--" + dest.replace("_", "-")
+            raise UsageError(f"{flag} applies to {selector} {' / '.join(takers[dest])}, not {chosen}")

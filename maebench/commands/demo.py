@@ -13,6 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
+from maebench.tasks.table import TASKS
+
 # The backbones the demo compares: name -> the command that pretrains it (None: catalogued).
 PRETRAIN = {
     "demo-mae-norm-pixel": ["pretrain", "--method", "mae", "--target", "norm-pixel"],
@@ -22,14 +24,11 @@ PRETRAIN = {
     "scratch-vit-micro": None,
 }
 
-# The transfer tasks run on every backbone, with the demo's task options.
-TASKS = {
+# Every task of the task table runs on every backbone, with these task options.
+TASK_OPTIONS = {
     "linprobe": ["--cached-features"],
     "finetune": ["--labels-per-class", "20"],
     "partial": ["--blocks", "0,0.5,1,2"],
-    "knn": [],
-    "coco": [],
-    "ade20k": [],
 }
 
 # CPU-scale learning rates for the tiny models and batches (the paper's lr rules assume
@@ -75,7 +74,8 @@ def _stage_plan(mode: str, data: Path, results: Path, seed: int) -> list[tuple[s
                                               "--name", name, *_budget(sched["pretrain"]), *common,
                                               *_sets(CPU_RECIPE.get(method, []))]))
     for name in PRETRAIN:
-        for task, opts in TASKS.items():
+        for task in TASKS:
+            opts = TASK_OPTIONS.get(task, [])
             if task == "partial" and mode == "quick":
                 opts = ["--blocks", "1"]
             argv = ["run", "--task", task, "--backbone", name, "--data", str(data / _data_kind(task)), *opts,
@@ -158,9 +158,9 @@ def _render(results: Path, out: Path, mode: str, seconds: float, recon: list[Pat
     import os
     import platform
 
-    from leaderboards.figures import write_figures
-    from leaderboards.render import write_board
-    from leaderboards.table import build_leaderboard
+    from maebench.leaderboards.figures import write_figures
+    from maebench.leaderboards.render import write_board
+    from maebench.leaderboards.table import build_leaderboard
     from maebench.results import ResultsStore
 
     board = build_leaderboard(ResultsStore(results))

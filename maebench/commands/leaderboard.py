@@ -36,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from leaderboards.render import format_for, write_board
-    from leaderboards.table import build_leaderboard
+    from maebench.leaderboards.render import format_for, write_board
+    from maebench.leaderboards.table import build_leaderboard
     from maebench.results import ResultsStore
 
     format_for(args.out, args.format)      # a bad format fails before reading the store

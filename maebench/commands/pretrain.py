@@ -2,18 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from maebench.commands.common import add_training_options
+from maebench.backbones.pretraining import METHOD_OPTIONS, METHODS
+from maebench.commands.common import add_training_options, reject_foreign_options
 from maebench.errors import unknown
-
-# method -> module implementing run(args) -> int
-METHODS = {
-    "mae": "backbones.train_mae",
-    "dvae": "backbones.train_dvae",
-    "supervised": "backbones.train_supervised",
-    "mocov3": "backbones.train_mocov3",
-}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,5 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.method not in METHODS:
         raise unknown("method", args.method, METHODS)
-    module = importlib.import_module(METHODS[args.method])
-    return int(module.run(args) or 0)
+    method = METHODS[args.method]
+    reject_foreign_options(args, method.options, METHOD_OPTIONS, "--method", method.name,
+                           {o: [m.name for m in METHODS.values() if o in m.options] for o in METHOD_OPTIONS})
+    return int(method.runner()(args) or 0)

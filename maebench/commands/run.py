@@ -1,24 +1,15 @@
 """`maebench run --task T --backbone NAME`: one transfer task on one backbone.
 
-Task-specific options are grouped here so that `maebench run --help` documents every task;
-each task module reads the ones it uses from `args`."""
+Tasks, and the options each takes, come from the task table (maebench/tasks/table.py). Every
+task's options are listed here so that `maebench run --help` documents them all; one given to a
+task that does not take it is a usage error, never silently ignored."""
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from maebench.commands.common import add_training_options
-from maebench.errors import unknown
-
-# task name -> (module, function) implementing it: run(args) -> int
-TASKS = {
-    "finetune": "tasks.classification",
-    "linprobe": "tasks.classification",
-    "partial": "tasks.classification",
-    "knn": "tasks.classification",
-    "coco": "tasks.coco",
-    "ade20k": "tasks.ade20k",
-}
+from maebench.commands.common import add_training_options, reject_foreign_options
+from maebench.errors import UsageError, unknown
+from maebench.tasks.table import TASK_OPTIONS, TASKS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="partial: tune the last K blocks (0.5 = last block's MLP only); a list sweeps")
     c.add_argument("--labels-per-class", type=int, metavar="N", help="low-label transfer: N labels per class")
     c.add_argument("--label-fraction", type=float, metavar="F", help="low-label transfer: fraction of labels")
-    c.add_argument("--cached-features", action="store_true",
+    c.add_argument("--cached-features", action="store_true", default=None,
                    help="linprobe/knn: run the frozen encoder once per image and train on stored features")
     d = p.add_argument_group("coco")
     d.add_argument("--neck", choices=["vit-fpn", "simple-pyramid"], help="ViT-to-FPN adapter")
@@ -50,5 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.task not in TASKS:
         raise unknown("task", args.task, TASKS)
-    module = importlib.import_module(TASKS[args.task])
-    return int(module.run(args) or 0)
+    task = TASKS[args.task]
+    reject_foreign_options(args, task.options, TASK_OPTIONS, "--task", task.name,
+                           {o: [t.name for t in TASKS.values() if o in t.options] for o in TASK_OPTIONS})
+    if getattr(args, "labels_per_class", None) is not None and getattr(args, "label_fraction", None) is not None:
+        raise UsageError("give at most one of --labels-per-class and --label-fraction")
+    return int(task.runner()(args) or 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from backbones.mae_names import FAMILY
+from maebench.backbones.mae_names import FAMILY
 from maebench.errors import MaebenchError, UsageError
 
 TARGET_BY_FAMILY = {family: target for target, family in FAMILY.items()}
@@ -55,10 +55,10 @@ def _run_meta(e) -> dict:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from backbones import registry
-    from backbones.figures import PANELS, reconstruct, save_grid, to_numpy
-    from backbones.mae import from_state_dict
-    from backbones.vit import arch_dims
+    from maebench.backbones import registry
+    from maebench.backbones.figures import PANELS, reconstruct, save_grid, to_numpy
+    from maebench.backbones.mae import from_state_dict
+    from maebench.backbones.vit import arch_dims
     from maebench.data.files import is_image_file, load_rgb, require_dir
     from maebench.data.transforms import classification_eval
 
@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         tok = args.tokenizer or meta.get("tokenizer")
         if not tok:
             raise UsageError(f"backbone '{e.name}' predicts dVAE tokens: pass --tokenizer NAME|FILE to decode them")
-        from backbones.dvae import load_tokenizer
+        from maebench.backbones.dvae import load_tokenizer
         tokenizer, _ = load_tokenizer(tok)
     mask_ratio = args.mask_ratio if args.mask_ratio is not None else float(meta.get("mask_ratio", 0.75))
 

@@ -30,7 +30,7 @@ SCHEDULES = ("poly", "cosine")
 
 
 def run(args: argparse.Namespace) -> int:
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench import config
 
     if not args.backbone:
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     from maebench import distributed, engine, optim, runs
     from maebench.flops import count_flops
-    from tasks.ade20k.evaluate import evaluate
-    from tasks.ade20k.model import segmentation_loss
+    from maebench.tasks.ade20k.evaluate import evaluate
+    from maebench.tasks.ade20k.model import segmentation_loss
 
     device = distributed.init(args.device)
     if getattr(args, "deterministic", False):
@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
                         device=device, mode=cfg["eval_mode"], crop=crop, stride=cfg["stride"],
                         num_workers=cfg["num_workers"], amp=cfg["amp"])
 
-    with runs.tracked_run(args, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
-                          checkpoint_sha256=entry.sha256) as run_ctx:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
+                          checkpoint_sha256=entry.sha256,
+                          backbone_info=runs.backbone_info(entry)) as run_ctx:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run_ctx.out_dir, device=device,
                             seed=args.seed, param_groups=groups, evaluate=evaluate_fn, resume=args.resume,
                             flops_per_image=flops, desc=TASK, log=log)
@@ -168,7 +169,7 @@ def check_config(cfg: dict, patch_size: int) -> dict:
 def open_data(root: Path, cfg: dict, entry):
     """(train, val) SegmentationPairs with the protocol's transforms; pairing problems raise here."""
     from maebench.data.ade20k import SegmentationPairs, resolve_ade20k
-    from tasks.ade20k.transforms import SegEvalTransform, SegTrainTransform
+    from maebench.tasks.ade20k.transforms import SegEvalTransform, SegTrainTransform
 
     train_tf = SegTrainTransform(img_size=cfg["img_size"], crop_size=cfg["crop_size"], mean=entry.mean,
                                  std=entry.std, ignore_index=cfg["ignore_index"], ratio_range=cfg["ratio_range"],
@@ -219,9 +220,9 @@ def build_model(backbone: str, cfg: dict, device):
     paper's setup: per-GPU statistics would be too noisy), as in the released configs."""
     import torch.nn as nn
 
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench import distributed
-    from tasks.ade20k.model import UperNetSegmentor
+    from maebench.tasks.ade20k.model import UperNetSegmentor
 
     e = registry.entry(backbone)
     extra = {"dynamic_img_size": True} if e.model == "vit" else {}   # whole-image inference at any size

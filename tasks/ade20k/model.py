@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tasks.ade20k.neck import MultiLevelNeck, default_out_indices
-from tasks.ade20k.relpos import RelPosAttention, enable_relative_position_bias
+from maebench.tasks.ade20k.neck import MultiLevelNeck, default_out_indices
+from maebench.tasks.ade20k.relpos import RelPosAttention, enable_relative_position_bias
 
 
 @dataclass

@@ -63,7 +63,7 @@ def data_paths(args: argparse.Namespace, *, need_train: bool = True) -> tuple[di
 
 def check_config(cfg: dict) -> dict:
     """Task-specific checks config.load cannot know; returns cfg with integral epochs as int."""
-    from tasks.coco.adapter import NECKS
+    from maebench.tasks.coco.adapter import NECKS
 
     if cfg["neck"] not in NECKS:
         raise unknown("neck", cfg["neck"], NECKS)
@@ -99,7 +99,7 @@ def loss_fn(model, batch, device):
     """Sum of torchvision's five Mask R-CNN losses (RPN objectness and box, RoI class, box, mask)."""
     import torch
 
-    from tasks.coco.data import raise_load_failure
+    from maebench.tasks.coco.data import raise_load_failure
 
     raise_load_failure(batch)
     images, targets = batch
@@ -111,7 +111,7 @@ def loss_fn(model, batch, device):
 
 
 def train(args: argparse.Namespace) -> int:
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench import config
 
     if not args.backbone:
@@ -127,9 +127,9 @@ def train(args: argparse.Namespace) -> int:
     # torch only from here on
     from maebench import distributed, engine, optim, runs
     from maebench.data.coco import CocoInstances
-    from tasks.coco.data import ReportLoadErrors, collate, eval_transform, train_transform
-    from tasks.coco.evaluate import RESULTS_FILE, make_evaluator, summary
-    from tasks.coco.model import build_mask_rcnn, canvas_size
+    from maebench.tasks.coco.data import ReportLoadErrors, collate, eval_transform, train_transform
+    from maebench.tasks.coco.evaluate import RESULTS_FILE, make_evaluator, summary
+    from maebench.tasks.coco.model import build_mask_rcnn, canvas_size
 
     train_set = ReportLoadErrors(CocoInstances(paths["train_images"], paths["train_json"], train=True,
                                                transforms=train_transform(cfg, entry.mean)))
@@ -151,8 +151,9 @@ def train(args: argparse.Namespace) -> int:
         f"canvas {canvas_size(cfg)} px; skipped for training: {train_set.skipped}")
     log(optim.describe_groups(groups, engine.TrainConfig.from_cfg(cfg).peak_lr()))
 
-    with runs.tracked_run(args, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
-                          checkpoint_sha256=entry.sha256) as run_ctx:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
+                          checkpoint_sha256=entry.sha256,
+                          backbone_info=runs.backbone_info(entry)) as run_ctx:
         evaluate = make_evaluator(val_set, out_dir=run_ctx.out_dir, device=device,
                                   batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"], log=log)
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run_ctx.out_dir, device=device,
@@ -168,7 +169,7 @@ def train(args: argparse.Namespace) -> int:
 def eval_predictions(args: argparse.Namespace) -> int:
     """Score FILE.json against the val split and store a row; no model, no torch."""
     from maebench.results import ResultsStore, config_hash
-    from tasks.coco.evaluate import load_ground_truth, load_results, score, summary
+    from maebench.tasks.coco.evaluate import load_ground_truth, load_results, score, summary
 
     paths, dataset = data_paths(args, need_train=False)
     path = Path(args.eval_predictions).expanduser().resolve()

@@ -298,7 +298,7 @@ def predict(model, dataset, device, *, batch_size: int = 1, num_workers: int = 0
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from tasks.coco.data import collate, raise_load_failure
+    from maebench.tasks.coco.data import collate, raise_load_failure
 
     subset = Subset(dataset, list(range(len(dataset))) if indices is None else list(indices))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)

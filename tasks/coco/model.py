@@ -14,7 +14,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 
-from tasks.coco.adapter import ViTDetBackbone
+from maebench.tasks.coco.adapter import ViTDetBackbone
 
 # protocol key -> MaskRCNN keyword, passed through unchanged
 _PASS_THROUGH = ("rpn_batch_size_per_image", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train",

@@ -108,7 +108,7 @@ def module_prefixed_checkpoint(path: Path, seed: int = 0) -> dict:
     tensor}}. Returns the unprefixed state dict it was made from."""
     import torch
 
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     torch.manual_seed(seed)
     state = create_vit("vit-micro", img_size=32, patch_size=4).state_dict()
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, path)

@@ -9,16 +9,16 @@ The run trains through `maebench.engine.fit`, evaluates top-1 on the `val` split
 `pretrain-supervised` row (metrics `loss` = final-epoch mean training loss, `top1` in percent),
 and registers the encoder (classifier dropped) as a backbone of family `supervised`.
 
-Configuration and data resolution are those of MAE pretraining (backbones/train_mae.py); the
+Configuration and data resolution are those of MAE pretraining (backbones/pretraining/mae.py); the
 helpers at the bottom (`check_batch`, `backbone_name`, `register_encoder`) are shared with the
-other baseline entry point, backbones/train_mocov3.py.
+other baseline entry point, backbones/pretraining/mocov3.py.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from backbones.train_mae import load_config, resolve_data
+from maebench.backbones.pretraining.mae import load_config, resolve_data
 from maebench.errors import MaebenchError, UsageError
 
 METHOD = "supervised"
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from backbones.vit import create_vit
+    from maebench.backbones.vit import create_vit
     from maebench import distributed, engine, flops, optim, runs
     from maebench.data.imagefolder import ImageFolder
 
@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         return {"top1": 100.0 * float(counts[0]) / max(float(counts[1]), 1.0)}
 
     # 3. train, store, register -------------------------------------------------------------------
-    with runs.tracked_run(args, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
+                          backbone_info={"family": FAMILY, "arch": cfg["arch"]}) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,
                             param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
@@ -179,8 +180,8 @@ def check_batch(cfg: dict) -> int:
 def backbone_name(args: argparse.Namespace, method: str, cfg: dict, dataset: str, family: str) -> str:
     """--name, or `<method>-<arch>-<dataset>`; checked (as the registry will check it) before
     training, so that a name the registry refuses never costs a run."""
-    from backbones.catalogue import catalogue
-    from backbones.registry import NAME_RE
+    from maebench.backbones.catalogue import catalogue
+    from maebench.backbones.registry import NAME_RE
 
     name = args.name or f"{method}-{cfg['arch']}-{dataset}".lower()
     if not NAME_RE.fullmatch(name):
@@ -200,7 +201,7 @@ def register_encoder(name: str, encoder: dict, cfg: dict, *, out_dir: Path, fami
                      run_id: str, dataset: str, history: list[dict]) -> None:
     """Write encoder.pth in the maebench format into the run directory and register it as
     backbone `name` (rank 0; the others wait, so that every process returns after it exists)."""
-    from backbones import registry
+    from maebench.backbones import registry
     from maebench import distributed
     from maebench.checkpoint import save_atomic
     from maebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD

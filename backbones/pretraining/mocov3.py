@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-from backbones.train_mae import load_config, resolve_data
-from backbones.train_supervised import backbone_name, check_batch, register_encoder
+from maebench.backbones.pretraining.mae import load_config, resolve_data
+from maebench.backbones.pretraining.supervised import backbone_name, check_batch, register_encoder
 from maebench.errors import MaebenchError
 
 METHOD = "mocov3"
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.nn as nn
 
-    from backbones.mocov3 import MoCoV3
+    from maebench.backbones.mocov3 import MoCoV3
     from maebench import distributed, engine, flops, optim, runs
     from maebench.data.imagefolder import ImageFolder
 
@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         return m(x1.to(dev, non_blocking=True), x2.to(dev, non_blocking=True)), {}
 
     # 3. train, store, register -------------------------------------------------------------------
-    with runs.tracked_run(args, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
+                          backbone_info={"family": FAMILY, "arch": cfg["arch"]}) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,
                             param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),

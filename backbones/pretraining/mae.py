@@ -27,14 +27,14 @@ PROTOCOL = "pretrain_mae"
 
 
 # --------------------------------------------------------------------------------------------
-# configuration and validation (shared with backbones/train_dvae.py)
+# configuration and validation (shared with backbones/pretraining/dvae.py)
 # --------------------------------------------------------------------------------------------
 def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) -> dict[str, Any]:
     """Protocol defaults <- by_arch <- --config <- named flags <- --set, for the run's arch.
 
     The architecture picks the `by_arch` table and may itself come from --config or --set, so
     when the merged arch differs from the one first assumed, merge again with it."""
-    from backbones.catalogue import arch_dims      # torch-free: errors come before torch loads
+    from maebench.backbones.catalogue import arch_dims      # torch-free: errors come before torch loads
     from maebench import config
 
     epochs = args.epochs
@@ -74,7 +74,7 @@ def resolve_data(args: argparse.Namespace) -> tuple[Path, str]:
 
 def check_name(name: str) -> str:
     """The registry's name rule, checked before training so a refused name never costs a run."""
-    from backbones.registry import NAME_RE
+    from maebench.backbones.registry import NAME_RE
     if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' "
                          "and '-' (pass --name)")
@@ -82,7 +82,7 @@ def check_name(name: str) -> str:
 
 
 def check_mae_config(cfg: dict) -> None:
-    from backbones.mae_names import check_masking, check_target
+    from maebench.backbones.mae_names import check_masking, check_target
 
     check_target(cfg["target"])
     check_masking(cfg["masking"], cfg["mask_ratio"])
@@ -103,7 +103,7 @@ def check_mae_config(cfg: dict) -> None:
 # the command
 # --------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    from backbones.mae_names import FAMILY
+    from maebench.backbones.mae_names import FAMILY
 
     # 1. validate everything before a results row exists (option typos before torch loads) ---
     cfg = load_config(args, PROTOCOL, {"target": args.target, "mask_ratio": args.mask_ratio,
@@ -112,9 +112,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from backbones import registry
-    from backbones.dvae import load_tokenizer
-    from backbones.mae import create_mae
+    from maebench.backbones import registry
+    from maebench.backbones.dvae import load_tokenizer
+    from maebench.backbones.mae import create_mae
     from maebench import distributed, engine, flops, optim, runs
     from maebench.checkpoint import save_atomic
     from maebench.data.imagefolder import ImageFolder
@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         return loss, {}
 
     # 3. train, store, register -----------------------------------------------------------------
-    with runs.tracked_run(args, task="pretrain-mae", backbone=name, dataset=dataset, config=cfg) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="pretrain-mae", backbone=name, dataset=dataset, config=cfg,
+                          backbone_info={"family": family, "arch": cfg["arch"]}) as run:
         result = engine.fit(
             model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device, seed=args.seed or 0,
             param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),

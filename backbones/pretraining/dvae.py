@@ -22,8 +22,8 @@ PROTOCOL = "pretrain_dvae"
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from backbones.dvae import CONSTRUCTOR_KEYS, DiscreteVAE
-    from backbones.train_mae import check_name, load_config, resolve_data
+    from maebench.backbones.dvae import CONSTRUCTOR_KEYS, DiscreteVAE
+    from maebench.backbones.pretraining.mae import check_name, load_config, resolve_data
     from maebench import distributed, engine, flops, optim, runs
     from maebench.checkpoint import save_atomic
     from maebench.data.imagefolder import ImageFolder
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         return loss, logs
 
     # 3. train, store, publish --------------------------------------------------------------------
-    with runs.tracked_run(args, task="pretrain-dvae", backbone=name, dataset=dataset, config=cfg) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="pretrain-dvae", backbone=name, dataset=dataset, config=cfg) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,
                             param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
