@@ -8,7 +8,7 @@ from maebench import engine, optim
 from maebench.data.shapes_ade20k import render
 from maebench.tasks.ade20k.evaluate import evaluate
 from maebench.tasks.ade20k.model import UperNetSegmentor, segmentation_loss
-from maebench.tasks.ade20k.neck import MultiLevelNeck, default_out_indices
+from maebench.tasks.pyramid import FeaturePyramid, tap_indices
 from maebench.tasks.ade20k.relpos import RelPosAttention, enable_relative_position_bias, relative_position_index
 
 
@@ -58,13 +58,13 @@ def test_relative_position_index_layout():
 
 
 def test_neck_gives_strides_4_to_32_for_patch_16_and_nearest_powers_for_others():
-    assert default_out_indices(12) == [2, 5, 8, 11] and default_out_indices(4) == [0, 1, 2, 3]
-    neck = MultiLevelNeck(96, patch_size=16)
+    assert tap_indices(12) == [2, 5, 8, 11] and tap_indices(4) == [0, 1, 2, 3]
+    neck = FeaturePyramid(96, 16, norm="batch")
     assert neck.strides == [4, 8, 16, 32]
     outs = neck([torch.randn(1, 96, 8, 8)] * 4)
     assert [o.shape[-1] for o in outs] == [32, 16, 8, 4]
-    assert MultiLevelNeck(8, patch_size=14).factors == [4, 2, 1, 0.5]
-    assert MultiLevelNeck(8, patch_size=4).factors == [1, 0.5, 0.25, 0.125]
+    assert FeaturePyramid(8, 14, norm="batch").factors == [4, 2, 1, 0.5]
+    assert FeaturePyramid(8, 4, norm="batch").factors == [1, 0.5, 0.25, 0.125]
 
 
 def test_model_predicts_at_any_size_with_the_table_resized():

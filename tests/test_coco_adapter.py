@@ -6,7 +6,8 @@ import torch
 
 from maebench.backbones.vit import create_vit
 from maebench.errors import MaebenchError
-from maebench.tasks.coco.adapter import SimplePyramidNeck, ViTDetBackbone, ViTFPNNeck, block_indices
+from maebench.tasks.coco.adapter import ViTDetBackbone
+from maebench.tasks.pyramid import FeaturePyramid
 
 SIZES = [(64, 64), (96, 96), (128, 128), (64, 96), (96, 32)]
 
@@ -34,23 +35,22 @@ def test_maps_have_strides_4_to_64_and_fpn_channels(neck, patch, canvas, sizes):
 def test_neck_resampling_follows_the_official_layout():
     """p = 16: vit-fpn = 2 deconvs | 1 deconv | identity | max-pool, widths kept (MAE/BEiT);
     simple-pyramid halves the width per 2x upsampling (ViTDet)."""
-    fpn = ViTFPNNeck(96, 16)
+    fpn = FeaturePyramid(96, 16, taps="groups", norm="layer")
     kinds = [[type(m).__name__ for m in (lvl if isinstance(lvl, torch.nn.Sequential) else [lvl])] for lvl in fpn.levels]
     assert kinds == [["ConvTranspose2d", "LayerNorm2d", "GELU", "ConvTranspose2d"], ["ConvTranspose2d"],
                      ["Identity"], ["MaxPool2d"]]
     assert fpn.out_channels == [96, 96, 96, 96]
-    assert SimplePyramidNeck(96, 16).out_channels == [24, 48, 96, 96]
+    assert FeaturePyramid(96, 16, taps="last", norm="layer").out_channels == [24, 48, 96, 96]
     # patch 4 (vit-micro): the ViT already has stride 4, so only identity and max-pooling remain
-    assert [type(m).__name__ for m in ViTFPNNeck(96, 4).levels] == ["Identity", "MaxPool2d", "MaxPool2d", "MaxPool2d"]
+    assert [type(m).__name__ for m in FeaturePyramid(96, 4, taps="groups").levels] == ["Identity", "MaxPool2d", "MaxPool2d", "MaxPool2d"]
 
 
-def test_vit_fpn_reads_the_last_block_of_four_equal_groups():
-    assert block_indices(12, "vit-fpn") == [2, 5, 8, 11]
-    assert block_indices(24, "vit-fpn") == [5, 11, 17, 23]
-    assert block_indices(4, "vit-fpn") == [0, 1, 2, 3]
-    assert block_indices(12, "simple-pyramid") == [11]
-    with pytest.raises(MaebenchError, match="4 groups"):
-        block_indices(3, "vit-fpn")
+def test_the_necks_tap_the_blocks_of_the_shared_rule():
+    vit = create_vit("vit-micro", img_size=64, patch_size=4)
+    depth = len(vit.blocks)
+    assert ViTDetBackbone(vit, neck="vit-fpn", canvas=64).indices == [depth // 4 * (i + 1) - 1 for i in range(4)]
+    vit = create_vit("vit-micro", img_size=64, patch_size=4)
+    assert ViTDetBackbone(vit, neck="simple-pyramid", canvas=64).indices == [depth - 1]
 
 
 def test_group_maps_are_the_block_outputs():
@@ -84,7 +84,7 @@ def test_smaller_inputs_are_padded_to_the_canvas_and_cropped_back():
 
 def test_bad_patch_or_canvas_is_a_clear_error():
     with pytest.raises(MaebenchError, match="power-of-two patch"):
-        ViTFPNNeck(96, 14)
+        ViTDetBackbone(create_vit("vit-micro", img_size=224, patch_size=14), neck="vit-fpn", canvas=224)
     vit = create_vit("vit-micro", img_size=128, patch_size=4)
     with pytest.raises(MaebenchError, match="img_size=96"):
         ViTDetBackbone(vit, neck="vit-fpn", canvas=96)

@@ -12,7 +12,7 @@ engine.fit (AdamW, warm-up + poly, layer decay, AMP on CUDA, DDP under torchrun,
 --resume); the result row holds mIoU, mAcc, aAcc (percent) and per_class_iou.
 
 Package layout: transforms.py (joint image/label augmentation), relpos.py (zero-init relative
-position bias), neck.py (4 block outputs -> strides 4-32), model.py (ViT + neck + UperNet +
+position bias), model.py (ViT + the shared pyramid + UperNet +
 auxiliary FCN, the loss), evaluate.py (whole / sliding-window inference, confusion-matrix metrics).
 """
 from __future__ import annotations

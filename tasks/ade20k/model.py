@@ -1,4 +1,5 @@
-"""UperNet on a ViT: backbone (4 block outputs) -> neck (strides 4-32) -> UperNet + auxiliary FCN.
+"""UperNet on a ViT: backbone (4 block outputs) -> the shared pyramid (tasks/pyramid.py, BatchNorm
+between deconvolutions as in the MAE/BEiT segmentation code) -> UperNet + auxiliary FCN.
 
 The heads are transformers' maintained port of mmseg's UPerHead and FCNHead
 (`transformers.models.upernet.modeling_upernet`), built from a small config object with the
@@ -14,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maebench.tasks.ade20k.neck import MultiLevelNeck, default_out_indices
+from maebench.tasks.pyramid import FeaturePyramid, prune_for_taps, tap_indices
 from maebench.tasks.ade20k.relpos import RelPosAttention, enable_relative_position_bias
 
 
@@ -42,11 +43,11 @@ class ViTFeatures(nn.Module):
                  rel_pos_bias: bool = True, window: tuple[int, int]):
         super().__init__()
         depth = len(vit.blocks)
-        self.out_indices = list(out_indices) if out_indices else default_out_indices(depth)
+        self.out_indices = list(out_indices) if out_indices else tap_indices(depth, "groups")
         if len(self.out_indices) != 4 or sorted(set(self.out_indices)) != self.out_indices \
                 or not 0 <= self.out_indices[0] <= self.out_indices[-1] < depth:
             raise ValueError(f"out_indices must be 4 increasing block indices below {depth}, got {self.out_indices}")
-        vit.prune_intermediate_layers(self.out_indices, prune_norm=True, prune_head=True)
+        prune_for_taps(vit, self.out_indices)
         self.vit = vit
         self.embed_dim = int(vit.embed_dim)
         patch = vit.patch_embed.patch_size
@@ -91,7 +92,7 @@ class UperNetSegmentor(nn.Module):
         super().__init__()
         self.backbone = ViTFeatures(vit, out_indices=out_indices, rel_pos_bias=rel_pos_bias, window=window)
         dim = self.backbone.embed_dim
-        self.neck = MultiLevelNeck(dim, self.backbone.patch_size)
+        self.neck = FeaturePyramid(dim, self.backbone.patch_size, taps="groups", norm="batch")
         cfg = HeadConfig(num_labels=num_classes, hidden_size=channels, pool_scales=tuple(pool_scales),
                          auxiliary_channels=aux_channels)
         self.decode_head = UperNetHead(cfg, in_channels=[dim] * 4)
