@@ -5,6 +5,11 @@ category, or an image listed twice, surfaces much later as a KeyError deep insid
 evaluation, or silently overwrites an entry. Here every such fault is named up front, with the
 file and the annotation id. `problems()` lists them all (for `maebench data check`); `load()`
 raises on the first.
+
+Files written by annotation tools (labelme's converter, CVAT, ...) differ from COCO's own in ways
+that are not faults but that pycocotools mis-scores or trips on; `normalise()` fixes those before
+training and before COCOeval, and says what it did in one counted line each (see NORMALISATIONS).
+Image and category ids are never changed, so predictions carry the dataset's own ids.
 """
 from __future__ import annotations
 
@@ -139,25 +144,21 @@ def problems(data: dict, ann_file: str | os.PathLike) -> list[str]:
         else:
             categories.add(cat["id"])
 
-    ann_ids = set()
     for ann in data.get("annotations", []):
         if not isinstance(ann, dict) or not _is_int(ann.get("id")):
             out.append(f"{f}: annotation without an integer 'id': {str(ann)[:80]}")
             continue
         aid = ann["id"]
         where = f"{f}: annotation id {aid}"
-        if aid in ann_ids:
-            out.append(f"{where} is used twice")
-        ann_ids.add(aid)
         if ann.get("image_id") not in images:
             out.append(f"{where} refers to image id {ann.get('image_id')}, which is not listed in 'images'")
             continue
         if ann.get("category_id") not in categories:
             out.append(f"{where} has category id {ann.get('category_id')}, which is not declared in 'categories'")
-        bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
+        bbox = ann.get("bbox")       # a missing 'bbox' or 'area' is derived from the mask (normalise)
+        if "bbox" in ann and not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
             out.append(f"{where} needs 'bbox' [x, y, width, height]")
-        if not _is_num(ann.get("area")):
+        if "area" in ann and not _is_num(ann.get("area")):
             out.append(f"{where} needs a numeric 'area'")
         if ann.get("iscrowd", 0) not in (0, 1):
             out.append(f"{where} has iscrowd {ann.get('iscrowd')!r}; expected 0 or 1")
@@ -171,14 +172,77 @@ def problems(data: dict, ann_file: str | os.PathLike) -> list[str]:
     return out
 
 
-def load(ann_file: str | os.PathLike) -> dict:
-    """The validated dict ('annotations' defaulted to []), or a MaebenchError on the first fault."""
+def _mask_rle(seg, height: int, width: int):
+    from maebench.data.masks import rle_from_segmentation
+    return rle_from_segmentation(seg, height, width)
+
+
+def normalise(data: dict) -> list[str]:
+    """Make a validated dict safe for pycocotools, in place; one counted line per change made.
+
+    - annotation ids from 0 or repeated: COCOeval records a match by the ground truth's id and
+      reads 0 as "unmatched" (and a repeated id indexes one object twice), so all annotations
+      are renumbered 1..N in file order (annotation ids appear in no prediction);
+    - no 'iscrowd': 0; no 'bbox' or 'area': the box and the pixel area of the mask;
+    - no 'annotations' list: [] (images without annotations are kept as they are, silently).
+    Category id 0 and RLE counts as a list or a string need no change (both are scored as
+    written) and are counted so that `maebench data check` shows what the file holds."""
+    notes = []
+    anns = data.setdefault("annotations", [])      # a test-set file (image_info) has none
+    ids = [a["id"] for a in anns]
+    if any(i < 1 for i in ids) or len(set(ids)) != len(ids):
+        zero, repeated = sum(1 for i in ids if i < 1), len(ids) - len(set(ids))
+        changed = sum(1 for n, a in enumerate(anns, 1) if a["id"] != n)
+        for n, a in enumerate(anns, 1):
+            a["id"] = n
+        notes.append(f"{changed} annotation ids renumbered ({zero} below 1, {repeated} repeated; now 1..{len(anns)} "
+                     "in file order): COCOeval matches objects by id and reads 0 as unmatched")
+    sizes = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
+    counts = dict.fromkeys(("iscrowd", "bbox", "area", "rle_list", "rle_string"), 0)
+    for a in anns:
+        if "iscrowd" not in a:
+            a["iscrowd"] = 0
+            counts["iscrowd"] += 1
+        seg = a.get("segmentation")
+        if isinstance(seg, dict) and not a["iscrowd"]:
+            counts["rle_list" if isinstance(seg.get("counts"), list) else "rle_string"] += 1
+        if "bbox" in a and "area" in a:
+            continue
+        from pycocotools import mask as mask_utils
+        rle = _mask_rle(seg, *sizes[a["image_id"]])
+        if "bbox" not in a:
+            a["bbox"] = [float(v) for v in mask_utils.toBbox(rle)] if rle is not None else [0.0, 0.0, 0.0, 0.0]
+            counts["bbox"] += 1
+        if "area" not in a:
+            a["area"] = float(mask_utils.area(rle)) if rle is not None else 0.0
+            counts["area"] += 1
+    zero_cats = [c for c in data["categories"] if c["id"] == 0]
+    said = {"iscrowd": "annotations without 'iscrowd': read as 0 (not crowd)",
+            "bbox": "annotations without 'bbox': the box of the mask",
+            "area": "annotations without 'area': the pixel area of the mask",
+            "rle_list": "objects with uncompressed RLE masks (counts a list): read as written",
+            "rle_string": "objects with compressed RLE masks (counts a string): read as written"}
+    notes += [f"{n} {said[k]}" for k, n in counts.items() if n]
+    if zero_cats:
+        notes.append(f"{len(zero_cats)} category with id 0 ({zero_cats[0].get('name')!r}): kept; training labels are "
+                     "1..K, predictions carry the dataset's category ids")
+    return notes
+
+
+def load(ann_file: str | os.PathLike, notes: list[str] | None = None) -> dict:
+    """The validated, normalised dict, or a MaebenchError on the first fault. The lines of
+    normalise() go to `notes` when given, else into one warning naming the file."""
     data = read(ann_file)
     found = problems(data, ann_file)
     if found:
         more = f" (and {len(found) - 1} more problems; run `maebench data check`)" if len(found) > 1 else ""
         raise MaebenchError(found[0] + more)
-    data.setdefault("annotations", [])
+    said = [s for s in normalise(data) if "read as written" not in s and "kept;" not in s]
+    if notes is not None:
+        notes += said
+    elif said:
+        import warnings
+        warnings.warn(f"{ann_file}: normalised: {'; '.join(said)}", stacklevel=2)
     return data
 
 

@@ -17,6 +17,11 @@ Files (each the smallest input that shows one fault):
     coco/undeclared_category.json an annotation of category 12, which 'categories' does not declare
     coco/image_twice.json         image id 1 listed twice
     coco/degenerate.json          valid, plus a zero-width box and a 2-point polygon (counted skips)
+    coco/images/3.jpg             a third 32x32 image, without objects
+    coco/quirk_*.json             val.json as annotation tools export it (normalised, not refused):
+                                  ids_from_0, ids_repeated, category_0, no_area, no_iscrowd,
+                                  no_bbox, rle_list, rle_string, image_without_annotations;
+                                  quirk_all.json holds the first six at once
     truncated_checkpoint.pth      a torch checkpoint cut after half of its bytes
     other_architecture.pth        a small ResNet-style state dict (conv1, bn1, layer1, fc): not a ViT
     unknown_key.yaml              a config file with the key 'learning_rate' (the key is 'base_lr')
@@ -87,6 +92,65 @@ def coco_cases() -> dict[str, dict]:
     return cases
 
 
+def _rle_of_square(x: int, y: int, s: int, compressed: bool) -> dict:
+    import numpy as np
+    m = np.zeros((32, 32), dtype=np.uint8)
+    m[y:y + s, x:x + s] = 1
+    if compressed:
+        from pycocotools import mask as mask_utils
+        return {"size": [32, 32], "counts": mask_utils.encode(np.asfortranarray(m))["counts"].decode("ascii")}
+    flat = m.flatten(order="F")      # column-major runs, starting with background
+    runs = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])).tolist()
+    return {"size": [32, 32], "counts": [0] * int(flat[0] == 1) + [int(r) for r in runs]}
+
+
+def coco_quirks() -> dict[str, dict]:
+    """val.json as common annotation tools write it: each must score like val.json itself."""
+    def variant(change) -> dict:
+        d = json.loads(json.dumps(coco_valid()))
+        change(d)
+        return d
+
+    def drop(key):
+        return lambda d: [a.pop(key) for a in d["annotations"]]
+
+    def ids_from_0(d):
+        for a in d["annotations"]:
+            a["id"] -= 1
+
+    def category_0(d):
+        d["categories"][0]["id"] = 0
+        for a in d["annotations"]:
+            a["category_id"] = 0
+
+    def rle(compressed):
+        def change(d):
+            for a in d["annotations"]:
+                a["segmentation"] = _rle_of_square(*a["bbox"][:3], compressed)
+        return change
+
+    cases = {"ids_from_0": variant(ids_from_0),
+             "ids_repeated": variant(lambda d: [a.update(id=5) for a in d["annotations"]]),
+             "category_0": variant(category_0),
+             "no_area": variant(drop("area")), "no_iscrowd": variant(drop("iscrowd")), "no_bbox": variant(drop("bbox")),
+             "rle_list": variant(rle(False)), "rle_string": variant(rle(True)),
+             "image_without_annotations": variant(lambda d: d["images"].append(
+                 {"id": 3, "file_name": "3.jpg", "height": 32, "width": 32}))}
+    everything = variant(ids_from_0)
+    for change in (category_0, rle(True), drop("area"), drop("iscrowd"), drop("bbox")):
+        change(everything)
+    cases["all"] = everything
+    return cases
+
+
+def ground_truth_as_predictions(data: dict) -> list[dict]:
+    """Every object of an annotation dict as it is written there, as a detection of score 1: its
+    image and category ids, its mask, and its box where it has one."""
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 1.0,
+             "segmentation": a["segmentation"], **({"bbox": a["bbox"]} if "bbox" in a else {})}
+            for a in data["annotations"] if not a.get("iscrowd", 0)]
+
+
 def resnet_like_state() -> dict:
     import torch
     g = torch.Generator().manual_seed(0)
@@ -131,6 +195,9 @@ def files() -> dict[str, bytes]:
     out["coco/val.json"] = json.dumps(coco_valid(), indent=1).encode()
     for name, data in coco_cases().items():
         out[f"coco/{name}.json"] = json.dumps(data, indent=1).encode()
+    out["coco/images/3.jpg"] = _square_jpeg(0, 0, 0)
+    for name, data in coco_quirks().items():
+        out[f"coco/quirk_{name}.json"] = json.dumps(data, indent=1).encode()
     whole = _torch_bytes({"model": resnet_like_state()})
     out["truncated_checkpoint.pth"] = whole[: len(whole) // 2]
     out["other_architecture.pth"] = whole
