@@ -2,6 +2,7 @@
 
     maebench data prepare shapes [--out DIR] [--img-size N] ...
     maebench data prepare fashion-mnist [--out DIR] [--source DIR] [--limit-per-class N]
+    maebench data prepare fashion [--out DIR] [--fashion-dir DIR] [--seed N] ...
     maebench data check --task {classification,coco,ade20k} DIR
 """
 from __future__ import annotations
@@ -46,6 +47,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="directory with the four IDX files, gzip'd or not (default: /usr/share/datasets/fashion-mnist)")
     f.add_argument("--limit-per-class", type=int, metavar="N", help="keep only the first N images of each class per split")
 
+    w = which.add_parser("fashion", help="the fashion world: Fashion-MNIST as ImageFolder, COCO and ADE20K sets",
+                         description="Write the fashion world from the real Fashion-MNIST IDX files: classification "
+                                     "(ImageFolder), coco (canvases of several items, COCO 2017 instances) and ade20k "
+                                     "(the same canvases, ADEChallengeData2016 layout). Same options, same bytes.")
+    w.add_argument("--out", metavar="DIR", help="output directory (default: $MAEBENCH_HOME/data/fashion)")
+    w.add_argument("--fashion-dir", "--source", dest="fashion_dir", metavar="DIR",
+                   help="directory with the four IDX files, gzip'd or not (default: /usr/share/datasets/fashion-mnist)")
+    w.add_argument("--only", choices=TASKS, action="append", help="write only this kind (repeatable)")
+    w.add_argument("--seed", type=int, default=0, help="canvas seed (default 0)")
+    w.add_argument("--train-per-class", type=int, metavar="N", help="classification: first N training images per class")
+    w.add_argument("--val-per-class", type=int, metavar="N", help="classification: first N test images per class")
+    w.add_argument("--canvas-size", type=int, default=64, help="COCO / ADE20K canvas size in px (default 64)")
+    for kind, default_train, default_val in (("coco", 2000, 250), ("ade", 2000, 250)):
+        w.add_argument(f"--{kind}-train-images", type=int, default=default_train,
+                       help=f"{kind} training canvases (default {default_train})")
+        w.add_argument(f"--{kind}-val-images", type=int, default=default_val,
+                       help=f"{kind} validation canvases (default {default_val})")
+
     c = sub.add_parser("check", help="validate a dataset directory and list every problem",
                        description="Validate a dataset directory without training: counts, classes and every "
                                    "problem found. Exit 1 when there are problems.")
@@ -62,6 +81,8 @@ def main(args: argparse.Namespace) -> int:
         return _check(args)
     if args.dataset == "shapes":
         return _prepare_shapes(args)
+    if args.dataset == "fashion":
+        return _prepare_fashion(args)
     return _prepare_fashion_mnist(args)
 
 
@@ -93,6 +114,22 @@ def _prepare_fashion_mnist(args: argparse.Namespace) -> int:
     for split, counts in meta["counts"].items():
         print(f"{split:<5} {sum(counts.values()):>6} images in {len(counts)} classes")
     print(f"fashion-mnist written to {out} in {meta['seconds']:.1f} s")
+    return 0
+
+
+def _prepare_fashion(args: argparse.Namespace) -> int:
+    from maebench.data import fashion_world
+    from maebench.home import data_dir
+
+    opts = fashion_world.FashionOptions(
+        seed=args.seed, train_per_class=args.train_per_class, val_per_class=args.val_per_class,
+        canvas_size=args.canvas_size, coco_train_images=args.coco_train_images, coco_val_images=args.coco_val_images,
+        ade_train_images=args.ade_train_images, ade_val_images=args.ade_val_images)
+    out = Path(args.out).expanduser() if args.out else data_dir() / "fashion"
+    kinds = tuple(k for k in TASKS if k in args.only) if args.only else TASKS
+    t0 = time.perf_counter()
+    fashion_world.prepare(out, opts, args.fashion_dir, kinds)
+    print(f"fashion world written to {out} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
