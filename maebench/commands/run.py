@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--cached-features", action="store_true", default=None,
                    help="linprobe/knn: run the frozen encoder once per image and train on stored features")
     d = p.add_argument_group("coco")
-    d.add_argument("--neck", choices=["vit-fpn", "simple-pyramid"], help="ViT-to-FPN adapter")
+    d.add_argument("--neck", choices=["vit-fpn", "simple-pyramid", "vitdet"],
+                   help="ViT-to-FPN adapter (vitdet: ViTDet as published, window attention + its heads)")
     d.add_argument("--train-json", metavar="FILE", help="COCO-format training annotations")
     d.add_argument("--val-json", metavar="FILE", help="COCO-format validation annotations")
     d.add_argument("--images", metavar="DIR", help="image directory for --train-json/--val-json")
