@@ -15,16 +15,17 @@ from typing import Any
 
 import yaml
 
+from maebench import config_values
 from maebench.errors import MaebenchError, UsageError, did_you_mean
 
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 
-# Range checks applied to any key of this name, in any protocol.
-_NON_NEGATIVE = {"lr", "base_lr", "min_lr", "weight_decay", "warmup_epochs", "drop_path",
-                 "label_smoothing", "mixup", "cutmix", "reprob", "clip_grad", "momentum"}
-_POSITIVE = {"epochs", "batch_size", "accum_iter", "img_size", "num_workers_min"}
-_OPEN_UNIT = {"mask_ratio"}          # strictly between 0 and 1
-_UNIT = {"layer_decay", "label_fraction", "aux_weight"}   # in (0, 1]
+# Names other recipes use for a key (the MAE release's --blr, timm's --drop-path, ...): a
+# config file written for them gets the key's name as its did-you-mean.
+ALIASES = {"learning_rate": ("base_lr", "lr"), "blr": ("base_lr",), "wd": ("weight_decay",),
+           "drop_path_rate": ("drop_path",), "input_size": ("img_size",), "batch": ("batch_size",),
+           "warmup": ("warmup_epochs",), "smoothing": ("label_smoothing",), "norm_pix_loss": ("target",),
+           "accum": ("accum_iter",), "workers": ("num_workers",)}
 
 
 def protocols() -> list[str]:
@@ -67,7 +68,7 @@ def _assign(cfg: dict, key: str, value: Any, source: str) -> None:
             for k, v in value.items():
                 _assign(cfg, f"{key}.{k}", v, source)
             return
-        raise UsageError(f"unknown config key '{key}' in {source}{did_you_mean(key, known)}")
+        raise UsageError(f"unknown config key '{key}' in {source}{_suggest(key, known)}")
     default = known[key]
     if isinstance(default, bool) and not isinstance(value, bool):
         raise UsageError(f"config key '{key}' in {source} expects true/false, got {value!r}")
@@ -85,6 +86,7 @@ def _assign(cfg: dict, key: str, value: Any, source: str) -> None:
             raise UsageError(f"config key '{key}' in {source} expects an integer, got {value!r}")
         else:
             value = int(value)
+    value = config_values.check(key, value, source, nullable=default is None)
     node = cfg
     *parents, leaf = key.split(".")
     for p in parents:
@@ -92,19 +94,12 @@ def _assign(cfg: dict, key: str, value: Any, source: str) -> None:
     node[leaf] = value
 
 
-def _check_ranges(cfg: dict) -> None:
-    for key, value in _flatten(cfg).items():
-        leaf = key.rsplit(".", 1)[-1]
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        if leaf in _NON_NEGATIVE and value < 0:
-            raise UsageError(f"config key '{key}' must be >= 0, got {value}")
-        if leaf in _POSITIVE and value <= 0:
-            raise UsageError(f"config key '{key}' must be > 0, got {value}")
-        if leaf in _OPEN_UNIT and not 0 < value < 1:
-            raise UsageError(f"config key '{key}' must lie strictly between 0 and 1, got {value}")
-        if leaf in _UNIT and not 0 < value <= 1:
-            raise UsageError(f"config key '{key}' must lie in (0, 1], got {value}")
+def _suggest(key: str, known: dict) -> str:
+    """' (did you mean: ...?)': a close spelling, else the key other recipes call `key`."""
+    leaf = key.rsplit(".", 1)[-1]
+    prefix = key[: len(key) - len(leaf)]
+    named = [f"{prefix}{k}" for k in ALIASES.get(leaf.lower().replace("-", "_"), ()) if f"{prefix}{k}" in known]
+    return f" (did you mean: {', '.join(named)}?)" if named else did_you_mean(key, known)
 
 
 def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str] = (),
@@ -113,6 +108,8 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
     defaults = protocol_defaults(protocol)
     by_arch = defaults.pop("by_arch", {}) or {}
     cfg = copy.deepcopy(defaults)
+    for k, v in _flatten(cfg).items():       # the shipped values obey the same rules
+        config_values.check(k, v, f"{protocol}.yaml", nullable=True)
     if arch and arch in by_arch:
         for k, v in _flatten(by_arch[arch]).items():
             _assign(cfg, k, v, f"{protocol}.yaml by_arch.{arch}")
@@ -134,5 +131,4 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
     for item in sets:
         k, v = parse_set(item)
         _assign(cfg, k, v, f"--set {item}")
-    _check_ranges(cfg)
     return cfg

@@ -276,12 +276,13 @@ def test_unknown_config_key_in_a_yaml_file(cases):
 
 
 def test_negative_learning_rate(cases):
-    cases("negative_lr").refused(2, "config key 'base_lr' must be >= 0, got -0.001")
+    cases("negative_lr").refused(2, f"config key 'base_lr' in {CORPUS / 'negative_lr.yaml'} expects a number > 0, "
+                                    "got -0.001")
 
 
 @pytest.mark.parametrize("ratio", ["0", "1", "1.5", "-0.25"])
 def test_mask_ratio_outside_0_1(ratio, cases):
-    cases(f"mask_ratio={ratio}").refused(2, "config key 'mask_ratio' must lie strictly between 0 and 1",
+    cases(f"mask_ratio={ratio}").refused(2, "config key 'mask_ratio' in --mask-ratio expects a number in (0, 1), "
                                          f"got {float(ratio)}")
 
 

@@ -44,11 +44,14 @@ def test_unknown_key_in_file_names_the_file(protocol, tmp_path):
 
 
 @pytest.mark.parametrize("item, message", [
-    ("base_lr=-0.1", "'base_lr' must be >= 0"),
-    ("mask_ratio=1.0", "'mask_ratio' must lie strictly between 0 and 1"),
-    ("mask_ratio=0", "'mask_ratio' must lie strictly between 0 and 1"),
-    ("epochs=0", "'epochs' must be > 0"),
-    ("layer_decay=1.5", "'layer_decay' must lie in"),
+    ("base_lr=-0.1", r"'base_lr' in --set base_lr=-0.1 expects a number > 0, got -0.1"),
+    ("base_lr=0", r"'base_lr' in --set base_lr=0 expects a number > 0, got 0.0"),
+    ("mask_ratio=1.0", r"'mask_ratio' in --set mask_ratio=1.0 expects a number in \(0, 1\), got 1.0"),
+    ("mask_ratio=0", r"'mask_ratio' in --set mask_ratio=0 expects a number in \(0, 1\), got 0.0"),
+    ("epochs=0", r"'epochs' in --set epochs=0 expects a whole number >= 1, got 0"),
+    ("batch_size=-4", r"'batch_size' in --set batch_size=-4 expects a whole number >= 1, got -4"),
+    ("layer_decay=1.5", r"'layer_decay' in --set layer_decay=1.5 expects a number in \(0, 1\], got 1.5"),
+    ("aug.mixup=-1", r"'aug.mixup' in --set aug.mixup=-1 expects a number >= 0, got -1.0"),
     ("base_lr=fast", "'base_lr' in --set base_lr=fast expects a number"),
     ("norm_pix=3", "expects true/false"),
 ])
@@ -80,3 +83,36 @@ def test_unknown_protocol_suggests(protocol):
 def test_every_shipped_protocol_loads_and_passes_its_own_range_checks():
     for name in config.protocols():
         assert isinstance(config.load(name), dict)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("lr=abc", "config key 'lr' in --set lr=abc expects a number > 0 (or null), got 'abc'"),
+    ("lr=-1", "config key 'lr' in --set lr=-1 expects a number > 0 (or null), got -1"),
+    ("drop_path=2.5", "config key 'drop_path' in --set drop_path=2.5 expects a number in [0, 1), got 2.5"),
+    ("aug.reprob=1.5", "config key 'aug.reprob' in --set aug.reprob=1.5 expects a number in [0, 1], got 1.5"),
+    ("img_size=0", "config key 'img_size' in --set img_size=0 expects a whole number >= 1 (or null), got 0"),
+    ("labels_per_class=2.5", "config key 'labels_per_class' in --set labels_per_class=2.5 expects a whole number"),
+    ("betas=[0.9]", "config key 'betas' in --set betas=[0.9] expects 2 numbers in [0, 1), got [0.9]"),
+    ("aug.scale=[0.5,0.1]", "config key 'aug.scale' in --set aug.scale=[0.5,0.1] expects [low, high] with 0 < low"),
+])
+def test_every_value_of_a_shipped_protocol_is_type_and_range_checked_at_load(item, message):
+    with pytest.raises(UsageError) as e:
+        config.load("finetune", sets=[item], flags={"batch_size": 32})
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_values_are_read_as_their_rule_says():
+    cfg = config.load("finetune", sets=["lr=3e-3", "img_size=64.0", "drop_path=0"])
+    assert cfg["lr"] == pytest.approx(3e-3) and isinstance(cfg["lr"], float)   # YAML 1.1 reads 3e-3 as text
+    assert cfg["img_size"] == 64 and isinstance(cfg["img_size"], int)
+    assert config.load("finetune", sets=["lr=null"])["lr"] is None             # a null default may stay null
+
+
+def test_a_config_file_key_from_another_recipe_gets_its_name_here(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("learning_rate: 0.1\n")
+    with pytest.raises(UsageError, match=r"unknown config key 'learning_rate' in .*mine.yaml \(did you mean: base_lr, lr\?\)"):
+        config.load("finetune", config_file=f)
+    f.write_text("aug:\n  hflipp: 0.1\n")
+    with pytest.raises(UsageError, match=r"unknown config key 'aug.hflipp' in .*mine.yaml \(did you mean: aug.hflip"):
+        config.load("finetune", config_file=f)
