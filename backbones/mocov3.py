@@ -121,22 +121,17 @@ def moco_vit(arch: str, *, img_size: int, patch_size: int | None, in_chans: int 
 class MoCoV3(nn.Module):
     """forward(x1, x2) -> symmetric InfoNCE loss (a scalar).
 
-    The momentum encoder is updated at the start of each training forward that begins an
-    optimizer step, before the keys are computed: the same as updating right after the
-    previous optimizer step, but without a hook in the training loop. The step counter lives in
-    a buffer, so it is saved in checkpoints and a resumed run continues the momentum schedule
-    exactly; with gradient accumulation only the first micro-batch of a step updates.
+    The momentum encoder moves once per optimizer step, before the step's first forward, with
+    m = momentum_at(step, total_steps): `on_step` is the training loop's per-step hook, and the
+    loop's step counts (restored on --resume) drive the schedule.
     """
 
     def __init__(self, arch: str, *, img_size: int, patch_size: int | None = None, in_chans: int = 3,
                  dim: int = 256, mlp_dim: int = 4096, temperature: float = 0.2,
-                 base_momentum: float = 0.99, total_steps: int = 1, accum_iter: int = 1,
-                 stop_grad_patch_embed: bool = True, drop_path_rate: float = 0.0):
+                 base_momentum: float = 0.99, stop_grad_patch_embed: bool = True, drop_path_rate: float = 0.0):
         super().__init__()
         self.temperature = temperature
         self.base_momentum = base_momentum
-        self.total_steps = total_steps
-        self.accum_iter = accum_iter
         kw = dict(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
                   stop_grad_patch_embed=stop_grad_patch_embed, drop_path_rate=drop_path_rate)
         # -- base encoder: ViT -> [cls] after norm -> projection MLP (as its head) -------------
@@ -151,11 +146,6 @@ class MoCoV3(nn.Module):
         self.momentum_encoder.load_state_dict(self.base_encoder.state_dict())
         for p in self.momentum_encoder.parameters():
             p.requires_grad = False
-        # micro-batches seen in training (optimizer step = micro_steps // accum_iter), kept in a
-        # buffer for checkpoints and mirrored in a Python int so that no step reads the device
-        self.register_buffer("micro_steps", torch.zeros((), dtype=torch.long))
-        self._micro: int | None = None
-        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_micro", None))
 
     # MoCo momentum update ------------------------------------------------------------------
     @torch.no_grad()
@@ -167,23 +157,12 @@ class MoCoV3(nn.Module):
         torch._foreach_mul_(ks, m)
         torch._foreach_add_(ks, qs, alpha=1.0 - m)
 
-    def optimizer_step(self) -> int:
-        """Optimizer steps taken so far (read from the buffer once, then counted on the host)."""
-        if self._micro is None:
-            self._micro = int(self.micro_steps)
-        return self._micro // self.accum_iter
-
-    def current_momentum(self) -> float:
-        return momentum_at(self.optimizer_step(), self.total_steps, self.base_momentum)
+    def on_step(self, step: int, total_steps: int) -> None:
+        """engine.fit's per-step hook: move the momentum encoder with the scheduled m."""
+        self.update_momentum_encoder(momentum_at(step, total_steps, self.base_momentum))
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """x1, x2: [N, 3, H, W], two augmentations of the same N images."""
-        if self.training:
-            step = self.optimizer_step()
-            if self._micro % self.accum_iter == 0:       # first micro-batch of an optimizer step
-                self.update_momentum_encoder(momentum_at(step, self.total_steps, self.base_momentum))
-            self._micro += 1
-            self.micro_steps += 1
         q1 = self.predictor(self.base_encoder(x1))          # [N, dim]
         q2 = self.predictor(self.base_encoder(x2))
         with torch.no_grad():

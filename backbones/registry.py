@@ -199,16 +199,26 @@ def _catalogue_format(name: str, cat: dict[str, Any], found: str, path) -> str:
     return expected
 
 
-def _check_request(name, cat, *, force, arch, patch_size, family) -> None:
+def check_name(name: str, *, arch: str | None = None, patch_size: int | None = None,
+               family: str | None = None) -> str:
+    """The name rule and the catalogue's claim on a name, in one place: `register` checks them,
+    and every pretraining program checks them before training, so a refused name costs no run."""
     if not NAME_RE.fullmatch(name):
-        raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' and '-'")
+        raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' and '-' "
+                         "(pass another --name)")
+    cat = catalogue().get(name)
     if cat is not None and cat["family"] == "scratch":
         raise UsageError(f"'{name}' is a random initialisation: it has no weights to register")
     if cat is not None:
         for key, val in (("arch", arch), ("patch_size", patch_size), ("family", family)):
             if val is not None and val != cat[key]:
                 raise UsageError(f"'{name}' is catalogued with {key} {cat[key]}, not {val}; "
-                                 "register the checkpoint under another name")
+                                 "register it under another --name")
+    return name
+
+
+def _check_request(name, cat, *, force, arch, patch_size, family) -> None:
+    check_name(name, arch=arch, patch_size=patch_size, family=family)
     existing = registry_file.read()["backbones"].get(name)
     if existing is not None and not force:
         raise MaebenchError(f"backbone '{name}' is already registered (from {existing.get('source_path')}); "

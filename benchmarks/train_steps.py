@@ -2,7 +2,7 @@
 
     MAE pretraining   backbones.mae.create_mae + the pretrain_mae protocol (norm-pixel, mask 0.75,
                       512-d x 8 decoder, AdamW betas 0.9/0.95), pretraining transform (RRC + flip)
-    fine-tuning       tasks.finetune.build_classifier + ClassificationLoss (mixup / cutmix, label
+    fine-tuning       tasks.finetune.build_classifier + classification_loss (mixup / cutmix, label
                       smoothing), layer-decay groups, finetune transform (RandAug, erasing)
     COCO Mask R-CNN   tasks.coco.model.build_mask_rcnn on the vit-fpn neck, LSJ transform,
                       tasks.coco.loss_fn (the five Mask R-CNN losses)
@@ -52,11 +52,9 @@ class Workload:
 
 
 def _autocast(device, amp: bool):
-    """bf16 autocast on CUDA when asked (as engine.fit does); never on CPU (no fast bf16 here)."""
-    import torch
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return contextlib.nullcontext()
+    """Autocast exactly as engine.fit does it (maebench.amp)."""
+    from maebench.amp import autocast
+    return autocast(device, amp)
 
 
 def first_batch(dataset, batch_size: int, collate_fn=None, seed: int = 0):
@@ -112,7 +110,7 @@ def mae(arch: str, img_size: int, batch_size: int, device, amp: bool = False) ->
         img_size, cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
     batch = _to(first_batch(train_set, batch_size), device)
     opt = engine.build_optimizer(optim.param_groups(model, weight_decay=cfg["weight_decay"]),
-                                 engine.TrainConfig.from_cfg(cfg), device)
+                                 engine.TrainConfig.from_cfg(cfg))
     ratio = cfg["mask_ratio"]
 
     def loss_fn(m, b, dev):                       # as backbones/pretraining/mae.py
@@ -137,7 +135,7 @@ def finetune(arch: str, img_size: int, batch_size: int, device, amp: bool = Fals
     from maebench import config, engine
     from maebench.tasks.classification_data import eval_transform, finetune_train_transform, open_data
     from maebench.tasks.classification_eval import evaluate
-    from maebench.tasks.finetune import ClassificationLoss, build_classifier, layer_decay_groups
+    from maebench.tasks.finetune import build_classifier, classification_loss, layer_decay_groups
 
     name = SCRATCH[arch]
     entry = registry.entry(name)
@@ -147,8 +145,8 @@ def finetune(arch: str, img_size: int, batch_size: int, device, amp: bool = Fals
     train_set = data.train_set(finetune_train_transform(cfg, entry.mean, entry.std))
     val_set = data.val_set(eval_transform(cfg, entry.mean, entry.std))
     batch = first_batch(train_set, batch_size)
-    loss_fn = ClassificationLoss(cfg["aug"], data.num_classes)
-    opt = engine.build_optimizer(layer_decay_groups(model, cfg), engine.TrainConfig.from_cfg(cfg), device)
+    loss_fn = classification_loss(cfg, data.num_classes)
+    opt = engine.build_optimizer(layer_decay_groups(model, cfg), engine.TrainConfig.from_cfg(cfg))
     compute, step = _train_fns(model, opt, loss_fn, batch, device, amp)
     x_val = first_batch(val_set, eval_batch_size)[0].to(device)
 
@@ -201,7 +199,7 @@ def coco(arch: str, img_size: int, batch_size: int, device, amp: bool = False,
     model = build_mask_rcnn(vit, num_classes=train_set.num_classes, mean=entry.mean, std=entry.std, cfg=cfg).to(device)
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                                 num_layers=len(vit.blocks), vit_prefix="backbone.vit.")
-    opt = engine.build_optimizer(groups, engine.TrainConfig.from_cfg(cfg), device)
+    opt = engine.build_optimizer(groups, engine.TrainConfig.from_cfg(cfg))
     batch = first_batch(train_set, batch_size, collate_fn=collate)
     compute, step = _train_fns(model, opt, loss_fn, batch, device, amp)
     val_images = [im.to(device) for im in first_batch(val_set, eval_batch_size, collate_fn=collate)[0]]
@@ -256,7 +254,7 @@ def ade20k(arch: str, img_size: int, batch_size: int, device, amp: bool = False)
     train_set, val_set = open_data(root, cfg, entry)
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                                 num_layers=len(model.backbone.vit.blocks), vit_prefix="backbone.vit.")
-    opt = engine.build_optimizer(groups, engine.TrainConfig.from_cfg(cfg), device)
+    opt = engine.build_optimizer(groups, engine.TrainConfig.from_cfg(cfg))
     batch = first_batch(train_set, batch_size)
 
     def loss_fn(m, b, dev):                       # as tasks/ade20k/__init__.py

@@ -1,11 +1,12 @@
 """The one training loop, shared by pretraining (MAE, dVAE, supervised, MoCo v3) and the
-transfer tasks (finetune, linprobe, partial, coco, ade20k). Read it top to bottom.
+transfer tasks (finetune, linprobe, partial, coco, ade20k). Read `fit` top to bottom.
 
 A task hands `fit` a model, a training set and a `loss_fn(model, batch, device) -> (loss, logs)`;
-`fit` owns everything else: the distributed sampler, the optimizer and its per-iteration
-schedule, gradient accumulation, AMP, DDP, EMA, periodic evaluation, atomic checkpoints,
-`--resume`, SIGINT/SIGTERM, non-finite-loss and out-of-memory handling, and the progress line
-(loss, lr, images/s and MFU against the matmul peak measured in the same run).
+`fit` owns the rest: the distributed sampler, the optimizer and its per-iteration schedule,
+gradient accumulation, AMP, DDP, EMA, periodic evaluation, checkpoints and `--resume`
+(maebench/checkpointer.py), SIGINT/SIGTERM and non-finite losses (maebench/signals.py), and the
+progress line (maebench/progress.py). `on_step(step, total_steps)` runs before every optimizer
+step, for schedules that live in the model (MoCo momentum, dVAE temperature).
 
 Exact resume: every epoch reseeds the model RNGs and the data-loader workers from
 (seed, epoch, rank), and the sampler shuffles from (seed, epoch); a checkpoint written between
@@ -15,23 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from maebench import distributed as dist
-from maebench.checkpoint import save_atomic
-from maebench.errors import MaebenchError
-from maebench.flops import matmul_peak, peak_memory_mb
-from maebench.optim import lr_at
+from maebench.amp import autocast, grad_scaler
+from maebench.batching import micro_batch, steps_per_epoch
+from maebench.checkpointer import Checkpointer, Resume, seed_everything, set_rng_state
+from maebench.errors import MaebenchError, unknown
+from maebench.flops import peak_memory_mb
+from maebench.optim import lr_at, param_groups as default_groups
+from maebench.progress import Progress
+from maebench.signals import StopFlag, agree
 
 LossFn = Callable[[nn.Module, Any, torch.device], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
@@ -48,32 +51,42 @@ class NonFiniteLoss(MaebenchError):
 
 @dataclass
 class TrainConfig:
-    """The keys of a protocol config that the loop itself reads (see maebench/protocols/)."""
+    """The protocol keys the loop reads. Their values live in maebench/protocols/<task>.yaml
+    alone: a key missing from the config is an error, never a default invented here."""
     epochs: int
     batch_size: int                       # global: images per optimizer step, all processes
-    accum_iter: int = 1
-    base_lr: float | None = None          # lr = base_lr * batch_size / 256 ...
-    lr: float | None = None               # ... unless lr is given
-    min_lr: float = 0.0
-    warmup_epochs: float = 0.0
-    schedule: str = "cosine"              # cosine | poly | step | constant
-    milestones: list = field(default_factory=list)   # step schedule, fractions of training
-    optimizer: str = "adamw"              # adamw | lars | sgd
-    betas: list = field(default_factory=lambda: [0.9, 0.999])
-    momentum: float = 0.9
-    weight_decay: float = 0.0             # used when fit builds the groups itself
-    clip_grad: float | None = None
-    ema: float = 0.0                      # EMA decay of the weights; 0 = off
-    amp: bool = True                      # autocast on CUDA (bf16 where supported); never on CPU
-    num_workers: int = 2
-    checkpoint_every: int = 1             # epochs
-    eval_every: int = 0                   # epochs; 0 = only at the end
-    log_every: int = 10                   # optimizer steps between progress-line updates
+    accum_iter: int
+    base_lr: float | None                 # lr = base_lr * batch_size / 256 ...
+    lr: float | None                      # ... unless lr is given
+    min_lr: float
+    warmup_epochs: float
+    schedule: str                         # cosine | poly | step | constant
+    milestones: list                      # step schedule only: fractions of training
+    optimizer: str                        # adamw | lars | sgd
+    betas: list                           # adamw only
+    momentum: float                       # lars / sgd only
+    weight_decay: float                   # used when fit builds the groups itself
+    clip_grad: float | None
+    ema: float                            # EMA decay of the weights; 0 = off
+    amp: bool                             # autocast on CUDA (bf16 where supported); never on CPU
+    num_workers: int
+    checkpoint_every: int                 # epochs
+    eval_every: int                       # epochs; 0 = only at the end
+    log_every: int                        # optimizer steps between progress-line updates
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
+        optional = {"base_lr", "lr", "milestones", "betas", "momentum"}    # checked below, where they apply
+        missing = [f.name for f in fields(cls) if f.name not in cfg and f.name not in optional]
+        needed = {"step": "milestones"}.get(cfg.get("schedule")), \
+            {"adamw": "betas", "lars": "momentum", "sgd": "momentum"}.get(cfg.get("optimizer"))
+        missing += [k for k in needed if k and k not in cfg]
+        if "lr" not in cfg and "base_lr" not in cfg:
+            missing.append("lr or base_lr")
+        if missing:
+            raise MaebenchError(f"the training config lacks {', '.join(missing)} (the protocol file "
+                                "maebench/protocols/<task>.yaml holds every key the training loop reads)")
+        return cls(**{f.name: cfg.get(f.name) for f in fields(cls)})
 
     def peak_lr(self) -> float:
         if self.lr is not None:
@@ -88,239 +101,95 @@ class FitResult:
     model: nn.Module                      # trained weights (the EMA weights when ema > 0)
     metrics: dict[str, Any]               # the final evaluation, if an evaluate fn was given
     history: list[dict[str, float]]       # one entry per epoch: mean of each logged value
-    images_per_s: float
+    images_per_s: float                   # optimizer steps only, evaluation excluded
     peak_mem_mb: float
     wall_s: float
     mfu: float | None                     # achieved FLOP/s / measured matmul peak
 
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    random.seed(seed)
-
-
-def _rng_state() -> dict:
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    # plain tensors and numbers only, so the checkpoint loads with weights_only=True
-    state = {"torch": torch.get_rng_state(), "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-             "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def build_optimizer(groups: list[dict], tc: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    lr = tc.peak_lr()
+def build_optimizer(groups: list[dict], tc: TrainConfig) -> torch.optim.Optimizer:
     if tc.optimizer == "adamw":
         # fused AdamW is several times faster than the for-loop version, on CPU as on GPU
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(tc.betas), fused=True)
+        return torch.optim.AdamW(groups, lr=tc.peak_lr(), betas=tuple(tc.betas), fused=True)
     if tc.optimizer == "lars":
         from timm.optim import Lars
-        return Lars(groups, lr=lr, momentum=tc.momentum)
+        return Lars(groups, lr=tc.peak_lr(), momentum=tc.momentum)
     if tc.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=tc.momentum)
-    from maebench.errors import unknown
+        return torch.optim.SGD(groups, lr=tc.peak_lr(), momentum=tc.momentum)
     raise unknown("optimizer", tc.optimizer, ("adamw", "lars", "sgd"))
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext()   # CPUs here lack native bf16: fp32 only
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
-@contextlib.contextmanager
-def _bar_closed_on_exit(current: Callable[[], Any]):
-    """Close the progress bar however the loop ends, so that an error or interrupt message
-    starts on a clean line instead of after a half-drawn bar."""
-    try:
-        yield
-    finally:
-        bar = current()
-        if bar is not None:
-            bar.close()
-
-
-def _rank0_buffers(model: nn.Module) -> None:
-    """Under DDP each process's BatchNorm running statistics drift apart (DDP broadcasts buffers
-    only at the start of a forward, and without SyncBatchNorm each process then updates its own):
-    give every process rank 0's, the ones the checkpoint keeps, so that a sharded evaluation
-    scores the saved model."""
-    if dist.is_dist():
-        for b in model.buffers():
-            torch.distributed.broadcast(b, src=0)
-
-
-def _agree(signum: int | None, first_bad: torch.Tensor) -> "tuple[int | None, torch.Tensor]":
-    """(any process's signal, the earliest non-finite step of any process), in one all_reduce."""
-    never = torch.iinfo(torch.long).max
-    t = torch.stack([torch.tensor(signum or 0, device=first_bad.device),
-                     -torch.where(first_bad < 0, torch.full_like(first_bad, never), first_bad)])
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    bad = -t[1]
-    return (int(t[0]) or None), torch.where(bad == never, torch.full_like(bad, -1), bad)
-
-
-class _SignalFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between steps (main thread only)."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self):
-        import threading
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, h in self._old.items():
-            signal.signal(s, h)
 
 
 def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | TrainConfig, *,
         out_dir: str | os.PathLike, device: torch.device, seed: int = 0,
         param_groups: list[dict] | None = None, collate_fn: Callable | None = None,
         evaluate: Callable[[nn.Module], dict] | None = None, resume: bool = False,
-        flops_per_image: float | None = None, desc: str = "train",
-        find_unused_parameters: bool = False, log: Callable[[str], None] = print) -> FitResult:
+        flops_per_image: float | None = None, desc: str = "train", find_unused_parameters: bool = False,
+        on_step: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> FitResult:
     tc = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_cfg(cfg)
-    out_dir = Path(out_dir)
-    ckpt_path = out_dir / "checkpoint.pth"
-    world, rank = dist.world_size(), dist.rank()
+    world, rank, t_start = dist.world_size(), dist.rank(), time.time()
 
-    # ---- data: global batch = micro-batch x processes x accumulation steps -------------
-    if tc.batch_size % (world * tc.accum_iter):
-        raise MaebenchError(f"batch_size {tc.batch_size} is not divisible by processes ({world}) "
-                            f"x accum_iter ({tc.accum_iter})")
-    micro = tc.batch_size // (world * tc.accum_iter)
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=seed, drop_last=True)
-    if len(sampler) < micro * tc.accum_iter:
+    # ---- data: global batch = micro-batch x processes x accumulation steps -------------------
+    micro = micro_batch(tc.batch_size, world, tc.accum_iter)
+    steps = steps_per_epoch(len(train_set), world, micro, tc.accum_iter)
+    if steps < 1:
         raise MaebenchError(f"the training set has {len(train_set)} samples, fewer than one batch of "
                             f"{tc.batch_size}: lower batch_size")
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     workers_gen = torch.Generator()
     loader = DataLoader(train_set, batch_size=micro, sampler=sampler, num_workers=tc.num_workers,
                         collate_fn=collate_fn, drop_last=True, generator=workers_gen,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
-    steps_per_epoch = len(loader) // tc.accum_iter
-    total_steps = steps_per_epoch * tc.epochs
+                        pin_memory=device.type == "cuda")
+    total_steps = steps * tc.epochs
 
-    # ---- model, optimizer, AMP, EMA, DDP ------------------------------------------------
+    # ---- model, optimizer, AMP, EMA, DDP, checkpoint ---------------------------------------------
     model.to(device)
-    groups = param_groups
-    if groups is None:
-        from maebench.optim import param_groups as make_groups
-        groups = make_groups(model, weight_decay=tc.weight_decay)
-    optimizer = build_optimizer(groups, tc, device)
-    use_amp = tc.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    optimizer = build_optimizer(param_groups or default_groups(model, weight_decay=tc.weight_decay), tc)
+    scaler = grad_scaler(device, tc.amp)
     ema = None
     if tc.ema > 0:
         from timm.utils import ModelEmaV3
         ema = ModelEmaV3(model, decay=tc.ema)
-    train_model = model
-    if dist.is_dist():
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=find_unused_parameters)
+    train_model = model if not dist.is_dist() else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters)
+    ckpt = Checkpointer(Path(out_dir) / "checkpoint.pth", model=model, optimizer=optimizer, scaler=scaler,
+                        ema=ema, config=asdict(tc), seed=seed)
+    start = ckpt.restore(log) if resume else Resume()
+    history = start.history
+    progress = Progress(desc=desc, epochs=tc.epochs, steps_per_epoch=steps, batch_size=tc.batch_size,
+                        log_every=tc.log_every, device=device, flops_per_image=flops_per_image, log=log)
 
-    # ---- resume -------------------------------------------------------------------------
-    start_epoch, start_step, history, resumed_rng, resumed_sums = 0, 0, [], None, None
-    if resume and ckpt_path.exists():
-        from maebench.checkpoint import load
-        ck = load(ckpt_path)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scaler.load_state_dict(ck["scaler"])
-        if ema is not None and "ema" in ck:
-            ema.module.load_state_dict(ck["ema"])
-        start_epoch, start_step, history = ck["epoch"], ck["step_in_epoch"], ck["history"]
-        resumed_rng = ck["rng"][rank] if rank < len(ck["rng"]) else None
-        # logged sums of the steps already taken in the interrupted epoch, so that its mean
-        # covers the whole epoch (older checkpoints lack them: the mean covers the rest)
-        partial = ck.get("epoch_sums")
-        resumed_sums = partial[rank] if partial and rank < len(partial) else None
-        log(f"resumed from {ckpt_path} at epoch {start_epoch}, step {start_step}")
-    elif resume:
-        log(f"--resume: no checkpoint at {ckpt_path}; starting from scratch")
-
-    def save(epoch: int, step_in_epoch: int) -> None:
-        states = dist.all_gather_objects(_rng_state())
-        partial = dist.all_gather_objects({k: v.detach().cpu() for k, v in sums.items()}) if step_in_epoch else None
-        if dist.is_main():
-            ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "scaler": scaler.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
-                  "history": history, "rng": states, "config": asdict(tc), "seed": seed}
-            if ema is not None:
-                ck["ema"] = ema.module.state_dict()
-            if partial is not None:
-                ck["epoch_sums"] = partial
-            try:
-                save_atomic(ck, ckpt_path)
-            except OSError as e:
-                raise MaebenchError(f"cannot write checkpoint {ckpt_path}: {e.strerror or e}; "
-                                    "the previous checkpoint is intact") from None
-        dist.barrier()
-
-    # ---- the loop -------------------------------------------------------------------------
-    peak = matmul_peak(device)
-    flops_per_step = 3 * flops_per_image * tc.batch_size if flops_per_image else None  # fwd + bwd
-    base_lr = tc.peak_lr()
-    images, train_time, metrics = 0, 0.0, {}
-    t_start = time.time()
-    progress = None
-    with _SignalFlag() as stop, _bar_closed_on_exit(lambda: progress):
-        for epoch in range(start_epoch, tc.epochs):
+    # ---- the loop ----------------------------------------------------------------------------------
+    with StopFlag() as stop, contextlib.closing(progress):
+        for epoch in range(start.epoch, tc.epochs):
             sampler.set_epoch(epoch)
             workers_gen.manual_seed(seed * 100_003 + epoch)
-            _seed_everything(seed * 100_003 + epoch * 1009 + rank)
+            seed_everything(seed * 100_003 + epoch * 1009 + rank)
             train_model.train()
-            skip = start_step * tc.accum_iter if epoch == start_epoch else 0
-            sums: dict[str, torch.Tensor] = {}
-            if skip and resumed_sums is not None:
-                sums = {k: v.to(device) for k, v in resumed_sums.items()}
-            counted_from = 0 if skip and resumed_sums is not None else skip   # first micro-step in sums
+            skip = start.step * tc.accum_iter if epoch == start.epoch else 0     # mid-epoch resume
+            sums = {k: v.to(device) for k, v in start.sums.items()} if skip and start.sums else {}
+            counted_from = 0 if skip and start.sums is not None else skip       # first micro-step in sums
             first_bad = torch.full((), -1, dtype=torch.long, device=device)
-            if dist.is_main():
-                from tqdm import tqdm
-                progress = tqdm(total=steps_per_epoch, initial=skip // tc.accum_iter,
-                                desc=f"{desc} {epoch + 1}/{tc.epochs}", dynamic_ncols=True, leave=False,
-                                disable=None)   # a bar on a terminal; logs get the per-epoch line
-            t_log, n_log = time.perf_counter(), 0
+            progress.start_epoch(epoch, skip // tc.accum_iter)
             it = iter(loader)
-            for _ in range(skip):            # mid-epoch resume: replay the sampler order
+            for _ in range(skip):                                               # replay the sampler order
                 next(it)
-            if skip and resumed_rng is not None:
-                _set_rng_state(resumed_rng)
+            if skip and start.rng is not None:
+                set_rng_state(start.rng)
             for micro_step, batch in enumerate(it, start=skip):
-                step = epoch * steps_per_epoch + micro_step // tc.accum_iter
-                last_micro = (micro_step + 1) % tc.accum_iter == 0
+                step = epoch * steps + micro_step // tc.accum_iter
                 if micro_step % tc.accum_iter == 0:
-                    lr = lr_at(step, lr=base_lr, min_lr=tc.min_lr, warmup_steps=tc.warmup_epochs * steps_per_epoch,
-                               total_steps=total_steps, schedule=tc.schedule, milestones=tuple(tc.milestones))
+                    lr = lr_at(step, lr=tc.peak_lr(), min_lr=tc.min_lr, warmup_steps=tc.warmup_epochs * steps,
+                               total_steps=total_steps, schedule=tc.schedule, milestones=tuple(tc.milestones or ()))
                     for g in optimizer.param_groups:
                         g["lr"] = lr * g.get("lr_scale", 1.0)
+                    if on_step is not None:
+                        on_step(step, total_steps)
+                last_micro = (micro_step + 1) % tc.accum_iter == 0
                 sync = contextlib.nullcontext() if last_micro or not dist.is_dist() else train_model.no_sync()
                 try:
                     with sync:
-                        with _autocast(device, use_amp):
+                        with autocast(device, tc.amp):
                             loss, logs = loss_fn(train_model, batch, device)
                         scaler.scale(loss / tc.accum_iter).backward()
                 except torch.OutOfMemoryError:
@@ -341,56 +210,41 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                 optimizer.zero_grad(set_to_none=True)
                 if ema is not None:
                     ema.update(model, step=step)
-                n_log += 1
-                images += tc.batch_size
-                done_in_epoch = micro_step // tc.accum_iter + 1
-                at_log = n_log == tc.log_every or done_in_epoch == steps_per_epoch
-                signum = stop.signum
-                if dist.is_dist():
-                    # save() is collective: every process must stop at the same step, also when
-                    # the signal reached them at different steps (or only some of them), and all
-                    # must see a non-finite loss on any of them; agreed at the (common) log steps
-                    signum, first_bad = _agree(signum, first_bad) if at_log else (None, first_bad)
+                done = micro_step // tc.accum_iter + 1
+                at_log, signum = progress.step_done(done), stop.signum
+                if dist.is_dist():      # agreed at the (common) log steps only
+                    signum, first_bad = agree(signum, first_bad) if at_log else (None, first_bad)
                 if at_log or signum is not None:
                     if int(first_bad) >= 0:
                         raise NonFiniteLoss(f"loss became non-finite at step {int(first_bad)} (epoch {epoch + 1}); "
-                                            f"the last good checkpoint ({ckpt_path}) is intact")
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    dt = time.perf_counter() - t_log
-                    train_time += dt
-                    ips = n_log * tc.batch_size / dt
-                    if progress is not None:
-                        post = {k: f"{float(v) / (done_in_epoch * tc.accum_iter - counted_from):.4f}" for k, v in sums.items()}
-                        post.update(lr=f"{lr:.2e}", img_s=f"{ips:.1f}")
-                        if flops_per_step:
-                            post["mfu"] = f"{100 * flops_per_step * n_log / dt / world / peak:.1f}%"
-                        progress.set_postfix(post, refresh=False)
-                        progress.update(n_log)
-                    t_log, n_log = time.perf_counter(), 0
+                                            f"the last good checkpoint ({ckpt.path}) is intact")
+                    n = done * tc.accum_iter - counted_from
+                    progress.update({k: float(v) / n for k, v in sums.items()}, lr)
                 if signum is not None:
-                    save(epoch, done_in_epoch)
+                    ckpt.save(epoch, done, history, sums)
                     raise Interrupted(f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, "
-                                      f"step {done_in_epoch}; checkpoint {ckpt_path}; continue with --resume")
-            if progress is not None:
-                progress.close()
-            n_micro = steps_per_epoch * tc.accum_iter - counted_from
-            epoch_means = {k: float(dist.all_reduce_sum(v.clone())) / (n_micro * world) for k, v in sums.items()}
-            history.append({"epoch": epoch + 1, **epoch_means})
+                                      f"step {done}; checkpoint {ckpt.path}; continue with --resume")
+            n_micro = steps * tc.accum_iter - counted_from
+            means = {k: float(dist.all_reduce_sum(v.clone())) / (n_micro * world) for k, v in sums.items()}
+            history.append({"epoch": epoch + 1, **means})
             if evaluate is not None and tc.eval_every and (epoch + 1) % tc.eval_every == 0 and epoch + 1 < tc.epochs:
-                _rank0_buffers(ema.module if ema is not None else model)
-                metrics = evaluate(ema.module if ema is not None else model)
+                metrics = _evaluate(evaluate, ema.module if ema is not None else model)
                 history[-1].update({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-            if dist.is_main():
-                shown = " ".join(f"{k}={v:.4f}" for k, v in epoch_means.items())
-                log(f"{desc} epoch {epoch + 1}/{tc.epochs}: {shown}")
+            progress.end_epoch(epoch, means)
             if (epoch + 1) % tc.checkpoint_every == 0 or epoch + 1 == tc.epochs:
-                save(epoch + 1, 0)
+                ckpt.save(epoch + 1, 0, history)
     final = ema.module if ema is not None else model
-    if evaluate is not None:
-        _rank0_buffers(final)
-        metrics = evaluate(final)
-    ips = images / train_time if train_time > 0 else 0.0
-    mfu = (flops_per_step / tc.batch_size * ips / world / peak) if flops_per_step and ips else None
-    return FitResult(model=final, metrics=metrics, history=history, images_per_s=ips,
-                     peak_mem_mb=peak_memory_mb(device), wall_s=time.time() - t_start, mfu=mfu)
+    metrics = _evaluate(evaluate, final) if evaluate is not None else {}
+    return FitResult(model=final, metrics=metrics, history=history, images_per_s=progress.images_per_s,
+                     peak_mem_mb=peak_memory_mb(device), wall_s=time.time() - t_start, mfu=progress.mfu)
+
+
+def _evaluate(evaluate: Callable[[nn.Module], dict], model: nn.Module) -> dict:
+    """Under DDP each process's BatchNorm running statistics drift apart (DDP broadcasts buffers
+    only at the start of a forward, and without SyncBatchNorm each process then updates its own):
+    give every process rank 0's, the ones the checkpoint keeps, so that a sharded evaluation
+    scores the saved model."""
+    if dist.is_dist():
+        for b in model.buffers():
+            torch.distributed.broadcast(b, src=0)
+    return evaluate(model)

@@ -75,33 +75,8 @@ def probe_train_transform(cfg: dict, mean, std):
 
 def finetune_train_transform(cfg: dict, mean, std):
     """Fine-tuning (Table 9): random-resized crop (bicubic), flip, RandAugment, random erasing,
-    built by timm exactly as the released MAE recipe builds it (no colour jitter)."""
-    from timm.data import create_transform
+    no colour jitter, as the released MAE recipe builds it."""
+    from maebench.tasks.classification_recipe import train_transform
     aug = cfg["aug"]
-    tf = create_transform(cfg["img_size"], is_training=True, scale=tuple(aug["scale"]),
-                          hflip=aug["hflip"], color_jitter=None, auto_augment=aug["rand_augment"] or None,
-                          interpolation="bicubic", re_prob=aug["reprob"], re_mode=aug["remode"],
-                          re_count=1, mean=tuple(mean), std=tuple(std))
-    _fix_posterize(tf)
-    return tf
-
-
-def _posterize_zero_ok(img, bits_to_keep, **_):
-    """Posterize as Pillow < 10 did: 0 bits kept gives a black image. At RandAug magnitude
-    10 ("inc1" ops, magnitude 9 +- 0.5 clipped to 10) timm asks for 0 bits, which Pillow >= 10
-    rejects with "bits must be between or equal to 1 and 8"."""
-    from PIL import Image, ImageOps
-    if bits_to_keep >= 8:
-        return img
-    if bits_to_keep <= 0:
-        return Image.new(img.mode, img.size)
-    return ImageOps.posterize(img, bits_to_keep)
-
-
-def _fix_posterize(tf) -> None:
-    from timm.data.auto_augment import RandAugment, posterize
-    for t in getattr(tf, "transforms", []):
-        if isinstance(t, RandAugment):
-            for op in t.ops:
-                if op.aug_fn is posterize:
-                    op.aug_fn = _posterize_zero_ok
+    return train_transform(cfg["img_size"], mean, std, scale=aug["scale"], hflip=aug["hflip"],
+                           rand_augment=aug["rand_augment"], reprob=aug["reprob"], remode=aug["remode"])

@@ -43,17 +43,19 @@ def shard_loader(dataset: Dataset, batch_size: int, num_workers: int, device: to
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device,
-             num_workers: int = 0, sharded: bool = False,
+             num_workers: int = 0, sharded: bool = False, amp: bool = False,
              forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
     """{"top1", "top5", "val_images"} of `model` on `dataset` (items: (input, label)).
     Called on every process; sharded=True when `dataset` is already this process's shard.
-    `forward(model, x)` defaults to `model(x)`."""
+    `forward(model, x)` defaults to `model(x)`; `amp` autocasts as the training loop does."""
+    from maebench.amp import autocast
     was_training = model.training
     model.eval()
     counts = torch.zeros(3, dtype=torch.long, device=device)     # [n, correct@1, correct@5]
     for x, y in shard_loader(dataset, batch_size, num_workers, device, sharded):
         x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
-        logits = forward(model, x) if forward is not None else model(x)
+        with autocast(device, amp):
+            logits = forward(model, x) if forward is not None else model(x)
         counts[0] += y.numel()
         counts[1:] += topk_correct(logits.float(), y)
     dist.all_reduce_sum(counts)

@@ -42,10 +42,6 @@ def load_config(protocol: str, args: argparse.Namespace, arch: str, img_size: in
                       flags={**flags, **(extra or {})}, arch=arch)
     if cfg.get("img_size") is None:
         cfg["img_size"] = int(img_size)
-    if "epochs" in cfg:
-        if not float(cfg["epochs"]).is_integer():
-            raise UsageError(f"config key 'epochs' must be a whole number of epochs, got {cfg['epochs']}")
-        cfg["epochs"] = int(cfg["epochs"])
     if cfg.get("labels_per_class") is not None and cfg.get("label_fraction") is not None:
         raise UsageError("give at most one of labels_per_class (--labels-per-class) and "
                          "label_fraction (--label-fraction)")
@@ -82,14 +78,10 @@ def prepare(args: argparse.Namespace, protocol: str, extra: dict[str, Any] | Non
 def check_batch(cfg: dict, n_train: int, *, even: bool = False) -> None:
     """The engine needs at least one full global batch; mixup needs an even per-process batch."""
     from maebench import distributed
-    world = distributed.world_size()
-    per_step = world * cfg.get("accum_iter", 1)
-    if cfg["batch_size"] % per_step:
-        raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by processes ({world}) x "
-                         f"accum_iter ({cfg.get('accum_iter', 1)})")
+    from maebench.batching import micro_batch
+    micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if cfg["batch_size"] > n_train:
         raise UsageError(f"batch_size {cfg['batch_size']} is larger than the {n_train} labelled training "
                          "images: lower --batch-size")
-    if even and (cfg["batch_size"] // per_step) % 2:
-        raise UsageError(f"mixup/cutmix pair images within a batch: the per-process batch "
-                         f"{cfg['batch_size'] // per_step} must be even")
+    if even and micro % 2:
+        raise UsageError(f"mixup/cutmix pair images within a batch: the per-process batch {micro} must be even")

@@ -15,6 +15,7 @@ from maebench import distributed as dist
 from maebench import engine, optim, runs
 from maebench.tasks.classification_data import eval_transform, finetune_train_transform
 from maebench.tasks.classification_eval import evaluate
+from maebench.tasks.classification_recipe import ClassificationLoss
 from maebench.tasks.classification_setup import Setup, check_batch, prepare
 
 HEAD_INIT_STD = 2e-5    # the released recipe's head init: near-zero logits, so the first
@@ -33,30 +34,10 @@ def build_classifier(backbone: str, cfg: dict, num_classes: int, seed: int) -> n
     return model
 
 
-class ClassificationLoss:
-    """loss_fn(model, batch, device) for engine.fit: mixup / cutmix on the device, then the
-    matching criterion (soft targets when mixing; label smoothing folded into them)."""
-
-    def __init__(self, aug: dict, num_classes: int):
-        from timm.data import Mixup
-        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-        self.mixup = None
-        if (aug["mixup"] > 0 or aug["cutmix"] > 0) and aug["mixup_prob"] > 0:
-            self.mixup = Mixup(mixup_alpha=aug["mixup"], cutmix_alpha=aug["cutmix"], prob=aug["mixup_prob"],
-                               switch_prob=aug["mixup_switch_prob"], mode="batch",
-                               label_smoothing=aug["label_smoothing"], num_classes=num_classes)
-            self.criterion = SoftTargetCrossEntropy()
-        elif aug["label_smoothing"] > 0:
-            self.criterion = LabelSmoothingCrossEntropy(smoothing=aug["label_smoothing"])
-        else:
-            self.criterion = nn.CrossEntropyLoss()
-
-    def __call__(self, model: nn.Module, batch, device: torch.device):
-        x, y = batch
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if self.mixup is not None:
-            x, y = self.mixup(x, y)                       # y: [N, classes] soft targets
-        return self.criterion(model(x), y), {}
+def classification_loss(cfg: dict, num_classes: int) -> ClassificationLoss:
+    aug = cfg["aug"]
+    return ClassificationLoss(num_classes, mixup=aug["mixup"], cutmix=aug["cutmix"], mixup_prob=aug["mixup_prob"],
+                              switch_prob=aug["mixup_switch_prob"], label_smoothing=aug["label_smoothing"])
 
 
 def layer_decay_groups(model: nn.Module, cfg: dict) -> list[dict]:
@@ -96,7 +77,7 @@ def train_classifier(args: argparse.Namespace, task: str, s: Setup, model: nn.Mo
         log(f"{task}: {args.backbone} on {data.name} ({len(train_set)} labelled / {data.n_train_total} train, "
             f"{data.n_val} val, {data.num_classes} classes); training {trainable:,} of {total:,} parameters")
         log(optim.describe_groups(groups, peak_lr))       # layer decay, checkable at a glance
-    loss_fn = ClassificationLoss(cfg["aug"], data.num_classes)
+    loss_fn = classification_loss(cfg, data.num_classes)
     flops = flops_per_image if flops_per_image is not None else forward_flops(model, cfg["img_size"])
 
     def evaluate_fn(m: nn.Module) -> dict:

@@ -2,6 +2,7 @@
 tables, and a tiny model that overfits a few images through engine.fit."""
 import numpy as np
 import torch
+from loop_config import loop_cfg
 
 from maebench.backbones.vit import create_vit
 from maebench import engine, optim
@@ -99,8 +100,8 @@ def test_a_tiny_model_overfits_a_few_images(tmp_path):
         return segmentation_loss(logits, aux, batch[1], ignore_index=255)
 
     # one batch of the same 4 images per epoch; a constant high lr memorises them fastest
-    cfg = {"epochs": 80, "batch_size": 4, "lr": 1e-2, "warmup_epochs": 0, "schedule": "constant",
-           "num_workers": 0, "checkpoint_every": 1000, "log_every": 1000, "amp": False}
+    cfg = loop_cfg(epochs=80, batch_size=4, lr=1e-2, warmup_epochs=0, schedule="constant",
+                   num_workers=0, checkpoint_every=1000, log_every=1000, amp=False)
     groups = optim.param_groups(model, weight_decay=0.0)
     result = engine.fit(model, data, loss_fn, cfg, out_dir=tmp_path, device=torch.device("cpu"),
                         param_groups=groups, evaluate=score, log=lambda *_: None)

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from loop_config import loop_cfg
 
 from maebench.backbones.mocov3 import MoCoV3, contrastive_loss, momentum_at
 from maebench.optim import param_groups
@@ -15,7 +16,7 @@ from maebench.optim import param_groups
 
 def tiny_moco(**kw):
     torch.manual_seed(0)
-    args = dict(img_size=16, patch_size=4, dim=8, mlp_dim=16, temperature=0.2, total_steps=10)
+    args = dict(img_size=16, patch_size=4, dim=8, mlp_dim=16, temperature=0.2)
     args.update(kw)
     return MoCoV3("vit-micro", **args)
 
@@ -77,31 +78,25 @@ def _opt(m):
     return torch.optim.AdamW(param_groups(m, weight_decay=0.1), lr=1e-2)
 
 
-@pytest.mark.parametrize("accum", [1, 2])
-def test_momentum_encoder_moves_once_per_optimizer_step_with_the_scheduled_m(accum):
-    m = tiny_moco(total_steps=4, accum_iter=accum).train()
+def test_the_step_hook_moves_the_momentum_encoder_with_the_scheduled_m_and_forwards_do_not():
+    """engine.fit calls on_step once before every optimizer step (tests/test_engine.py); here the
+    hook applies m(step) and any number of forwards (micro-batches) in between leave it alone."""
+    m = tiny_moco().train()
     opt = _opt(m)
     x = torch.randn(4, 3, 16, 16)
     for step in range(3):
         k_before = [p.clone() for p in m.momentum_encoder.parameters()]
         q_now = [p.detach().clone() for p in m.base_encoder.parameters()]
-        for micro in range(accum):
+        m.on_step(step, 4)
+        mom = momentum_at(step, 4)
+        for kb, qq, ka in zip(k_before, q_now, m.momentum_encoder.parameters()):
+            torch.testing.assert_close(ka, mom * kb + (1 - mom) * qq, rtol=0, atol=1e-6)
+        k_after = [p.clone() for p in m.momentum_encoder.parameters()]
+        for _ in range(2):
             m(x, x.flip(3)).backward()
-            if micro == 0:   # the first micro-batch of a step applied m(step) ...
-                mom = momentum_at(step, 4)
-                for kb, qq, ka in zip(k_before, q_now, m.momentum_encoder.parameters()):
-                    torch.testing.assert_close(ka, mom * kb + (1 - mom) * qq, rtol=0, atol=1e-6)
-                k_after_first = [p.clone() for p in m.momentum_encoder.parameters()]
-            else:            # ... and later micro-batches of the same step leave it alone
-                for a, b in zip(k_after_first, m.momentum_encoder.parameters()):
-                    assert torch.equal(a, b)
+        assert all(torch.equal(a, b) for a, b in zip(k_after, m.momentum_encoder.parameters()))
         opt.step()
         opt.zero_grad()
-    assert m.optimizer_step() == 3
-    # the counter is a buffer: a checkpoint round trip continues the schedule where it was
-    restored = tiny_moco(total_steps=4, accum_iter=accum)
-    restored.load_state_dict(m.state_dict())
-    assert restored.optimizer_step() == 3 and restored.current_momentum() == momentum_at(3, 4)
 
 
 @pytest.mark.parametrize("frozen", [True, False])
@@ -202,10 +197,10 @@ def _fit(out_dir, stop_at=None, resume=False):
         (x1, x2), _ = batch
         return m(x1, x2), {}
 
-    m = tiny_moco(total_steps=6)
-    cfg = dict(epochs=3, batch_size=4, lr=1e-3, weight_decay=0.1, num_workers=0, log_every=1)
+    m = tiny_moco()
+    cfg = loop_cfg(epochs=3, batch_size=4, lr=1e-3, weight_decay=0.1, num_workers=0, log_every=1)
     fit(m, _Pairs(), loss_fn, cfg, out_dir=out_dir, device=torch.device("cpu"), resume=resume,
-        param_groups=param_groups(m, weight_decay=0.1), log=lambda s: None)
+        param_groups=param_groups(m, weight_decay=0.1), on_step=m.on_step, log=lambda s: None)
     return m
 
 
@@ -215,6 +210,5 @@ def test_resume_continues_the_momentum_schedule_exactly(tmp_path):
     with pytest.raises(Interrupted):
         _fit(tmp_path / "b", stop_at=4)                 # stops after step 4 of 6 (mid epoch 2)
     resumed = _fit(tmp_path / "b", resume=True)
-    assert resumed.optimizer_step() == straight.optimizer_step() == 6
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from maebench.backbones.pretraining.supervised import build_criterion, load_config, posterize_any_bits, train_transform
+from maebench.backbones.pretraining.supervised import classification_loss, load_config, train_transform
+from maebench.tasks.classification_recipe import posterize_any_bits
 from maebench.errors import UsageError
 
 
@@ -24,7 +25,7 @@ def test_config_takes_the_arch_table_of_the_run_and_flags_win():
     # the architecture may come from --set; its by_arch table still applies
     cfg = load_config(_args(set=["arch=vit-large"]), "pretrain_supervised", {})
     assert (cfg["base_lr"], cfg["weight_decay"], cfg["drop_path"]) == (1e-4, 0.3, 0.2)
-    with pytest.raises(UsageError, match="whole number"):
+    with pytest.raises(UsageError, match="config key 'epochs' in --epochs expects"):
         load_config(_args(epochs=0.5), "pretrain_supervised", {})
 
 
@@ -47,7 +48,8 @@ def test_train_transform_runs_randaugment_at_full_magnitude():
 
 def test_mixup_makes_smoothed_soft_targets_for_a_soft_target_loss():
     cfg = load_config(_args(arch="vit-micro"), "pretrain_supervised", {})
-    criterion, mixup = build_criterion(cfg, num_classes=4)
+    loss = classification_loss(cfg, num_classes=4)
+    criterion, mixup = loss.criterion, loss.mixup
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     _, soft = mixup(x, y)
     assert soft.shape == (4, 4) and torch.allclose(soft.sum(1), torch.ones(4))
@@ -56,5 +58,6 @@ def test_mixup_makes_smoothed_soft_targets_for_a_soft_target_loss():
     expected = -(soft * logits.log_softmax(-1)).sum(-1).mean()
     assert criterion(logits, soft).item() == pytest.approx(expected.item(), rel=1e-6)
     cfg["aug"].update(mixup=0.0, cutmix=0.0)
-    criterion, mixup = build_criterion(cfg, num_classes=4)
+    loss = classification_loss(cfg, num_classes=4)
+    criterion, mixup = loss.criterion, loss.mixup
     assert mixup is None and criterion(logits, y).item() > 0

@@ -9,6 +9,7 @@ import torch.nn as nn
 from maebench.engine import Interrupted, NonFiniteLoss, fit
 from maebench.errors import MaebenchError
 from maebench.optim import lr_at, param_groups
+from loop_config import loop_cfg
 
 
 class Noisy(torch.utils.data.Dataset):
@@ -48,8 +49,8 @@ class Trap:
 def train(out_dir, loss_fn, resume=False, accum=1, workers=0):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.2), nn.ReLU(), nn.Linear(16, 2))
-    cfg = dict(epochs=3, batch_size=16, accum_iter=accum, base_lr=0.5, warmup_epochs=1,
-               weight_decay=0.05, num_workers=workers, log_every=3)
+    cfg = loop_cfg(epochs=3, batch_size=16, accum_iter=accum, base_lr=0.5, warmup_epochs=1,
+                   weight_decay=0.05, num_workers=workers, log_every=3)
     return fit(model, Noisy(), loss_fn, cfg, out_dir=out_dir, device=torch.device("cpu"), resume=resume,
                param_groups=param_groups(model, weight_decay=0.05), log=lambda s: None)
 
@@ -115,7 +116,7 @@ def test_full_disk_keeps_previous_checkpoint_intact(tmp_path, monkeypatch):
 def test_batch_must_divide_over_processes_and_accumulation(tmp_path):
     model = nn.Linear(8, 2)
     with pytest.raises(MaebenchError, match="not divisible"):
-        fit(model, Noisy(), Trap(), dict(epochs=1, batch_size=10, accum_iter=3, lr=0.1),
+        fit(model, Noisy(), Trap(), loop_cfg(epochs=1, batch_size=10, accum_iter=3, lr=0.1),
             out_dir=tmp_path, device=torch.device("cpu"))
 
 
@@ -136,3 +137,19 @@ def test_no_weight_decay_on_norms_biases_tokens_and_position_embeddings():
     no_decay = {n for g in groups if g["weight_decay"] == 0 for n in g["names"]}
     assert {"cls_token", "pos_embed", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= no_decay
     assert "blocks.0.attn.qkv.weight" not in no_decay and "patch_embed.proj.weight" not in no_decay
+
+
+def test_the_loop_refuses_a_config_that_lacks_a_key_it_reads(tmp_path):
+    cfg = loop_cfg(epochs=1, batch_size=16, lr=0.1)
+    del cfg["warmup_epochs"]
+    with pytest.raises(MaebenchError, match="lacks warmup_epochs"):
+        fit(nn.Linear(8, 2), Noisy(), Trap(), cfg, out_dir=tmp_path, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_on_step_runs_once_before_every_optimizer_step_with_the_total(tmp_path, accum):
+    seen = []
+    cfg = loop_cfg(epochs=2, batch_size=32, accum_iter=accum, lr=0.1, num_workers=0)
+    fit(nn.Linear(8, 2), Noisy(), Trap(), cfg, out_dir=tmp_path, device=torch.device("cpu"),
+        on_step=lambda step, total: seen.append((step, total)), log=lambda s: None)
+    assert seen == [(s, 8) for s in range(8)]             # 128 images / 32 per step x 2 epochs

@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from maebench.backbones.dvae import CONSTRUCTOR_KEYS, DiscreteVAE
-    from maebench.backbones.pretraining.mae import check_name, load_config, resolve_data
+    from maebench.backbones.pretraining.mae import load_config, resolve_data
+    from maebench.backbones.registry import check_name
     from maebench import distributed, engine, flops, optim, runs
     from maebench.checkpoint import save_atomic
     from maebench.data.imagefolder import ImageFolder
@@ -49,17 +50,19 @@ def run(args: argparse.Namespace) -> int:
         torch.use_deterministic_algorithms(True, warn_only=True)
     train_set = ImageFolder(data_dir, "train", transform=classification_train(
         cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
-    # forward passes of the whole run, counted as engine.fit counts them (DistributedSampler
-    # with drop_last, then whole micro-batches, then whole accumulation groups)
-    micro = cfg["batch_size"] // (distributed.world_size() * cfg["accum_iter"])
-    per_epoch = len(train_set) // distributed.world_size() // micro // cfg["accum_iter"] * cfg["accum_iter"]
-    anneal_steps = round(cfg["anneal_fraction"] * per_epoch * cfg["epochs"])
 
     # 2. model and loss ---------------------------------------------------------------------------
     torch.manual_seed(args.seed or 0)
     model_kwargs = {k: cfg[k] for k in CONSTRUCTOR_KEYS if k in cfg}
-    model_kwargs.update(in_chans=3, anneal_steps=anneal_steps)
+    model_kwargs.update(in_chans=3)
     model = DiscreteVAE(**model_kwargs)
+    accum = cfg["accum_iter"]
+
+    def on_step(step: int, total_steps: int) -> None:
+        """The temperature anneals over `anneal_fraction` of the run's forward passes; the
+        loop's step counts (restored on --resume) place the model on that schedule."""
+        model.anneal_steps = round(cfg["anneal_fraction"] * total_steps * accum)
+        model.step.fill_(step * accum)
     with torch.no_grad():   # no_grad: not a training pass, the anneal step stays 0
         flops_per_image = flops.count_flops(lambda: model(torch.zeros(1, 3, cfg["img_size"], cfg["img_size"])))
 
@@ -73,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,
                             param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
-                            resume=args.resume, flops_per_image=flops_per_image, desc="pretrain dvae")
+                            resume=args.resume, flops_per_image=flops_per_image, desc="pretrain dvae",
+                            on_step=on_step)
         last = result.history[-1]
         published = weights_dir() / "tokenizers" / f"{name}.pth"
         if distributed.is_main():
-            meta = {"kind": "dvae", **model_kwargs, "img_size": cfg["img_size"], "patch_size": cfg["patch_size"],
+            meta = {"kind": "dvae", **model_kwargs, "anneal_steps": model.anneal_steps, "img_size": cfg["img_size"], "patch_size": cfg["patch_size"],
                     "arch": cfg["arch"], "mean": list(cfg["mean"]), "std": list(cfg["std"]),
                     "dataset": dataset, "run_id": run.run_id}
             payload = {"model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()}, "maebench": meta}

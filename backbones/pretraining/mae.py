@@ -37,13 +37,8 @@ def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) 
     from maebench.backbones.catalogue import arch_dims      # torch-free: errors come before torch loads
     from maebench import config
 
-    epochs = args.epochs
-    if epochs is not None:
-        if epochs != int(epochs) or epochs < 1:
-            raise UsageError(f"--epochs must be a whole number of epochs for pretraining, got {epochs}")
-        epochs = int(epochs)
     flags = {"arch": args.arch, "img_size": args.img_size, "patch_size": args.patch_size,
-             "epochs": epochs, "batch_size": args.batch_size, **flags}
+             "epochs": args.epochs, "batch_size": args.batch_size, **flags}
     if getattr(args, "deterministic", False):
         flags["num_workers"] = 0              # one process draws every random number, in order
     arch = args.arch or config.protocol_defaults(protocol)["arch"]
@@ -70,15 +65,6 @@ def resolve_data(args: argparse.Namespace) -> tuple[Path, str]:
             raise MaebenchError(f"--data {root}: no train/ split (expected DIR/train/<class>/<image>)")
         return root, dataset_name(root)
     return default_dataset("classification"), dataset_name(None)
-
-
-def check_name(name: str) -> str:
-    """The registry's name rule, checked before training so a refused name never costs a run."""
-    from maebench.backbones.registry import NAME_RE
-    if not NAME_RE.fullmatch(name):
-        raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' "
-                         "and '-' (pass --name)")
-    return name
 
 
 def check_mae_config(cfg: dict) -> None:
@@ -129,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
                                 f"{cfg['mean']} / {cfg['std']}: the tokens would not match")
     data_dir, dataset = resolve_data(args)
     family = FAMILY[cfg["target"]]
-    name = check_name(args.name or f"mae-{cfg['target']}-{cfg['arch']}-{dataset}".lower())
+    name = registry.check_name(args.name or f"mae-{cfg['target']}-{cfg['arch']}-{dataset}".lower(),
+                               arch=cfg["arch"], patch_size=cfg["patch_size"], family=FAMILY[cfg["target"]])
     device = distributed.init(args.device)
     if args.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 
 from maebench.backbones.pretraining.mae import load_config, resolve_data
-from maebench.backbones.pretraining.supervised import backbone_name, check_batch, register_encoder
+from maebench.backbones.pretraining.supervised import backbone_name, register_encoder
+from maebench.batching import micro_batch
 from maebench.errors import MaebenchError
 
 METHOD = "mocov3"
@@ -42,23 +43,17 @@ def run(args: argparse.Namespace) -> int:
     device = distributed.init(args.device)
     if getattr(args, "deterministic", False):
         torch.use_deterministic_algorithms(True, warn_only=True)
-    micro = check_batch(cfg)
+    micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if micro < 2:
         raise MaebenchError(f"the per-process batch is {micro}: BatchNorm in the MoCo heads and the "
                                    "contrastive loss need at least 2 images per process")
     train_set = ImageFolder(data_dir, "train", transform=TwoCrops(cfg))
     name = backbone_name(args, METHOD, cfg, dataset, FAMILY)
-    # optimizer steps of the whole run, counted as engine.fit counts them (DistributedSampler
-    # with drop_last, then whole micro-batches, then whole accumulation groups)
-    per_process = len(train_set) // distributed.world_size()
-    steps_per_epoch = per_process // micro // cfg["accum_iter"]
-    total_steps = max(steps_per_epoch * cfg["epochs"], 1)
 
     # 2. model -------------------------------------------------------------------------------------
     torch.manual_seed(args.seed or 0)
     model = MoCoV3(cfg["arch"], img_size=cfg["img_size"], patch_size=cfg["patch_size"], dim=moco["dim"],
                    mlp_dim=moco["mlp_dim"], temperature=moco["temperature"], base_momentum=moco["momentum"],
-                   total_steps=total_steps, accum_iter=cfg["accum_iter"],
                    stop_grad_patch_embed=moco["stop_grad_patch_embed"], drop_path_rate=moco["drop_path"])
     flops_per_image = _flops_per_image(model, cfg["img_size"], flops)
     if distributed.is_dist() and device.type == "cuda":
@@ -74,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,
                             param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
-                            resume=args.resume, flops_per_image=flops_per_image, desc=f"pretrain {METHOD}")
+                            resume=args.resume, flops_per_image=flops_per_image, desc=f"pretrain {METHOD}",
+                            on_step=model.on_step)
         metrics = {"loss": result.history[-1]["loss"]}
         register_encoder(name, result.model.encoder_state_dict(), cfg, out_dir=run.out_dir, family=FAMILY,
                          method=METHOD, run_id=run.run_id, dataset=dataset, history=result.history)

@@ -10,7 +10,7 @@ The run trains through `maebench.engine.fit`, evaluates top-1 on the `val` split
 and registers the encoder (classifier dropped) as a backbone of family `supervised`.
 
 Configuration and data resolution are those of MAE pretraining (backbones/pretraining/mae.py); the
-helpers at the bottom (`check_batch`, `backbone_name`, `register_encoder`) are shared with the
+helpers at the bottom (`backbone_name`, `register_encoder`) are shared with the
 other baseline entry point, backbones/pretraining/mocov3.py.
 """
 from __future__ import annotations
@@ -28,9 +28,10 @@ FAMILY = "supervised"
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from torch.utils.data import DataLoader
 
     from maebench.backbones.vit import create_vit
+    from maebench.batching import micro_batch
+    from maebench.tasks.classification_eval import evaluate as top_k
     from maebench import distributed, engine, flops, optim, runs
     from maebench.data.imagefolder import ImageFolder
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     device = distributed.init(args.device)
     if getattr(args, "deterministic", False):
         torch.use_deterministic_algorithms(True, warn_only=True)
-    micro = check_batch(cfg)
+    micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     mixing = aug["mixup"] > 0 or aug["cutmix"] > 0
     if mixing and micro % 2:
         raise UsageError(f"mixup/cutmix pair images within a batch: the per-process batch ({micro}) must be "
@@ -58,31 +59,12 @@ def run(args: argparse.Namespace) -> int:
     model = create_vit(cfg["arch"], img_size=cfg["img_size"], patch_size=cfg["patch_size"],
                        num_classes=num_classes, global_pool="token", drop_path_rate=cfg["drop_path"])
     flops_per_image = flops.count_flops(lambda: model(torch.zeros(1, 3, cfg["img_size"], cfg["img_size"])))
-    criterion, mixup_fn = build_criterion(cfg, num_classes)
+    loss_fn = classification_loss(cfg, num_classes)
 
-    def loss_fn(m, batch, dev):
-        x, y = batch
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        if mixup_fn is not None:
-            x, y = mixup_fn(x, y)            # y becomes [N, classes] soft targets (smoothed)
-        return criterion(m(x), y), {}
-
-    @torch.no_grad()
     def evaluate(m) -> dict[str, float]:
         """Top-1 (percent) on val; every image counted once across processes."""
-        was_training = m.training
-        m.eval()
-        loader = DataLoader(val_set, batch_size=max(micro, 64), sampler=distributed.ShardSampler(len(val_set)),
-                            num_workers=cfg["num_workers"], pin_memory=device.type == "cuda")
-        counts = torch.zeros(2, device=device)             # [correct, seen]
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with engine._autocast(device, cfg["amp"]):
-                logits = m(x)
-            counts += torch.stack([(logits.argmax(-1) == y).sum(), torch.tensor(len(y), device=device)]).float()
-        distributed.all_reduce_sum(counts)
-        m.train(was_training)
-        return {"top1": 100.0 * float(counts[0]) / max(float(counts[1]), 1.0)}
+        return top_k(m, val_set, batch_size=max(micro, 64), device=device, num_workers=cfg["num_workers"],
+                     amp=cfg["amp"])
 
     # 3. train, store, register -------------------------------------------------------------------
     with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
@@ -108,37 +90,13 @@ def run(args: argparse.Namespace) -> int:
 # Recipe pieces
 # --------------------------------------------------------------------------------------------
 def train_transform(cfg: dict):
-    """timm's ImageNet training pipeline: random-resized crop (bicubic), flip, RandAugment,
-    normalise, random erasing (per pixel, as DeiT)."""
-    from timm.data import create_transform
-
+    """The classification recipe's training transform (tasks/classification_recipe.py) with this
+    protocol's keys: DeiT's random-resized crop, flip, RandAugment, random erasing."""
     from maebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from timm.data.auto_augment import RandAugment
+    from maebench.tasks.classification_recipe import train_transform as recipe_transform
     aug = cfg["aug"]
-    transform = create_transform(
-        input_size=cfg["img_size"], is_training=True, scale=(aug["crop_min"], 1.0), hflip=0.5,
-        color_jitter=aug["color_jitter"], auto_augment=aug["rand_augment"] or None,
-        interpolation="bicubic", re_prob=aug["reprob"], re_mode="pixel", re_count=1,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    for t in getattr(transform, "transforms", []):
-        if isinstance(t, RandAugment):
-            for op in t.ops:
-                if op.name.startswith("Posterize"):
-                    op.aug_fn = posterize_any_bits
-    return transform
-
-
-def posterize_any_bits(img, bits_to_keep, **_):
-    """Posterize that also takes 0 bits (a black image, as TF's RandAugment and Pillow < 11 did).
-
-    RandAug(9, 0.5) in its 'inc1' form keeps 4 - 4 * m / 10 bits, i.e. 0 bits when the noisy
-    magnitude reaches its cap of 10; current Pillow refuses bits = 0 and would crash a worker."""
-    from PIL import Image, ImageOps
-    if bits_to_keep >= 8:
-        return img
-    if bits_to_keep <= 0:
-        return Image.new(img.mode, img.size)
-    return ImageOps.posterize(img, int(bits_to_keep))
+    return recipe_transform(cfg["img_size"], IMAGENET_MEAN, IMAGENET_STD, scale=(aug["crop_min"], 1.0),
+                            color_jitter=aug["color_jitter"], rand_augment=aug["rand_augment"], reprob=aug["reprob"])
 
 
 def eval_transform(cfg: dict):
@@ -146,55 +104,22 @@ def eval_transform(cfg: dict):
     return classification_eval(cfg["img_size"], crop_pct=cfg["aug"]["eval_crop_pct"])
 
 
-def build_criterion(cfg: dict, num_classes: int):
-    """(criterion, mixup_fn or None). With mixup/cutmix the targets are soft and the smoothing is
-    applied when mixing (timm's Mixup), so the loss is a plain soft-target cross-entropy."""
-    import torch.nn as nn
-    from timm.data import Mixup
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-
-    aug, smoothing = cfg["aug"], cfg["label_smoothing"]
-    if aug["mixup"] > 0 or aug["cutmix"] > 0:
-        mixup_fn = Mixup(mixup_alpha=aug["mixup"], cutmix_alpha=aug["cutmix"], prob=aug["mixup_prob"],
-                         switch_prob=aug["mixup_switch_prob"], mode="batch", label_smoothing=smoothing,
-                         num_classes=num_classes)
-        return SoftTargetCrossEntropy(), mixup_fn
-    if smoothing > 0:
-        return LabelSmoothingCrossEntropy(smoothing=smoothing), None
-    return nn.CrossEntropyLoss(), None
+def classification_loss(cfg: dict, num_classes: int):
+    """The recipe's loss with this protocol's keys (label smoothing at the top level)."""
+    from maebench.tasks.classification_recipe import ClassificationLoss
+    aug = cfg["aug"]
+    return ClassificationLoss(num_classes, mixup=aug["mixup"], cutmix=aug["cutmix"], mixup_prob=aug["mixup_prob"],
+                              switch_prob=aug["mixup_switch_prob"], label_smoothing=cfg["label_smoothing"])
 
 
 # --------------------------------------------------------------------------------------------
 # Shared by the baseline entry points (supervised, mocov3)
 # --------------------------------------------------------------------------------------------
-def check_batch(cfg: dict) -> int:
-    """The per-process micro-batch; errors here rather than inside the loop."""
-    from maebench import distributed
-    world = distributed.world_size()
-    if cfg["batch_size"] % (world * cfg["accum_iter"]):
-        raise UsageError(f"batch_size {cfg['batch_size']} is not divisible by processes ({world}) x "
-                         f"accum_iter ({cfg['accum_iter']})")
-    return cfg["batch_size"] // (world * cfg["accum_iter"])
-
-
 def backbone_name(args: argparse.Namespace, method: str, cfg: dict, dataset: str, family: str) -> str:
-    """--name, or `<method>-<arch>-<dataset>`; checked (as the registry will check it) before
-    training, so that a name the registry refuses never costs a run."""
-    from maebench.backbones.catalogue import catalogue
-    from maebench.backbones.registry import NAME_RE
-
-    name = args.name or f"{method}-{cfg['arch']}-{dataset}".lower()
-    if not NAME_RE.fullmatch(name):
-        raise UsageError(f"invalid backbone name '{name}': use lower-case letters, digits, '.', '_' and "
-                         "'-' (pass --name)")
-    cat = catalogue().get(name)
-    if cat is not None:
-        ours = {"arch": cfg["arch"], "patch_size": cfg["patch_size"], "family": family}
-        clash = [f"{k} {cat[k]}" for k, v in ours.items() if cat.get(k) != v]
-        if clash:
-            raise UsageError(f"'{name}' is a catalogue backbone with {', '.join(clash)}; "
-                             "register this run under another --name")
-    return name
+    """--name, or `<method>-<arch>-<dataset>`, checked as the registry will check it."""
+    from maebench.backbones.registry import check_name
+    return check_name(args.name or f"{method}-{cfg['arch']}-{dataset}".lower(), arch=cfg["arch"],
+                      patch_size=cfg["patch_size"], family=family)
 
 
 def register_encoder(name: str, encoder: dict, cfg: dict, *, out_dir: Path, family: str, method: str,

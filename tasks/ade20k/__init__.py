@@ -161,9 +161,7 @@ def check_config(cfg: dict, patch_size: int) -> dict:
     if out and not (isinstance(out, list) and len(out) == 4 and all(isinstance(i, int) for i in out)
                     and out == sorted(set(out)) and out[0] >= 0):
         raise UsageError(f"config key 'out_indices' must be [] or 4 increasing block indices, got {out}")
-    if float(cfg["epochs"]) != int(cfg["epochs"]):
-        raise UsageError(f"config key 'epochs' must be a whole number for ade20k, got {cfg['epochs']}")
-    return {**cfg, "epochs": int(cfg["epochs"])}
+    return cfg
 
 
 def open_data(root: Path, cfg: dict, entry):

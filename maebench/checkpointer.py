@@ -1,0 +1,101 @@
+"""The training loop's checkpoint: what it holds, and writing and reading it.
+
+A checkpoint holds the model, optimizer, loss scaler and EMA weights, the epoch and the
+optimizer step within it, the per-epoch history, every process's RNG states and, when written
+mid-epoch, every process's sums of the logged values so far. With those, a resumed run replays
+the remaining steps bit for bit (the loop reseeds per epoch and replays the sampler order).
+Writing is collective (every process contributes its RNG state); rank 0 writes, atomically.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from maebench import distributed as dist
+from maebench.checkpoint import load, save_atomic
+from maebench.errors import MaebenchError
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+def rng_state() -> dict:
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    # plain tensors and numbers only, so the checkpoint loads with weights_only=True
+    state = {"torch": torch.get_rng_state(), "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Resume:
+    """Where training starts: epoch, optimizer step in it, and this process's saved state."""
+    epoch: int = 0
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    rng: dict | None = None            # this process's RNG states at the step (mid-epoch only)
+    sums: dict | None = None           # this process's logged sums of the epoch so far (mid-epoch only)
+
+
+class Checkpointer:
+    def __init__(self, path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, ema: Any, config: dict, seed: int):
+        self.path = Path(path)
+        self.model, self.optimizer, self.scaler, self.ema = model, optimizer, scaler, ema
+        self.config, self.seed = config, seed
+
+    def save(self, epoch: int, step_in_epoch: int, history: list[dict], sums: dict | None = None) -> None:
+        """Collective. `step_in_epoch` > 0 marks a mid-epoch checkpoint, which keeps `sums`."""
+        states = dist.all_gather_objects(rng_state())
+        partial = dist.all_gather_objects({k: v.detach().cpu() for k, v in sums.items()}) \
+            if step_in_epoch and sums is not None else None
+        if dist.is_main():
+            ck = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                  "scaler": self.scaler.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
+                  "history": history, "rng": states, "config": self.config, "seed": self.seed}
+            if self.ema is not None:
+                ck["ema"] = self.ema.module.state_dict()
+            if partial is not None:
+                ck["epoch_sums"] = partial
+            try:
+                save_atomic(ck, self.path)
+            except OSError as e:
+                raise MaebenchError(f"cannot write checkpoint {self.path}: {e.strerror or e}; "
+                                    "the previous checkpoint is intact") from None
+        dist.barrier()
+
+    def restore(self, log: Callable[[str], None]) -> Resume:
+        """Load the checkpoint into the model, optimizer, scaler and EMA; where to continue."""
+        if not self.path.exists():
+            log(f"--resume: no checkpoint at {self.path}; starting from scratch")
+            return Resume()
+        ck, rank = load(self.path), dist.rank()
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scaler.load_state_dict(ck["scaler"])
+        if self.ema is not None and "ema" in ck:
+            self.ema.module.load_state_dict(ck["ema"])
+        partial = ck.get("epoch_sums")       # older checkpoints lack them: the epoch mean covers the rest
+        log(f"resumed from {self.path} at epoch {ck['epoch']}, step {ck['step_in_epoch']}")
+        return Resume(epoch=ck["epoch"], step=ck["step_in_epoch"], history=ck["history"],
+                      rng=ck["rng"][rank] if rank < len(ck["rng"]) else None,
+                      sums=partial[rank] if partial and rank < len(partial) else None)
