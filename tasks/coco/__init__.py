@@ -1,6 +1,6 @@
 """`maebench run --task coco`: Mask R-CNN + FPN on a registered ViT (MAE paper A.3, Table 4).
 
-    maebench run --task coco --backbone NAME [--data DIR] [--neck vit-fpn|simple-pyramid]
+    maebench run --task coco --backbone NAME [--data DIR] [--neck vit-fpn|simple-pyramid|vitdet]
     maebench run --task coco --data DIR --eval-predictions FILE.json [--backbone NAME]
 
 Training goes through engine.fit (AdamW, warm-up, step/cosine, AMP, DDP, checkpoints,
@@ -9,8 +9,9 @@ detections written to <run dir>/coco_results.json. --eval-predictions re-scores 
 against the dataset's val split with the same evaluator and stores a row, without building a
 model or importing torch.
 
-Package layout: adapter.py (ViT -> FPN necks), model.py (Mask R-CNN), data.py (transforms),
-evaluate.py (COCOeval, results files).
+Package layout: adapter.py (ViT -> FPN necks), vitdet.py (ViTDet as published: window attention,
+relative position bias, its pyramid), model.py (Mask R-CNN), data.py (transforms), evaluate.py
+(COCOeval, results files).
 """
 from __future__ import annotations
 
@@ -86,12 +87,15 @@ def check_config(cfg: dict) -> dict:
     anchors = cfg["model"]["anchor_sizes"]
     if not (isinstance(anchors, list) and len(anchors) == 5 and all(isinstance(a, (int, float)) and a > 0 for a in anchors)):
         raise UsageError(f"config key 'model.anchor_sizes' needs 5 positive sizes (FPN levels P2-P6), got {anchors}")
+    vd = cfg["vitdet"]
+    if not isinstance(vd["window_size"], int) or vd["window_size"] < 0:
+        raise UsageError(f"config key 'vitdet.window_size' must be an integer >= 0 (0 = all global), got {vd['window_size']!r}")
+    if vd["global_blocks"] is not None and not (isinstance(vd["global_blocks"], list)
+                                                and all(isinstance(i, int) for i in vd["global_blocks"])):
+        raise UsageError(f"config key 'vitdet.global_blocks' must be null (ViTDet's rule) or a list of block indices, got {vd['global_blocks']!r}")
     if cfg["eval_batch_size"] <= 0:
         raise UsageError(f"config key 'eval_batch_size' must be > 0, got {cfg['eval_batch_size']}")
-    if float(cfg["epochs"]) != int(cfg["epochs"]):
-        raise UsageError(f"config key 'epochs' must be a whole number for coco, got {cfg['epochs']}")
-    # --epochs is parsed as a float; the loop counts epochs with range()
-    return {**cfg, "epochs": int(cfg["epochs"])}
+    return cfg
 
 
 # ---- training --------------------------------------------------------------------------------
@@ -141,7 +145,9 @@ def train(args: argparse.Namespace) -> int:
     device = distributed.init(args.device)
     import torch
     torch.manual_seed(args.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
-    vit, entry = registry.load(args.backbone, img_size=canvas_size(cfg), drop_path_rate=cfg["drop_path"])
+    # vitdet keeps the pretraining grid's position embedding and resizes it per forward (detectron2)
+    vit, entry = registry.load(args.backbone, img_size=None if cfg["neck"] == "vitdet" else canvas_size(cfg),
+                               drop_path_rate=cfg["drop_path"])
     model = build_mask_rcnn(vit, num_classes=train_set.num_classes, mean=entry.mean, std=entry.std, cfg=cfg)
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                                 num_layers=len(vit.blocks), vit_prefix="backbone.vit.")

@@ -2,7 +2,9 @@
 
 The pyramid itself is the shared one (tasks/pyramid.py): `--neck vit-fpn` is the MAE paper's
 A.3 (4 block groups, taps="groups"), `--neck simple-pyramid` is ViTDet's simple feature pyramid
-(the last block, taps="last"); both with LayerNorm between deconvolutions. Both feed
+(the last block, taps="last") on the plain global-attention ViT; both with LayerNorm between
+deconvolutions. `--neck vitdet` is ViTDet as published (window attention, relative position
+bias, its own pyramid and heads): tasks/coco/vitdet.py, not this module. Both feed
 torchvision's FeaturePyramidNetwork (lateral 1x1 + top-down + 3x3 convs, plus a max-pooled P6
 for the RPN), so the two differ only in where the four maps come from.
 
@@ -23,7 +25,8 @@ from maebench.errors import MaebenchError, unknown
 from maebench.tasks.pyramid import STRIDES, FeaturePyramid, prune_for_taps, tap_indices
 
 # --neck value -> the pyramid's taps
-NECKS = {"vit-fpn": "groups", "simple-pyramid": "last"}
+NECKS = {"vit-fpn": "groups", "simple-pyramid": "last",
+         "vitdet": "last"}     # ViTDet as published: its own encoder, pyramid and heads (tasks/coco/vitdet.py)
 
 
 def _check_patch(patch_size: int) -> None:
