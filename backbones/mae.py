@@ -21,7 +21,6 @@ maebench's own options (keyword-only, defaults reproduce the release):
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -263,66 +262,14 @@ class MaskedAutoencoderViT(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------
-# factories: the architecture in the name, as released (`dec512d8b` = 512-d, 8 blocks)
+# construction: `vit-<size>` encoders with the released decoder (512-d, 8 blocks, 16 heads) by default
 # ------------------------------------------------------------------------------------------
-MODELS: dict[str, Callable[..., MaskedAutoencoderViT]] = {}
-
-
-def register(fn):
-    if fn.__name__ in MODELS:
-        raise ValueError(f"MAE factory '{fn.__name__}' registered twice")
-    MODELS[fn.__name__] = fn
-    return fn
-
-
-def list_models() -> list[str]:
-    return sorted(MODELS)
-
-
 def _mae(embed_dim, depth, num_heads, patch_size, decoder=(512, 8, 16), **kwargs):
     dd, dn, dh = decoder
     defaults = dict(patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                     decoder_embed_dim=dd, decoder_depth=dn, decoder_num_heads=dh, mlp_ratio=4,
                     norm_layer=partial(nn.LayerNorm, eps=1e-6))
     return MaskedAutoencoderViT(**{**defaults, **kwargs})
-
-
-@register
-def mae_vit_micro_patch4_dec64d2b(**kwargs):
-    """CPU scale (tests, demo, Fashion-MNIST): 96-d, 4 blocks; decoder 64-d, 2 blocks, 2 heads
-    (32 dims per head, as every released decoder: 512 / 16)."""
-    return _mae(96, 4, 3, 4, decoder=(64, 2, 2), **kwargs)
-
-
-@register
-def mae_vit_tiny_patch16_dec512d8b(**kwargs):
-    return _mae(192, 12, 3, 16, **kwargs)
-
-
-@register
-def mae_vit_small_patch16_dec512d8b(**kwargs):
-    return _mae(384, 12, 6, 16, **kwargs)
-
-
-@register
-def mae_vit_base_patch16_dec512d8b(**kwargs):
-    return _mae(768, 12, 12, 16, **kwargs)
-
-
-@register
-def mae_vit_large_patch16_dec512d8b(**kwargs):
-    return _mae(1024, 24, 16, 16, **kwargs)
-
-
-@register
-def mae_vit_huge_patch14_dec512d8b(**kwargs):
-    return _mae(1280, 32, 16, 14, **kwargs)
-
-
-# the release's short names (recommended architectures)
-mae_vit_base_patch16 = mae_vit_base_patch16_dec512d8b
-mae_vit_large_patch16 = mae_vit_large_patch16_dec512d8b
-mae_vit_huge_patch14 = mae_vit_huge_patch14_dec512d8b
 
 
 def create_mae(arch: str, *, img_size: int = 224, patch_size: int | None = None, in_chans: int = 3,

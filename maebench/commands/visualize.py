@@ -36,22 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
 
 
-def _run_meta(e) -> dict:
-    """What the pretraining run recorded next to the weights (decoder heads, target, tokenizer).
-
-    Attention heads leave no trace in the weights. A `maebench pretrain` run writes them into
-    the "maebench" metadata of the file it registered, which is read here when it still exists;
-    other files fall back to the defaults of the official release."""
-    if e.format != "maebench" or not e.source_path or not Path(e.source_path).is_file():
-        return {}
-    from maebench.checkpoint import load
-    try:
-        meta = load(e.source_path).get("maebench")
-    except MaebenchError:
-        return {}
-    return dict(meta) if isinstance(meta, dict) else {}
-
-
 def main(args: argparse.Namespace) -> int:
     import torch
 
@@ -73,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     if "decoder_embed.weight" not in state:
         raise MaebenchError(f"backbone '{e.name}' has no MAE decoder weights: reconstruction figures need "
                             "a full MAE checkpoint")
-    meta = _run_meta(e)
+    meta = registry.load_meta(e.name)      # what a `maebench pretrain` run recorded: heads, target
     if meta.get("mask_tokens_in_encoder"):
         raise MaebenchError(f"backbone '{e.name}' was pretrained with mask tokens in the encoder (the Table 1c "
                             "ablation); its registered weights omit the encoder's [M] token, so it cannot "
