@@ -20,6 +20,7 @@ COMMANDS = {
     "leaderboard": ("leaderboard", "render the results store as comparison tables and figures"),
     "data": ("data", "prepare (generate or convert) and check datasets"),
     "visualize": ("visualize", "MAE reconstruction figures (original, masked, reconstruction)"),
+    "cache": ("cache", "list or clear the frozen-feature cache (linprobe, logreg, knn)"),
 }
 
 

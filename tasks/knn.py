@@ -2,8 +2,11 @@
 the k training images of highest cosine similarity vote for their class with weight
 exp(similarity / T). No parameters are trained, so it reads the features as they are.
 
-Every process holds the whole labelled training bank and scores its own ShardSampler shard
-of the val split; the correct counts are summed over processes.
+Every process holds the whole labelled training bank and scores its own shard of the val
+split; the correct counts are summed over processes. One neighbour search (the largest k)
+serves every k x T of the config's grid (grid_k x grid_temperatures), each reported in the
+row's metrics["grid"]; the protocol's k = 20, T = 0.07 stays the headline top1/top5. Features
+come from the feature cache shared with the linear probe (tasks/feature_cache.py).
 """
 from __future__ import annotations
 
@@ -17,8 +20,7 @@ from maebench import distributed as dist
 from maebench import runs
 from maebench.errors import UsageError
 from maebench.flops import peak_memory_mb
-from maebench.tasks import features
-from maebench.tasks.classification_data import eval_transform
+from maebench.tasks import frozen_data
 from maebench.tasks.classification_eval import accuracy_from_counts, topk_correct
 from maebench.tasks.classification_setup import prepare
 
@@ -44,6 +46,40 @@ def knn_scores(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Ten
     return out
 
 
+def knn_grid_counts(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
+                    query_labels: torch.Tensor, num_classes: int, pairs: list[tuple[int, float]], *,
+                    chunk: int = 1024, device: torch.device | str = "cpu") -> dict[tuple[int, float], torch.Tensor]:
+    """{(k, T): [n, correct@1, correct@5]} for every pair, from one top-max(k) search per query
+    chunk; each pair's votes are those knn_scores(k=k, temperature=T) gives."""
+    bank = F.normalize(bank.float().to(device), dim=1)
+    queries = F.normalize(queries.float().to(device), dim=1)
+    bank_labels, query_labels = bank_labels.to(device), query_labels.to(device)
+    kmax = min(max(k for k, _ in pairs), bank.shape[0])
+    out = {p: torch.zeros(3, dtype=torch.long) for p in pairs}
+    for start in range(0, queries.shape[0], chunk):
+        sim = queries[start:start + chunk] @ bank.T                   # [q, N]
+        top_sim, top_idx = sim.topk(kmax, dim=1)                      # [q, kmax], most similar first
+        top_lab = bank_labels[top_idx]
+        y = query_labels[start:start + chunk]
+        for k, t in pairs:
+            kk = min(k, kmax)                                          # k is capped at the bank size
+            votes = torch.zeros(sim.shape[0], num_classes, device=device)
+            votes.scatter_add_(1, top_lab[:, :kk], (top_sim[:, :kk] / t).exp())
+            out[(k, t)] += torch.cat([torch.tensor([len(y)]), topk_correct(votes, y).cpu()])
+    return out
+
+
+def _grid_pairs(cfg: dict) -> list[tuple[int, float]]:
+    ks = cfg["grid_k"] if isinstance(cfg["grid_k"], list) else [cfg["grid_k"]]
+    ts = cfg["grid_temperatures"] if isinstance(cfg["grid_temperatures"], list) else [cfg["grid_temperatures"]]
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+        raise UsageError(f"config key 'grid_k' must list whole numbers >= 1, got {cfg['grid_k']!r}")
+    if any(isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0 for t in ts):
+        raise UsageError(f"config key 'grid_temperatures' must list numbers > 0, got {cfg['grid_temperatures']!r}")
+    pairs = [(cfg["k"], float(cfg["temperature"]))]
+    return list(dict.fromkeys(pairs + [(int(k), float(t)) for k in ks for t in ts]))
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "epochs", None) is not None:
         raise UsageError("--task knn trains nothing: --epochs does not apply")
@@ -55,27 +91,36 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"config key 'temperature' must be > 0, got {cfg['temperature']}")
     if not (isinstance(cfg["query_chunk"], int) and cfg["query_chunk"] >= 1):
         raise UsageError(f"config key 'query_chunk' must be a whole number >= 1, got {cfg['query_chunk']!r}")
-    from maebench.tasks.linprobe import load_encoder
-    encoder = load_encoder(args.backbone, cfg["img_size"], getattr(args, "seed", 0) or 0).to(device)
-    tf = eval_transform(cfg, s.entry.mean, s.entry.std)
-    kw = dict(batch_size=cfg["batch_size"], device=device, num_workers=cfg["num_workers"])
-    if dist.is_main():
-        print(f"knn: {args.backbone} on {data.name} ({len(data.train_indices)} labelled / {data.n_train_total} "
-              f"train, {data.n_val} val, {data.num_classes} classes), k={cfg['k']}, T={cfg['temperature']}")
+    pairs = _grid_pairs(cfg)
+    pooling, blocks = cfg["feature_pooling"], int(cfg["feature_blocks"])
+    seed = getattr(args, "seed", 0) or 0
+    t0 = time.perf_counter()
+    fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["batch_size"], task="knn")
+    bank, bank_y = fr.train.select(pooling, blocks)[fr.subset], fr.train_labels
+    rank, world = dist.rank(), dist.world_size()
+    val_f, val_y = fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world]   # this shard
+    encoded = (len(fr.train.labels) + len(fr.val.labels)) if "hit" not in fr.info["feature_cache"].values() else 0
     with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="knn", backbone=args.backbone, dataset=data.name, config=cfg,
                           checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
-        t0 = time.perf_counter()
-        bank, bank_y = features.extract(encoder, data.train_set(tf), **kw)          # every process: all
-        val_f, val_y = features.extract(encoder, data.val_set(tf), gather=False, **kw)  # this shard
-        encoded = len(bank_y) + len(val_y) * dist.world_size()
-        images_per_s = encoded / (time.perf_counter() - t0)
-        scores = knn_scores(bank, bank_y, val_f, data.num_classes, k=cfg["k"],
-                            temperature=cfg["temperature"], chunk=cfg["query_chunk"], device=device)
-        counts = torch.cat([torch.tensor([len(val_y)]), topk_correct(scores, val_y)]).to(device)
-        metrics = accuracy_from_counts(dist.all_reduce_sum(counts))
-        run.finish(metrics, peak_mem_mb=peak_memory_mb(device), images_per_s=images_per_s)
+        counts = knn_grid_counts(bank, bank_y, val_f, val_y, data.num_classes, pairs,
+                                 chunk=cfg["query_chunk"], device=device)
+        acc = {p: accuracy_from_counts(dist.all_reduce_sum(c.to(device))) for p, c in counts.items()}
+        headline = acc[pairs[0]]
+        metrics = {**headline, **fr.info,
+                   "grid": [{"k": k, "temperature": t, "top1": a["top1"], "top5": a["top5"]} for (k, t), a in acc.items()]}
+        rec = frozen_data.label_subset_record(s, seed, run.out_dir)
+        if rec:
+            metrics["label_subset"] = rec
+        wall = time.perf_counter() - t0
+        run.finish(metrics, peak_mem_mb=peak_memory_mb(device), images_per_s=(encoded / wall) if encoded else None)
     if dist.is_main():
-        print(f"knn: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  "
+        ks = sorted({k for k, _ in pairs})
+        ts = sorted({t for _, t in pairs})
+        print("knn: top1 over k (rows) x T (columns) " + " ".join(f"{t:>7g}" for t in ts))
+        for k in ks:
+            print(f"  k {k:<5d}" + " " * 27 + " ".join(f"{acc[(k, t)]['top1']:7.2f}" if (k, t) in acc else "      -"
+                                                       for t in ts))
+        print(f"knn: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f} at k={pairs[0][0]}, T={pairs[0][1]:g} "
               f"({metrics['val_images']} val images; run {run.run_id})")
     return 0

@@ -8,6 +8,14 @@ Two modes that compute the same thing when the training images get the fixed eva
   the probe trains on them, so an E-epoch probe costs one encoder pass instead of E.
 Both modes seed the probe the same way and see the batches in the same order, so they give the
 same probe up to float rounding (a test checks it).
+
+The paper's protocol is one learning rate, which is a guess. `--sweep` (the default with
+`--cached-features`; `--no-sweep` keeps the single lr) trains a grid of heads over the cached
+features in one pass per epoch (tasks/linear_sweep.py), chooses one on a held-out slice of the
+training set (`--holdout`, 10 %), retrains it on the whole training set and scores it once on
+the evaluation split. `--head logreg` fits L-BFGS logistic regression instead, its C chosen the
+same way (tasks/logreg.py). Cached features come from the one feature cache
+(tasks/feature_cache.py) shared with k-NN.
 """
 from __future__ import annotations
 
@@ -21,7 +29,7 @@ from torch.utils.data import TensorDataset
 from maebench import distributed as dist
 from maebench import engine, optim, runs
 from maebench.errors import UsageError
-from maebench.tasks import features
+from maebench.tasks import features, frozen_data, linear_sweep
 from maebench.tasks.classification_data import eval_transform, probe_train_transform
 from maebench.tasks.classification_eval import evaluate
 from maebench.tasks.classification_setup import Setup, check_batch, prepare
@@ -83,7 +91,7 @@ def cross_entropy(model: nn.Module, batch, device: torch.device):
 def load_encoder(backbone: str, img_size: int, seed: int) -> nn.Module:
     from maebench.backbones import registry
     torch.manual_seed(seed)                                 # scratch backbones: a seeded init
-    encoder, _ = registry.load(backbone, img_size=img_size, num_classes=0, global_pool="token")
+    encoder, _ = registry.load(backbone, img_size=img_size, num_classes=0, global_pool="probe")
     return encoder.requires_grad_(False).eval()
 
 
@@ -92,10 +100,40 @@ def make_head(dim: int, num_classes: int, seed: int) -> ProbeHead:
     return ProbeHead(dim, num_classes)
 
 
+def _mode_flags(args: argparse.Namespace) -> dict:
+    """Config keys set by --cached-features / --sweep / --no-sweep / --head / --holdout."""
+    head = getattr(args, "head", None)
+    sweep = getattr(args, "sweep", None)
+    cached = bool(getattr(args, "cached_features", None))
+    if head == "logreg" and sweep is False:
+        raise UsageError("--head logreg chooses C on the held-out slice: it has no --no-sweep mode")
+    if sweep is None:
+        sweep = cached or head == "logreg"      # the sweep is the default with cached features
+    extra: dict = {"head": head, "holdout": getattr(args, "holdout", None)}
+    if extra["holdout"] is not None and not sweep:
+        raise UsageError("--holdout applies to the sweep (--sweep, --cached-features or --head logreg)")
+    if sweep:
+        extra.update(cached_features=True, augment=False, sweep=True)
+    elif cached:
+        extra.update(cached_features=True, augment=False, sweep=False)
+    return extra
+
+
 def run(args: argparse.Namespace) -> int:
-    extra = {"cached_features": True, "augment": False} if getattr(args, "cached_features", False) else {}
-    s = prepare(args, "linprobe", extra=extra)
+    s = prepare(args, "linprobe", extra=_mode_flags(args))
     cfg = s.cfg
+    if cfg["head"] not in ("linear", "logreg"):
+        from maebench.errors import unknown
+        raise unknown("head", cfg["head"], ("linear", "logreg"))
+    if cfg["sweep"] and cfg["augment"]:
+        raise UsageError("the sweep trains on cached features (fixed eval crop): it needs augment false")
+    if cfg["sweep"] or cfg["head"] == "logreg":
+        if not 0 < float(cfg["holdout"]) < 1:
+            raise UsageError(f"--holdout must lie strictly between 0 and 1, got {cfg['holdout']}")
+        if cfg["head"] == "logreg":
+            from maebench.tasks import logreg
+            return logreg.run(args, s)
+        return train_sweep(args, s)
     if cfg["cached_features"] and cfg["augment"]:
         raise UsageError("cached features are computed once with the fixed eval crop: "
                          "they need augment false (drop --set augment=true or --cached-features)")
@@ -150,23 +188,17 @@ def train_direct(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
 
 def train_cached(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     cfg, device = s.cfg, s.device
-    tf = eval_transform(cfg, s.entry.mean, s.entry.std)
     groups = lars_groups(head, cfg["weight_decay"])
     _describe(args, s, groups, "cached features: the encoder runs once per image")
+    pooling, blocks = cfg["feature_pooling"], int(cfg["feature_blocks"])
+    fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["eval_batch_size"],
+                          task="linprobe")
+    train_f, train_y = fr.train.select(pooling, blocks)[fr.subset], fr.train_labels   # [N, D], [N]
+    rank, world = dist.rank(), dist.world_size()
+    val_set = TensorDataset(fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world])  # this shard
     with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
                           checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
-        t0 = time.perf_counter()
-        encoder.to(device)
-        kw = dict(batch_size=cfg["eval_batch_size"], device=device, num_workers=cfg["num_workers"])
-        train_f, train_y = features.extract(encoder, s.data.train_set(tf), **kw)     # [N, D], [N]
-        val_f, val_y = features.extract(encoder, s.data.val_set(tf), gather=False, **kw)  # this shard
-        encoder.cpu()
-        extract_s = time.perf_counter() - t0
-        if dist.is_main():
-            print(f"linprobe: encoded {len(train_y)} train + {s.data.n_val} val images in {extract_s:.1f} s")
-        val_set = TensorDataset(val_f, val_y)
-
         def evaluate_fn(m: nn.Module) -> dict:
             return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device, sharded=True)
 
@@ -174,5 +206,70 @@ def train_cached(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
         result = engine.fit(head, TensorDataset(train_f, train_y), cross_entropy, {**cfg, "num_workers": 0},
                             out_dir=run.out_dir, device=device, seed=getattr(args, "seed", 0) or 0,
                             param_groups=groups, evaluate=evaluate_fn, resume=getattr(args, "resume", False),
-                            flops_per_image=2 * encoder.num_features * s.data.num_classes, desc="linprobe")
-        return _finish(run, result, {"feature_extraction_s": round(extract_s, 3)})
+                            flops_per_image=2 * train_f.shape[1] * s.data.num_classes, desc="linprobe")
+        extra = dict(fr.info)
+        rec = frozen_data.label_subset_record(s, getattr(args, "seed", 0) or 0, run.out_dir)
+        if rec:
+            extra["label_subset"] = rec
+        return _finish(run, result, extra)
+
+
+def train_sweep(args, s: Setup) -> int:
+    """The grid on the fit part of the training set, chosen on its held-out part, the chosen head
+    retrained on all of it and scored once on the evaluation split."""
+    cfg, device = s.cfg, s.device
+    seed = getattr(args, "seed", 0) or 0
+    specs = linear_sweep.grid(cfg)
+    pooling = tuple(p for p in ("cls", "avg") if any(h.pooling == p for h in specs))
+    blocks = max(h.blocks for h in specs)
+    fr = frozen_data.load(args, s, blocks=blocks, pooling=pooling, batch_size=cfg["eval_batch_size"],
+                          task="linprobe (sweep)")
+    x, y = fr.train_features(), fr.train_labels
+    fit_i, held_i = linear_sweep.holdout_split(y, float(cfg["holdout"]), seed)
+    nc = s.data.num_classes
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone,
+                          dataset=s.data.name, config=cfg, checkpoint_sha256=s.entry.sha256,
+                          backbone_info=runs.backbone_info(s.entry)) as run:
+        t0 = time.perf_counter()
+        bank = linear_sweep.train(specs, x[fit_i], y[fit_i], cfg, pooling=pooling, num_classes=nc, seed=seed, device=device)
+        held = bank.evaluate(x[held_i], y[held_i])
+        best = linear_sweep.select(specs, held)
+        sweep_s = time.perf_counter() - t0
+        chosen = specs[best]
+        final_bank = linear_sweep.train([chosen], x, y, cfg, pooling=pooling, num_classes=nc, seed=seed, device=device)
+        final = final_bank.evaluate(fr.val.features, fr.val.labels)[0]
+        batch = min(int(cfg["batch_size"]), len(fit_i))
+        metrics = {"top1": final["top1"], "top5": final["top5"], "val_images": len(fr.val.labels), **fr.info,
+                   "sweep_train_s": round(sweep_s, 3),
+                   "sweep": {"head": "linear", "grid": {"lr": sorted({h.lr for h in specs}),
+                                                        "weight_decay": sorted({h.weight_decay for h in specs}),
+                                                        "pooling": list(pooling),
+                                                        "blocks": sorted({h.blocks for h in specs})},
+                             "heads": [{**h.as_dict(), "holdout_top1": sc["top1"], "holdout_loss": sc["loss"]}
+                                       for h, sc in zip(specs, held)],
+                             "chosen": {**chosen.as_dict(), "peak_lr": chosen.lr * batch / 256,
+                                        "holdout_top1": held[best]["top1"]},
+                             "holdout": float(cfg["holdout"]), "fit_images": len(fit_i),
+                             "holdout_images": len(held_i), "diverged": len(bank.diverged),
+                             "selected_on": "held-out slice of the training set"}}
+        rec = frozen_data.label_subset_record(s, seed, run.out_dir)
+        if rec:
+            metrics["label_subset"] = rec
+        run.finish(metrics)
+    if dist.is_main():
+        _print_sweep(specs, held, best, final, len(fr.val.labels), run.run_id)
+    return 0
+
+
+def _print_sweep(specs, held, best, final, n_val, run_id) -> None:
+    print(f"linprobe (sweep): {len(specs)} heads; best held-out top-1 per input:")
+    for pool in ("cls", "avg"):
+        for b in sorted({h.blocks for h in specs}):
+            idx = [i for i, h in enumerate(specs) if h.pooling == pool and h.blocks == b]
+            if idx:
+                i = max(idx, key=lambda j: held[j]["top1"])
+                print(f"  {pool} last {b}: lr {specs[i].lr:g}, wd {specs[i].weight_decay:g} -> {held[i]['top1']:.2f}")
+    c = specs[best]
+    print(f"linprobe (sweep): chosen lr {c.lr:g}, weight decay {c.weight_decay:g}, {c.pooling}, last {c.blocks} "
+          f"block{'s' * (c.blocks > 1)} (held-out top1 {held[best]['top1']:.2f}); retrained on all training images: "
+          f"top1 {final['top1']:.2f}  top5 {final['top5']:.2f} ({n_val} val images; run {run_id})")

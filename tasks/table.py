@@ -38,7 +38,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          (("top1", "top-1"), ("top5", "top-5")), ("top1",), _LABELS,
          "end to end, layer-wise lr decay, mixup/cutmix, RandAug (Table 9)"),
     Task("linprobe", "linprobe", "maebench.tasks.linprobe:run", "linear",
-         (("top1", "top-1"), ("top5", "top-5")), ("top1",), (*_LABELS, "cached_features"),
+         (("top1", "top-1"), ("top5", "top-5")), ("top1",), (*_LABELS, "cached_features", "sweep", "holdout", "head"),
          "frozen encoder, BN + linear on [cls], LARS (Table 10)"),
     Task("partial", "partial", "maebench.tasks.partial:run", "partial",
          (("top1", "top-1"), ("top5", "top-5")), ("top1",), ("blocks", *_LABELS),

@@ -86,7 +86,7 @@ def test_cached_linprobe_equals_direct(micro, small_set, tmp_path):
     common = ["--task", "linprobe", "--backbone", micro, "--data", small_set, "--epochs", 2,
               "--batch-size", 8, "--seed", 3, *FAST]
     assert run(*common, "--set", "augment=false", "--out", tmp_path / "direct") == 0
-    assert run(*common, "--cached-features", "--out", tmp_path / "cached") == 0
+    assert run(*common, "--cached-features", "--no-sweep", "--out", tmp_path / "cached") == 0
     direct = load_checkpoint(tmp_path / "direct" / "checkpoint.pth")["model"]
     cached = load_checkpoint(tmp_path / "cached" / "checkpoint.pth")["model"]
     for k in ("linear.weight", "linear.bias", "bn.running_mean", "bn.running_var"):

@@ -22,6 +22,9 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_results_option(p)
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="per task, dataset and recipe: backbone A minus B paired over their shared seeds, "
+                        "with each one's mean ± std and a 95%% Student-t interval")
     p.add_argument("--tasks", nargs="+", metavar="TASK",
                    help=f"only these tasks ({', '.join(_TASKS)}); default: every task with results")
     p.add_argument("--backbones", nargs="+", metavar="NAME", help="only these backbones")
@@ -36,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "compare", None):
+        from maebench.leaderboards.compare import main as compare_main
+        return compare_main(args)
     from maebench.leaderboards.render import format_for, write_board
     from maebench.leaderboards.table import build_leaderboard
     from maebench.results import ResultsStore

@@ -24,6 +24,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--label-fraction", type=float, metavar="F", help="low-label transfer: fraction of labels")
     c.add_argument("--cached-features", action="store_true", default=None,
                    help="linprobe/knn: run the frozen encoder once per image and train on stored features")
+    c.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=None,
+                   help="linprobe: train an lr x weight-decay x input grid of heads on cached features, choose "
+                        "on a held-out slice of the training set (default with --cached-features; "
+                        "--no-sweep: the paper's single lr)")
+    c.add_argument("--holdout", type=float, metavar="F",
+                   help="linprobe sweep / logreg: fraction of the training set held out for selection (0.1)")
+    c.add_argument("--head", choices=["linear", "logreg"],
+                   help="linprobe: BN + linear head (LARS), or L-BFGS logistic regression with C swept")
+    p.add_argument("--seeds", metavar="S[,S...]",
+                   help="run once per seed (e.g. 0,1,2) and print mean, std and a 95%% t interval over them")
     d = p.add_argument_group("coco")
     d.add_argument("--neck", choices=["vit-fpn", "simple-pyramid", "vitdet"],
                    help="ViT-to-FPN adapter (vitdet: ViTDet as published, window attention + its heads)")
@@ -47,4 +57,7 @@ def main(args: argparse.Namespace) -> int:
                            {o: [t.name for t in TASKS.values() if o in t.options] for o in TASK_OPTIONS})
     if getattr(args, "labels_per_class", None) is not None and getattr(args, "label_fraction", None) is not None:
         raise UsageError("give at most one of --labels-per-class and --label-fraction")
+    if getattr(args, "seeds", None):
+        from maebench.commands.run_seeds import run_seeds
+        return run_seeds(args, task.runner(), task.headline)
     return int(task.runner()(args) or 0)

@@ -1,0 +1,189 @@
+"""Seed statistics and paired comparisons of two backbones.
+
+Intervals are Student-t 95 % intervals: mean ± t(0.975, n-1) x std / sqrt(n), with the sample
+(n-1) standard deviation. With the 3-5 seeds these benchmarks run, a bootstrap over seeds has
+too few distinct resamples to mean much; the t interval assumes roughly normal seed noise and
+is wide at small n, as it should be. One seed has no interval.
+
+`compare(store, a, b)` (`maebench leaderboard --compare A B`): for every task, dataset and
+recipe both backbones were run with, the runs are paired by seed (the newest run per seed), and
+the mean of the per-seed differences A − B is given with its t interval (a paired t interval:
+seed-to-seed noise shared by both, such as the low-label subset drawn from the seed, cancels).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+
+# t(0.975, df) for df = 1..30; beyond, a Cornish-Fisher expansion around the normal quantile
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+INTERVAL = "95% Student-t"
+
+# recipe keys that name a comparison group when they are set (the rest must simply agree)
+_RECIPE_KEYS = ("sweep", "head", "cached_features", "labels_per_class", "label_fraction", "blocks")
+_BACKBONE_KEYS = ("img_size",)      # follow the backbone, not the recipe
+
+
+def t975(df: int) -> float:
+    if df < 1:
+        raise ValueError("a t interval needs at least two values")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+@dataclass
+class Summary:
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        if self.n < 2:
+            return None
+        half = t975(self.n - 1) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+    def text(self, signed: bool = False) -> str:
+        """'71.20 ± 0.40 [70.21, 72.19] (n=3)'; one value: '71.20 (n=1)'."""
+        f = "{:+.2f}" if signed else "{:.2f}"
+        out = f.format(self.mean)
+        if self.std is not None:
+            lo, hi = self.interval
+            out += f" ± {self.std:.2f} [{f.format(lo)}, {f.format(hi)}]"
+        return out + f" (n={self.n})"
+
+    def as_dict(self) -> dict:
+        iv = self.interval
+        return {"mean": self.mean, "std": self.std, "n": self.n, "values": list(self.values),
+                "ci95": list(iv) if iv else None, "interval": INTERVAL}
+
+
+def recipe_key(task: str, dataset: str | None, config: dict) -> str:
+    """What two runs must share to be compared: task, dataset and config, less the backbone's
+    own keys (backbone_*, img_size)."""
+    cfg = {k: v for k, v in config.items() if not k.startswith("backbone_") and k not in _BACKBONE_KEYS}
+    return json.dumps([task, dataset, cfg], sort_keys=True, default=str)
+
+
+def recipe_label(config: dict) -> str:
+    """'sweep', 'logreg', 'cached', 'N=10/class', 'F=0.1', 'K=1' or 'protocol'."""
+    parts = []
+    if config.get("head") == "logreg":
+        parts.append("logreg")
+    elif config.get("sweep"):
+        parts.append("sweep")
+    elif config.get("cached_features"):
+        parts.append("cached")
+    if config.get("blocks") is not None:
+        parts.append(f"K={config['blocks']}")
+    if config.get("labels_per_class") is not None:
+        parts.append(f"N={config['labels_per_class']}/class")
+    if config.get("label_fraction") is not None:
+        parts.append(f"F={config['label_fraction']}")
+    return ", ".join(parts) or "protocol"
+
+
+def by_seed(rows) -> dict[str, dict[int, object]]:
+    """{recipe key: {seed: newest done row}} (rows oldest first, as ResultsStore.rows gives them)."""
+    out: dict[str, dict[int, object]] = defaultdict(dict)
+    for r in rows:
+        out[recipe_key(r.task, r.dataset, r.config)][r.seed or 0] = r
+    return out
+
+
+def compare(store, a: str, b: str, tasks: list[str] | None = None) -> list[dict]:
+    """Per task, dataset, recipe and headline metric: A's and B's seed summaries over the shared
+    seeds and the paired difference A − B with its interval."""
+    from maebench.tasks.table import TASKS
+    from maebench.errors import UsageError
+    rows = [r for r in store.rows() if r.task in TASKS and (tasks is None or r.task in tasks)]
+    have = {r.backbone for r in rows}
+    for name in (a, b):
+        if name not in have:
+            raise UsageError(f"--compare: backbone '{name}' has no finished transfer runs in {store.path}")
+    ra = by_seed(r for r in rows if r.backbone == a)
+    rb = by_seed(r for r in rows if r.backbone == b)
+    out = []
+    for key in sorted(set(ra) & set(rb)):
+        seeds = sorted(set(ra[key]) & set(rb[key]))
+        if not seeds:
+            continue
+        first = ra[key][seeds[0]]
+        for metric in TASKS[first.task].headline:
+            va = [ra[key][s].metrics.get(metric) for s in seeds]
+            vb = [rb[key][s].metrics.get(metric) for s in seeds]
+            if any(not isinstance(v, (int, float)) for v in va + vb):
+                continue
+            out.append({"task": first.task, "dataset": first.dataset, "recipe": recipe_label(first.config),
+                        "metric": metric, "seeds": seeds, "a": Summary(va).as_dict(), "b": Summary(vb).as_dict(),
+                        "difference": Summary([x - y for x, y in zip(va, vb)]).as_dict(),
+                        "run_ids": {"a": [ra[key][s].run_id for s in seeds], "b": [rb[key][s].run_id for s in seeds]}})
+    return out
+
+
+def _text(d: dict, signed: bool = False) -> str:
+    return Summary(d["values"]).text(signed)
+
+
+def render(results: list[dict], a: str, b: str, fmt: str = "github") -> str:
+    """The comparison as a table (github/markdown, csv) or JSON."""
+    if fmt == "json":
+        return json.dumps({"a": a, "b": b, "interval": INTERVAL, "comparisons": results}, indent=1)
+    head = ["task", "dataset", "recipe", "metric", "seeds", f"{a}", f"{b}", f"{a} − {b}"]
+    body = [[r["task"], r["dataset"] or "", r["recipe"], r["metric"], ",".join(map(str, r["seeds"])),
+             _text(r["a"]), _text(r["b"]), _text(r["difference"], signed=True)] for r in results]
+    note = (f"Cells: mean ± sample std [{INTERVAL} interval] (n = shared seeds); the last column is "
+            f"the paired difference over the same seeds.")
+    if fmt == "csv":
+        import csv
+        import io
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(body)
+        return buf.getvalue()
+    if not body:
+        return f"No task, dataset and recipe with runs of both {a} and {b} on a shared seed.\n"
+    from tabulate import tabulate
+    return tabulate(body, headers=head, tablefmt="github") + "\n\n" + note + "\n"
+
+
+def main(args) -> int:
+    """`maebench leaderboard --compare A B [--task T ...] [--format github|csv|json] [--out FILE]`."""
+    import sys
+    from pathlib import Path
+    from maebench.errors import UsageError
+    from maebench.results import ResultsStore
+    a, b = args.compare
+    fmt = getattr(args, "format", None)
+    if fmt is None and getattr(args, "out", None):
+        fmt = {".json": "json", ".csv": "csv"}.get(Path(args.out).suffix.lower(), "github")
+    fmt = {"markdown": "github", "terminal": "github", None: "github"}.get(fmt, fmt)
+    if fmt not in ("github", "csv", "json"):
+        raise UsageError(f"--compare writes github (markdown), csv or json, not {fmt}")
+    tasks = [t for item in (getattr(args, "tasks", None) or []) for t in item.split(",") if t] or None
+    text = render(compare(ResultsStore(args.results), a, b, tasks), a, b, fmt)
+    if getattr(args, "out", None):
+        Path(args.out).write_text(text if text.endswith("\n") else text + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0

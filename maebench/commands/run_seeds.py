@@ -1,0 +1,69 @@
+"""`maebench run ... --seeds 0,1,2`: the same run once per seed (each its own row; frozen-feature
+tasks reuse one feature-cache entry when the backbone's weights do not depend on the seed),
+then, per recipe and headline metric, the mean, sample std and 95 % Student-t interval over
+the seeds, printed and written as JSON next to the runs."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from maebench.errors import UsageError
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip() != ""]
+    except ValueError:
+        raise UsageError(f"--seeds expects whole numbers separated by commas, got '{text}'") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds expects distinct whole numbers >= 0, got '{text}'")
+    return seeds
+
+
+def run_seeds(args: argparse.Namespace, runner: Callable, headline: tuple[str, ...]) -> int:
+    from maebench.home import runs_dir
+    from maebench.leaderboards.compare import INTERVAL, Summary
+    from maebench.results import ResultsStore
+    seeds = parse_seeds(args.seeds)
+    out = args.out
+    t0 = time.time()
+    for seed in seeds:
+        args.seed = seed
+        if out:
+            args.out = str(Path(out) / f"seed-{seed}")
+        print(f"== seed {seed} ({seeds.index(seed) + 1}/{len(seeds)})")
+        rc = int(runner(args) or 0)
+        if rc:
+            return rc
+    args.out = out
+    rows = [r for r in ResultsStore(args.results).rows(task=args.task, backbone=args.backbone)
+            if r.created >= t0 - 1 and r.seed in seeds]
+    groups: dict[str, dict[int, object]] = {}
+    for r in rows:                                  # newest per recipe and seed
+        groups.setdefault(json.dumps(r.config, sort_keys=True, default=str), {})[r.seed] = r
+    summary = []
+    for cfg_key, per_seed in groups.items():
+        got = [per_seed[s] for s in seeds if s in per_seed]
+        for metric in headline:
+            vals = [r.metrics.get(metric) for r in got]
+            if not vals or any(not isinstance(v, (int, float)) for v in vals):
+                continue
+            s = Summary([float(v) for v in vals])
+            summary.append({"task": args.task, "backbone": args.backbone, "dataset": got[0].dataset,
+                            "metric": metric, "seeds": [r.seed for r in got], "run_ids": [r.run_id for r in got],
+                            **s.as_dict()})
+            lo_hi = f"{INTERVAL} interval [{s.interval[0]:.2f}, {s.interval[1]:.2f}]" if s.interval else "no interval"
+            std = f" ± {s.std:.2f} (sample std)" if s.std is not None else ""
+            print(f"seeds {','.join(str(r.seed) for r in got)}: {args.task} {metric} {s.mean:.2f}{std}, "
+                  f"{lo_hi}, n={s.n}")
+    if summary:
+        tag = hashlib.sha256(json.dumps([r["run_ids"] for r in summary]).encode()).hexdigest()[:10]
+        path = runs_dir() / f"seeds-{args.task}-{args.backbone}-{tag}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"interval": INTERVAL, "summaries": summary}, indent=1))
+        print(f"seed summary: {path}")
+    return 0

@@ -1,0 +1,87 @@
+"""What the frozen-feature protocols (linear-probe sweep, single-lr cached probe, logistic
+regression, k-NN) share: the encoder's features of the whole training split and of the val
+split, from the one feature cache (tasks/feature_cache.py), the seeded low-label subset taken
+from them in memory (so every seed and every label budget reuses one cache entry), and the
+record of that subset stored with the results row."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from maebench import distributed as dist
+from maebench.tasks import feature_cache
+from maebench.tasks.classification_data import eval_transform
+from maebench.tasks.classification_setup import Setup
+
+
+@dataclass
+class Frozen:
+    train: feature_cache.CachedSplit        # the whole training split
+    val: feature_cache.CachedSplit
+    subset: torch.Tensor                    # indices of the labelled training images
+    info: dict = field(default_factory=dict)
+
+    @property
+    def train_labels(self) -> torch.Tensor:
+        return self.train.labels[self.subset]
+
+    def train_features(self) -> torch.Tensor:
+        return self.train.features[self.subset]
+
+
+def load(args, s: Setup, *, blocks: int, pooling: tuple[str, ...], batch_size: int, task: str) -> Frozen:
+    """Features of both splits ([N, len(pooling), blocks, D]); the cache unless feature_cache false."""
+    from maebench.data.imagefolder import ImageFolder
+    from maebench.tasks.linprobe import load_encoder
+    cfg = s.cfg
+    seed = getattr(args, "seed", 0) or 0
+    t0 = time.perf_counter()
+    encoder = load_encoder(args.backbone, cfg["img_size"], seed)
+    tf = eval_transform(cfg, s.entry.mean, s.entry.std)
+    # 'probe' (the backbone's own probe feature) is the [cls] token of a plain ViT: read it from
+    # the same cache entries as 'cls'; other backbones get an entry of their own
+    from maebench.tasks.features import probe_is_cls
+    stored = tuple("cls" if p == "probe" and probe_is_cls(encoder) else p for p in pooling)
+    kw = dict(transform=repr(tf), blocks=blocks, pooling=stored, batch_size=batch_size, device=s.device,
+              num_workers=cfg["num_workers"], use_cache=bool(cfg.get("feature_cache", True)))
+    out = {}
+    for split in ("train", "val"):
+        ds = ImageFolder(s.data.root, split, transform=tf)
+        out[split] = feature_cache.get(encoder, ds, names={"backbone_name": args.backbone, "dataset_name": s.data.name,
+                                                           "split": split}, **kw)
+    for split in out.values():
+        split.pooling = tuple(pooling)            # select() by the names the task asked for
+    subset = torch.as_tensor(s.data.train_indices, dtype=torch.long)
+    secs = time.perf_counter() - t0
+    info = {"feature_cache": {k: v.status for k, v in out.items()},
+            "feature_extraction_s": round(sum(v.extract_s for v in out.values()), 3),
+            "feature_load_s": round(secs, 3)}
+    if dist.is_main():
+        d = s.data
+        how = ", ".join(f"{k} {v.status}" for k, v in out.items())
+        print(f"{task}: {args.backbone} on {d.name} ({len(subset)} labelled / {d.n_train_total} train, "
+              f"{d.n_val} val, {d.num_classes} classes); features: {how} ({secs:.1f} s)")
+    return Frozen(out["train"], out["val"], subset, info)
+
+
+def label_subset_record(s: Setup, seed: int, out_dir: Path | None = None) -> dict | None:
+    """The low-label subset as stored with the row: how it was drawn (N per class or fraction F,
+    the seed), its size and a SHA-256 of its sorted indices into the train split; the indices
+    themselves too when there are at most 2,000 of them, and always in out_dir/label_subset.json."""
+    d, cfg = s.data, s.cfg
+    if cfg.get("labels_per_class") is None and cfg.get("label_fraction") is None:
+        return None
+    idx = [int(i) for i in d.train_indices]
+    rec = {"labels_per_class": cfg.get("labels_per_class"), "label_fraction": cfg.get("label_fraction"),
+           "seed": seed, "n": len(idx), "of": d.n_train_total,
+           "sha256": hashlib.sha256(json.dumps(idx).encode()).hexdigest()}
+    if len(idx) <= 2000:
+        rec["indices"] = idx
+    if out_dir is not None and dist.is_main():
+        (Path(out_dir) / "label_subset.json").write_text(json.dumps({**rec, "indices": idx}))
+    return rec

@@ -1,0 +1,221 @@
+"""A grid of linear-probe heads trained together on cached features, in one pass per epoch.
+
+Every head is the paper's probe (BatchNorm1d without affine parameters, then a linear layer,
+LARS with momentum 0.9, linear warm-up then cosine) with its own learning rate, weight decay and
+input: the [cls] token or the average-pooled patch tokens, of the last block or of the last 4
+blocks concatenated (DINOv2's linear-evaluation grid). BatchNorm without affine is per feature,
+so one normalisation of the union of the inputs serves every head; each head reads its own
+columns of it through a fixed 0/1 mask on its weight matrix, so a step is one matrix product
+for all heads, with the cross-entropy gradient written out (no autograd graph). Heads do not
+interact: a head trained in a grid ends as it would alone (a test checks it).
+
+Selection never reads the evaluation split: `select` scores every head on a held-out slice of
+the training set (`holdout_split`), and only the chosen configuration, retrained on the whole
+training set, is scored once on the evaluation split (tasks/linprobe.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from maebench.errors import UsageError
+from maebench.optim import lr_at
+
+BN_MOMENTUM, BN_EPS, INIT_STD, TRUST_COEFF = 0.1, 1e-6, 0.01, 0.001
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    lr: float                 # base lr: the peak lr is lr x batch / 256, as the protocol's base_lr
+    weight_decay: float
+    pooling: str              # "cls" or "avg"
+    blocks: int               # last 1 or last 4 blocks
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def grid(cfg: dict) -> list[HeadSpec]:
+    """The sweep's heads from the config: sweep_lrs x sweep_weight_decays x sweep_pooling x sweep_blocks."""
+    def values(key, kind):
+        v = cfg[key]
+        v = v if isinstance(v, list) else [v]
+        if not v:
+            raise UsageError(f"config key '{key}' must list at least one value")
+        try:
+            return [kind(x) for x in v]
+        except (TypeError, ValueError):
+            raise UsageError(f"config key '{key}' must be a list of {kind.__name__} values, got {cfg[key]!r}") from None
+    lrs, wds = values("sweep_lrs", float), values("sweep_weight_decays", float)
+    pools, blocks = values("sweep_pooling", str), values("sweep_blocks", int)
+    if any(x <= 0 for x in lrs) or any(x < 0 for x in wds):
+        raise UsageError(f"sweep_lrs must be > 0 and sweep_weight_decays >= 0, got {lrs} and {wds}")
+    for p in pools:
+        if p not in ("cls", "avg"):
+            from maebench.errors import unknown
+            raise unknown("sweep_pooling value", p, ("cls", "avg"))
+    return [HeadSpec(lr, wd, p, b) for p in pools for b in blocks for wd in wds for lr in lrs]
+
+
+def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit indices, held-out indices) into `labels`: per class, round(fraction x its count) images
+    (at least one of a class with two or more) chosen with a generator seeded by (seed, class)."""
+    if not 0 < fraction < 1:
+        raise UsageError(f"--holdout must lie strictly between 0 and 1, got {fraction}")
+    fit, held = [], []
+    for c in torch.unique(labels).tolist():
+        idx = (labels == c).nonzero().flatten()
+        g = torch.Generator().manual_seed(seed * 1_000_003 + int(c))
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        k = min(max(1, round(fraction * len(idx))), len(idx) - 1) if len(idx) >= 2 else 0
+        held.append(idx[:k])
+        fit.append(idx[k:])
+    fit_i, held_i = torch.cat(fit).sort().values, torch.cat(held).sort().values
+    if len(held_i) == 0:
+        raise UsageError("the held-out slice is empty: every class has a single labelled image")
+    return fit_i, held_i
+
+
+class HeadBank:
+    """H heads over the columns of features [N, P, L, D] (poolings x last blocks x dim)."""
+
+    def __init__(self, specs: list[HeadSpec], pooling: tuple[str, ...], blocks: int, dim: int,
+                 num_classes: int, *, seed: int, device, optimizer: str = "lars", momentum: float = 0.9):
+        if optimizer not in ("lars", "sgd"):
+            from maebench.errors import unknown
+            raise unknown("sweep optimizer", optimizer, ("lars", "sgd"))
+        self.specs, self.device, self.optimizer, self.momentum = specs, device, optimizer, momentum
+        self.pools = [p for p in pooling if any(s.pooling == p for s in specs)]
+        self.nblocks = max(s.blocks for s in specs)
+        if self.nblocks > blocks:
+            raise UsageError(f"a head reads the last {self.nblocks} blocks but only {blocks} were extracted")
+        self.src_pool = [pooling.index(p) for p in self.pools]
+        self.src_blocks = blocks
+        width = len(self.pools) * self.nblocks * dim
+        mask = torch.zeros(len(specs), width, 1)
+        w = torch.zeros(len(specs), width, num_classes)
+        for h, s in enumerate(specs):
+            p = self.pools.index(s.pooling)
+            start = (p * self.nblocks + self.nblocks - s.blocks) * dim
+            mask[h, start:start + s.blocks * dim] = 1
+            # every head draws its own init from `seed`: the same head alone or in any grid
+            g = torch.Generator().manual_seed(seed)
+            w[h, start:start + s.blocks * dim] = torch.nn.init.trunc_normal_(
+                torch.empty(num_classes, s.blocks * dim), std=INIT_STD, generator=g).T
+        self.mask = mask.to(device)
+        self.w = w.to(device)
+        self.b = torch.zeros(len(specs), num_classes, device=device)
+        self.buf_w = self.buf_b = None
+        self.diverged: list[dict] = []           # specs of heads whose weights became non-finite
+        self.running_mean = torch.zeros(width, device=device)
+        self.running_var = torch.ones(width, device=device)
+        self.wd = torch.tensor([s.weight_decay for s in specs], device=device)
+
+    def inputs(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, P, L, D] -> [B, width]: the columns any head reads."""
+        f = feats[:, self.src_pool, self.src_blocks - self.nblocks:, :]
+        return f.reshape(f.shape[0], -1).to(self.device, torch.float32)
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, width] normalised -> [B, H, C]."""
+        return torch.einsum("bd,hdc->bhc", z, self.w) + self.b
+
+    def step(self, feats: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+        """One optimizer step of every head on one batch; lr [H] peak-scheduled lrs. Returns losses [H]."""
+        x = self.inputs(feats)
+        y = y.to(self.device)
+        n = x.shape[0]
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        with torch.no_grad():
+            self.running_mean.mul_(1 - BN_MOMENTUM).add_(mean, alpha=BN_MOMENTUM)
+            self.running_var.mul_(1 - BN_MOMENTUM).add_(var * n / max(n - 1, 1), alpha=BN_MOMENTUM)
+        z = (x - mean) * torch.rsqrt(var + BN_EPS)
+        logits = self.logits(z)                                      # [B, H, C]
+        logp = torch.log_softmax(logits, dim=-1)
+        losses = -logp.gather(2, y.view(n, 1, 1).expand(n, logits.shape[1], 1)).mean(dim=(0, 2))
+        d = logp.exp()
+        d.scatter_add_(2, y.view(n, 1, 1).expand(n, logits.shape[1], 1),
+                       torch.full((n, logits.shape[1], 1), -1.0, device=self.device))
+        d /= n                                                       # dCE/dlogits, mean over the batch
+        gw = torch.einsum("bd,bhc->hdc", z, d) * self.mask
+        gb = d.sum(0)
+        if self.optimizer == "lars":                                 # timm Lars, always_adapt for W
+            wn = self.w.flatten(1).norm(dim=1)
+            gn = gw.flatten(1).norm(dim=1)
+            trust = TRUST_COEFF * wn / (gn + wn * self.wd + 1e-8)
+            trust = torch.where((wn > 0) & (gn > 0), trust, torch.ones_like(trust))
+            gw = (gw + self.wd.view(-1, 1, 1) * self.w) * trust.view(-1, 1, 1)
+        else:
+            gw = gw + self.wd.view(-1, 1, 1) * self.w
+        if self.buf_w is None:
+            self.buf_w, self.buf_b = gw.clone(), gb.clone()
+        else:
+            self.buf_w.mul_(self.momentum).add_(gw)
+            self.buf_b.mul_(self.momentum).add_(gb)
+        self.w.sub_(lr.view(-1, 1, 1) * self.buf_w)
+        self.b.sub_(lr.view(-1, 1) * self.buf_b)
+        return losses
+
+    @torch.no_grad()
+    def evaluate(self, feats: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> list[dict]:
+        """Per head {"top1", "top5", "loss"} on (feats, y), BatchNorm with running statistics."""
+        H, C = self.b.shape
+        correct = torch.zeros(H, 2, dtype=torch.long)
+        loss = torch.zeros(H, dtype=torch.float64)
+        for start in range(0, len(y), chunk):
+            x = self.inputs(feats[start:start + chunk])
+            yy = y[start:start + chunk].to(self.device)
+            z = (x - self.running_mean) * torch.rsqrt(self.running_var + BN_EPS)
+            logits = self.logits(z)
+            logp = torch.log_softmax(logits, dim=-1)
+            loss += -logp.gather(2, yy.view(-1, 1, 1).expand(-1, H, 1)).sum(dim=(0, 2)).double().cpu()
+            top = logits.topk(min(5, C), dim=-1).indices                          # [B, H, 5]
+            hit = top.eq(yy.view(-1, 1, 1))
+            correct[:, 0] += hit[..., :1].any(-1).sum(0).cpu()
+            correct[:, 1] += hit.any(-1).sum(0).cpu()
+        n = max(len(y), 1)
+        return [{"top1": 100.0 * int(c[0]) / n, "top5": 100.0 * int(c[1]) / n, "loss": float(l) / n}
+                for c, l in zip(correct, loss)]
+
+
+def train(specs: list[HeadSpec], feats: torch.Tensor, y: torch.Tensor, cfg: dict, *, pooling: tuple[str, ...],
+          num_classes: int, seed: int, device) -> HeadBank:
+    """Train every head of `specs` on features [N, P, L, D] for cfg epochs, batch min(batch_size, N),
+    the same shuffled batches for all heads (a generator seeded by `seed`)."""
+    n = len(y)
+    batch = min(int(cfg["batch_size"]), n)
+    steps_per_epoch = max(n // batch, 1)
+    total = cfg["epochs"] * steps_per_epoch
+    warmup = cfg.get("warmup_epochs", 0) * steps_per_epoch
+    bank = HeadBank(specs, pooling, feats.shape[2], feats.shape[3], num_classes, seed=seed, device=device,
+                    optimizer=cfg.get("optimizer", "lars"), momentum=cfg.get("momentum", 0.9))
+    peaks = sorted({s.lr for s in specs})
+    which = torch.tensor([peaks.index(s.lr) for s in specs], device=device)
+    scale = batch / 256
+    feats, y = feats.to(device), y.to(device)
+    g = torch.Generator().manual_seed(seed)
+    step = 0
+    for _ in range(cfg["epochs"]):
+        perm = torch.randperm(n, generator=g)
+        for i in range(steps_per_epoch):
+            idx = perm[i * batch:(i + 1) * batch].to(device)
+            lrs = torch.tensor([lr_at(step, lr=p * scale, min_lr=cfg.get("min_lr", 0.0), warmup_steps=warmup,
+                                      total_steps=total, schedule=cfg.get("schedule", "cosine")) for p in peaks],
+                               device=device)
+            bank.step(feats[idx], y[idx], lrs[which])
+            step += 1
+    finite = torch.isfinite(bank.w.flatten(1)).all(1).tolist()
+    bank.diverged = [s.as_dict() for s, ok in zip(specs, finite) if not ok]
+    return bank
+
+
+def select(specs: list[HeadSpec], scores: list[dict]) -> int:
+    """Index of the chosen head: highest held-out top-1, then lowest held-out loss, then grid order.
+    A head whose loss is not finite is never chosen."""
+    def key(i):
+        s = scores[i]
+        ok = math.isfinite(s["loss"])
+        return (ok, s["top1"] if ok else -1.0, -s["loss"] if ok else -math.inf, -i)
+    return max(range(len(specs)), key=key)
