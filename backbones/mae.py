@@ -46,6 +46,7 @@ class MaskedAutoencoderViT(nn.Module):
         super().__init__()
         target = target or ("norm-pixel" if norm_pix_loss else "pixel")
         check_target(target)
+        target = "dvae" if target == "token" else target   # one cross-entropy, whichever tokenizer made the ids
         if masking not in MASKINGS:
             raise unknown("masking", masking, MASKINGS)
         if target == "dvae" and not vocab_size:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from maebench.errors import UsageError, unknown
 
-TARGETS = ("pixel", "norm-pixel", "dvae")
-FAMILY = {"pixel": "mae-pixel", "norm-pixel": "mae-norm-pixel", "dvae": "mae-token"}   # registry families
+# dvae: the self-trained, CPU-scale dVAE (`pretrain --method dvae`); token: a tokenizer file of any
+# kind backbones/tokenizers.py reads (DALL-E's dVAE as in the paper, BEiT v2 VQ-KD, or a maebench dVAE)
+TARGETS = ("pixel", "norm-pixel", "dvae", "token")
+TOKEN_TARGETS = ("dvae", "token")
+FAMILY = {"pixel": "mae-pixel", "norm-pixel": "mae-norm-pixel", "dvae": "mae-token", "token": "mae-token"}   # registry families
 MASKINGS = ("random", "block", "grid")
 
 

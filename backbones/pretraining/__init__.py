@@ -23,7 +23,7 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mae", "pretrain_mae", "maebench.backbones.pretraining.mae:run",
-           ("target", "mask_ratio", "masking", "tokenizer"),
+           ("target", "mask_ratio", "masking", "tokenizer", "trust_tokenizer"),
            "MAE: random masking, pixel / norm-pixel / token targets (Table 8)"),
     Method("dvae", "pretrain_dvae", "maebench.backbones.pretraining.dvae:run", (),
            "the dVAE tokenizer that token targets read"),

@@ -38,9 +38,8 @@ def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) 
     from maebench import config
 
     flags = {"arch": args.arch, "img_size": args.img_size, "patch_size": args.patch_size,
-             "epochs": args.epochs, "batch_size": args.batch_size, **flags}
-    if getattr(args, "deterministic", False):
-        flags["num_workers"] = 0              # one process draws every random number, in order
+             **config.training_flags(epochs=args.epochs, batch_size=args.batch_size, deterministic=args.deterministic),
+             **flags}
     arch = args.arch or config.protocol_defaults(protocol)["arch"]
     for _ in range(2):
         cfg = config.load(protocol, config_file=args.config, sets=args.set, flags=flags, arch=arch)
@@ -81,8 +80,11 @@ def check_mae_config(cfg: dict) -> None:
     if cfg["target"] == "dvae" and not cfg["tokenizer"]:
         raise UsageError("--target dvae needs a frozen tokenizer: pass --tokenizer NAME|FILE "
                          "(train one with `maebench pretrain --method dvae --name NAME`)")
-    if cfg["target"] != "dvae" and cfg["tokenizer"]:
-        raise UsageError(f"--tokenizer is only used by --target dvae (target is '{cfg['target']}')")
+    if cfg["target"] == "token" and not cfg["tokenizer"]:
+        raise UsageError("--target token needs --tokenizer FILE (DALL-E's encoder.pkl or its state dict, "
+                         "a BEiT v2 VQ-KD state dict, or a `maebench pretrain --method dvae` NAME)")
+    if cfg["target"] not in ("dvae", "token") and cfg["tokenizer"]:
+        raise UsageError(f"--tokenizer is only used by --target token or dvae (target is '{cfg['target']}')")
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     # 1. validate everything before a results row exists (option typos before torch loads) ---
     cfg = load_config(args, PROTOCOL, {"target": args.target, "mask_ratio": args.mask_ratio,
                                        "masking": args.masking, "tokenizer": args.tokenizer})
+    if getattr(args, "trust_tokenizer", False) and cfg["target"] != "token":
+        raise UsageError("--trust-tokenizer is only used by --target token")
     check_mae_config(cfg)
 
     import torch
@@ -107,19 +111,25 @@ def run(args: argparse.Namespace) -> int:
     from maebench.data.transforms import classification_train
 
     tokenizer = None
-    if cfg["target"] == "dvae":
+    if cfg["target"] == "token":     # any kind backbones/tokenizers.py reads; recorded in the row
+        from maebench.backbones import tokenizers
+        tokenizer, tok_meta = tokenizers.load(cfg["tokenizer"], mean=cfg["mean"], std=cfg["std"],
+                                              trust=bool(getattr(args, "trust_tokenizer", False)))
+        cfg["tokenizer_kind"] = tok_meta["kind"]
+    if cfg["target"] == "dvae" or (tokenizer is not None and tok_meta["kind"] == "maebench-dvae"):
         tokenizer, tok_meta = load_tokenizer(cfg["tokenizer"])
+        cfg["tokenizer_kind"] = "maebench-dvae"     # the self-trained, CPU-scale stand-in
         if list(tok_meta.get("mean", [])) != list(cfg["mean"]) or list(tok_meta.get("std", [])) != list(cfg["std"]):
             raise MaebenchError(f"tokenizer {tok_meta['path']} was trained on images normalised with mean "
                                 f"{tok_meta.get('mean')} / std {tok_meta.get('std')}, this run uses "
                                 f"{cfg['mean']} / {cfg['std']}: the tokens would not match")
     data_dir, dataset = resolve_data(args)
     family = FAMILY[cfg["target"]]
-    name = registry.check_name(args.name or f"mae-{cfg['target']}-{cfg['arch']}-{dataset}".lower(),
+    # the tokenizer's kind is in a token target's default name, so a self-trained dVAE shows as such
+    target_tag = f"token-{cfg['tokenizer_kind']}" if cfg["target"] == "token" else cfg["target"]
+    name = registry.check_name(args.name or f"mae-{target_tag}-{cfg['arch']}-{dataset}".lower(),
                                arch=cfg["arch"], patch_size=cfg["patch_size"], family=FAMILY[cfg["target"]])
-    device = distributed.init(args.device)
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = distributed.init(args.device, deterministic=args.deterministic)
     train_set = ImageFolder(data_dir, "train", transform=classification_train(
         cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
 
@@ -144,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         return loss, {}
 
     # 3. train, store, register -----------------------------------------------------------------
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="pretrain-mae", backbone=name, dataset=dataset, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="pretrain-mae", backbone=name, dataset=dataset, config=cfg,
                           backbone_info={"family": family, "arch": cfg["arch"]}) as run:
         result = engine.fit(
             model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device, seed=args.seed or 0,
@@ -166,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
                     "decoder_embed_dim": cfg["decoder_embed_dim"], "decoder_depth": cfg["decoder_depth"],
                     "decoder_num_heads": cfg["decoder_num_heads"], "mlp_ratio": cfg["mlp_ratio"],
                     "vocab_size": model.vocab_size, "tokenizer": tok_meta["path"] if tokenizer else None,
+                    "tokenizer_kind": cfg["tokenizer_kind"],
                     "mean": list(cfg["mean"]), "std": list(cfg["std"]), "dataset": dataset,
                     "epochs": cfg["epochs"], "run_id": run.run_id, "loss_history": losses}
             save_atomic({"model": state, "maebench": meta}, final)

@@ -17,10 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", "--out-name", dest="name", metavar="NAME",
                    help="register the final checkpoint as backbone NAME")
     m = p.add_argument_group("mae")
-    m.add_argument("--target", help="pixel, norm-pixel or dvae")
+    m.add_argument("--target", help="pixel, norm-pixel, token (--tokenizer FILE) or dvae (self-trained dVAE)")
     m.add_argument("--mask-ratio", type=float, help="share of patches removed (default 0.75)")
     m.add_argument("--masking", help="random, block or grid")
-    m.add_argument("--tokenizer", metavar="PATH", help="dVAE tokenizer checkpoint for --target dvae")
+    m.add_argument("--tokenizer", metavar="PATH", help="tokenizer for --target token (DALL-E encoder.pkl or state "
+                   "dict, BEiT v2 VQ-KD state dict) or dvae (a `pretrain --method dvae` NAME or file)")
+    m.add_argument("--trust-tokenizer", action="store_true", default=None,
+                   help="allow full unpickling of a pickled tokenizer (DALL-E's encoder.pkl): runs code in the file")
     add_training_options(p)
 
 
