@@ -132,3 +132,12 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
         k, v = parse_set(item)
         _assign(cfg, k, v, f"--set {item}")
     return cfg
+
+
+def training_flags(*, epochs: int | None, batch_size: int | None, deterministic: bool = False) -> dict[str, Any]:
+    """The options every training command shares, as config keys (None = not given).
+    --deterministic also means one data-loading process, so the order cannot vary."""
+    flags: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size}
+    if deterministic:
+        flags["num_workers"] = 0
+    return flags

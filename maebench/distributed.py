@@ -13,8 +13,11 @@ import torch
 import torch.distributed as dist
 
 
-def init(device: str | None = None) -> torch.device:
-    """Start the process group when launched by torchrun; return this process's device."""
+def init(device: str | None = None, *, deterministic: bool = False) -> torch.device:
+    """Start the process group when launched by torchrun; return this process's device.
+    `deterministic` (--deterministic) asks torch for deterministic algorithms."""
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     want_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if want_cuda and not torch.cuda.is_available():
         from maebench.errors import UsageError

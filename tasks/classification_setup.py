@@ -22,13 +22,8 @@ class Setup:
 
 def task_flags(args: argparse.Namespace) -> dict[str, Any]:
     """Command-line options that map onto config keys (None = not given)."""
-    epochs = getattr(args, "epochs", None)
-    flags = {"epochs": epochs, "batch_size": getattr(args, "batch_size", None),
-             "labels_per_class": getattr(args, "labels_per_class", None),
-             "label_fraction": getattr(args, "label_fraction", None)}
-    if getattr(args, "deterministic", False):
-        flags["num_workers"] = 0          # one data-loading process: the order cannot vary
-    return flags
+    return {**config.training_flags(epochs=args.epochs, batch_size=args.batch_size, deterministic=args.deterministic),
+            "labels_per_class": args.labels_per_class, "label_fraction": args.label_fraction}
 
 
 def load_config(protocol: str, args: argparse.Namespace, arch: str, img_size: int,
@@ -68,10 +63,7 @@ def prepare(args: argparse.Namespace, protocol: str, extra: dict[str, Any] | Non
     data = open_data(getattr(args, "data", None), labels_per_class=cfg.get("labels_per_class"),
                      label_fraction=cfg.get("label_fraction"), seed=getattr(args, "seed", 0) or 0)
     from maebench import distributed
-    device = distributed.init(getattr(args, "device", None))
-    if getattr(args, "deterministic", False):
-        import torch
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = distributed.init(getattr(args, "device", None), deterministic=args.deterministic)
     return Setup(cfg=cfg, entry=entry, data=data, device=device)
 
 

@@ -13,7 +13,8 @@ from maebench.errors import UsageError
 
 
 def _args(**kw):
-    base = dict(arch=None, img_size=None, patch_size=None, epochs=None, batch_size=None, config=None, set=[])
+    base = dict(arch=None, img_size=None, patch_size=None, epochs=None, batch_size=None, config=None, set=[],
+                deterministic=False)
     base.update(kw)
     return argparse.Namespace(**base)
 

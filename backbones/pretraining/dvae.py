@@ -45,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"need 0 < tau_end <= tau_start, got {cfg['tau_end']} and {cfg['tau_start']}")
     data_dir, dataset = resolve_data(args)
     name = check_name(args.name or f"dvae-{cfg['vocab_size']}-{cfg['arch']}-{dataset}".lower())
-    device = distributed.init(args.device)
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = distributed.init(args.device, deterministic=args.deterministic)
     train_set = ImageFolder(data_dir, "train", transform=classification_train(
         cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
 
@@ -72,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return loss, logs
 
     # 3. train, store, publish --------------------------------------------------------------------
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="pretrain-dvae", backbone=name, dataset=dataset, config=cfg) as run:
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="pretrain-dvae", backbone=name, dataset=dataset, config=cfg) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,
                             param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),

@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= moco["momentum"] <= 1:
         raise MaebenchError(f"moco.momentum must lie in [0, 1], got {moco['momentum']}")
     data_dir, dataset = resolve_data(args)
-    device = distributed.init(args.device)
-    if getattr(args, "deterministic", False):
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = distributed.init(args.device, deterministic=args.deterministic)
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if micro < 2:
         raise MaebenchError(f"the per-process batch is {micro}: BatchNorm in the MoCo heads and the "
@@ -64,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return m(x1.to(dev, non_blocking=True), x2.to(dev, non_blocking=True)), {}
 
     # 3. train, store, register -------------------------------------------------------------------
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
                           backbone_info={"family": FAMILY, "arch": cfg["arch"]}) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,

@@ -39,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args, PROTOCOL, {})
     aug = cfg["aug"]
     data_dir, dataset = resolve_data(args)
-    device = distributed.init(args.device)
-    if getattr(args, "deterministic", False):
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = distributed.init(args.device, deterministic=args.deterministic)
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     mixing = aug["mixup"] > 0 or aug["cutmix"] > 0
     if mixing and micro % 2:
@@ -67,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                      amp=cfg["amp"])
 
     # 3. train, store, register -------------------------------------------------------------------
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
                           backbone_info={"family": FAMILY, "arch": cfg["arch"]}) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
                             seed=args.seed or 0,

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     root, dataset = data_root(args)
     cfg = check_config(config.load(TASK, config_file=args.config, sets=args.set, arch=entry.arch,
                                    flags=task_flags(args, root)), entry.patch_size)
-    if entry.model != "vit" and cfg["eval_mode"] == "whole":
+    if not entry.any_size and cfg["eval_mode"] == "whole":
         raise UsageError(f"backbone '{args.backbone}' ({entry.model}) has relative position tables fixed to the crop "
                          "size: use --set eval_mode=slide")
     if not entry.present:
@@ -53,9 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from maebench.tasks.ade20k.evaluate import evaluate
     from maebench.tasks.ade20k.model import segmentation_loss
 
-    device = distributed.init(args.device)
-    if getattr(args, "deterministic", False):
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    device = distributed.init(args.device, deterministic=args.deterministic)
     micro = cfg["batch_size"] // (distributed.world_size() * cfg["accum_iter"])
     if micro < 2:
         raise UsageError(f"the per-process batch is {micro} image(s): the heads' BatchNorm needs at least 2 "
@@ -85,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                         device=device, mode=cfg["eval_mode"], crop=crop, stride=cfg["stride"],
                         num_workers=cfg["num_workers"], amp=cfg["amp"])
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
                           checkpoint_sha256=entry.sha256,
                           backbone_info=runs.backbone_info(entry)) as run_ctx:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run_ctx.out_dir, device=device,
@@ -124,11 +122,10 @@ def task_flags(args: argparse.Namespace, root: Path) -> dict:
         given = getattr(args, name, None)
         return given if given is not None else meta.get(name)
 
-    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "num_classes": pick("num_classes"),
-             "ignore_index": pick("ignore_index"), "reduce_zero_label": pick("reduce_zero_label")}
-    if getattr(args, "deterministic", False):
-        flags["num_workers"] = 0          # one data-loading process: the order cannot vary
-    return flags
+    from maebench import config
+    return {**config.training_flags(epochs=args.epochs, batch_size=args.batch_size, deterministic=args.deterministic),
+            "num_classes": pick("num_classes"), "ignore_index": pick("ignore_index"),
+            "reduce_zero_label": pick("reduce_zero_label")}
 
 
 def check_config(cfg: dict, patch_size: int) -> dict:
@@ -223,7 +220,7 @@ def build_model(backbone: str, cfg: dict, device):
     from maebench.tasks.ade20k.model import UperNetSegmentor
 
     e = registry.entry(backbone)
-    extra = {"dynamic_img_size": True} if e.model == "vit" else {}   # whole-image inference at any size
+    extra = {"dynamic_img_size": True} if e.any_size else {}   # whole-image inference at any size
     vit, entry = registry.load(backbone, img_size=cfg["crop_size"], drop_path_rate=cfg["drop_path"], **extra)
     out = cfg["out_indices"] or None
     if out and out[-1] >= len(vit.blocks):

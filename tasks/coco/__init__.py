@@ -122,8 +122,9 @@ def train(args: argparse.Namespace) -> int:
         raise UsageError("--task coco needs --backbone NAME (or --eval-predictions FILE.json to re-score a file)")
     entry = registry.entry(args.backbone)
     cfg = check_config(config.load(TASK, config_file=args.config, sets=args.set, arch=entry.arch,
-                                   flags={"epochs": args.epochs, "batch_size": args.batch_size,
-                                          "neck": getattr(args, "neck", None)}))
+                                   flags={**config.training_flags(epochs=args.epochs, batch_size=args.batch_size,
+                                                                  deterministic=args.deterministic),
+                                          "neck": args.neck}))
     paths, dataset = data_paths(args)
     if not entry.present:
         raise registry.missing_weights_error(entry)
@@ -142,7 +143,7 @@ def train(args: argparse.Namespace) -> int:
     if train_set.cat_ids != val_set.cat_ids:
         raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
                             f"declares {val_set.cat_ids}: labels would not match")
-    device = distributed.init(args.device)
+    device = distributed.init(args.device, deterministic=args.deterministic)
     import torch
     torch.manual_seed(args.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
     # vitdet keeps the pretraining grid's position embedding and resizes it per forward (detectron2)
@@ -157,7 +158,7 @@ def train(args: argparse.Namespace) -> int:
         f"canvas {canvas_size(cfg)} px; skipped for training: {train_set.skipped}")
     log(optim.describe_groups(groups, engine.TrainConfig.from_cfg(cfg).peak_lr()))
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
                           checkpoint_sha256=entry.sha256,
                           backbone_info=runs.backbone_info(entry)) as run_ctx:
         evaluate = make_evaluator(val_set, out_dir=run_ctx.out_dir, device=device,
