@@ -16,8 +16,11 @@ import yaml
 from maebench.errors import MaebenchError, unknown
 
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
-FAMILIES = ("supervised", "contrastive", "mae-pixel", "mae-norm-pixel", "mae-token", "scratch")
-MODEL_KINDS = ("vit", "beit")  # timm VisionTransformer / timm Beit
+# how a backbone was pretrained, for the leaderboard; the last three for the timm-built families
+# (backbones/timm_family.py): DINOv2, CLIP / OpenCLIP / SigLIP, EVA-02 (masked CLIP-feature targets)
+FAMILIES = ("supervised", "contrastive", "mae-pixel", "mae-norm-pixel", "mae-token", "scratch",
+            "self-distillation", "image-text", "mim-feature")
+MODEL_KINDS = ("vit", "beit", "timm")  # timm VisionTransformer / timm Beit / any timm model by name
 REQUIRED_FIELDS = ("arch", "patch_size", "img_size", "mean", "std", "family", "paper")
 
 

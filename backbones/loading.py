@@ -79,7 +79,7 @@ def fit_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     if w is not None and w.shape[1] != want:
         from timm.models._manipulate import adapt_input_conv
         out["patch_embed.proj.weight"] = adapt_input_conv(want, w, base_chans=w.shape[1])
-    for part in ("head", "fc_norm", "norm"):
+    for part in ("head", "fc_norm", "norm", "attn_pool"):
         keys = [k for k in out if k.startswith(part + ".")]
         if keys and any(k not in target or out[k].shape != target[k].shape for k in keys):
             for k in keys:  # absent from this model (pooling choice) or another class count
@@ -120,7 +120,12 @@ def build_entry_model(e, state: dict[str, torch.Tensor] | None, *, img_size: int
     """The model of registry entry `e` with canonical weights `state` (None: random init).
 
     With weights, a ViT's random init is skipped (every encoder tensor is loaded; ViT-L init alone
-    takes seconds) and only the parts the weights lack are initialised, by init_fresh."""
+    takes seconds) and only the parts the weights lack are initialised, by init_fresh. Model kind
+    "timm" (DINOv2, CLIP, EVA-02, ...) is built by backbones/timm_family.py."""
+    if e.model == "timm":
+        from maebench.backbones.timm_family import build
+        return build(e, state, img_size=img_size, in_chans=in_chans, num_classes=num_classes,
+                     global_pool=global_pool, drop_path_rate=drop_path_rate, extra=vit_kwargs)
     skip = {"weight_init": "skip"} if state is not None and e.model == "vit" else {}
     model = build_model(e.model, e.arch, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
                         num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,

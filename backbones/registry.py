@@ -65,6 +65,13 @@ class BackboneEntry:
     registered: float | None = None  # time.time() of registration
     weights_sha256: str | None = None
     conversion_notes: list = field(default_factory=list)  # what registration dropped and why
+    timm: str | None = None         # model "timm": the timm model name (backbones/timm_family.py)
+    timm_kwargs: dict = field(default_factory=dict)  # its create_model options (sizes, patch)
+    model_family: str | None = None  # dinov2, clip, openclip, eva02, siglip, deit3, beit2
+    probe: str | None = None        # the probe feature: cls+avg, token, avg, map
+    conversion: str | None = None   # the timm filter that converted the release file
+    stored_params: int | None = None
+    stored_depth: int | None = None
 
     @property
     def expected_weights(self) -> Path:
@@ -76,13 +83,29 @@ class BackboneEntry:
         return self.family == "scratch" or (self.weights is not None and self.weights.is_file())
 
     @property
+    def depth(self) -> int:
+        if self.stored_depth is not None:
+            return self.stored_depth
+        from maebench.backbones.catalogue import arch_dims
+        return arch_dims(self.arch)[1]
+
+    @property
+    def any_size(self) -> bool:
+        """Takes inputs of any multiple of the patch (no relative position tables fixed to a grid)."""
+        return self.model == "vit" or (self.model == "timm" and self.model_family != "beit2"
+                                       and not (self.timm or "").startswith(("beit", "beitv2")))
+
+    @property
     def params(self) -> int:
+        if self.stored_params is not None:
+            return self.stored_params
         return param_count(self.arch, patch_size=self.patch_size, img_size=self.img_size,
                            in_chans=self.in_chans, model=self.model, vit_kwargs=self.vit_kwargs)
 
     def register_command(self, checkpoint: str | None = None) -> str:
         path = shlex.quote(str(checkpoint)) if checkpoint else "PATH/" + (self.file or "CHECKPOINT")
-        return f"maebench backbones register {self.name} --checkpoint {path}"
+        timm = f" --timm {self.timm}" if self.timm and self.user else ""
+        return f"maebench backbones register {self.name} --checkpoint {path}{timm}"
 
 
 def _entry_from(name: str, cat: dict[str, Any] | None, rec: dict[str, Any] | None) -> BackboneEntry:
@@ -99,7 +122,9 @@ def _entry_from(name: str, cat: dict[str, Any] | None, rec: dict[str, Any] | Non
         format=d.get("format"), model=d.get("model", "vit"), vit_kwargs=dict(d.get("vit_kwargs") or {}),
         notes=d.get("notes") or "", size=d.get("size"), source_path=d.get("source_path"),
         registered=d.get("registered"), weights_sha256=d.get("weights_sha256"),
-        conversion_notes=list(d.get("conversion_notes") or []))
+        conversion_notes=list(d.get("conversion_notes") or []), timm=d.get("timm"),
+        timm_kwargs=dict(d.get("timm_kwargs") or {}), model_family=d.get("model_family"), probe=d.get("probe"),
+        conversion=d.get("conversion"), stored_params=d.get("params"), stored_depth=d.get("depth"))
 
 
 def names() -> list[str]:
@@ -142,17 +167,29 @@ def missing_weights_error(e: BackboneEntry) -> MaebenchError:
 
 def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None = None, fmt: str = "auto",
              force: bool = False, trust: bool = False, family: str | None = None, source: str | None = None,
-             patch_size: int | None = None, img_size: int | None = None, mean=None, std=None) -> BackboneEntry:
+             patch_size: int | None = None, img_size: int | None = None, mean=None, std=None,
+             timm_model: str | None = None, timm_kwargs: dict | None = None) -> BackboneEntry:
     """Convert `checkpoint_path` to canonical weights and record it as backbone `name`.
 
     Every check (name, file, format, shapes) runs before anything is written; then the weights
-    and the registry are each replaced atomically, under the registry lock."""
+    and the registry are each replaced atomically, under the registry lock. `timm_model` (or a
+    file recognised as DINOv2 / CLIP / OpenCLIP / EVA-02 / SigLIP) goes through
+    backbones/timm_register.py: timm builds the model and its own filter converts the file."""
     from maebench.backbones import convert
 
     cat = catalogue().get(name)
     _check_request(name, cat, force=force, arch=arch, patch_size=patch_size, family=family)
     path = Path(checkpoint_path).expanduser().resolve()
     top = convert.read_checkpoint(path, trust=trust)
+    from maebench.backbones import timm_register
+    timm_model = timm_model or (cat or {}).get("timm") or (timm_register.recognised_model(top, path)
+                                                           if fmt == "auto" and not timm_kwargs else None)
+    if timm_model:
+        record, payload = timm_register.prepare(
+            name, path, top, timm_model, dict((cat or {}).get("timm_kwargs") or {}, **(timm_kwargs or {})),
+            cat=cat, family=family, source=source, patch_size=patch_size, img_size=img_size, mean=mean, std=std)
+        _install(name, payload, record, force=force)
+        return entry(name)
     if cat is not None and fmt == "auto":
         fmt = _catalogue_format(name, cat, convert.detect(top, path), path)
     conv = convert.convert(top, fmt, path)
@@ -283,13 +320,16 @@ def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global
 
     Encoder keys load strictly; the head and fc_norm start fresh when the weights lack them (or
     have another class count); global_pool="avg" drops the release's `norm` and starts `fc_norm`,
-    as MAE fine-tuning does. Position embeddings are resized to the task's grid. `scratch-*`
+    as MAE fine-tuning does; "probe" builds the pool of the backbone's documented probe feature
+    (timm families: backbones/timm_family.py). Position embeddings are resized to the task's grid. `scratch-*`
     entries are randomly initialised (any patch size)."""
     from maebench.backbones.loading import build_entry_model
 
     e = entry(name)
     if patch_size is not None and patch_size != e.patch_size and e.family != "scratch":
         raise UsageError(f"backbone '{name}' was pretrained with patch size {e.patch_size}, not {patch_size}")
+    if global_pool == "probe" and e.model != "timm":
+        global_pool = "token"       # the [cls] output after the final norm (paper's linear probe, k-NN)
     state = None if e.family == "scratch" else _read_weights(e)["model"]
     model = build_entry_model(e, state, img_size=img_size or e.img_size, patch_size=patch_size or e.patch_size,
                               in_chans=in_chans or e.in_chans, num_classes=num_classes, global_pool=global_pool,

@@ -32,6 +32,21 @@ def layer_id(name: str, num_layers: int, vit_prefix: str = "") -> int:
     return num_layers + 1
 
 
+def timm_layer_ids(model: nn.Module, vit_prefix: str = "") -> dict[str, int] | None:
+    """Layer index per parameter from timm's own grouping (the model's group_matcher: stem = patch
+    embedding, tokens, position embedding and pre-norm; block i = i + 1; the final norm after),
+    for ViTs marked `timm_layer_groups` (the timm-built families, backbones/timm_family.py)."""
+    try:
+        vit = model.get_submodule(vit_prefix.rstrip(".")) if vit_prefix else model
+    except AttributeError:
+        return None
+    if not getattr(vit, "timm_layer_groups", False) or not hasattr(vit, "group_matcher"):
+        return None
+    from timm.models import group_parameters
+    ids = group_parameters(vit, vit.group_matcher(coarse=False), reverse=True)
+    return {vit_prefix + k: int(v) for k, v in ids.items()}
+
+
 def param_groups(model: nn.Module, *, weight_decay: float, layer_decay: float = 1.0,
                  num_layers: int | None = None, vit_prefix: str = "") -> list[dict]:
     """Optimizer groups carrying `lr_scale`; only parameters with requires_grad are included.
@@ -40,12 +55,15 @@ def param_groups(model: nn.Module, *, weight_decay: float, layer_decay: float = 
     decay applies to the ViT's blocks and not to a neck's or head's own submodules.
     """
     groups: dict[tuple[int, bool], dict] = {}
+    timm_ids = timm_layer_ids(model, vit_prefix) if layer_decay < 1.0 and num_layers is not None else None
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         no_decay = p.ndim == 1 or name.split(".")[-1] in NO_DECAY_NAMES
         if layer_decay < 1.0 and num_layers is not None:
             lid = layer_id(name, num_layers, vit_prefix)
+            if timm_ids is not None and name.startswith(vit_prefix):
+                lid = min(timm_ids.get(name, num_layers + 1), num_layers + 1)
             scale = layer_decay ** (num_layers + 1 - lid)
         else:
             lid, scale = 0, 1.0

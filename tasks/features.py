@@ -16,8 +16,17 @@ from maebench.tasks.classification_eval import shard_loader
 
 
 def cls_features(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """[N, 3, H, W] -> [N, D]: the pooled pre-logits of a ViT built with global_pool='token'."""
-    return encoder.forward_head(encoder.forward_features(x), pre_logits=True)
+    """[N, 3, H, W] -> [N, D]: the pooled pre-logits of a ViT built with global_pool='token'; for a
+    timm-family backbone loaded with global_pool='probe', its documented probe feature (DINOv2:
+    [cls] + mean of patch tokens; SigLIP: attention pool; see backbones/timm_family.py)."""
+    from maebench.backbones.timm_family import probe_features
+    return probe_features(encoder, x)
+
+
+def feature_dim(encoder: nn.Module) -> int:
+    """Width of `cls_features(encoder, x)`."""
+    from maebench.backbones.timm_family import probe_dim
+    return probe_dim(encoder)
 
 
 POOLINGS = ("cls", "avg")        # the [cls] token; the mean of the patch tokens

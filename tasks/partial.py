@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     ks = parse_blocks(getattr(args, "blocks", None))
     s = prepare(args, "partial", extra={"blocks": ks[0]})
     cfgs = [s.cfg] + [load_config("partial", args, s.entry.arch, s.entry.img_size, {"blocks": k}) for k in ks[1:]]
-    from maebench.backbones.catalogue import arch_dims
-    depth = arch_dims(s.entry.arch)[1]
+    depth = s.entry.depth                                  # timm families: stored at registration
     for cfg in cfgs:                                       # every K checked before the first row
         check_blocks(cfg["blocks"], depth)
     for cfg in cfgs:

@@ -82,9 +82,22 @@ def test_smaller_inputs_are_padded_to_the_canvas_and_cropped_back():
         bb.vit_maps(torch.randn(1, 3, 160, 64))
 
 
+def test_patch_14_maps_are_resized_to_the_stride_16_grid_so_levels_sit_at_4_to_32():
+    vit = create_vit("vit-micro", img_size=224, patch_size=14)
+    bb = ViTDetBackbone(vit, neck="simple-pyramid", canvas=224).eval()
+    x = torch.randn(1, 3, 224, 160)
+    with torch.no_grad():
+        maps = bb.vit_maps(x)
+        levels = bb.neck(maps)
+    assert maps[0].shape[-2:] == (14, 10)                      # 224 / 16, 160 / 16
+    assert [tuple(m.shape[-2:]) for m in levels] == [(56, 40), (28, 20), (14, 10), (7, 5)]
+
+
 def test_bad_patch_or_canvas_is_a_clear_error():
-    with pytest.raises(MaebenchError, match="power-of-two patch"):
-        ViTDetBackbone(create_vit("vit-micro", img_size=224, patch_size=14), neck="vit-fpn", canvas=224)
+    with pytest.raises(MaebenchError, match="patch size from 1 to 64"):
+        ViTDetBackbone(create_vit("vit-micro", img_size=256, patch_size=128), neck="vit-fpn", canvas=256)
+    with pytest.raises(MaebenchError, match="multiple of 32 and of the patch size 14"):
+        ViTDetBackbone(create_vit("vit-micro", img_size=112, patch_size=14), neck="vit-fpn", canvas=128)
     vit = create_vit("vit-micro", img_size=128, patch_size=4)
     with pytest.raises(MaebenchError, match="img_size=96"):
         ViTDetBackbone(vit, neck="vit-fpn", canvas=96)

@@ -39,12 +39,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     reg.add_argument("--patch-size", type=int, help="patch size (default: read off the weights)")
     reg.add_argument("--img-size", type=int,
                      help="image size to store position embeddings for (default: the checkpoint's own)")
+    reg.add_argument("--timm", metavar="MODEL", help="build timm model MODEL (e.g. vit_small_patch14_reg4_dinov2, "
+                     "eva02_base_patch14_224.mim_in22k) and convert the file with timm's own checkpoint filter "
+                     "(default: recognised DINOv2 / CLIP / EVA-02 / SigLIP files name their model)")
+    reg.add_argument("--timm-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="a timm.create_model option (YAML value), e.g. depth=6; repeatable")
+    reg.add_argument("--mean", type=_floats, help="input mean, e.g. 0.5,0.5,0.5 (default: timm's pretrained config)")
+    reg.add_argument("--std", type=_floats, help="input std (default: timm's pretrained config)")
     reg.add_argument("--source", help="free text: where the file comes from (default: its path)")
     reg.add_argument("--force", action="store_true", help="replace an existing registration")
     reg.add_argument("--trust-checkpoint", action="store_true",
                      help="allow full unpickling (runs code inside the file): only for files you trust")
     rm = sub.add_parser("remove", help="delete a registration and its weights file")
     rm.add_argument("name", metavar="NAME")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        out = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers such as 0.5,0.5,0.5, got '{text}'") from None
+    if len(out) != 3:
+        raise argparse.ArgumentTypeError(f"expected 3 numbers (R,G,B), got '{text}'")
+    return out
+
+
+def timm_args(items: list[str]) -> dict:
+    """['depth=6', 'embed_dim=64'] -> {'depth': 6, 'embed_dim': 64} (values read as YAML)."""
+    import yaml
+
+    from maebench.errors import UsageError
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--timm-arg expects KEY=VALUE, got '{item}'")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,23 +119,33 @@ def _list(args) -> int:
     from maebench.backbones.registry import entries
     runs = tasks_run(args.results)
     rows = [[e.name + ("" if not e.user else " *"), f"{e.arch}/{e.patch_size}", human_count(e.params),
-             e.family, _weights_state(e), ", ".join(runs.get(e.name, [])) or "-"] for e in entries()]
+             _family(e), _weights_state(e), ", ".join(runs.get(e.name, [])) or "-"] for e in entries()]
     print(_table(["name", "architecture", "params", "family", "weights", "tasks run"], rows))
     print("\n* registered by you.  Missing weights: `maebench backbones show NAME` says where to get them.")
     return 0
+
+
+def _family(e) -> str:
+    if not e.model_family:
+        return e.family
+    from maebench.backbones.timm_family import FAMILIES
+    fam = FAMILIES.get(e.model_family)
+    return f"{e.family} ({fam.label if fam else e.model_family})"
 
 
 def _show(args) -> int:
     from maebench.backbones.catalogue import human_count
     from maebench.backbones.registry import entry, missing_weights_error
     e = entry(args.name)
-    kind = "timm Beit" if e.model == "beit" else "timm VisionTransformer"
+    kind = {"beit": "timm Beit", "timm": f"timm {e.timm}"}.get(e.model, "timm VisionTransformer")
     lines = [
         ("name", f"{e.name} ({'registered by you' if e.user else 'catalogue'})"),
         ("architecture", f"{e.arch}, patch {e.patch_size}, {e.img_size} px, {e.in_chans} channels, "
                          f"{human_count(e.params)} parameters ({kind})"),
-        ("model options", ", ".join(f"{k}={v}" for k, v in e.vit_kwargs.items()) or None),
-        ("family", e.family),
+        ("model options", ", ".join(f"{k}={v}" for k, v in {**e.vit_kwargs, **e.timm_kwargs}.items()) or None),
+        ("family", _family(e)),
+        ("probe feature", e.probe),
+        ("converted by", e.conversion),
         ("normalisation", f"mean {list(e.mean)}, std {list(e.std)}"),
         ("paper rows", ", ".join(map(str, e.paper)) or "-"),
         ("MAE decoder", "yes" if e.has_decoder else "no"),
@@ -134,9 +175,11 @@ def _register(args) -> int:
     from maebench.backbones.registry import register
     e = register(args.name, args.checkpoint, arch=args.arch, fmt=args.format, force=args.force,
                  trust=args.trust_checkpoint, family=args.family, source=args.source,
-                 patch_size=args.patch_size, img_size=args.img_size)
+                 patch_size=args.patch_size, img_size=args.img_size, mean=args.mean, std=args.std,
+                 timm_model=args.timm, timm_kwargs=timm_args(args.timm_arg))
     print(f"registered {e.name}: {e.arch}, patch {e.patch_size}, {e.img_size} px, family {e.family}, "
-          f"read as {e.format}{', with MAE decoder' if e.has_decoder else ''}")
+          f"read as {e.format}{', with MAE decoder' if e.has_decoder else ''}"
+          + (f", timm {e.timm}, probe feature {e.probe}" if e.timm else ""))
     for note in e.conversion_notes:
         print(f"  note: {note}")
     print(f"  weights: {e.weights}")

@@ -62,8 +62,10 @@ class ViTFeatures(nn.Module):
             enable_relative_position_bias(vit, window)
 
     def _has_own_relative_bias(self) -> bool:
+        """BEiT's relative tables or EVA-02's rotary embedding: the model's own position scheme."""
         return any(hasattr(b.attn, "relative_position_bias_table") and not isinstance(b.attn, RelPosAttention)
-                   for b in self.vit.blocks) or getattr(self.vit, "rel_pos_bias", None) is not None
+                   for b in self.vit.blocks) or getattr(self.vit, "rel_pos_bias", None) is not None \
+            or getattr(self.vit, "rope", None) is not None
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         grid = (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)

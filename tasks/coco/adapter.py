@@ -29,10 +29,13 @@ NECKS = {"vit-fpn": "groups", "simple-pyramid": "last",
          "vitdet": "last"}     # ViTDet as published: its own encoder, pyramid and heads (tasks/coco/vitdet.py)
 
 
-def _check_patch(patch_size: int) -> None:
-    if patch_size < 1 or patch_size & (patch_size - 1) or patch_size > 64:
-        raise MaebenchError(f"a detection backbone needs a power-of-two patch size (got {patch_size}) so that "
-                            f"its maps can be resampled to strides {STRIDES}; load it with patch_size=16")
+def _check_patch(patch_size: int) -> int:
+    """The stride of the maps the pyramid resamples: the patch when it is a power of two; otherwise
+    (patch 14: DINOv2, EVA-02, ViT-H) 16, the ViT's maps being resized bilinearly to the canvas's
+    stride-16 grid first, so that the levels sit at exactly 4, 8, 16, 32."""
+    if patch_size < 1 or patch_size > 64:
+        raise MaebenchError(f"a detection backbone needs a patch size from 1 to 64 (got {patch_size})")
+    return patch_size if not patch_size & (patch_size - 1) else 16
 
 
 class ViTDetBackbone(nn.Module):
@@ -58,24 +61,28 @@ class ViTDetBackbone(nn.Module):
         if grid is not None and tuple(grid) != (canvas // patch, canvas // patch):
             raise MaebenchError(f"the ViT was built for a {tuple(grid)} patch grid, not the {canvas} px canvas; "
                                 f"load it with img_size={canvas}")
-        _check_patch(patch)
+        self.map_stride = _check_patch(patch)
         self.indices = tap_indices(len(vit.blocks), NECKS[neck])
         prune_for_taps(vit, self.indices)
         self.vit = vit
         self.patch_size, self.canvas, self.neck_name = patch, canvas, neck
-        self.neck = FeaturePyramid(vit.embed_dim, patch, taps=NECKS[neck], norm="layer")
+        self.neck = FeaturePyramid(vit.embed_dim, self.map_stride, taps=NECKS[neck], norm="layer")
         self.fpn = FeaturePyramidNetwork(self.neck.out_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = fpn_channels    # read by torchvision's MaskRCNN
 
     def vit_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[B, 3, H, W] (H, W <= canvas) -> the chosen blocks' outputs, each [B, D, H/p, W/p]."""
+        """[B, 3, H, W] (H, W <= canvas) -> the chosen blocks' outputs, each [B, D, H/s, W/s]
+        (s = the patch, or 16 for a patch that is not a power of two)."""
         h, w = x.shape[-2:]
         if h > self.canvas or w > self.canvas:
             raise MaebenchError(f"image batch {h}x{w} is larger than the {self.canvas} px detection canvas")
         x = F.pad(x, (0, self.canvas - w, 0, self.canvas - h))
         maps = self.vit.forward_intermediates(x, indices=self.indices, norm=False, output_fmt="NCHW",
                                               intermediates_only=True)
-        gh, gw = -(-h // self.patch_size), -(-w // self.patch_size)
+        if self.map_stride != self.patch_size:   # patch 14: onto the canvas's stride-16 grid
+            side = self.canvas // self.map_stride
+            maps = [F.interpolate(m, size=(side, side), mode="bilinear", align_corners=False) for m in maps]
+        gh, gw = -(-h // self.map_stride), -(-w // self.map_stride)
         return [m[..., :gh, :gw] for m in maps]
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
