@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     check_batch(cfg, len(s.data.train_indices))
     seed = getattr(args, "seed", 0) or 0
     encoder = load_encoder(args.backbone, cfg["img_size"], seed)
-    head = make_head(encoder.num_features, s.data.num_classes, seed)
+    head = make_head(features.feature_dim(encoder), s.data.num_classes, seed)
     train = train_cached if cfg["cached_features"] else train_direct
     train(args, s, encoder, head)
     return 0
@@ -172,7 +172,7 @@ def train_direct(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     _describe(args, s, groups, "direct: the encoder runs on every batch")
     from maebench.tasks.finetune import forward_flops
     # engine counts 3 x forward per image; the frozen encoder only runs forward
-    flops = forward_flops(model, cfg["img_size"]) / 3 + 2 * encoder.num_features * s.data.num_classes
+    flops = forward_flops(model, cfg["img_size"]) / 3 + 2 * features.feature_dim(encoder) * s.data.num_classes
 
     def evaluate_fn(m: nn.Module) -> dict:
         return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device, num_workers=cfg["num_workers"])
