@@ -195,19 +195,10 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                 except torch.OutOfMemoryError:
                     raise MaebenchError(f"out of memory at step {step} with {micro} images per process: "
                                         "lower batch_size or raise accum_iter") from None
-                bad = ~torch.isfinite(loss.detach())
-                first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
-                for k, v in {"loss": loss, **logs}.items():
-                    v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
-                    sums[k] = sums.get(k, torch.zeros((), device=device)) + v.to(device)
+                first_bad = _accumulate(sums, first_bad, loss, logs, step)
                 if not last_micro:
                     continue
-                if tc.clip_grad:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
+                _optimizer_step(model, optimizer, scaler, tc.clip_grad)
                 if ema is not None:
                     ema.update(model, step=step)
                 done = micro_step // tc.accum_iter + 1
@@ -237,6 +228,27 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
     metrics = _evaluate(evaluate, final) if evaluate is not None else {}
     return FitResult(model=final, metrics=metrics, history=history, images_per_s=progress.images_per_s,
                      peak_mem_mb=peak_memory_mb(device), wall_s=time.time() - t_start, mfu=progress.mfu)
+
+
+def _accumulate(sums: dict[str, torch.Tensor], first_bad: torch.Tensor, loss: torch.Tensor,
+                logs: dict, step: int) -> torch.Tensor:
+    """Add the micro-step's logged values to the epoch's sums (on the device: no sync per step);
+    return the first non-finite step so far (-1: none)."""
+    bad = ~torch.isfinite(loss.detach())
+    for k, v in {"loss": loss, **logs}.items():
+        v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
+        sums[k] = sums.get(k, torch.zeros((), device=first_bad.device)) + v.to(first_bad.device)
+    return torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                    clip_grad: float | None) -> None:
+    if clip_grad:                         # the norm is computed only when something clips
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _evaluate(evaluate: Callable[[nn.Module], dict], model: nn.Module) -> dict:
