@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from maebench.errors import MaebenchError, did_you_mean
+from maebench.errors import AlreadyDone, MaebenchError, did_you_mean
 
 # subcommand -> (module under maebench.commands, one-line help)
 COMMANDS = {
@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except MaebenchError as e:
         print(f"maebench: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
+    except AlreadyDone as e:         # a finished run asked for again: say so, train nothing
+        if str(e):
+            print(e)
+        return 0
     except KeyboardInterrupt as e:
         print(f"maebench: interrupted{f' by {e}' if str(e) else ''}", file=sys.stderr)
         return 130

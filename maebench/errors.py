@@ -21,6 +21,13 @@ class UsageError(MaebenchError):
     exit_code = 2
 
 
+class AlreadyDone(Exception):
+    """Not an error: the run asked for is finished (maebench.runs). `cli.main` prints the
+    message, which says so with its metrics, and exits 0."""
+
+    exit_code = 0
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """' (did you mean: a, b?)' for the closest valid names, or ' (valid: ...)' when none is close."""
     choices = sorted(set(choices))

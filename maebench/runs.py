@@ -4,6 +4,11 @@ Run ids are derived from (task, backbone, dataset, effective config, seed), so t
 command finds its own directory again: `--resume` needs no extra argument. Only rank 0 writes
 to the results store; the other ranks get a handle whose `finish` does nothing.
 
+A run directory is locked while a process trains in it (maebench.runlock; rank 0's lock under
+torchrun): the same command started twice fails at once in the second, naming the first. A run
+whose row is done is not trained again unless asked: without --resume or --force, the command
+says it is done, prints its metrics and ends with exit 0 (RunDone).
+
 What the backbone is (family, architecture, the paper rows it stands for) is written into the
 row when the run starts, so the leaderboard never needs the live registry: a backbone removed
 later still renders under its family.
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from maebench import distributed as dist
+from maebench.errors import AlreadyDone, MaebenchError
 from maebench.home import runs_dir
 from maebench.results import ResultsStore, config_hash
 
@@ -33,6 +39,45 @@ class RunContext:
             self._handle.finish(metrics, peak_mem_mb=peak_mem_mb, images_per_s=images_per_s)
 
 
+class RunDone(AlreadyDone):
+    """This exact run is finished; cli.main prints the message (stdout) and exits 0."""
+
+
+def _done_message(row, out_dir: Path) -> str:
+    import time
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created))
+    took = f", {row.wall_time_s:.0f} s" if row.wall_time_s else ""
+    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} {v}"
+                        for k, v in row.metrics.items() if not isinstance(v, (dict, list)))
+    return (f"run {row.run_id} is already done (started {when}{took}): {metrics or 'no metrics'}\n"
+            f"  run directory {out_dir}; --force trains it again, --resume continues from its last checkpoint")
+
+
+def _claim(out_dir: Path, store: ResultsStore, run_id: str, resume: bool, force: bool):
+    """Rank 0: lock the run directory, then refuse (RunDone) a finished run unless asked to
+    resume or force it. Returns (lock, None) or (None, the RunDone / RunLocked to raise)."""
+    import sys
+
+    from maebench.runlock import RunLock
+    lock = RunLock(out_dir)
+    try:
+        note = lock.acquire()
+    except MaebenchError as e:
+        return None, e
+    if note:
+        print(f"maebench: note: {note}", file=sys.stderr)
+    if not (resume or force):
+        try:
+            done = store.rows(run_id=run_id, status="done")
+        except MaebenchError as e:
+            lock.release()
+            return None, e
+        if done:
+            lock.release()
+            return None, RunDone(_done_message(done[-1], out_dir))
+    return lock, None
+
+
 def run_id_for(task: str, backbone: str, dataset: str | None, config: dict, seed: int) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", backbone)
     return f"{task}-{safe}-{config_hash(task, backbone, dataset, config, seed)[:10]}-s{seed}"
@@ -42,24 +87,37 @@ def run_id_for(task: str, backbone: str, dataset: str | None, config: dict, seed
 def tracked_run(*, task: str, backbone: str, dataset: str | None, config: dict, seed: int | None,
                 out: str | Path | None = None, results: str | Path | None = None,
                 split: str | None = "val", checkpoint_sha256: str | None = None,
-                backbone_info: dict[str, Any] | None = None) -> Iterator[RunContext]:
-    """`backbone_info`: {"family", "arch", "paper"} of the backbone, stored with the row."""
+                backbone_info: dict[str, Any] | None = None, resume: bool = False,
+                force: bool = False) -> Iterator[RunContext]:
+    """`backbone_info`: {"family", "arch", "paper"} of the backbone, stored with the row.
+    `resume` / `force`: the command's --resume / --force (a done run is otherwise not retrained)."""
     seed = seed or 0
     run_id = run_id_for(task, backbone, dataset, config, seed)
     out_dir = Path(out) if out else runs_dir() / run_id
+    lock, refusal = None, None
     if dist.is_main():
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            from maebench.errors import MaebenchError
-            raise MaebenchError(f"cannot create run directory {out_dir}: {e.strerror or e}") from None
-        store = ResultsStore(results)
+            refusal = MaebenchError(f"cannot create run directory {out_dir}: {e.strerror or e}")
+        else:
+            store = ResultsStore(results)
+            lock, refusal = _claim(out_dir, store, run_id, resume, force)
+    kind = dist.broadcast_object(None if refusal is None else type(refusal).__name__)
+    if kind is not None:             # every rank stops; rank 0 says why
+        if refusal is None:
+            refusal = RunDone("") if kind == "RunDone" else MaebenchError(f"rank 0 could not start run {run_id}")
+        raise refusal
+    if not dist.is_main():
+        yield RunContext(run_id, out_dir, None)
+        return
+    try:
         with store.run(task=task, backbone=backbone, config=config, dataset=dataset, split=split,
                        seed=seed, checkpoint_sha256=checkpoint_sha256, out_dir=str(out_dir),
                        run_id=run_id, backbone_info=backbone_info) as handle:
             yield RunContext(run_id, out_dir, handle)
-    else:
-        yield RunContext(run_id, out_dir, None)
+    finally:
+        lock.release()
 
 
 def backbone_info(entry: Any) -> dict[str, Any]:

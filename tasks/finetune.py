@@ -84,7 +84,7 @@ def train_classifier(args: argparse.Namespace, task: str, s: Setup, model: nn.Mo
         return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device,
                         num_workers=cfg["num_workers"])
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task=task, backbone=args.backbone, dataset=data.name, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=task, backbone=args.backbone, dataset=data.name, config=cfg,
                           checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
         result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     rank, world = dist.rank(), dist.world_size()
     val_f, val_y = fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world]   # this shard
     encoded = (len(fr.train.labels) + len(fr.val.labels)) if "hit" not in fr.info["feature_cache"].values() else 0
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="knn", backbone=args.backbone, dataset=data.name, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="knn", backbone=args.backbone, dataset=data.name, config=cfg,
                           checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
         counts = knn_grid_counts(bank, bank_y, val_f, val_y, data.num_classes, pairs,

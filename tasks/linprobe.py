@@ -177,7 +177,7 @@ def train_direct(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     def evaluate_fn(m: nn.Module) -> dict:
         return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device, num_workers=cfg["num_workers"])
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
                           checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
         result = engine.fit(model, train_set, cross_entropy, cfg, out_dir=run.out_dir, device=device,
@@ -196,7 +196,7 @@ def train_cached(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     train_f, train_y = fr.train.select(pooling, blocks)[fr.subset], fr.train_labels   # [N, D], [N]
     rank, world = dist.rank(), dist.world_size()
     val_set = TensorDataset(fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world])  # this shard
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
                           checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
         def evaluate_fn(m: nn.Module) -> dict:
@@ -227,7 +227,7 @@ def train_sweep(args, s: Setup) -> int:
     x, y = fr.train_features(), fr.train_labels
     fit_i, held_i = linear_sweep.holdout_split(y, float(cfg["holdout"]), seed)
     nc = s.data.num_classes
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone,
                           dataset=s.data.name, config=cfg, checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
         t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from maebench.errors import UsageError
+from maebench.errors import AlreadyDone, UsageError
 from maebench.tasks.classification_setup import check_batch, load_config, prepare
 from maebench.tasks.finetune import build_classifier, forward_flops, train_classifier, uses_mixup
 
@@ -95,5 +95,9 @@ def run(args: argparse.Namespace) -> int:
         if len(cfgs) > 1 and getattr(args, "out", None):  # one directory per K of a sweep
             run_args = copy.copy(args)
             run_args.out = str(Path(args.out) / f"blocks-{k:g}")
-        train_classifier(run_args, "partial", dataclasses.replace(s, cfg=cfg), model, flops_per_image=flops)
+        try:
+            train_classifier(run_args, "partial", dataclasses.replace(s, cfg=cfg), model, flops_per_image=flops)
+        except AlreadyDone as done:                        # a sweep goes on past its finished points
+            if str(done):
+                print(done)
     return 0

@@ -18,6 +18,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="global batch size per optimizer step (config key: batch_size)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="train a run again that is already done (without it, a done run prints its metrics)")
     p.add_argument("--out", metavar="DIR", help="run directory (default: $MAEBENCH_HOME/runs/<run id>)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--deterministic", action="store_true",
