@@ -4,8 +4,9 @@ grid masking (paper Table 1f / Fig. 6).
 Every strategy is written as a *score* per patch, [N, L]; a sample keeps the `len_keep` patches
 with the lowest scores. Random masking's score is the uniform noise itself, exactly as in the
 official release, so that a run given the same `noise` masks the same patches as the official
-code. Block and grid masking add 1 to the patches their pattern removes, so the noise only
-breaks ties inside the pattern; the shared argsort / gather machinery then works unchanged, and
+code. Block and grid masking add to the scores of the patches their pattern removes (block
+masking: 2, and 1 to the patches bordering its blocks, which fill a short pattern), so the noise
+only breaks ties inside the pattern; the shared argsort / gather machinery then works unchanged, and
 every sample keeps the same number of patches, so the visible tokens batch as one dense tensor.
 
     scores [N, L] -> ids_shuffle = argsort(scores)   order of patches: kept ones first
@@ -53,13 +54,16 @@ def grid_pattern(n: int, grid: tuple[int, int], device=None) -> torch.Tensor:
 def block_pattern(n: int, grid: tuple[int, int], num_mask: int, *, min_block: int | None = None,
                   min_aspect: float = 0.3, generator: torch.Generator | None = None,
                   device=None) -> torch.Tensor:
-    """BEiT's block-wise masking: rectangles of random area (>= min_block patches) and aspect
-    ratio (in [min_aspect, 1/min_aspect]) are added until `num_mask` patches are covered.
-
-    A new rectangle may overlap earlier ones; it is accepted only when it does not overshoot
-    the budget, so the pattern covers at most num_mask patches. When ten tries in a row add
-    nothing the remainder is left to the noise (rare; the count stays exact).
-    min_block defaults to BEiT's 16 patches of a 14 x 14 grid, scaled to this grid's size.
+    """BEiT's block-wise masking (Bao et al. 2021, Algorithm 1, as its release's MaskingGenerator
+    runs it): rectangles are added until `num_mask` patches are covered. Each try draws an area
+    uniformly between `min_block` and the patches still to mask (also when fewer remain than
+    min_block: the draw then lies between the two, so late rectangles are big and mostly overlap
+    what is masked, which is what keeps the blocks few), and a log-uniform aspect ratio in
+    [min_aspect, 1/min_aspect]; h, w = round(sqrt(area * ratio)), round(sqrt(area / ratio)) must
+    be strictly smaller than the grid. A rectangle counts only when it adds between 1 and the
+    remaining number of patches; ten failed tries in a row end the sample, which may then cover
+    fewer than num_mask patches (`sample` leaves the remainder to the noise, so the count stays
+    exact). min_block defaults to BEiT's 16 patches of a 14 x 14 grid, scaled to this grid's size.
     """
     gh, gw = grid
     if min_block is None:
@@ -67,7 +71,7 @@ def block_pattern(n: int, grid: tuple[int, int], num_mask: int, *, min_block: in
     log_aspect = (math.log(min_aspect), math.log(1.0 / min_aspect))
     out = torch.zeros(n, gh, gw)
 
-    def uniform(lo: float, hi: float) -> float:
+    def uniform(lo: float, hi: float) -> float:     # as random.uniform: also for lo > hi
         return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
     def randint(lo: int, hi: int) -> int:   # inclusive bounds
@@ -79,11 +83,11 @@ def block_pattern(n: int, grid: tuple[int, int], num_mask: int, *, min_block: in
             budget = num_mask - count
             added = 0
             for _ in range(10):
-                area = uniform(min(min_block, budget), budget)
+                area = uniform(min_block, budget)
                 aspect = math.exp(uniform(*log_aspect))
                 h = int(round(math.sqrt(area * aspect)))
                 w = int(round(math.sqrt(area / aspect)))
-                if not (1 <= h <= gh and 1 <= w <= gw):
+                if not (h < gh and w < gw):
                     continue
                 top, left = randint(0, gh - h), randint(0, gw - w)
                 new = h * w - int(mask[top:top + h, left:left + w].sum())
@@ -95,6 +99,17 @@ def block_pattern(n: int, grid: tuple[int, int], num_mask: int, *, min_block: in
                 break
             count += added
     return out.reshape(n, gh * gw).to(device)
+
+
+def _border(pattern: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """[N, L] 0/1 -> 1 on the unmasked patches 4-adjacent to a masked one."""
+    m = pattern.view(-1, *grid)
+    grown = m.clone()
+    grown[:, 1:] += m[:, :-1]
+    grown[:, :-1] += m[:, 1:]
+    grown[:, :, 1:] += m[:, :, :-1]
+    grown[:, :, :-1] += m[:, :, 1:]
+    return ((grown > 0) & (m == 0)).float().view_as(pattern)
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,7 +141,10 @@ def sample(strategy: str, n: int, grid: tuple[int, int], mask_ratio: float, *,
         if generator is None and given_noise:
             digest = hashlib.sha256(noise.detach().cpu().numpy().tobytes()).digest()
             generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-        scores = noise + block_pattern(n, grid, L - keep, generator=generator, device=device)
+        pattern = block_pattern(n, grid, L - keep, generator=generator, device=device)
+        # BEiT's generator may stop a few patches short; take those from the patches bordering
+        # the blocks (noise decides among them), so that they grow a block instead of scattering
+        scores = noise + 2 * pattern + _border(pattern, grid)
 
     ids_shuffle = torch.argsort(scores, dim=1)          # ascending: kept patches first
     ids_restore = torch.argsort(ids_shuffle, dim=1)
