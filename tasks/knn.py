@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main():
         ks = sorted({k for k, _ in pairs})
         ts = sorted({t for _, t in pairs})
-        print("knn: top1 over k (rows) x T (columns) " + " ".join(f"{t:>7g}" for t in ts))
+        print("knn: top-1 for each k (rows) and T (columns)")
+        print("  k \\ T " + "".join(f"{t:>8g}" for t in ts))
         for k in ks:
-            print(f"  k {k:<5d}" + " " * 27 + " ".join(f"{acc[(k, t)]['top1']:7.2f}" if (k, t) in acc else "      -"
-                                                       for t in ts))
+            print(f"  {k:<6d}" + "".join(f"{acc[(k, t)]['top1']:8.2f}" if (k, t) in acc else "       -" for t in ts))
         print(f"knn: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f} at k={pairs[0][0]}, T={pairs[0][1]:g} "
               f"({metrics['val_images']} val images; run {run.run_id})")
     return 0

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, s) -> int:
     train_x = fr.train.select(pooling, blocks)[fr.subset].to(device)
     train_y = fr.train_labels.to(device)
     val_x, val_y = fr.val.select(pooling, blocks).to(device), fr.val.labels.to(device)
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, task="linprobe", backbone=args.backbone,
+    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone,
                           dataset=s.data.name, config=cfg, checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run_ctx:
         C, heads, n_fit, n_held = sweep(train_x, train_y, s.data.num_classes, [float(c) for c in Cs],
