@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from maebench.tasks.ade20k.model import segmentation_loss
 
     device = distributed.init(args.device, deterministic=args.deterministic)
-    micro = cfg["batch_size"] // (distributed.world_size() * cfg["accum_iter"])
+    from maebench.batching import micro_batch
+    micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if micro < 2:
         raise UsageError(f"the per-process batch is {micro} image(s): the heads' BatchNorm needs at least 2 "
                          "(raise batch_size or lower accum_iter)")
