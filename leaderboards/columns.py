@@ -8,8 +8,15 @@ from dataclasses import dataclass
 
 from maebench.tasks.table import TASKS as _TASK_TABLE
 
-# Task -> the metrics that get a column, in display order; labels: all from the task table.
-TASK_METRICS: dict[str, tuple[str, ...]] = {t.name: t.headline for t in _TASK_TABLE.values()}
+# Tasks whose table has one column per K (tuned last blocks) of their headline metric instead
+# of one column per metric.
+PER_K_TASKS = ("partial",)
+# Task -> the metrics that get a column, in display order; labels and headlines: all from the
+# task table.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    t.name: t.headline if t.name in PER_K_TASKS else tuple(m for m, _ in t.metrics)
+    for t in _TASK_TABLE.values()}
+HEADLINE: dict[str, tuple[str, ...]] = {t.name: t.headline for t in _TASK_TABLE.values()}
 TASKS = tuple(TASK_METRICS)
 TASK_LABELS = {t.name: t.label for t in _TASK_TABLE.values()}
 METRIC_LABELS = {m: label for t in _TASK_TABLE.values() for m, label in t.metrics}
@@ -63,22 +70,29 @@ class Column:
     task: str
     metric: str
     dataset: str
-    blocks: float | None = None   # partial fine-tuning only
+    blocks: float | None = None   # PER_K_TASKS only
 
     @property
     def key(self) -> str:
         """Stable machine name, e.g. 'partial/top1/shapes/K=1' (csv/json column names)."""
-        k = f"/K={format_blocks(self.blocks)}" if self.task == "partial" else ""
+        k = f"/K={format_blocks(self.blocks)}" if self.task in PER_K_TASKS else ""
         return f"{self.task}/{self.metric}/{self.dataset}{k}"
 
     @property
     def header(self) -> str:
         """Human header that names the dataset, e.g. 'partial K=1 top-1 [shapes]'."""
         task = TASK_LABELS.get(self.task, self.task)
-        if self.task == "partial":
+        if self.task in PER_K_TASKS:
             task += f" K={format_blocks(self.blocks)}"
         metric = METRIC_LABELS.get(self.metric, self.metric)
         return f"{task} {metric} [{dataset_label(self.dataset)}]"
+
+    @property
+    def short_header(self) -> str:
+        """The header inside its task's own table: 'top-1', 'APbox', 'K=1'."""
+        if self.task in PER_K_TASKS:
+            return f"K={format_blocks(self.blocks)}"
+        return METRIC_LABELS.get(self.metric, self.metric)
 
     @property
     def is_paper_dataset(self) -> bool:

@@ -1,6 +1,7 @@
-"""Leaderboard figures as PNG files: the partial fine-tuning curve (paper Fig. 9 style), the
-masking-ratio sweep (Fig. 5 style, only when backbones were pretrained with different ratios)
-and one grouped bar chart per task and dataset.
+"""Leaderboard figures as PNG files: one grouped bar chart per task and dataset (y from 0), the
+partial fine-tuning curve over K (paper Fig. 9 style, one line per backbone) and the
+masking-ratio sweep (Fig. 5 style, only when backbones were pretrained with different ratios).
+Legends sit outside the axes, where they hide no data.
 
 matplotlib is imported here only, through its object API (Figure + Agg canvas): no pyplot
 global state and no backend switch, so drawing is safe inside any host program."""
@@ -10,9 +11,10 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from maebench.leaderboards.columns import METRIC_LABELS, TASK_LABELS, Column, dataset_label, format_blocks
+from maebench.leaderboards.columns import (METRIC_LABELS, PER_K_TASKS, TASK_LABELS, Column, dataset_label,
+                                           format_blocks)
 from maebench.leaderboards.reference import ARCH_LABELS
-from maebench.leaderboards.table import Leaderboard
+from maebench.leaderboards.table import PAPER, Leaderboard
 
 DPI = 110
 
@@ -27,9 +29,19 @@ def _figure(ncols: int = 1, nrows: int = 1, width: float = 6.0, height: float = 
 
 
 def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", bbox_inches="tight")     # keeps legends outside the axes
     return path
+
+
+def _legend_outside(ax) -> None:
+    """The legend right of the axes, where it can hide no data point."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def _nice_top(top: float) -> float:
+    """Upper y limit of a bar chart that starts at 0: a little above the tallest bar (and paper
+    value), and at least 1 point, so that values near 0 look near 0."""
+    return max(1.0, top * 1.12)
 
 
 def _slug(text: str) -> str:
@@ -41,39 +53,40 @@ def _k_label(k: float | None) -> str:
 
 
 def partial_curves(board: Leaderboard, out_dir: Path) -> list[Path]:
-    """Top-1 vs number of tuned last blocks K, one line per backbone, one figure per dataset.
-    On ImageNet the paper's Fig. 9 points are drawn dashed for reference."""
+    """Top-1 vs number of tuned last blocks K, one line per backbone, one figure per dataset with
+    at least two measured K (one K is a bar chart, not a curve). On ImageNet the paper's Fig. 9
+    points are drawn dashed. Lines are shifted sideways a little so equal values stay visible."""
     by_dataset: dict[str, list[Column]] = defaultdict(list)
     for col in board.columns:
-        if col.task == "partial" and col.blocks is not None:
+        if col.task in PER_K_TASKS and col.blocks is not None:
             by_dataset[col.dataset].append(col)
     paths = []
     for dataset, cols in sorted(by_dataset.items()):
-        paper_lines = []
-        if board.reference is not None and dataset == "imagenet":
-            groups = defaultdict(list)
-            for e in board.reference.leaderboard_entries():
-                if e.task == "partial" and e.dataset == dataset:
-                    groups[e.row_label].append((e.blocks, e.value))
-            paper_lines = sorted(groups.items())
-        ks = sorted({c.blocks for c in cols} | {k for _, pts in paper_lines for k, _ in pts})
+        rows = [r for r in board.measured_rows if any(c in r.cells for c in cols)]
+        measured_k = {c.blocks for c in cols if any(c in r.cells for r in rows)}
+        if len(measured_k) < 2:
+            continue
+        paper_rows = [r for r in board.rows if r.kind == PAPER and any(c in r.cells for c in cols)]
+        ks = sorted(measured_k | {c.blocks for r in paper_rows for c in r.cells if c in cols})
         pos = {k: i for i, k in enumerate(ks)}
-        fig, (ax,) = _figure()
-        for row in board.measured_rows:
+        fig, (ax,) = _figure(width=7.0)
+        shift = 0.08 if len(rows) > 1 else 0.0
+        for i, row in enumerate(rows):
+            dx = shift * (i - (len(rows) - 1) / 2) / max(1, len(rows) - 1) * 2
             pts = [(c.blocks, row.cells[c]) for c in sorted(cols, key=Column.sort_key) if c in row.cells]
-            if not pts:
-                continue
-            ax.errorbar([pos[k] for k, _ in pts], [c.mean for _, c in pts],
-                        yerr=[c.std or 0.0 for _, c in pts], marker="o", capsize=3, label=row.label)
-        for label, pts in paper_lines:
-            pts.sort()
-            ax.plot([pos[k] for k, _ in pts], [v for _, v in pts], "k--", marker="s", label=label)
+            errs = [c.std or 0.0 for _, c in pts]
+            ax.errorbar([pos[k] + dx for k, _ in pts], [c.mean for _, c in pts],
+                        yerr=errs if any(errs) else None, marker="o", capsize=3, label=row.label)
+        for row in paper_rows:
+            pts = sorted((c.blocks, cell.mean) for c, cell in row.cells.items() if c in cols)
+            ax.plot([pos[k] for k, _ in pts], [v for _, v in pts], "k--", marker="s", label=row.label)
         ax.set_xticks(range(len(ks)), [_k_label(k) for k in ks])
+        ax.set_xlim(-0.5, len(ks) - 0.5)
         ax.set_xlabel("blocks fine-tuned (K; MLP = last block's MLP only)")
         ax.set_ylabel("top-1 (%)")
         ax.set_title(f"Partial fine-tuning [{dataset_label(dataset)}]")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _legend_outside(ax)
         paths.append(_save(fig, out_dir / f"partial_{_slug(dataset)}.png"))
     return paths
 
@@ -84,7 +97,7 @@ def mask_ratio_sweep(board: Leaderboard, out_dir: Path) -> list[Path]:
     (family, size). Nothing when no sweep was run."""
     panels = []
     for col in board.columns:
-        if col.task == "partial":
+        if col.task in PER_K_TASKS:
             continue
         lines: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
         for row in board.measured_rows:
@@ -107,15 +120,16 @@ def mask_ratio_sweep(board: Leaderboard, out_dir: Path) -> list[Path]:
         ax.set_xlabel("masking ratio (%)")
         ax.set_ylabel(f"{METRIC_LABELS.get(col.metric, col.metric)} (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     return [_save(fig, out_dir / "mask_ratio.png")]
 
 
 def task_bars(board: Leaderboard, out_dir: Path) -> list[Path]:
-    """One grouped bar chart per (task, dataset): a group per backbone, a bar per metric or K,
-    error bars = sample std over seeds."""
+    """One grouped bar chart per (task, dataset): a group per backbone (in the order of its
+    table), a bar per metric or K, error bars = sample std over seeds, the paper's number each
+    cell is compared with as a black dash. The y-axis starts at 0 and spans bars and dashes."""
     groups: dict[tuple[str, str], list[Column]] = defaultdict(list)
     for col in board.columns:
         groups[(col.task, col.dataset)].append(col)
@@ -124,25 +138,36 @@ def task_bars(board: Leaderboard, out_dir: Path) -> list[Path]:
         rows = [r for r in board.measured_rows if any(c in r.cells for c in cols)]
         if not rows:
             continue
-        fig, (ax,) = _figure(width=max(5.0, 1.2 * len(rows) * max(1, len(cols)) ** 0.5 + 2))
+        cols = [c for c in cols if any(c in r.cells for r in rows)]
+        fig, (ax,) = _figure(width=max(5.5, 0.9 * len(rows) * max(1, len(cols)) ** 0.5 + 2.5))
         width = 0.8 / len(cols)
+        top, paper_drawn = 0.0, False
         for j, col in enumerate(cols):
             xs, ys, errs = [], [], []
             for i, row in enumerate(rows):
-                if col in row.cells:
-                    cell = row.cells[col]
-                    xs.append(i - 0.4 + width * (j + 0.5))
-                    ys.append(cell.mean)
-                    errs.append(cell.std or 0.0)
-            metric = METRIC_LABELS.get(col.metric, col.metric)
-            label = f"K={_k_label(col.blocks)}" if task == "partial" else metric
-            ax.bar(xs, ys, width=width, yerr=errs, capsize=3, label=label)
+                cell = row.cells.get(col)
+                if cell is None:
+                    continue
+                x = i - 0.4 + width * (j + 0.5)
+                xs.append(x)
+                ys.append(cell.mean)
+                errs.append(cell.std or 0.0)
+                if cell.reference is not None:
+                    ax.hlines(cell.reference, x - width / 2, x + width / 2, colors="k", linewidth=2,
+                              label=None if paper_drawn else "paper")
+                    paper_drawn = True
+                    top = max(top, cell.reference)
+            top = max([top, *(y + e for y, e in zip(ys, errs))])
+            label = f"K={_k_label(col.blocks)}" if task in PER_K_TASKS else METRIC_LABELS.get(col.metric, col.metric)
+            bars = ax.bar(xs, ys, width=width, yerr=errs if any(errs) else None, capsize=3, label=label)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        ax.set_ylim(0, _nice_top(top))
         ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel(" / ".join(sorted({METRIC_LABELS.get(c.metric, c.metric) for c in cols})))
+        ax.set_ylabel(" / ".join(dict.fromkeys(METRIC_LABELS.get(c.metric, c.metric) for c in cols)) + " (%)")
         ax.set_title(f"{TASK_LABELS.get(task, task)} [{dataset_label(dataset)}]")
         ax.grid(axis="y", alpha=0.3)
-        if len(cols) > 1:
-            ax.legend(fontsize=8)
+        if len(cols) > 1 or paper_drawn:
+            _legend_outside(ax)
         paths.append(_save(fig, out_dir / f"bars_{_slug(task)}_{_slug(dataset)}.png"))
     return paths
 

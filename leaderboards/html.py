@@ -1,74 +1,95 @@
-"""The leaderboard as one self-contained HTML page: no server, no external file. Figures are
-embedded as base64 PNG data URIs; every measured cell opens (one click, <details>) onto the
-effective config of each run behind it, and every backbone name onto its pretraining runs."""
+"""The leaderboard as one self-contained HTML page (no server, no external file): the summary,
+then one table per task and dataset, then cost, with sticky headers and sortable columns; every
+measured cell links to the runs behind it, listed at the end of the page with each run's
+effective config; figures embedded as base64 PNG data URIs."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+from collections import defaultdict
 from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from maebench.leaderboards.families import family_label
-from maebench.leaderboards.table import PAPER, BoardRow, Leaderboard
-from maebench.leaderboards.text import cost_texts, headers, summary_line
+from maebench.leaderboards.columns import TASK_LABELS, dataset_label, format_blocks
+from maebench.leaderboards.html_assets import SCRIPT, STYLE
+from maebench.leaderboards.markdown import results_line
+from maebench.leaderboards.table import PAPER, Leaderboard
+from maebench.leaderboards.views import View, group_id, views_for
 from maebench.results import Row
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; vertical-align: top; }
-th { background: #f3f3f3; }
-td.name, td.family { text-align: left; white-space: nowrap; }
-tr.paper td { color: #555; font-style: italic; background: #fafafa; }
-tr.first td { border-top: 2px solid #888; }
-details summary { cursor: pointer; white-space: nowrap; }
-details pre { text-align: left; font-size: 11px; max-width: 42em; max-height: 24em; overflow: auto;
-              background: #f7f7f7; padding: 4px; }
-figure { display: inline-block; margin: 0.5em; }
-img { max-width: 100%; border: 1px solid #ddd; }
-"""
+
+def _pretrain_id(backbone: str) -> str:
+    return "pretrain-" + hashlib.sha1(backbone.encode()).hexdigest()[:10]
 
 
-def _run_block(run: Row, metric_text: str = "") -> str:
-    title = f"{run.run_id} · {run.task} · {run.dataset or '?'} · seed {run.seed}"
-    if metric_text:
-        title += f" · {metric_text}"
+def _attr(value: float | None) -> str:
+    return "" if value is None else f' data-v="{value!r}"'
+
+
+def _table(view: View, pretrain_ids: set[str]) -> str:
+    heads = "".join(f'<th class="{"num" if num else "text"}">{escape(h)}</th>'
+                    for h, num in zip(view.headers, view.numeric))
+    bodies = {}
+    for row in view.rows:
+        label = escape(row.label)
+        if row.backbone and _pretrain_id(row.backbone) in pretrain_ids:
+            label = f'<a href="#{_pretrain_id(row.backbone)}" title="pretraining runs">{label}</a>'
+        tds = [f'<td class="label" title="{escape(row.family)}">{label}</td>']
+        for cell, num in zip(row.cells, view.numeric[1:]):
+            text = cell.text(lambda s: f"<strong>{escape(s)}</strong>") if cell.best else escape(cell.text())
+            if cell.group and row.kind != PAPER:
+                text = f'<a href="#{cell.group}">{text}</a>'
+            classes = ("num" if num else "text") + (" best" if cell.best else "")
+            title = f' title="{escape(cell.title)}"' if cell.title else ""
+            tds.append(f'<td class="{classes}"{_attr(cell.value) if num else ""}{title}>{text}</td>')
+        bodies.setdefault(row.kind, []).append(f"<tr>{''.join(tds)}</tr>")
+    body = f'<tbody class="measured">{"".join(bodies.get("measured", []))}</tbody>'
+    if bodies.get(PAPER):
+        group = f'<tr class="group"><td colspan="{len(view.headers)}">the MAE paper</td></tr>'
+        body += f'<tbody class="paper">{group}{"".join(bodies[PAPER])}</tbody>'
+    caption = f'<p class="caption">{escape(" ".join(view.caption))}</p>' if view.caption else ""
+    return (f'<section class="table" id="{escape(view.key)}"><h2>{escape(view.title)}</h2>'
+            f'<table class="lb"><thead><tr>{heads}</tr></thead>{body}</table>{caption}</section>')
+
+
+def _run_block(run: Row) -> str:
+    shown = {k: v for k, v in run.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in list(shown.items())[:6])
+    title = f"{run.run_id} · seed {run.seed}" + (f" · {metrics}" if metrics else "")
     config = json.dumps(run.config, indent=2, sort_keys=True, default=str)
-    where = f"git {run.git_commit or '?'} · {run.hardware or '?'}"
-    return f"<p><code>{escape(title)}</code><br><small>{escape(where)}</small></p><pre>{escape(config)}</pre>"
+    where = f"git {run.git_commit or '?'} · {run.hardware or '?'} · config hash {run.config_hash or '?'}"
+    return (f"<details><summary><code>{escape(title)}</code></summary><small>{escape(where)}</small>"
+            f"<pre>{escape(config)}</pre></details>")
 
 
-def _runs_details(summary: str, blocks: Sequence[str]) -> str:
-    if not blocks:
-        return escape(summary)
-    return f"<details><summary>{escape(summary)}</summary>{''.join(blocks)}</details>"
-
-
-def _name_cell(row: BoardRow) -> str:
-    if row.kind == PAPER or not row.pretrain_runs:
-        return escape(row.label)
-    return _runs_details(row.label, [_run_block(r) for r in row.pretrain_runs])
-
-
-def _row_html(row: BoardRow, board: Leaderboard, first_of_family: bool) -> str:
-    classes = [row.kind] + (["first"] if first_of_family else [])
-    runs = {r.run_id: r for r in row.runs}
-    tds = [f'<td class="family">{escape(family_label(row.family))}</td>',
-           f'<td class="name">{_name_cell(row)}</td>']
-    for col in board.columns:
-        cell = row.cells.get(col)
-        if cell is None:
-            tds.append("<td></td>")
-        elif cell.paper:
-            tds.append(f'<td title="{escape(cell.reference_source or "")}">{escape(cell.text())}</td>')
-        else:
-            blocks = [_run_block(runs[rid], f"{col.metric} = {v:.2f}")
-                      for rid, v in zip(cell.run_ids, cell.values) if rid in runs]
-            title = f' title="vs {escape(cell.reference_source)}"' if cell.reference_source else ""
-            tds.append(f"<td{title}>{_runs_details(cell.text(), blocks)}</td>")
-    tds += [f"<td>{escape(t)}</td>" for t in cost_texts(row)]
-    return f'<tr class="{" ".join(classes)}">{"".join(tds)}</tr>'
+def _runs_section(board: Leaderboard) -> tuple[str, set[str]]:
+    """Every counted run, grouped per backbone and (task, dataset, K) under the ids the cells
+    link to, each with its effective config; and the ids of the pretraining groups."""
+    parts, pretrain_ids = ['<section id="runs"><h2>Runs and their effective configs</h2>'], set()
+    for row in board.measured_rows:
+        parts.append(f"<h3>{escape(row.label)}</h3>")
+        if row.pretrain_runs:
+            gid = _pretrain_id(row.backbone)
+            pretrain_ids.add(gid)
+            parts.append(f'<div class="runs" id="{gid}"><b>pretraining</b>'
+                         + "".join(_run_block(r) for r in row.pretrain_runs) + "</div>")
+        groups: dict[str, tuple[str, list[Row]]] = defaultdict(lambda: ("", []))
+        for col, cell in sorted(row.cells.items(), key=lambda kv: kv[0].sort_key()):
+            gid = group_id(row.backbone, col)
+            name = f"{TASK_LABELS.get(col.task, col.task)} · {dataset_label(col.dataset)}"
+            if col.blocks is not None:
+                name += f" · K={format_blocks(col.blocks)}"
+            runs = groups[gid][1]
+            ids = {r.run_id for r in runs}
+            runs += [r for r in row.runs if r.run_id in cell.run_ids and r.run_id not in ids]
+            groups[gid] = (name, runs)
+        for gid, (name, runs) in groups.items():
+            parts.append(f'<div class="runs" id="{gid}"><b>{escape(name)}</b> ({len(runs)} run'
+                         f"{'s' * (len(runs) != 1)})" + "".join(_run_block(r) for r in runs) + "</div>")
+    parts.append("</section>")
+    return "".join(parts), pretrain_ids
 
 
 def _figure_html(path: Path) -> str:
@@ -78,23 +99,24 @@ def _figure_html(path: Path) -> str:
             f"<figcaption>{name}</figcaption></figure>")
 
 
-def to_html(board: Leaderboard, figures: Sequence[Path] = ()) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers(board))
-    body, last_family = [], None
-    for row in board.rows:
-        body.append(_row_html(row, board, row.family != last_family and last_family is not None))
-        last_family = row.family
+def to_html(board: Leaderboard, figures: Sequence[Path] = (), which: str = "all") -> str:
+    runs, pretrain_ids = _runs_section(board)
+    views = views_for(board, which)
+    nav = "".join(f'<a href="#{escape(v.key)}">{escape(v.title)}</a>' for v in views)
+    nav += ('<a href="#figures">figures</a>' if figures else "") + '<a href="#runs">runs</a>'
     notes = "".join(f"<li>{escape(n)}</li>" for n in board.notes())
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        "<title>maebench leaderboard</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
-        "<h1>maebench leaderboard</h1>", f"<p>{escape(summary_line(board).replace('`', ''))}</p>",
-        "<p>Click a measured cell for the effective config of each run behind it, and a backbone "
-        "name for its pretraining runs.</p>",
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
-        f"<ul>{notes}</ul>",
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>maebench leaderboard</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
+        "<h1>maebench leaderboard</h1>", f"<p>{escape(results_line(board).replace('`', ''))}</p>",
+        "<p>Click a column header to sort (paper rows stay in their own group), a value for the runs "
+        "behind it and their effective configs, a backbone for its pretraining runs.</p>",
+        f"<nav>{nav}</nav>", *(_table(v, pretrain_ids) for v in views),
+        f'<h2>Notes</h2><ul class="notes">{notes}</ul>',
     ]
     if figures:
-        parts += ["<h2>Figures</h2>", "<div>", *(_figure_html(f) for f in figures), "</div>"]
-    parts += ["</body>", "</html>"]
+        parts += ['<section id="figures"><h2>Figures</h2>', *(_figure_html(f) for f in figures), "</section>"]
+    parts += [runs, f"<script>{SCRIPT}</script>", "</body>", "</html>"]
     return "\n".join(parts) + "\n"
+

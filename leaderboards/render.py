@@ -1,10 +1,4 @@
-"""The one entry point from a results store to a written leaderboard, shared by
-`maebench leaderboard` and `maebench demo`.
-
-    from maebench.leaderboards.render import write_leaderboard
-    text = write_leaderboard(store, "leaderboards/demo.md", "github", "leaderboards/figures")
-
-or, to draw the figures once for several formats:
+"""From a built Leaderboard to written text, shared by `maebench leaderboard` and `maebench demo`:
 
     board = build_leaderboard(store)                    # leaderboards.table
     figs = write_figures(board, "leaderboards/figures")  # leaderboards.figures
@@ -18,13 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from maebench.leaderboards.table import Leaderboard, build_leaderboard
+from maebench.leaderboards.table import Leaderboard
+from maebench.leaderboards.views import VIEWS
 from maebench.errors import MaebenchError, unknown
-from maebench.results import ResultsStore
 
-FORMATS = ("github", "latex", "html", "csv", "json")
+FORMATS = ("github", "markdown", "terminal", "latex", "html", "csv", "json")
 _SUFFIX_FORMATS = {".md": "github", ".markdown": "github", ".tex": "latex", ".html": "html",
-                   ".htm": "html", ".csv": "csv", ".json": "json"}
+                   ".htm": "html", ".csv": "csv", ".json": "json", ".txt": "terminal"}
 
 
 def format_for(out_path: str | os.PathLike | None, fmt: str | None) -> str:
@@ -32,25 +26,30 @@ def format_for(out_path: str | os.PathLike | None, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in FORMATS:
             raise unknown("format", fmt, FORMATS)
-        return fmt
+        return "github" if fmt == "markdown" else fmt
     suffix = Path(out_path).suffix.lower() if out_path else ""
     return _SUFFIX_FORMATS.get(suffix, "github")
 
 
-def render(board: Leaderboard, fmt: str, figures: Sequence[Path] = (), base_dir: Path | None = None) -> str:
-    """The board as text in `fmt`; html embeds `figures`, github links them relative to base_dir."""
-    from maebench.leaderboards import html, text
+def render(board: Leaderboard, fmt: str, figures: Sequence[Path] = (), base_dir: Path | None = None,
+           which: str = "all") -> str:
+    """The board as text in `fmt` ('all' tables, or only 'tasks', 'summary' or 'cost'); html
+    embeds `figures`, github links them relative to base_dir."""
+    from maebench.leaderboards import html, latex, longform, markdown, terminal
+    fmt = format_for(None, fmt)
+    if which not in VIEWS:
+        raise unknown("table selection", which, VIEWS)
     if fmt == "github":
-        return text.to_markdown(board, figures, base_dir)
+        return markdown.to_markdown(board, figures, base_dir, which)
+    if fmt == "terminal":
+        return terminal.to_terminal(board, which=which)
     if fmt == "latex":
-        return text.to_latex(board)
+        return latex.to_latex(board, which)
     if fmt == "csv":
-        return text.to_csv(board)
+        return longform.to_csv(board)
     if fmt == "json":
-        return text.to_json(board)
-    if fmt == "html":
-        return html.to_html(board, figures)
-    raise unknown("format", fmt, FORMATS)
+        return longform.to_json(board)
+    return html.to_html(board, figures, which)
 
 
 def _write_atomic(path: Path, content: str) -> None:
@@ -66,7 +65,8 @@ def _write_atomic(path: Path, content: str) -> None:
 
 
 def write_board(board: Leaderboard, out_path: str | os.PathLike | None = None, fmt: str | None = "github",
-                figures_dir: str | os.PathLike | None = None, *, figures: Sequence[Path] | None = None) -> str:
+                figures_dir: str | os.PathLike | None = None, *, figures: Sequence[Path] | None = None,
+                which: str = "all") -> str:
     """Render a built board in `fmt` and return the text; with `out_path` also write it there;
     with `figures_dir` write the PNG figures there (linked from markdown, embedded in html).
     `figures` passes figures already drawn by figures.write_figures instead (one drawing for
@@ -80,29 +80,16 @@ def write_board(board: Leaderboard, out_path: str | os.PathLike | None = None, f
         raise MaebenchError(f"--out {out} is a directory; give a file name")
     base_dir = out.parent if out is not None else Path.cwd()
     if figures is not None:
-        content = render(board, fmt, [Path(f) for f in figures], base_dir)
+        content = render(board, fmt, [Path(f) for f in figures], base_dir, which)
     elif figures_dir is not None:
         from maebench.leaderboards.figures import write_figures
-        content = render(board, fmt, write_figures(board, figures_dir), base_dir)
+        content = render(board, fmt, write_figures(board, figures_dir), base_dir, which)
     elif fmt == "html":
         from maebench.leaderboards.figures import write_figures
         with tempfile.TemporaryDirectory(prefix="maebench-figures-") as tmp:
-            content = render(board, fmt, write_figures(board, tmp), base_dir)
+            content = render(board, fmt, write_figures(board, tmp), base_dir, which)
     else:
-        content = render(board, fmt, (), base_dir)
+        content = render(board, fmt, (), base_dir, which)
     if out is not None:
         _write_atomic(out, content)
     return content
-
-
-def write_leaderboard(store: ResultsStore | str | os.PathLike | None, out_path: str | os.PathLike | None = None,
-                      fmt: str | None = "github", figures_dir: str | os.PathLike | None = None, *,
-                      tasks: Sequence[str] | None = None, backbones: Sequence[str] | None = None,
-                      include_paper: bool = True) -> str:
-    """Build the leaderboard of `store` (a ResultsStore, a path to one, or None for the default
-    store) and render it with `write_board`; returns the text (or the empty-board message)."""
-    if not isinstance(store, ResultsStore):
-        store = ResultsStore(store)
-    format_for(out_path, fmt)     # a bad format fails before any work
-    board = build_leaderboard(store, tasks=tasks, backbones=backbones, include_paper=include_paper)
-    return write_board(board, out_path, fmt, figures_dir)

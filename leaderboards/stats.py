@@ -1,11 +1,9 @@
 """One leaderboard cell: the finished runs of one backbone in one column, summarised as
 mean ± sample standard deviation over seeds with the number of runs, plus the difference from
-the paper's number where one applies. Also the cell's text, shared by every text format so
-that what is printed can be parsed back (tests do)."""
+the paper's number where one applies. Also the cell's text, shared by every text format."""
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from dataclasses import dataclass, field
 
@@ -35,38 +33,17 @@ class Cell:
     def delta(self) -> float | None:
         return None if self.reference is None else self.mean - self.reference
 
-    def text(self, pm: str = "±", delta_sign: str = "Δ") -> str:
-        """'72.00 ± 2.00 (n=3)', '71.20 (n=1)', '85.70 ± 0.10 (n=3, Δ -0.20)'; paper: '85.9'."""
+    def text(self, pm: str = "±") -> str:
+        """'72.00 ± 2.00' when n > 1, '71.20' for one run; a paper row's number as the paper
+        prints it: '85.9'. n and the difference from the paper are columns of their own."""
         if self.paper:
             return f"{self.mean:.1f}"
-        out = f"{self.mean:.2f}"
-        if self.std is not None:
-            out += f" {pm} {self.std:.2f}"
-        extra = f", {delta_sign} {self.delta:+.2f}" if self.delta is not None else ""
-        return f"{out} (n={self.n}{extra})"
-
-    def as_dict(self) -> dict:
-        if self.paper:
-            return {"value": self.mean, "source": self.reference_source}
-        return {"mean": self.mean, "std": self.std, "n": self.n, "delta": self.delta,
-                "reference": self.reference, "reference_source": self.reference_source,
-                "run_ids": list(self.run_ids)}
+        return f"{self.mean:.2f}" + (f" {pm} {self.std:.2f}" if self.std is not None else "")
 
 
-_CELL_RE = re.compile(r"^(?P<mean>-?\d+(?:\.\d+)?)(?: ± (?P<std>\d+(?:\.\d+)?))?"
-                      r"(?: \(n=(?P<n>\d+)(?:, Δ (?P<delta>[+-]\d+(?:\.\d+)?))?\))?$")
-
-
-def parse_cell(text: str) -> dict | None:
-    """Inverse of Cell.text: {'mean', 'std', 'n', 'delta'} (None where absent); None for ''."""
-    text = text.strip()
-    if not text or text == "-":
-        return None
-    m = _CELL_RE.match(text)
-    if not m:
-        raise ValueError(f"not a leaderboard cell: {text!r}")
-    return {k: (None if v is None else (int(v) if k == "n" else float(v)))
-            for k, v in m.groupdict().items()}
+def delta_text(delta: float | None) -> str:
+    """'+0.20', '-0.80'; '' when there is nothing to compare with."""
+    return "" if delta is None else f"{delta:+.2f}"
 
 
 def finite(value) -> float | None:

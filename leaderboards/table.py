@@ -1,5 +1,6 @@
-"""ResultsStore -> Leaderboard: one row per backbone (grouped by pretraining family), one
-column per task metric and dataset, "(paper)" rows from reference.yaml, and cost columns.
+"""ResultsStore -> Leaderboard, the data every format renders: one row per backbone, its cells
+keyed by column (task, metric, dataset, K), "(paper)" rows from reference.yaml, and its cost.
+leaderboards.views turns it into the tables people read.
 
 Only runs with status 'done' count, the newest one per recipe and seed. Cost columns summarise a backbone's runs as follows:
 pretrain time = sum of wall time of its `pretrain-*` runs; transfer time = sum of wall time of
@@ -8,13 +9,15 @@ of its pretraining runs (transfer throughputs differ per task, so they are not a
 from __future__ import annotations
 
 import re
+import shlex
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from maebench.leaderboards import families
-from maebench.leaderboards.columns import TASK_METRICS, TASKS, Column, PAPER_DATASETS, canonical_dataset, parse_blocks
+from maebench.leaderboards.columns import (PAPER_DATASETS, PER_K_TASKS, TASK_METRICS, TASKS, Column,
+                                           canonical_dataset, parse_blocks)
 from maebench.leaderboards.reference import Reference, default_reference
 from maebench.leaderboards.stats import Cell, finite
 from maebench.errors import unknown
@@ -68,6 +71,7 @@ class Leaderboard:
     reference: Reference | None
     ignored: dict[str, int]        # status -> runs not counted because not 'done'
     filters: str = ""              # "tasks=...; backbones=..." when the board was restricted
+    filter_args: str = ""          # the same as command-line options ("--task knn --no-paper")
 
     @property
     def measured_rows(self) -> list[BoardRow]:
@@ -78,36 +82,44 @@ class Leaderboard:
         return not self.measured_rows
 
     def empty_message(self) -> str:
+        """Why there is nothing to show, and commands (each one runs as printed) that fix it."""
         ignored = ", ".join(f"{n} {s}" for s, n in sorted(self.ignored.items()))
         extra = f" (not counted: {ignored})" if ignored else ""
         where = f" matching {self.filters}" if self.filters else ""
-        return (f"No finished transfer runs{where} in {self.results_path}{extra}. "
-                "Run e.g. `maebench run linprobe --backbone NAME` first.")
+        results = f"--results {shlex.quote(self.results_path)}"
+        if self.filters:
+            hint = f"To see every result there: `maebench leaderboard {results}`."
+        else:
+            hint = ("To fill a store: `maebench demo --quick` (a few minutes on a CPU; then plain "
+                    "`maebench leaderboard` shows its store), or `maebench run --help` for one task.")
+        return f"No finished transfer runs{where} in {self.results_path}{extra}. {hint}"
 
     def notes(self) -> list[str]:
         """Plain-text footnotes saying how the numbers were made (every format prints them)."""
         ignored = ", ".join(f"{n} {s}" for s, n in sorted(self.ignored.items()))
-        out = ["Cells: mean ± sample standard deviation over seeds (n = finished runs; a repeated "
-               "run of the same recipe and seed replaces the earlier one); only runs with status "
-               "'done' count" + (f" (not counted: {ignored})." if ignored else ".")]
-        out.append("Column headers name the dataset in brackets; results on different datasets "
-                   "are never merged into one column.")
-        if self.include_paper and self.reference is not None:
-            sources = sorted({c.reference_source for r in self.rows for c in r.cells.values()
-                              if c.reference_source}, key=_natural)
-            out.append(f"(paper) rows: {self.reference.citation}. Sources: {'; '.join(sources)}.")
-            out.append("Δ = measured mean − paper number; given only for results on the paper's own "
-                       f"dataset ({', '.join(PAPER_DATASETS.values())}) with the same task and K, "
-                       "against the paper row the backbone registry names for the backbone, else "
-                       "the one of the same pretraining family and ViT size. Other datasets are "
-                       "never compared with the paper.")
+        out = ["Cells: mean ± sample standard deviation over seeds when n > 1, the value alone when "
+               "n = 1 (n = finished runs; a repeated run of the same recipe and seed replaces the "
+               "earlier one); only runs with status 'done' count"
+               + (f" (not counted: {ignored})." if ignored else "."),
+               "One table per task and dataset: results on different datasets are never merged or "
+               "compared; rows are sorted by the task's headline metric, the best measured value "
+               "of each column is marked."]
+        sources = sorted({c.reference_source for r in self.rows for c in r.cells.values()
+                          if c.reference_source}, key=natural)
+        if self.include_paper and self.reference is not None and sources:
+            out.append(f"(paper) rows: {self.reference.citation}. Sources: {'; '.join(sources)}. "
+                       "They appear only in tables on the paper's own datasets "
+                       f"({', '.join(PAPER_DATASETS.values())}).")
+            out.append("Δ = measured mean − paper number, with the same task, metric and K, against "
+                       "the paper row the backbone's registry entry names, else the one of the same "
+                       "pretraining family and ViT size.")
         out.append("Cost: pretrain time = sum over the backbone's pretrain-* runs; transfer time = "
                    "sum over the runs counted here; peak mem = max over both; pretrain img/s = mean "
                    "pretraining throughput.")
         return out
 
 
-def _natural(text: str) -> tuple:
+def natural(text: str) -> tuple:
     """'Table 3' before 'Table 12'."""
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
 
@@ -127,7 +139,7 @@ def config_get(cfg: dict[str, Any], key: str) -> Any:
 
 
 def _column(row: Row, metric: str) -> Column:
-    blocks = parse_blocks(config_get(row.config, "blocks")) if row.task == "partial" else None
+    blocks = parse_blocks(config_get(row.config, "blocks")) if row.task in PER_K_TASKS else None
     return Column(row.task, metric, canonical_dataset(row.dataset), blocks)
 
 
@@ -182,18 +194,18 @@ def _paper_key(e) -> tuple:
     return (e.family, e.method, e.arch, e.variant)
 
 
-def _paper_rows(reference: Reference, shown_tasks: set[str], measured: list[BoardRow]) -> list[BoardRow]:
-    """Paper rows for the families on the board and for every row a delta refers to,
-    restricted to the tasks on the board; for partial fine-tuning only the K values that were
-    measured (when any were)."""
-    measured_k = {c.blocks for r in measured for c in r.cells if c.task == "partial"}
+def _paper_rows(reference: Reference, measured: list[BoardRow]) -> list[BoardRow]:
+    """Paper rows for the families on the board and for every row a delta refers to, with the
+    paper's numbers in the columns that were measured (same task, dataset, metric and K) only:
+    a paper row never brings a table or a column of its own."""
+    measured_columns = {c for r in measured for c in r.cells}
     families_on_board = {r.family for r in measured}
     referenced = {_paper_key(e) for r in measured for e in r.targets}
     rows: dict[tuple, BoardRow] = {}
     for e in reference.leaderboard_entries():
-        if e.task not in shown_tasks or (e.family not in families_on_board and _paper_key(e) not in referenced):
+        if e.lb_column not in measured_columns:
             continue
-        if e.task == "partial" and measured_k and e.blocks not in measured_k:
+        if e.family not in families_on_board and _paper_key(e) not in referenced:
             continue
         row = rows.setdefault(_paper_key(e), BoardRow(PAPER, e.row_label, e.family, e.arch, method=e.method))
         row.cells[e.lb_column] = Cell([e.value], reference_source=e.citation, paper=True)
@@ -208,33 +220,45 @@ def _newest_per_recipe(runs: list[Row]) -> list[Row]:
 
 
 def _check_filters(tasks: Sequence[str] | None, backbones: Sequence[str] | None,
-                   known_backbones: set[str]) -> None:
+                   datasets: Sequence[str] | None, done: list[Row]) -> None:
     for t in tasks or ():
         if t not in TASKS:
             raise unknown("task", t, TASKS)
+    known_backbones = {r.backbone for r in done if r.task in TASKS}
     for b in backbones or ():
         if b not in known_backbones:
             raise unknown("backbone (no finished runs)", b, known_backbones)
+    known_datasets = {canonical_dataset(r.dataset) for r in done if r.task in TASKS}
+    for d in datasets or ():
+        if canonical_dataset(d) not in known_datasets:
+            raise unknown("dataset (no finished runs)", d, sorted(known_datasets))
+
+
+def _filter_args(tasks, datasets, backbones, include_paper) -> str:
+    parts = [f"--task {','.join(tasks)}" if tasks else "", f"--dataset {','.join(datasets)}" if datasets else "",
+             f"--backbones {','.join(backbones)}" if backbones else "", "" if include_paper else "--no-paper"]
+    return " ".join(p for p in parts if p)
 
 
 def build_leaderboard(store: ResultsStore, *, tasks: Sequence[str] | None = None,
                       backbones: Sequence[str] | None = None, include_paper: bool = True,
-                      reference: Reference | None = None,
+                      datasets: Sequence[str] | None = None, reference: Reference | None = None,
                       lookup: Callable = families.lookup) -> Leaderboard:
-    """The leaderboard of `store`, optionally restricted to some tasks and backbones."""
+    """The leaderboard of `store`, optionally restricted to some tasks, datasets (any name of a
+    paper dataset, e.g. 'ImageNet-1K' or 'imagenet') and backbones."""
     all_runs = store.rows(status=None)
     done = [r for r in all_runs if r.status == "done"]
-    known = {r.backbone for r in done if r.task in TASKS}
-    _check_filters(tasks, backbones, known)
+    _check_filters(tasks, backbones, datasets, done)
     reference = (reference or default_reference()) if include_paper else None
+    wanted_datasets = {canonical_dataset(d) for d in datasets} if datasets else None
 
     def wanted(r: Row) -> bool:
-        return backbones is None or r.backbone in backbones
+        return (r.task in TASKS and (tasks is None or r.task in tasks)
+                and (backbones is None or r.backbone in backbones)
+                and (wanted_datasets is None or canonical_dataset(r.dataset) in wanted_datasets))
 
-    transfer = [r for r in _newest_per_recipe(done)
-                if r.task in TASKS and (tasks is None or r.task in tasks) and wanted(r)]
-    ignored = Counter(r.status for r in all_runs if r.status != "done" and wanted(r)
-                      and r.task in TASKS and (tasks is None or r.task in tasks))
+    transfer = [r for r in _newest_per_recipe(done) if wanted(r)]
+    ignored = Counter(r.status for r in all_runs if r.status != "done" and wanted(r))
     by_backbone: dict[str, list[Row]] = defaultdict(list)
     for r in transfer:
         by_backbone[r.backbone].append(r)
@@ -247,12 +271,11 @@ def build_leaderboard(store: ResultsStore, *, tasks: Sequence[str] | None = None
             for name, runs in by_backbone.items()]
     rows = [r for r in rows if r.cells]
     if reference is not None and rows:
-        shown_tasks = set(tasks) if tasks else {c.task for r in rows for c in r.cells}
-        paper = _paper_rows(reference, shown_tasks, rows)
-        rows += [p for p in paper if p.cells]
+        rows += _paper_rows(reference, rows)
     columns = sorted({c for r in rows for c in r.cells}, key=Column.sort_key)
     rows.sort(key=BoardRow.sort_key)
-    filters = "; ".join(f"{k}={','.join(v)}" for k, v in (("tasks", tasks), ("backbones", backbones)) if v)
+    filters = "; ".join(f"{k}={','.join(v)}" for k, v in
+                        (("tasks", tasks), ("datasets", datasets), ("backbones", backbones)) if v)
     return Leaderboard(columns=columns, rows=rows, results_path=str(store.path),
                        include_paper=include_paper, reference=reference, ignored=dict(ignored),
-                       filters=filters)
+                       filters=filters, filter_args=_filter_args(tasks, datasets, backbones, include_paper))

@@ -23,8 +23,8 @@ def add(store: ResultsStore, task: str, backbone: str, dataset: str | None, metr
 
 def known_store(path) -> ResultsStore:
     """The reference store. Hand-computed expectations are in the tests that use it:
-    mae-tiny linprobe [shapes] 70, 72, 74 -> 72.00 ± 2.00 (n=3);
-    mae-large-in1k fine-tune [ImageNet-1K] 85.5, 85.9 -> 85.70 ± 0.28 (n=2), paper 85.9 -> Δ -0.20;
+    mae-tiny linprobe [shapes] 70, 72, 74 -> 72.00 ± 2.00, n = 3;
+    mae-large-in1k fine-tune [ImageNet-1K] 85.5, 85.9 -> 85.70 ± 0.28, n = 2, paper 85.9 -> Δ -0.20;
     mae-large-in1k linear [ImageNet-1K] 75.0 -> paper 75.8 (Table 12) -> Δ -0.80."""
     store = ResultsStore(path)
     # pretraining runs: mask ratio and cost
@@ -56,3 +56,58 @@ def known_store(path) -> ResultsStore:
     add(store, "linprobe", "mae-tiny", "shapes", None, seed=8, status="running")
     add(store, "linprobe", "ghost", "shapes", None, status="failed")
     return store
+
+
+PAPER_SCALE_BACKBONES = (  # name, family, arch
+    ("mae-vit-large-normpix", "mae-norm-pixel", "vit-large"),
+    ("mae-vit-large-pixel", "mae-pixel", "vit-large"),
+    ("mocov3-vit-base", "contrastive", "vit-base"),
+    ("supervised-vit-base", "supervised", "vit-base"),
+    ("scratch-vit-large", "scratch", "vit-large"),
+)
+PARTIAL_K = (0, 0.5, 1, 2, 4, 24)
+
+
+def paper_scale_store(path) -> ResultsStore:
+    """5 backbones x the 6 tasks on the paper's datasets (so paper rows and deltas appear), with
+    2-3 seeds per cell (so cells carry ± std), partial fine-tuning at six K, and their
+    pretraining runs: the widest board the layout has to fit."""
+    store = ResultsStore(path)
+    for b, (name, family, arch) in enumerate(PAPER_SCALE_BACKBONES):
+        kw = {"family": family, "arch": arch}
+        if family != "scratch":
+            add(store, "pretrain-mae", name, "imagenet", {"loss": 0.4}, wall=36000.0 + b, mem=30000.0,
+                ips=900.0 + b, mask_ratio=0.75, **kw)
+        for seed in range(3):
+            def v(base: float, t: int) -> float:      # a different order of backbones per task
+                return round(base + 0.2 * seed + ((b * 7 + t * 3) % 5) * 0.6, 4)
+            add(store, "finetune", name, "imagenet", {"top1": v(83.0, 0), "top5": v(96.0, 0)}, seed=seed, **kw)
+            add(store, "linprobe", name, "imagenet", {"top1": v(70.0, 1), "top5": v(88.0, 1)}, seed=seed, **kw)
+            add(store, "knn", name, "imagenet", {"top1": v(60.0, 2), "top5": v(80.0, 2)}, seed=seed, **kw)
+            add(store, "ade20k", name, "ade20k", {"mIoU": v(48.0, 3), "mAcc": v(59.0, 3)}, seed=seed, **kw)
+            add(store, "coco", name, "coco", {"bbox/AP": v(50.0, 4), "segm/AP": v(44.0, 4), "bbox/AP50": v(70.0, 4),
+                                              "bbox/AP75": v(55.0, 4)}, seed=seed, **kw)
+            for k in PARTIAL_K:
+                add(store, "partial", name, "imagenet", {"top1": v(73.0 + k / 3, 5)}, seed=seed, blocks=k, **kw)
+    return store
+
+
+def markdown_tables(md: str) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Every table of a markdown leaderboard: its '## ' title -> (header, rows), cells stripped
+    ('**' best marks and '*' paper-row italics kept)."""
+    tables, title, block = {}, None, []
+    for line in [*md.splitlines(), ""]:
+        if line.startswith("## "):
+            title = line[3:].strip()
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip()[1:-1].split("|")])
+        elif block:
+            key = title if title not in tables else f"{title} ({len(tables)})"
+            tables[key] = (block[0], block[2:])
+            block = []
+    return tables
+
+
+def plain(cell: str) -> str:
+    """A markdown cell without its best / paper marks."""
+    return cell.replace("**", "").strip("*")

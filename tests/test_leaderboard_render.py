@@ -1,22 +1,22 @@
-"""Every output format of the same known store: markdown parses back to the board's numbers,
-csv and json round-trip as numbers, LaTeX is escaped, the HTML page is well-formed and embeds
-its figures, figures are valid PNGs, and the CLI handles files, formats and an empty store."""
+"""Every output format of the same known store (tests/leaderboard_helpers.known_store, values
+computed by hand there): markdown has one table per task and dataset with the right cells, n,
+deltas and paper rows; csv and json are long (one record per run and metric) and agree; LaTeX
+is one escaped booktabs table per task; the HTML page is well-formed, self-contained and links
+every measured cell to its runs' configs; figures are valid PNGs."""
 from __future__ import annotations
 
 import base64
 import csv
 import io
 import json
+import re
 from html.parser import HTMLParser
 
 import pytest
-from leaderboard_helpers import add, known_store
+from leaderboard_helpers import add, known_store, markdown_tables, plain
 
-from maebench.leaderboards import families
-from maebench.leaderboards.render import write_leaderboard
-from maebench.leaderboards.stats import parse_cell
+from maebench.leaderboards.render import write_board
 from maebench.leaderboards.table import build_leaderboard
-from maebench.cli import main as cli_main
 from maebench.results import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -28,102 +28,131 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rendered(store, tmp_path_factory):
+def board(store):
+    return build_leaderboard(store)
+
+
+@pytest.fixture(scope="module")
+def tables(board):
+    return markdown_tables(write_board(board, None, "github"))
+
+
+@pytest.fixture(scope="module")
+def rendered(board, tmp_path_factory):
     """html with figures, rendered once (figures are the slow part)."""
     out = tmp_path_factory.mktemp("html")
-    text = write_leaderboard(store, out / "board.html", "html", out / "figures")
-    return text, out
+    return write_board(board, out / "board.html", "html", out / "figures"), out
 
 
-def parse_markdown_table(md: str) -> tuple[list[str], list[list[str]]]:
-    lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    cells = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines]
-    return cells[0], cells[2:]
+def _rows(tables, title):
+    header, rows = tables[title]
+    return header, {plain(r[0]): dict(zip(header, r)) for r in rows}
 
 
-def test_github_markdown_parses_back_to_the_same_numbers(store):
-    board = build_leaderboard(store)
-    header, rows = parse_markdown_table(write_leaderboard(store, None, "github"))
-    assert header[:2] == ["family", "backbone"]
-    assert header[2:2 + len(board.columns)] == [c.header for c in board.columns]
-    assert len(rows) == len(board.rows)
-    for text_row, row in zip(rows, board.rows):
-        assert text_row[1] == row.label
-        for col, text in zip(board.columns, text_row[2:]):
-            parsed, cell = parse_cell(text), row.cells.get(col)
-            if cell is None:
-                assert parsed is None
-                continue
-            assert parsed["mean"] == round(cell.mean, 2 if not cell.paper else 1)
-            if not cell.paper:
-                assert parsed["n"] == cell.n
-                assert parsed["std"] == (None if cell.std is None else round(cell.std, 2))
-                assert parsed["delta"] == (None if cell.delta is None else round(cell.delta, 2))
-    by_label = {r[1]: dict(zip(header, r)) for r in rows}
-    assert by_label["mae-tiny"]["linear top-1 [shapes]"] == "72.00 ± 2.00 (n=3)"
-    assert by_label["mae-large-in1k"]["fine-tune top-1 [ImageNet-1K]"] == "85.70 ± 0.28 (n=2, Δ -0.20)"
-    assert by_label["MAE ViT-L (paper)"]["fine-tune top-1 [ImageNet-1K]"] == "85.9"
-    assert by_label["mae-tiny"]["transfer time"] == "105.0 s"
+def test_markdown_has_one_table_per_task_and_dataset(tables):
+    per_task = [t for t in tables if " · " in t]
+    assert per_task == ["fine-tune · fashion-mnist", "fine-tune · shapes", "fine-tune · ImageNet-1K",
+                        "linear · shapes", "linear · ImageNet-1K", "partial · shapes", "k-NN · shapes",
+                        "COCO · shapes-coco", "ADE20K · shapes-seg"]
+    assert any(t.startswith("Summary") for t in tables) and "Cost" in tables
+    header, _ = tables["COCO · shapes-coco"]
+    assert header == ["backbone", "APbox", "APmask", "AP50"]      # the task's own measured metrics
 
 
-def test_csv_round_trips_as_numbers(store):
-    board = build_leaderboard(store)
-    lines = list(csv.DictReader(io.StringIO(write_leaderboard(store, None, "csv"))))
-    assert [ln["backbone"] for ln in lines] == [r.label for r in board.rows]
-    for line, row in zip(lines, board.rows):
-        for col in board.columns:
-            cell = row.cells.get(col)
-            mean = line[f"{col.key} mean"]
-            assert (mean == "") == (cell is None)
-            if cell is not None:
-                assert float(mean) == cell.mean
-                if not cell.paper:
-                    assert int(line[f"{col.key} n"]) == cell.n
-                    std, delta = line[f"{col.key} std"], line[f"{col.key} delta"]
-                    assert (None if std == "" else float(std)) == cell.std
-                    assert (None if delta == "" else float(delta)) == cell.delta
-    tiny = next(ln for ln in lines if ln["backbone"] == "mae-tiny")
-    assert float(tiny["linprobe/top1/shapes std"]) == 2.0 and tiny["linprobe/top1/shapes n"] == "3"
-    assert float(tiny["transfer_wall_s"]) == 105.0 and float(tiny["peak_mem_mb"]) == 900.0
+def test_cells_n_and_order_computed_by_hand(tables):
+    header, rows = _rows(tables, "linear · shapes")
+    assert header == ["backbone", "top-1", "top-5", "n"]          # n differs between rows: a column
+    assert list(rows) == ["mae-tiny", "mae-tiny-m50", "moco-tiny"]   # sorted by top-1
+    assert rows["mae-tiny"]["top-1"] == "**72.00 ± 2.00**" and rows["mae-tiny"]["n"] == "3"
+    assert rows["moco-tiny"]["top-1"] == "60.00" and rows["moco-tiny"]["n"] == "1"
+    header, rows = _rows(tables, "partial · shapes")
+    assert header == ["backbone", "K=0", "K=1", "K=2"]              # n = 1 everywhere: said once
+    assert [plain(c) for c in rows["mae-tiny"].values()][1:] == ["60.00", "65.00", "70.00"]
+    assert rows["mae-tiny-m50"]["K=2"] == ""
 
 
-def test_json_is_machine_readable(store):
-    data = json.loads(write_leaderboard(store, None, "json"))
-    rows = {r["label"]: r for r in data["rows"]}
-    lin = rows["mae-tiny"]["cells"]["linprobe/top1/shapes"]
-    assert (lin["mean"], lin["std"], lin["n"], lin["delta"]) == (72.0, 2.0, 3, None)
-    assert len(lin["run_ids"]) == 3
-    ft = rows["mae-large-in1k"]["cells"]["finetune/top1/imagenet"]
-    assert ft["reference"] == 85.9 and ft["delta"] == pytest.approx(-0.2) and ft["reference_source"] == "Table 3"
-    assert rows["MAE ViT-L (paper)"]["cells"]["linprobe/top1/imagenet"] == {"value": 75.8, "source": "Table 12"}
-    assert rows["mae-tiny"]["mask_ratio"] == 0.75 and rows["mae-tiny"]["cost"]["pretrain_wall_s"] == 100.0
-    cols = {c["key"]: c for c in data["columns"]}
-    assert cols["partial/top1/shapes/K=1"]["blocks"] == 1.0 and not cols["partial/top1/shapes/K=1"]["paper_dataset"]
-    assert data["paper"]["arxiv"] == "2111.06377" and data["ignored_runs"] == {"failed": 2, "running": 1}
+def test_deltas_and_paper_rows_only_on_the_papers_dataset(tables):
+    header, rows = _rows(tables, "fine-tune · ImageNet-1K")
+    assert header == ["backbone", "top-1", "Δ top-1"]
+    assert rows["mae-large-in1k"]["top-1"] == "85.70 ± 0.28" and rows["mae-large-in1k"]["Δ top-1"] == "-0.20"
+    assert rows["MAE ViT-L (paper)"]["top-1"] == "85.9"
+    _, raw = tables["fine-tune · ImageNet-1K"]
+    kinds = ["paper" if r[0].endswith("(paper)*") else "measured" for r in raw]
+    assert kinds == sorted(kinds, key=lambda k: k == "paper") and kinds[0] == "measured"   # own group, last
+    _, rows = _rows(tables, "linear · ImageNet-1K")
+    assert rows["mae-large-in1k"]["Δ top-1"] == "-0.80"
+    for title, (header, raw) in tables.items():
+        if "ImageNet-1K" not in title:
+            assert not any("Δ" in h for h in header), title
+            assert not any("(paper)" in r[0] for r in raw), title
 
 
-def test_latex_escapes_names_and_uses_math_symbols(tmp_path):
+def test_paper_rows_have_a_value_in_every_table_they_appear_in(tables):
+    for title, (_, raw) in tables.items():
+        for r in raw:
+            if "(paper)" in r[0]:
+                assert any(c for c in r[1:]), (title, r)
+
+
+def test_cost_table(tables):
+    _, rows = _rows(tables, "Cost")
+    assert rows["mae-tiny"]["pretrain time"] == "100.0 s" and rows["mae-tiny"]["transfer time"] == "105.0 s"
+    assert rows["mae-tiny"]["peak mem (MB)"] == "900" and rows["mae-tiny"]["pretrain img/s"] == "500.0"
+    assert rows["moco-tiny"]["family"] == "contrastive" and rows["moco-tiny"]["pretrain time"] == ""
+
+
+def test_csv_and_json_are_long_one_record_per_run_and_metric(board):
+    lines = list(csv.DictReader(io.StringIO(write_board(board, None, "csv"))))
+    records = json.loads(write_board(board, None, "json"))
+    assert len(lines) == len(records)
+    measured = sum(c.n for r in board.measured_rows for c in r.cells.values())
+    paper = sum(len(r.cells) for r in board.rows if r.kind == "paper")
+    assert len(records) == measured + paper
+    lin = [r for r in records if (r["backbone"], r["task"], r["dataset"], r["metric"]) ==
+           ("mae-tiny", "linprobe", "shapes", "top1")]
+    assert sorted((r["seed"], r["value"]) for r in lin) == [(0, 70.0), (1, 72.0), (2, 74.0)]
+    ft = [r for r in records if r["backbone"] == "mae-large-in1k" and r["dataset"] == "imagenet"
+          and r["task"] == "finetune"]
+    assert {r["paper_value"] for r in ft} == {85.9} and {r["paper_source"] for r in ft} == {"Table 3"}
+    assert {r["kind"] for r in records} == {"measured", "paper"}
+    # csv and json hold the same records; csv numbers parse back exactly
+    for line, rec in zip(lines, records):
+        assert line.keys() == rec.keys()
+        for key, value in rec.items():
+            text = line[key]
+            assert (text == "") == (value is None), key
+            if isinstance(value, float):
+                assert float(text) == value
+
+
+def test_latex_is_one_booktabs_table_per_task_escaped(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
     for seed, v in enumerate((50.0, 54.0)):
         add(store, "knn", "my_vit&co", "shapes_v2", {"top1": v}, seed=seed)
-    tex = write_leaderboard(store, None, "latex")
+    add(store, "linprobe", "my_vit&co", "shapes_v2", {"top1": 40.0})
+    tex = write_board(build_leaderboard(store), None, "latex")
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 4     # summary, 2 tasks, cost
+    assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == 4
     assert r"my\_vit\&co" in tex and r"shapes\_v2" in tex
-    assert r"52.00 $\pm$ 2.83 (n=2)" in tex
-    assert r"\begin{tabular}" in tex and r"\end{tabular}" in tex
+    assert r"52.00 $\pm$ 2.83" in tex
+    assert r"\label{tab:maebench-knn-shapes_v2}" not in tex and r"\label{tab:maebench-knn-shapes-v2}" in tex
 
 
-class _WellFormed(HTMLParser):
+class _Page(HTMLParser):
     VOID = {"meta", "img", "br", "hr", "link", "input"}
 
     def __init__(self):
         super().__init__()
-        self.stack, self.errors, self.imgs, self.details = [], [], [], 0
+        self.stack, self.errors, self.imgs, self.hrefs, self.ids = [], [], [], [], set()
 
     def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
         if tag == "img":
-            self.imgs.append(dict(attrs)["src"])
-        if tag == "details":
-            self.details += 1
+            self.imgs.append(attrs["src"])
+        if tag == "a":
+            self.hrefs.append(attrs["href"])
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
         if tag not in self.VOID:
             self.stack.append(tag)
 
@@ -137,19 +166,32 @@ class _WellFormed(HTMLParser):
 def test_html_is_well_formed_self_contained_and_embeds_figures(rendered):
     text, out = rendered
     assert (out / "board.html").read_text() == text
-    parser = _WellFormed()
-    parser.feed(text)
-    parser.close()
-    assert parser.errors == [] and parser.stack == []
+    page = _Page()
+    page.feed(text)
+    page.close()
+    assert page.errors == [] and page.stack == []
     figures = sorted((out / "figures").glob("*.png"))
-    assert len(parser.imgs) == len(figures) > 0
-    for src in parser.imgs:
+    assert len(page.imgs) == len(figures) > 0
+    for src in page.imgs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
-    assert "src=\"http" not in text and "href=" not in text      # nothing outside the page
-    assert parser.details >= 10
-    assert "&quot;backbone_family&quot;: &quot;mae-norm-pixel&quot;" in text   # a run's config
-    assert "&quot;mask_ratio&quot;: 0.75" in text                             # a pretrain run's config
+    assert 'src="http' not in text
+    assert all(h.startswith("#") and h[1:] in page.ids for h in page.hrefs)   # nothing outside the page
+
+
+def test_html_links_every_measured_cell_to_its_runs_configs(rendered, board):
+    text, _ = rendered
+    row = next(r for r in board.measured_rows if r.label == "mae-tiny")
+    lin = next(c for col, c in row.cells.items() if col.task == "linprobe" and col.dataset == "shapes"
+               and col.metric == "top1")
+    link = re.search(r'<a href="#(runs-[0-9a-f]+)"><strong>72\.00 ± 2\.00</strong></a>', text)
+    assert link, "the mae-tiny linear cell links to its runs"
+    block = text[text.index(f'id="{link.group(1)}"'):]
+    block = block[:block.index('<div class="runs"', 1)]
+    assert all(rid in block for rid in lin.run_ids) and "(3 runs)" in block
+    assert "&quot;backbone_family&quot;: &quot;mae-norm-pixel&quot;" in block        # its effective config
+    assert "&quot;mask_ratio&quot;: 0.75" in text                                   # a pretraining config
+    assert text.count('<td class="num') >= 40 and "position: sticky" in text and "<script>" in text
 
 
 def test_figures_are_valid_pngs(rendered):
@@ -169,17 +211,15 @@ def test_no_mask_ratio_figure_without_a_sweep(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
     add(store, "pretrain-mae", "m", "shapes", {"loss": 0.1}, mask_ratio=0.75)
     add(store, "linprobe", "m", "shapes", {"top1": 50.0})
-    write_leaderboard(store, tmp_path / "lb.md", "github", tmp_path / "figs")
+    write_board(build_leaderboard(store), tmp_path / "lb.md", "github", tmp_path / "figs")
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["bars_linprobe_shapes.png"]
     md = (tmp_path / "lb.md").read_text()
     assert "![bars_linprobe_shapes](figs/bars_linprobe_shapes.png)" in md
 
 
-def test_figures_drawn_once_serve_markdown_and_html(store, rendered, tmp_path):
-    from maebench.leaderboards.render import write_board
+def test_figures_drawn_once_serve_markdown_and_html(board, rendered, tmp_path):
     _, out = rendered
     figs = sorted((out / "figures").glob("*.png"))
-    board = build_leaderboard(store)
     md = write_board(board, out / "board.md", "github", figures=figs)
     assert all(f"(figures/{f.name})" in md for f in figs)
     html = write_board(board, tmp_path / "b.html", "html", figures=figs[:1])
@@ -187,24 +227,3 @@ def test_figures_drawn_once_serve_markdown_and_html(store, rendered, tmp_path):
     empty = build_leaderboard(ResultsStore(tmp_path / "none.sqlite"))
     assert write_board(empty, tmp_path / "e.md") == empty.empty_message()
     assert not (tmp_path / "e.md").exists()
-
-
-def test_cli_empty_store_says_so_and_exits_0(tmp_path, capsys):
-    assert cli_main(["leaderboard", "--results", str(tmp_path / "none.sqlite")]) == 0
-    assert "No finished transfer runs" in capsys.readouterr().out
-
-
-def test_cli_writes_files_and_infers_the_format(store, tmp_path, capsys):
-    out = tmp_path / "board.json"
-    assert cli_main(["leaderboard", "--results", str(store.path), "--out", str(out),
-                     "--tasks", "linprobe,knn", "--no-paper"]) == 0
-    data = json.loads(out.read_text())
-    assert {c["task"] for c in data["columns"]} == {"linprobe", "knn"}
-    assert all(r["kind"] == "measured" for r in data["rows"])
-    assert capsys.readouterr().out == ""
-    assert cli_main(["leaderboard", "--results", str(store.path), "--backbones", "moco-tiny",
-                     "--format", "github"]) == 0
-    header, rows = parse_markdown_table(capsys.readouterr().out)
-    assert [r[1] for r in rows][0] == "moco-tiny" and "linear top-1 [shapes]" in header
-    assert cli_main(["leaderboard", "--results", str(store.path), "--backbones", "nope"]) == 2
-    assert "unknown backbone" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from leaderboard_helpers import add, known_store
 
 from maebench.leaderboards import families
 from maebench.leaderboards.columns import Column
+from maebench.leaderboards.stats import delta_text
 from maebench.leaderboards.table import MEASURED, PAPER, build_leaderboard
 from maebench.errors import UsageError
 from maebench.results import ResultsStore
@@ -34,25 +35,25 @@ def _row(board, label):
 def test_mean_sample_std_and_n(board):
     cell = _row(board, "mae-tiny").cells[Column("linprobe", "top1", "shapes")]
     assert (cell.mean, cell.std, cell.n) == (72.0, 2.0, 3)
-    assert cell.text() == "72.00 ± 2.00 (n=3)"
+    assert cell.text() == "72.00 ± 2.00"
     two = _row(board, "mae-tiny").cells[Column("finetune", "top1", "shapes")]
     assert two.mean == 81.0 and two.std == pytest.approx(math.sqrt(2.0))
-    assert two.text() == "81.00 ± 1.41 (n=2)"
+    assert two.text() == "81.00 ± 1.41"
     one = _row(board, "moco-tiny").cells[Column("linprobe", "top1", "shapes")]
-    assert one.std is None and one.text() == "60.00 (n=1)"
+    assert one.std is None and one.text() == "60.00"           # the value alone when n = 1
 
 
 def test_delta_against_the_paper_on_the_papers_dataset_only(board):
     row = _row(board, "mae-large-in1k")
     ft = row.cells[Column("finetune", "top1", "imagenet")]
     assert ft.mean == pytest.approx(85.7) and ft.reference == 85.9
-    assert ft.delta == pytest.approx(-0.2) and ft.text() == "85.70 ± 0.28 (n=2, Δ -0.20)"
+    assert ft.delta == pytest.approx(-0.2) and ft.text() == "85.70 ± 0.28" and delta_text(ft.delta) == "-0.20"
     assert ft.reference_source == "Table 3"
     # the dataset was stored as "ImageNet-1K": same column, compared with Table 12's 75.8
     lin = row.cells[Column("linprobe", "top1", "imagenet")]
     assert lin.delta == pytest.approx(-0.8) and lin.reference_source == "Table 12"
     shapes = row.cells[Column("finetune", "top1", "shapes")]
-    assert shapes.reference is None and shapes.text() == "90.00 (n=1)"
+    assert shapes.reference is None and shapes.text() == "90.00"
     for r in board.measured_rows:
         for col, cell in r.cells.items():
             if not col.is_paper_dataset:
@@ -86,8 +87,10 @@ def test_datasets_are_separate_columns_and_headers_name_them(board):
     assert _row(board, "mae-tiny").cells[ft[0]].values == [88.0]
     partial = [c for c in board.columns if c.task == "partial"]
     assert [(c.dataset, c.blocks) for c in partial] == [("shapes", 0.0), ("shapes", 1.0), ("shapes", 2.0)]
+    # every metric of the task table that was measured, in its order; none the paper alone has
     coco = [c.key for c in board.columns if c.task == "coco"]
-    assert coco == ["coco/bbox/AP/shapes-coco", "coco/segm/AP/shapes-coco", "coco/bbox/AP/coco", "coco/segm/AP/coco"]
+    assert coco == ["coco/bbox/AP/shapes-coco", "coco/segm/AP/shapes-coco", "coco/bbox/AP50/shapes-coco"]
+    assert [c.metric for c in board.columns if c.task == "linprobe" and c.dataset == "shapes"] == ["top1", "top5"]
     assert [c.task for c in board.columns].index("knn") < [c.task for c in board.columns].index("coco")
 
 
@@ -100,12 +103,13 @@ def test_rows_grouped_by_family_with_paper_rows_after_measured(board):
         ["mae-tiny", "mae-tiny-m50", "mae-large-in1k"]
     families_seen = [f for f, _, _ in order]
     assert families_seen == sorted(families_seen, key=families.family_sort_key)
-    # paper rows only for the families on the board
+    # paper rows only for the families on the board, and only in columns that were measured
     assert {r.family for r in board.rows} == {"contrastive", "mae-norm-pixel"}
     mae_l = _row(board, "MAE ViT-L (paper)")
-    assert mae_l.cells[Column("finetune", "top1", "imagenet")].mean == 85.9
-    assert mae_l.cells[Column("coco", "segm/AP", "coco")].mean == 47.2
-    assert mae_l.cells[Column("ade20k", "mIoU", "ade20k")].mean == 53.6
+    assert {c: cell.mean for c, cell in mae_l.cells.items()} == {
+        Column("finetune", "top1", "imagenet"): 85.9, Column("linprobe", "top1", "imagenet"): 75.8}
+    measured = {c for r in board.measured_rows for c in r.cells}
+    assert all(c in measured for r in board.rows for c in r.cells)
 
 
 def test_cost_columns_and_mask_ratio(board):
@@ -187,6 +191,15 @@ def test_canonical_arch_names():
     assert families.canonical_arch("vit-base") == "vit-base"
     assert families.canonical_arch("resnet50") == "resnet50"
     assert families.canonical_arch(None) is None
+
+
+def test_dataset_filter_takes_any_name_of_a_paper_dataset(store):
+    board = build_leaderboard(store, datasets=["ImageNet-1K"], include_paper=False)
+    assert {c.dataset for c in board.columns} == {"imagenet"}
+    assert [r.label for r in board.rows] == ["mae-large-in1k"]
+    assert "--dataset ImageNet-1K --no-paper" == board.filter_args
+    with pytest.raises(UsageError, match="shapes"):
+        build_leaderboard(store, datasets=["shape"])
 
 
 def test_empty_store(tmp_path):

@@ -1,0 +1,322 @@
+"""The tables people read, built from a Leaderboard: one per (task, dataset), like the paper's
+Tables 3-5 and Fig. 9; a summary (backbone x headline metric of each task); a cost table.
+
+Each is a View: a title, headers, rows of cells (text parts, a value to sort by, whether the
+part is the column's best, the runs behind it) and caption lines. The formats (markdown,
+terminal, latex, html) only choose the markup, so every format shows the same tables."""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from maebench.leaderboards.columns import (HEADLINE, METRIC_LABELS, PAPER_DATASETS, PER_K_TASKS, TASK_LABELS,
+                                           Column, dataset_label, format_blocks)
+from maebench.leaderboards.families import family_label
+from maebench.leaderboards.stats import delta_text
+from maebench.leaderboards.table import MEASURED, PAPER, BoardRow, Leaderboard, natural
+from maebench.tasks.table import TASKS as TASK_TABLE
+
+MAX_COLUMNS = 12      # a per-task table never has more columns than this
+MAX_WIDTH = 160       # characters of a per-task table's markdown line
+SUMMARY_WIDTH = 100   # characters of a summary table's markdown line
+
+
+@dataclass(frozen=True)
+class Part:
+    text: str
+    best: bool = False
+
+
+@dataclass
+class VCell:
+    parts: tuple[Part, ...] = ()
+    value: float | None = None     # what the column sorts by
+    group: str | None = None       # id of the runs behind the cell (html links to them)
+    title: str = ""                # a longer description (html tooltip)
+
+    def text(self, mark: Callable[[str], str] | None = None) -> str:
+        return " / ".join(mark(p.text) if mark and p.best else p.text for p in self.parts)
+
+    @property
+    def best(self) -> bool:
+        return any(p.best for p in self.parts)
+
+
+@dataclass
+class VRow:
+    label: str
+    kind: str                      # MEASURED or PAPER
+    cells: list[VCell]
+    backbone: str | None = None
+    family: str = ""
+
+
+@dataclass
+class View:
+    key: str                       # "summary", "cost", "finetune-shapes": anchors and labels
+    title: str
+    headers: list[str]             # the first is the row label's
+    numeric: list[bool]            # right-aligned columns
+    rows: list[VRow] = field(default_factory=list)
+    caption: list[str] = field(default_factory=list)
+
+    @property
+    def measured(self) -> list[VRow]:
+        return [r for r in self.rows if r.kind == MEASURED]
+
+    @property
+    def paper(self) -> list[VRow]:
+        return [r for r in self.rows if r.kind == PAPER]
+
+
+def group_id(backbone: str, col: Column) -> str:
+    """The id of the runs of one backbone behind one (task, dataset, K): every metric of a run
+    links to the same place."""
+    key = f"{backbone}|{col.task}|{col.dataset}|{col.blocks}"
+    return "runs-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def markdown_width(view: View) -> int:
+    """Characters of the widest line of `view` as a github markdown table (bold best marks)."""
+    widths = [len(h) for h in view.headers]
+    for row in view.rows:
+        label = f"*{row.label}*" if row.kind == PAPER else row.label
+        texts = [label, *(c.text(lambda s: f"**{s}**") for c in row.cells)]
+        widths = [max(w, len(t)) for w, t in zip(widths, texts)]
+    return 1 + sum(w + 3 for w in widths)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _mark_best(cells_by_col: dict[Column, list[tuple[int, float]]],
+               digits: int = 2) -> dict[tuple[int, Column], bool]:
+    """(row index, column) -> best, per column over measured rows (to the printed precision);
+    nothing is marked in a column with fewer than two values or with all values equal."""
+    best = {}
+    for col, values in cells_by_col.items():
+        if len({round(v, digits) for _, v in values}) < 2:
+            continue
+        top = max(round(v, digits) for _, v in values)
+        for i, v in values:
+            best[(i, col)] = round(v, digits) == top
+    return best
+
+
+def _per_k_column(cols: list[Column], rows: Iterable[BoardRow]) -> Column | None:
+    """The K a per-K task is summarised and sorted by: measured for the most backbones, then the
+    largest K."""
+    rows = list(rows)
+    counted = [(sum(c in r.cells for r in rows), c.blocks or 0.0, c) for c in cols]
+    counted = [t for t in counted if t[0]]
+    return max(counted, key=lambda t: t[:2])[2] if counted else None
+
+
+def _sort_column(task: str, cols: list[Column], rows: list[BoardRow]) -> Column | None:
+    if task in PER_K_TASKS:
+        return _per_k_column(cols, rows)
+    for metric in HEADLINE.get(task, ()):
+        for c in cols:
+            if c.metric == metric:
+                return c
+    return cols[0] if cols else None
+
+
+def _by_value(col: Column | None):
+    def key(row: BoardRow):
+        cell = row.cells.get(col) if col is not None else None
+        return (cell is None, -(cell.mean if cell else 0.0), row.label)
+    return key
+
+
+def _groups(board: Leaderboard) -> dict[tuple[str, str], list[Column]]:
+    groups: dict[tuple[str, str], list[Column]] = defaultdict(list)
+    for col in board.columns:                      # already in display order
+        groups[(col.task, col.dataset)].append(col)
+    return groups
+
+
+def _n_text(ns: list[int]) -> str:
+    return "" if not ns else str(ns[0]) if ns[0] == ns[-1] else f"{ns[0]}-{ns[-1]}"
+
+
+def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column]) -> View | None:
+    """One per-task table: measured rows sorted by the headline metric, then the paper's rows on
+    the paper's datasets; n as a column only where rows differ; Δ columns while they fit."""
+    measured = [r for r in board.measured_rows if any(c in r.cells for c in cols)]
+    if not measured:
+        return None
+    cols = [c for c in cols if any(c in r.cells for r in measured)]
+    sort_col = _sort_column(task, cols, measured)
+    measured.sort(key=_by_value(sort_col))
+    paper = []
+    if dataset in PAPER_DATASETS:
+        paper = sorted((r for r in board.rows if r.kind == PAPER and any(c in r.cells for c in cols)),
+                       key=_by_value(sort_col))
+    best = _mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(measured) if c in r.cells] for c in cols})
+    ns = [sorted({r.cells[c].n for c in cols if c in r.cells}) for r in measured]
+    shared_n = ns[0] if all(n == ns[0] for n in ns) and len(ns[0]) == 1 else None
+    deltas = [c for c in cols if any(c in r.cells and r.cells[c].reference is not None for r in measured)]
+    deltas.sort(key=lambda c: c != sort_col)        # the sorted-by column's Δ is the last to go
+
+    def build(delta_cols: list[Column]) -> View:
+        headers = ["backbone", *(c.short_header for c in cols), *([] if shared_n else ["n"]),
+                   *(f"Δ {c.short_header}" for c in delta_cols)]
+        view = View(f"{task}-{dataset}", f"{TASK_LABELS.get(task, task)} · {dataset_label(dataset)}",
+                    headers, [False] + [True] * (len(headers) - 1))
+        for i, r in enumerate(measured):
+            cells = []
+            for c in cols:
+                cell = r.cells.get(c)
+                cells.append(VCell() if cell is None else VCell(
+                    (Part(cell.text(), best.get((i, c), False)),), cell.mean, group_id(r.backbone, c),
+                    f"{cell.n} run{'s' * (cell.n != 1)}"
+                    + (f"; paper {cell.reference:.1f} ({cell.reference_source})" if cell.reference is not None else "")))
+            if not shared_n:
+                cells.append(VCell((Part(_n_text(ns[i])),), float(ns[i][-1])))
+            for c in delta_cols:
+                d = r.cells[c].delta if c in r.cells else None
+                cells.append(VCell((Part(delta_text(d)),), d,
+                                   title=r.cells[c].reference_source or "" if c in r.cells else ""))
+            view.rows.append(VRow(r.label, MEASURED, cells, r.backbone, family_label(r.family)))
+        blank = len(headers) - 1 - len(cols)
+        for r in paper:
+            cells = [VCell((Part(r.cells[c].text()),), r.cells[c].mean, title=r.cells[c].reference_source or "")
+                     if c in r.cells else VCell() for c in cols]
+            view.rows.append(VRow(r.label, PAPER, cells + [VCell() for _ in range(blank)],
+                                  family=family_label(r.family)))
+        return view
+
+    kept = list(deltas)
+    view = build(kept)
+    while kept and (len(view.headers) > MAX_COLUMNS or markdown_width(view) > MAX_WIDTH):
+        kept.pop()
+        view = build(kept)
+    spec = TASK_TABLE.get(task)
+    about = spec.summary[:1].upper() + spec.summary[1:] + ". " if spec and spec.summary else ""
+    view.caption.append(about + _units(task, cols))
+    if shared_n:
+        view.caption.append(f"n = {shared_n[0]} run{'s' * (shared_n[0] != 1)} per cell.")
+    if task in PER_K_TASKS and sort_col is not None:
+        view.caption.append(f"K = the number of last blocks tuned (0.5: the last block's MLP); sorted by "
+                            f"K={format_blocks(sort_col.blocks)}.")
+    if paper:
+        sources = sorted({r.cells[c].reference_source for r in paper for c in cols
+                          if c in r.cells and r.cells[c].reference_source}, key=natural)
+        view.caption.append(f"(paper) rows: the MAE paper's {', '.join(sources)}.")
+    if len(kept) < len(deltas):
+        left = ", ".join(c.short_header for c in deltas[len(kept):])
+        view.caption.append(f"Δ for {left} left out to fit the width; `maebench leaderboard --format csv` "
+                            "has every paper number.")
+    return view
+
+
+def _units(task: str, cols: list[Column]) -> str:
+    metrics = dict.fromkeys(METRIC_LABELS.get(c.metric, c.metric) for c in cols)
+    return f"{', '.join(metrics)} in %."
+
+
+def task_views(board: Leaderboard) -> list[View]:
+    views = (task_view(board, task, dataset, cols) for (task, dataset), cols in _groups(board).items())
+    return [v for v in views if v is not None]
+
+
+def summary_views(board: Leaderboard) -> list[View]:
+    """Backbone x (task, dataset): the task's headline metric (the first of the task table's
+    headline; for partial fine-tuning at the K measured most), one decimal as in the paper, best
+    per column marked; split into several tables where one would be wider than SUMMARY_WIDTH."""
+    rows = board.measured_rows
+    picked: list[tuple[str, str, Column]] = []
+    for (task, dataset), cols in _groups(board).items():
+        col = _sort_column(task, [c for c in cols if any(c in r.cells for r in rows)], rows)
+        if col is not None:
+            picked.append((task, dataset, col))
+    datasets_per_task = defaultdict(set)
+    for task, dataset, _ in picked:
+        datasets_per_task[task].add(dataset)
+    tagged = any(len(d) > 1 for d in datasets_per_task.values())
+
+    def header(task: str, dataset: str, col: Column) -> str:
+        h = TASK_LABELS.get(task, task)
+        if task in PER_K_TASKS:
+            h += f" K={format_blocks(col.blocks)}"
+        return h + (f" [{dataset_label(dataset)}]" if tagged else "")
+
+    def build(part: list[tuple[str, str, Column]], key: str) -> View:
+        headers = ["backbone", *(header(*p) for p in part)]
+        view = View(key, "Summary", headers, [False] + [True] * len(part))
+        cols = [c for _, _, c in part]
+        shown = [r for r in rows if any(c in r.cells for c in cols)]
+        best = _mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(shown) if c in r.cells] for c in cols}, 1)
+        for i, r in enumerate(shown):
+            cells = [VCell((Part(f"{r.cells[c].mean:.1f}", best.get((i, c), False)),), r.cells[c].mean,
+                           group_id(r.backbone, c), f"{r.cells[c].text()} (n={r.cells[c].n})")
+                     if c in r.cells else VCell() for c in cols]
+            view.rows.append(VRow(r.label, MEASURED, cells, r.backbone, family_label(r.family)))
+        metrics = defaultdict(list)
+        for task, dataset, col in part:
+            metrics[METRIC_LABELS.get(col.metric, col.metric)].append(header(task, dataset, col))
+        view.caption.append("Each task's headline metric in %, mean over runs (± std, n and the other "
+                            "metrics in the per-task tables): "
+                            + "; ".join(f"{m} ({', '.join(h)})" for m, h in metrics.items()) + ".")
+        if not tagged:
+            on = defaultdict(list)
+            for task, dataset, col in part:
+                on[dataset_label(dataset)].append(header(task, dataset, col))
+            view.caption.append("Dataset: " + "; ".join(f"{', '.join(h)} on {d}" if len(on) > 1 else d
+                                                        for d, h in on.items()) + ".")
+        return view
+
+    views, current = [], []
+    for p in picked:
+        if current and markdown_width(build([*current, p], "summary")) > SUMMARY_WIDTH:
+            views.append(build(current, f"summary-{len(views) + 1}"))
+            current = [p]
+        else:
+            current.append(p)
+    if current:
+        views.append(build(current, f"summary-{len(views) + 1}" if views else "summary"))
+    return views
+
+
+COST_HEADERS = ("pretrain time", "transfer time", "peak mem (MB)", "pretrain img/s")
+
+
+def cost_view(board: Leaderboard) -> View:
+    view = View("cost", "Cost", ["backbone", "family", *COST_HEADERS], [False, False] + [True] * 4)
+    for r in board.measured_rows:
+        c = r.cost
+        values = [c.pretrain_wall_s, c.transfer_wall_s, c.peak_mem_mb, c.pretrain_images_per_s] if c else [None] * 4
+        texts = [format_duration(values[0]), format_duration(values[1]),
+                 "" if values[2] is None else f"{values[2]:.0f}", "" if values[3] is None else f"{values[3]:.1f}"]
+        cells = [VCell((Part(family_label(r.family)),))] + [
+            VCell((Part(t),), v) for t, v in zip(texts, values)]
+        view.rows.append(VRow(r.label, MEASURED, cells, r.backbone, family_label(r.family)))
+    view.caption.append("pretrain time: sum over the backbone's pretrain-* runs; transfer time: sum over "
+                        "the runs counted above; peak mem: max over both; pretrain img/s: mean "
+                        "pretraining throughput.")
+    return view
+
+
+VIEWS = ("all", "tasks", "summary", "cost")
+
+
+def views_for(board: Leaderboard, which: str = "all") -> list[View]:
+    """Summary, then the per-task tables, then cost ('all'), or one kind of them."""
+    out = []
+    if which in ("all", "summary"):
+        out += summary_views(board)
+    if which in ("all", "tasks"):
+        out += task_views(board)
+    if which in ("all", "cost"):
+        out.append(cost_view(board))
+    return out
