@@ -127,8 +127,8 @@ def mask_ratio_sweep(board: Leaderboard, out_dir: Path) -> list[Path]:
 
 
 def task_bars(board: Leaderboard, out_dir: Path) -> list[Path]:
-    """One grouped bar chart per (task, dataset): a group per backbone (in the order of its
-    table), a bar per metric or K, error bars = sample std over seeds, the paper's number each
+    """One grouped bar chart per (task, dataset): a group per backbone (in the summary's order),
+    a bar per metric or K, error bars = sample std over seeds, the paper's number each
     cell is compared with as a black dash. The y-axis starts at 0 and spans bars and dashes."""
     groups: dict[tuple[str, str], list[Column]] = defaultdict(list)
     for col in board.columns:
@@ -166,7 +166,7 @@ def task_bars(board: Leaderboard, out_dir: Path) -> list[Path]:
         ax.set_ylabel(" / ".join(dict.fromkeys(METRIC_LABELS.get(c.metric, c.metric) for c in cols)) + " (%)")
         ax.set_title(f"{TASK_LABELS.get(task, task)} [{dataset_label(dataset)}]")
         ax.grid(axis="y", alpha=0.3)
-        if len(cols) > 1 or paper_drawn:
+        if len(cols) > 1 or paper_drawn or task in PER_K_TASKS:     # a single K is still named
             _legend_outside(ax)
         paths.append(_save(fig, out_dir / f"bars_{_slug(task)}_{_slug(dataset)}.png"))
     return paths
