@@ -6,6 +6,12 @@ x = x + attn(norm1(x)); x = x + mlp(norm2(x)), the MLP sub-block is the second r
 so we tune norm2 and mlp (and the layer-scale ls2 / gamma_2 where a model has one) and keep the
 attention branch (norm1, attn) frozen. `--blocks 0,0.5,1,2,4` runs one training per K and
 stores one result row per K (config key `blocks`), the points of the Fig. 9 curve.
+
+K = 0 is the paper's linear probe (Fig. 9's 73.5 for ViT-L is Table 1's linear number), not
+the head trained with the fine-tuning recipe: it runs `maebench run --task linprobe` (its
+protocol, maebench/protocols/linprobe.yaml; --epochs, --batch-size and the --set keys linprobe
+knows carry over) and then stores a partial row with blocks 0 that carries that run's metrics
+and id (config keys `protocol: linprobe`, `linprobe_run_id`), so the curve reads one table.
 """
 from __future__ import annotations
 
@@ -78,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     depth = s.entry.depth                                  # timm families: stored at registration
     for cfg in cfgs:                                       # every K checked before the first row
         check_blocks(cfg["blocks"], depth)
+    if any(cfg["blocks"] == 0 for cfg in cfgs):
+        linear_probe(args, s.data.name, subdir=len(cfgs) > 1)
+    cfgs = [cfg for cfg in cfgs if cfg["blocks"] != 0]
     for cfg in cfgs:
         check_batch(cfg, len(s.data.train_indices), even=uses_mixup(cfg))
     seed = getattr(args, "seed", 0) or 0
@@ -101,3 +110,40 @@ def run(args: argparse.Namespace) -> int:
             if str(done):
                 print(done)
     return 0
+
+
+def linear_probe(args: argparse.Namespace, dataset: str, *, subdir: bool) -> None:
+    """K = 0: the linear-probe protocol through its own run path, then a partial row with its
+    metrics (rank 0 only; the probe's own row stays under task linprobe)."""
+    from maebench import config, distributed
+    from maebench.results import ResultsStore
+    from maebench.tasks import linprobe
+
+    probe = copy.copy(args)
+    known = config._flatten(config.protocol_defaults("linprobe"))
+    probe.task, probe.blocks, probe.config = "linprobe", None, None
+    probe.set = [item for item in (getattr(args, "set", None) or []) if config.parse_set(item)[0] in known]
+    if subdir and getattr(args, "out", None):
+        probe.out = str(Path(args.out) / "blocks-0")
+    print("partial: blocks 0 is the paper's linear probe (Fig. 9): running the linprobe protocol")
+    try:
+        linprobe.run(probe)
+    except AlreadyDone as done:
+        if str(done):
+            print(done)
+    if not distributed.is_main():
+        return
+    store, seed = ResultsStore(getattr(args, "results", None)), getattr(args, "seed", 0) or 0
+    labels = {"labels_per_class": getattr(args, "labels_per_class", None),
+              "label_fraction": getattr(args, "label_fraction", None)}
+    done = [r for r in store.rows(task="linprobe", backbone=args.backbone)
+            if (r.seed or 0) == seed and r.dataset == dataset and all(r.config.get(k) == v for k, v in labels.items())]
+    row = done[-1]                                         # the newest: the one just run (or found done)
+    cfg = {k: v for k, v in row.config.items() if not k.startswith("backbone_")}
+    cfg.update(blocks=0, protocol="linprobe", linprobe_run_id=row.run_id)
+    info = {k[len("backbone_"):]: v for k, v in row.config.items() if k.startswith("backbone_")}
+    with store.run(task="partial", backbone=args.backbone, config=cfg, dataset=row.dataset, split=row.split,
+                   seed=row.seed, checkpoint_sha256=row.checkpoint_sha256, out_dir=row.out_dir,
+                   run_id=f"partial-k0-{row.run_id}", backbone_info=info) as handle:
+        handle.finish(row.metrics, peak_mem_mb=row.peak_mem_mb, images_per_s=row.images_per_s)
+    print(f"partial blocks 0: top1 {row.metrics.get('top1', float('nan')):.2f} (linear probe run {row.run_id})")
