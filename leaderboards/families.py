@@ -26,7 +26,6 @@ _ARCH_SIZES = {"ti": "tiny", "s": "small", "b": "base", "l": "large", "h": "huge
 class BackboneInfo:
     family: str
     arch: str | None     # canonical "vit-base" etc., None when unknown
-    source: str          # "config" or "unknown": where the family came from
     paper: tuple[str, ...] = ()   # registry paper-row keys ("mae/vit-b") this backbone stands for
 
 
@@ -59,5 +58,5 @@ def lookup(name: str, configs: Iterable[dict]) -> BackboneInfo:
         arch = arch or cfg.get("backbone_arch") or cfg.get("arch")
         paper = paper or tuple(cfg.get("backbone_paper") or ())
     if family:
-        return BackboneInfo(str(family), canonical_arch(arch), "config", paper)
-    return BackboneInfo(UNKNOWN, canonical_arch(arch), "unknown")
+        return BackboneInfo(str(family), canonical_arch(arch), paper)
+    return BackboneInfo(UNKNOWN, canonical_arch(arch))

@@ -25,8 +25,6 @@ from maebench.results import ResultsStore, Row
 
 MEASURED, PAPER = "measured", "paper"
 ARCH_ORDER = ("vit-tiny", "vit-small", "vit-base", "vit-large", "vit-huge")
-COST_COLUMNS = (("pretrain_wall_s", "pretrain time"), ("transfer_wall_s", "transfer time"),
-                ("peak_mem_mb", "peak mem (MB)"), ("pretrain_images_per_s", "pretrain img/s"))
 
 
 @dataclass
@@ -35,9 +33,6 @@ class Cost:
     transfer_wall_s: float | None
     peak_mem_mb: float | None
     pretrain_images_per_s: float | None
-
-    def as_dict(self) -> dict[str, float | None]:
-        return {k: getattr(self, k) for k, _ in COST_COLUMNS}
 
 
 @dataclass
@@ -53,7 +48,6 @@ class BoardRow:
     pretrain_runs: list[Row] = field(default_factory=list)
     mask_ratio: float | None = None                        # from its pretrain-mae run's config
     targets: set = field(default_factory=set)              # paper entries its deltas refer to
-    family_source: str = "reference"
     method: str = ""                                       # paper rows: the method, for ordering
 
     def sort_key(self) -> tuple:
@@ -171,7 +165,7 @@ def _measured_row(name: str, runs: list[Row], pretrain_runs: list[Row], lookup: 
     info = lookup(name, [r.config for r in (*runs, *pretrain_runs)])
     row = BoardRow(MEASURED, name, info.family, info.arch, backbone=name, runs=runs,
                    pretrain_runs=pretrain_runs, cost=_cost(runs, pretrain_runs),
-                   mask_ratio=_mask_ratio(pretrain_runs), family_source=info.source)
+                   mask_ratio=_mask_ratio(pretrain_runs))
     for run in runs:
         for metric in TASK_METRICS[run.task]:
             value = finite(run.metrics.get(metric))

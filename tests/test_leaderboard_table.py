@@ -4,7 +4,6 @@ grouping, cost aggregation, filters."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 from leaderboard_helpers import add, known_store
@@ -163,7 +162,7 @@ def test_family_comes_from_the_row_not_the_live_registry(tmp_path, monkeypatch):
     add(store, "knn", "nameless", "shapes", {"top1": 40.0}, family=None, arch=None)
     board = build_leaderboard(store)
     reg = _row(board, "reg-b")
-    assert (reg.family, reg.arch, reg.family_source) == ("supervised", "vit-base", "config")
+    assert (reg.family, reg.arch) == ("supervised", "vit-base")
     assert reg.cells[Column("coco", "bbox/AP", "coco")].delta == pytest.approx(1.0)   # paper 47.9
     assert _row(board, "nameless").family == "unknown"
     assert board.rows[-1].label == "nameless"            # unknown family sorts last
