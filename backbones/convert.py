@@ -42,9 +42,17 @@ class Spec:
     in_chans: int
 
 
-def _one_line(e: BaseException) -> str:
+def _one_line(e: BaseException, limit: int = 160) -> str:
+    """'Type: first sentence' of an exception: whole sentences only, never cut mid-word."""
     text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:200]}"
+    kept = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        if kept and len(kept) + 1 + len(sentence) > limit:
+            break
+        kept = f"{kept} {sentence}".strip()
+    if len(kept) > limit:                     # one sentence longer than the limit: end at a word
+        kept = kept[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(e).__name__}: {kept.rstrip('.')}"
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
@@ -57,7 +65,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
         try:
             return load_file(str(path))
         except Exception as e:  # noqa: BLE001 - any failure means an unreadable file
-            raise MaebenchError(f"{path}: cannot read safetensors file, truncated or corrupt ({_one_line(e)})") from None
+            raise MaebenchError(f"{path}: cannot read safetensors file, truncated or corrupt ({_one_line(e)}).") from None
     try:
         if trust:
             return torch.load(path, map_location="cpu", weights_only=False)
@@ -71,10 +79,10 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
             why = f"it contains {found.group(1)}" if found else detail
             raise MaebenchError(
                 f"{path}: refused: reading it needs full unpickling, which can run arbitrary code ({why}); "
-                "if you trust its source, pass --trust-checkpoint (trust=True)") from None
-        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)})") from None
+                "if you trust its source, pass --trust-checkpoint.") from None
+        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)}).") from None
     except Exception as e:  # noqa: BLE001 - zip, EOF, key and runtime errors all mean a damaged file
-        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)})") from None
+        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)}).") from None
 
 
 def file_digest(path: str | Path) -> tuple[str, int]:

@@ -190,6 +190,9 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
             cat=cat, family=family, source=source, patch_size=patch_size, img_size=img_size, mean=mean, std=std)
         _install(name, payload, record, force=force)
         return entry(name)
+    from maebench.backbones.formats import evidence
+    if fmt != "auto":                # a --format the keys contradict is refused, naming both
+        evidence.check_format(top, fmt, path)
     if cat is not None and fmt == "auto":
         fmt = _catalogue_format(name, cat, convert.detect(top, path), path)
     conv = convert.convert(top, fmt, path)
@@ -197,7 +200,13 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
     spec = convert.resolve_spec(conv, explicit={"arch": arch, "patch_size": patch_size, "img_size": img_size},
                                 defaults=defaults, path=path)
     conv = convert.check_and_fit(conv, spec, path)
-    fam = family or conv.meta.get("family") or (cat or {}).get("family") or FAMILY_BY_FORMAT.get(conv.fmt)
+    said = evidence.family(top, path, conv.fmt)          # the file's own word wins; a contradiction is refused
+    claims = [(family, "--family"), (conv.meta.get("family"), "its maebench metadata"),
+              ((cat or {}).get("family"), f"the catalogue entry '{name}'")]
+    fam = evidence.resolve_family(said, claims, FAMILY_BY_FORMAT.get(conv.fmt), path)
+    if said.family is None and not any(c for c, _ in claims) and fam == "mae-norm-pixel":
+        conv.notes.append("family mae-norm-pixel assumed (the released default): the file does not say whether its "
+                          "loss normalised pixels; pass --family mae-pixel if it did not")
     if fam is None:
         raise UsageError(f"{path}: the checkpoint does not say how it was pretrained; pass --family "
                          f"({', '.join(FAMILIES)})")
