@@ -1,6 +1,6 @@
 """The leaderboard as LaTeX: one booktabs `table` per view (summary, each task and dataset,
-cost), sized to a page column (\\resizebox to \\columnwidth when it has many columns), best
-values in bold, paper rows below a \\midrule. Needs \\usepackage{booktabs,graphicx}."""
+cost), shrunk to the page column where wider (\\resizebox, never enlarged), best values in
+bold, paper rows below a \\midrule. Needs \\usepackage{booktabs,graphicx}."""
 from __future__ import annotations
 
 import re
@@ -13,7 +13,6 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
                   "−": "--", "–": "--", "Δ": r"$\Delta$", "±": r"$\pm$", "·": r"\textperiodcentered{}",
                   "…": r"\ldots{}"}
-RESIZE_ABOVE = 5          # columns; wider tables are scaled to the column width
 
 
 def latex_escape(text: str) -> str:
@@ -39,8 +38,8 @@ def view_latex(view: View) -> list[str]:
         cells = [_escape_keep_bold(t) for t in cells]
         body.append(" & ".join([label, *cells]) + r" \\")
     tabular = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", *body, r"\bottomrule", r"\end{tabular}"]
-    if len(view.headers) > RESIZE_ABOVE:
-        tabular = [r"\resizebox{\columnwidth}{!}{%", *tabular, "}"]
+    # shrunk to the column width when wider, never enlarged
+    tabular = [r"\resizebox{\ifdim\width>\columnwidth\columnwidth\else\width\fi}{!}{%", *tabular, "}"]
     caption = latex_escape(f"{view.title}. {' '.join(view.caption)}")
     return [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}",
             rf"\label{{{_label(view)}}}", *tabular, r"\end{table}", ""]

@@ -1,8 +1,12 @@
 """The layout fits: on the widest board the benchmark makes (5 backbones x 6 tasks on the paper's
 datasets, 3 seeds per cell, six partial-K values, paper rows), every markdown table has at most
 12 columns and 160 characters per line and the summary at most 100; the terminal format fits
-the terminal; cells are `mean ± std` only when n > 1 and n is printed once when shared."""
+the terminal and LaTeX a two-column page; cells are `mean ± std` only when n > 1 and n is
+printed once when shared."""
 from __future__ import annotations
+
+import shutil
+import subprocess
 
 import pytest
 from leaderboard_helpers import PAPER_SCALE_BACKBONES, PARTIAL_K, add, markdown_tables, paper_scale_store, plain
@@ -88,3 +92,19 @@ def test_terminal_tables_fit_the_width(board, width):
     text = to_terminal(board, width)
     assert max(len(line) for line in text.splitlines()) <= width
     assert "K=24" in text and "(paper)" in text
+
+
+PDFLATEX = shutil.which("pdflatex")
+
+
+@pytest.mark.skipif(PDFLATEX is None, reason="no pdflatex (Debian texlive-latex-recommended) to typeset with")
+def test_latex_tables_typeset_within_a_two_column_page(board, tmp_path):
+    (tmp_path / "board.tex").write_text(write_board(board, None, "latex"))
+    (tmp_path / "doc.tex").write_text("\\documentclass[twocolumn]{article}\\usepackage{booktabs,graphicx}"
+                                      "\\begin{document}\\input{board.tex}\\end{document}\n")
+    proc = subprocess.run([PDFLATEX, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-2000:]
+    assert "Overfull \\hbox" not in log
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
