@@ -61,18 +61,20 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _assign(cfg: dict, key: str, value: Any, source: str) -> None:
+def _assign(cfg: dict, key: str, value: Any, source: str, nulls: frozenset = frozenset()) -> None:
+    """Set `key`, type- and range-checked; `nulls`: the keys whose protocol default is null."""
     known = _flatten(cfg)
     if key not in known:
         if isinstance(value, dict):       # a whole sub-table from a YAML file
             for k, v in value.items():
-                _assign(cfg, f"{key}.{k}", v, source)
+                _assign(cfg, f"{key}.{k}", v, source, nulls)
             return
         raise UsageError(f"unknown config key '{key}' in {source}{_suggest(key, known)}")
     default = known[key]
     if isinstance(default, bool) and not isinstance(value, bool):
         raise UsageError(f"config key '{key}' in {source} expects true/false, got {value!r}")
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
+    numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if numeric and config_values.RULES.get(key.rsplit(".", 1)[-1]) is None:
         if isinstance(value, str):          # YAML 1.1 reads '3e-3' (no dot) as a string
             try:
                 value = float(value)
@@ -86,7 +88,9 @@ def _assign(cfg: dict, key: str, value: Any, source: str) -> None:
             raise UsageError(f"config key '{key}' in {source} expects an integer, got {value!r}")
         else:
             value = int(value)
-    value = config_values.check(key, value, source, nullable=default is None)
+    value = config_values.check(key, value, source, nullable=default is None or key in nulls)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
     node = cfg
     *parents, leaf = key.split(".")
     for p in parents:
@@ -108,11 +112,12 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
     defaults = protocol_defaults(protocol)
     by_arch = defaults.pop("by_arch", {}) or {}
     cfg = copy.deepcopy(defaults)
+    nulls = frozenset(k for k, v in _flatten(cfg).items() if v is None)
     for k, v in _flatten(cfg).items():       # the shipped values obey the same rules
         config_values.check(k, v, f"{protocol}.yaml", nullable=True)
     if arch and arch in by_arch:
         for k, v in _flatten(by_arch[arch]).items():
-            _assign(cfg, k, v, f"{protocol}.yaml by_arch.{arch}")
+            _assign(cfg, k, v, f"{protocol}.yaml by_arch.{arch}", nulls)
     if config_file:
         path = Path(config_file)
         try:
@@ -124,13 +129,13 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
         if not isinstance(user, dict):
             raise MaebenchError(f"config file {path} must hold a mapping of keys to values")
         for k, v in user.items():
-            _assign(cfg, k, v, str(path))
+            _assign(cfg, k, v, str(path), nulls)
     for k, v in (flags or {}).items():
         if v is not None:
-            _assign(cfg, k, v, f"--{k.replace('_', '-')}")
+            _assign(cfg, k, v, f"--{k.replace('_', '-')}", nulls)
     for item in sets:
         k, v = parse_set(item)
-        _assign(cfg, k, v, f"--set {item}")
+        _assign(cfg, k, v, f"--set {item}", nulls)
     return cfg
 
 
