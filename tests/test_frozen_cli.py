@@ -168,6 +168,11 @@ def test_three_seeds_give_mean_std_and_interval_in_the_summary_and_the_paired_co
     table = capsys.readouterr().out
     assert "micro − micro-b" in table and f"{mean:.2f} ± {std:.2f} [{mean - half:.2f}, {mean + half:.2f}] (n=3)" in table
     assert "95% Student-t" in table
+    # seeds already done are reported, not retrained, and still count in the summary
+    common[common.index("0,1,2")] = "0,1,2,3"
+    assert run(*common, "--backbone", "micro") == 0
+    out = capsys.readouterr().out
+    assert out.count("is already done") == 3 and "n=4" in out and len(rows(task="knn", backbone="micro")) == 4
 
 
 @pytest.mark.parametrize("args, message", [

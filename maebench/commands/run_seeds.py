@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,20 +29,28 @@ def run_seeds(args: argparse.Namespace, runner: Callable, headline: tuple[str, .
     from maebench.home import runs_dir
     from maebench.leaderboards.compare import INTERVAL, Summary
     from maebench.results import ResultsStore
+    from maebench.errors import AlreadyDone
     seeds = parse_seeds(args.seeds)
     out = args.out
     t0 = time.time()
+    done_before: set[str] = set()                 # run ids of seeds already finished earlier
     for seed in seeds:
         args.seed = seed
         if out:
             args.out = str(Path(out) / f"seed-{seed}")
         print(f"== seed {seed} ({seeds.index(seed) + 1}/{len(seeds)})")
-        rc = int(runner(args) or 0)
+        try:
+            rc = int(runner(args) or 0)
+        except AlreadyDone as e:                  # a finished seed: say so, count its row
+            print(e)
+            m = re.match(r"run (\S+) is already done", str(e))
+            done_before.update([m.group(1)] if m else [])
+            continue
         if rc:
             return rc
     args.out = out
     rows = [r for r in ResultsStore(args.results).rows(task=args.task, backbone=args.backbone)
-            if r.created >= t0 - 1 and r.seed in seeds]
+            if (r.created >= t0 - 1 or r.run_id in done_before) and r.seed in seeds]
     groups: dict[str, dict[int, object]] = {}
     for r in rows:                                  # newest per recipe and seed
         groups.setdefault(json.dumps(r.config, sort_keys=True, default=str), {})[r.seed] = r
