@@ -13,6 +13,7 @@ from pathlib import Path
 
 from maebench.leaderboards.columns import (METRIC_LABELS, PER_K_TASKS, TASK_LABELS, Column, dataset_label,
                                            format_blocks)
+from maebench.leaderboards.families import family_label
 from maebench.leaderboards.reference import ARCH_LABELS
 from maebench.leaderboards.table import PAPER, Leaderboard
 
@@ -102,7 +103,7 @@ def mask_ratio_sweep(board: Leaderboard, out_dir: Path) -> list[Path]:
         lines: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
         for row in board.measured_rows:
             if row.mask_ratio is not None and col in row.cells:
-                name = f"{row.family} {ARCH_LABELS.get(row.arch or '', row.arch or '')}".strip()
+                name = f"{family_label(row.family)} {ARCH_LABELS.get(row.arch or '', row.arch or '')}".strip()
                 lines[name][row.mask_ratio].extend(row.cells[col].values)
         if len({r for pts in lines.values() for r in pts}) >= 2:
             panels.append((col, lines))
@@ -111,18 +112,24 @@ def mask_ratio_sweep(board: Leaderboard, out_dir: Path) -> list[Path]:
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = _figure(ncols, nrows, width=4.5, height=3.5)
+    names = sorted({name for _, lines in panels for name in lines})
+    colors = {name: f"C{i % 10}" for i, name in enumerate(names)}     # one colour per line, every panel
+    handles = {}
     for ax, (col, lines) in zip(axes, panels):
         for name, pts in sorted(lines.items()):
             ratios = sorted(pts)
-            ax.plot([100 * r for r in ratios], [sum(pts[r]) / len(pts[r]) for r in ratios],
-                    marker="o", label=name)
+            (handles[name],) = ax.plot([100 * r for r in ratios], [sum(pts[r]) / len(pts[r]) for r in ratios],
+                                       marker="o", color=colors[name], label=name)
         ax.set_title(col.header, fontsize=9)
         ax.set_xlabel("masking ratio (%)")
         ax.set_ylabel(f"{METRIC_LABELS.get(col.metric, col.metric)} (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    fig.tight_layout()
+    # one legend for all panels, right of the last column, where it covers no panel
+    fig.legend([handles[n] for n in names], names, fontsize=8, loc="upper left", frameon=False,
+               bbox_to_anchor=(1.0, 0.98), bbox_transform=fig.transFigure)
     return [_save(fig, out_dir / "mask_ratio.png")]
 
 

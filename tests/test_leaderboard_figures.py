@@ -5,7 +5,7 @@ two K or more; every legend sits outside its axes, where it hides no point."""
 from __future__ import annotations
 
 import pytest
-from leaderboard_helpers import PAPER_SCALE_BACKBONES, add, paper_scale_store
+from leaderboard_helpers import PAPER_SCALE_BACKBONES, add, known_store, paper_scale_store
 
 from maebench.leaderboards import figures
 from maebench.leaderboards.table import build_leaderboard
@@ -46,10 +46,12 @@ def _bar_tops(ax) -> list[float]:
 
 
 def _legend_outside(fig) -> bool:
+    """No legend (of an axes or of the figure) overlaps any axes or its tick labels and titles."""
     fig.canvas.draw()
-    ax = fig.axes[0]
-    legend = ax.get_legend()
-    return legend is None or not legend.get_window_extent().overlaps(ax.get_window_extent())
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + list(fig.legends)
+    return not any(leg.get_window_extent(renderer).overlaps(ax.get_tightbbox(renderer, bbox_extra_artists=[]))
+                   for leg in legends for ax in fig.axes if ax.get_visible())
 
 
 def test_bars_start_at_zero_and_span_bars_and_paper_values(wide):
@@ -76,6 +78,13 @@ def test_the_partial_curve_has_one_line_per_backbone_over_k(wide):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert sorted(labels) == sorted([n for n, _, _ in PAPER_SCALE_BACKBONES] + ["MAE (pixel) ViT-L, 800 ep (paper)"])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "MLP", "1", "2", "4", "24"]
+
+
+def test_the_mask_ratio_sweep_has_one_legend_beside_its_panels(tmp_path, drawn):
+    figures.write_figures(build_leaderboard(known_store(tmp_path / "r.sqlite")), tmp_path / "figs")
+    fig = drawn["mask_ratio.png"]
+    assert [t.get_text() for leg in fig.legends for t in leg.get_texts()] == ["MAE norm-pixel ViT-Ti"]
+    assert all(_legend_outside(f) for f in drawn.values())
 
 
 def test_no_partial_curve_from_a_single_k(tmp_path, drawn):
