@@ -160,3 +160,24 @@ def test_dalle_format_tokenizer_drives_token_target_pretraining(dalle_pickle, tm
     assert row.backbone == "mae-token-dall-e-vit-micro-data" and registry.entry(row.backbone).family == "mae-token"
     assert registry.load_mae_state(row.backbone)["decoder_pred.weight"].shape == (16, 32)
     assert cli.main(["pretrain", "--method", "mae", "--target", "pixel", "--trust-tokenizer"]) == 2
+
+
+def test_the_self_trained_dvae_is_labelled_in_the_row_and_the_backbone_name(tmp_path):
+    from maebench.backbones.dvae import CONSTRUCTOR_KEYS, DiscreteVAE
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        d = tmp_path / "data" / "train" / cls
+        d.mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    dvae = DiscreteVAE(vocab_size=16, downsample=4, hidden=8, code_dim=8)
+    meta = {"kind": "dvae", **{k: getattr(dvae, k) for k in CONSTRUCTOR_KEYS if hasattr(dvae, k)},
+            "hidden": 8, "code_dim": 8, "num_resblocks": 1, "mean": list(MEAN), "std": list(STD)}
+    torch.save({"model": dvae.state_dict(), "maebench": meta}, tmp_path / "tok.pth")
+    assert cli.main(["pretrain", "--method", "mae", "--arch", "vit-micro", "--data", str(tmp_path / "data"),
+                     "--img-size", "16", "--patch-size", "4", "--epochs", "1", "--batch-size", "4",
+                     "--target", "dvae", "--tokenizer", str(tmp_path / "tok.pth"),
+                     "--set", "decoder_embed_dim=32"]) == 0
+    (row,) = ResultsStore().rows(task="pretrain-mae")
+    assert row.config["tokenizer_kind"] == "maebench-dvae"
+    assert row.backbone == "mae-token-selftrained-dvae-vit-micro-data"

@@ -11,7 +11,8 @@ Outputs, in the run directory ($MAEBENCH_HOME/runs/<run id>/ or --out):
     checkpoint.pth   the training checkpoint (engine.fit), for --resume
     final.pth        {"model": full MAE state dict (official keys, encoder + decoder),
                       "maebench": {"arch", "patch_size", "img_size", "family", "target", ...}}
-and final.pth is registered as backbone NAME (--name; default mae-<target>-<arch>-<dataset>),
+and final.pth is registered as backbone NAME (--name; default mae-<target>-<arch>-<dataset>, with
+target token-<tokenizer kind> for --target token and token-selftrained-dvae for --target dvae),
 family mae-pixel / mae-norm-pixel / mae-token by target, so `maebench run ... --backbone NAME`
 and `maebench visualize --backbone NAME` find it.
 """
@@ -125,8 +126,9 @@ def run(args: argparse.Namespace) -> int:
                                 f"{cfg['mean']} / {cfg['std']}: the tokens would not match")
     data_dir, dataset = resolve_data(args)
     family = FAMILY[cfg["target"]]
-    # the tokenizer's kind is in a token target's default name, so a self-trained dVAE shows as such
-    target_tag = f"token-{cfg['tokenizer_kind']}" if cfg["target"] == "token" else cfg["target"]
+    # the tokenizer's kind is in a token target's default name, so that the leaderboard, which
+    # labels rows by backbone name, shows a self-trained (CPU-scale) dVAE as such
+    target_tag = {"token": f"token-{cfg['tokenizer_kind']}", "dvae": "token-selftrained-dvae"}.get(cfg["target"], cfg["target"])
     name = registry.check_name(args.name or f"mae-{target_tag}-{cfg['arch']}-{dataset}".lower(),
                                arch=cfg["arch"], patch_size=cfg["patch_size"], family=FAMILY[cfg["target"]])
     device = distributed.init(args.device, deterministic=args.deterministic)
