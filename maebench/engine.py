@@ -24,14 +24,16 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from maebench import distributed as dist
 from maebench.amp import autocast, grad_scaler
 from maebench.batching import micro_batch, steps_per_epoch
 from maebench.checkpointer import Checkpointer, Resume, seed_everything, set_rng_state
+from maebench.compiling import maybe_compile
 from maebench.errors import MaebenchError, unknown
 from maebench.flops import peak_memory_mb
+from maebench.loading import train_loader
 from maebench.optim import lr_at, param_groups as default_groups
 from maebench.progress import Progress
 from maebench.signals import StopFlag, agree
@@ -73,10 +75,12 @@ class TrainConfig:
     checkpoint_every: int                 # epochs
     eval_every: int                       # epochs; 0 = only at the end
     log_every: int                        # optimizer steps between progress-line updates
+    compile: bool | None = None           # torch.compile the step (maebench/compiling.py); absent = off
+    tensor_loader: bool | None = None     # in-memory uint8 set, batched augmentation (maebench/loading.py)
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> "TrainConfig":
-        optional = {"base_lr", "lr", "milestones", "betas", "momentum"}    # checked below, where they apply
+        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "compile", "tensor_loader"}    # checked below, where they apply
         missing = [f.name for f in fields(cls) if f.name not in cfg and f.name not in optional]
         needed = {"step": "milestones"}.get(cfg.get("schedule")), \
             {"adamw": "betas", "lars": "momentum", "sgd": "momentum"}.get(cfg.get("optimizer"))
@@ -136,9 +140,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                             f"{tc.batch_size}: lower batch_size")
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     workers_gen = torch.Generator()
-    loader = DataLoader(train_set, batch_size=micro, sampler=sampler, num_workers=tc.num_workers,
-                        collate_fn=collate_fn, drop_last=True, generator=workers_gen,
-                        pin_memory=device.type == "cuda")
+    loader = train_loader(train_set, micro, sampler, workers_gen, tc, collate_fn, device, log)   # maebench/loading.py
     total_steps = steps * tc.epochs
 
     # ---- model, optimizer, AMP, EMA, DDP, checkpoint ---------------------------------------------
@@ -152,6 +154,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
     train_model = model if not dist.is_dist() else nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None,
         find_unused_parameters=find_unused_parameters)
+    loss_fn = maybe_compile(loss_fn, tc.compile, log=log)          # maebench/compiling.py; eager when off or failing
     ckpt = Checkpointer(Path(out_dir) / "checkpoint.pth", model=model, optimizer=optimizer, scaler=scaler,
                         ema=ema, config=asdict(tc), seed=seed)
     start = ckpt.restore(log) if resume else Resume()
