@@ -7,6 +7,7 @@ terminal, latex, html) only choose the markup, so every format shows the same ta
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -215,8 +216,8 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column]) -
         view.caption.append(f"(paper) rows: the MAE paper's {', '.join(sources)}.")
     if len(kept) < len(deltas):
         left = ", ".join(c.short_header for c in deltas[len(kept):])
-        view.caption.append(f"Δ for {left} left out to fit the width; `maebench leaderboard --format csv` "
-                            "has every paper number.")
+        view.caption.append(f"Δ for {left} left out to fit the width; `maebench leaderboard --results "
+                            f"{shlex.quote(board.results_path)} --format csv` has every paper number.")
     return view
 
 
