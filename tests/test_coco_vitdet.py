@@ -169,3 +169,14 @@ def test_coco_runs_end_to_end_with_the_vitdet_neck(tmp_path):
     assert row.status == "done" and row.config["neck"] == "vitdet"
     assert row.config["vitdet"] == {"window_size": 8, "global_blocks": [1, 3]}
     assert {"bbox/AP", "segm/AP"} <= set(row.metrics)
+
+
+def test_a_patch_that_is_not_a_power_of_two_is_resampled_to_the_nearest_one():
+    from maebench.backbones.vit import create_vit
+
+    vit = create_vit("vit-micro", img_size=36, patch_size=6)          # as ViT-H/14 -> 16 in ViTDet-H
+    model = ViTDet(vit, canvas=64, out_channels=16, window=4, global_indices=[3])
+    assert model.vit.patch_size == 8 and model.vit.patch_embed.proj.weight.shape[-2:] == (8, 8)
+    assert model.vit.blocks[3].attn.rel_pos_h.shape[0] == 2 * 64 // 8 - 1
+    out = model(torch.randn(1, 3, 64, 64))
+    assert [tuple(m.shape[-2:]) for m in out.values()] == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
