@@ -100,7 +100,7 @@ def decode(dataset, log: Callable[[str], None] = print) -> tuple[torch.Tensor, t
         img = load_rgb(p)
         if img.size != (w, h):
             return None
-        images[i] = torch.from_numpy(np.asarray(img))
+        images[i] = torch.from_numpy(np.array(img))
     images = images.permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in dataset.samples], dtype=torch.long)
     path.parent.mkdir(parents=True, exist_ok=True)
