@@ -121,8 +121,6 @@ class _DalleUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if module == "dall_e" or module.startswith("dall_e."):
             return _Placeholder
-        if module == "attr" or module.startswith("attr."):
-            raise pickle.UnpicklingError(f"unexpected global {module}.{name}")
         return super().find_class(module, name)
 
 
@@ -215,7 +213,13 @@ def load(name_or_path: str, *, mean, std, trust: bool = False) -> tuple[nn.Modul
             raise MaebenchError(f"{path}: a pickled module (e.g. DALL-E's encoder.pkl); reading it runs code "
                                 "inside the file: pass --trust-tokenizer if you trust its source, or save "
                                 "its state_dict() and pass that") from None
-        ck = read_dalle_pickle(path)
+        try:
+            ck = read_dalle_pickle(path)
+        except MaebenchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a pickle that is not DALL-E's module
+            raise MaebenchError(f"{path}: cannot read the pickled tokenizer ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
         raise MaebenchError(f"{path}: cannot read tokenizer file ({type(e).__name__})") from None
     if isinstance(ck, dict) and isinstance(ck.get("maebench"), dict) and ck["maebench"].get("kind") == "dvae":
