@@ -70,6 +70,7 @@ class BackboneEntry:
     model_family: str | None = None  # dinov2, clip, openclip, eva02, siglip, deit3, beit2
     probe: str | None = None        # the probe feature: cls+avg, token, avg, map
     conversion: str | None = None   # the timm filter that converted the release file
+    reference: list = field(default_factory=list)  # numbers the release reports, each with its source
     stored_params: int | None = None
     stored_depth: int | None = None
 
@@ -124,7 +125,7 @@ def _entry_from(name: str, cat: dict[str, Any] | None, rec: dict[str, Any] | Non
         registered=d.get("registered"), weights_sha256=d.get("weights_sha256"),
         conversion_notes=list(d.get("conversion_notes") or []), timm=d.get("timm"),
         timm_kwargs=dict(d.get("timm_kwargs") or {}), model_family=d.get("model_family"), probe=d.get("probe"),
-        conversion=d.get("conversion"), stored_params=d.get("params"), stored_depth=d.get("depth"))
+        conversion=d.get("conversion"), reference=list(d.get("reference") or []), stored_params=d.get("params"), stored_depth=d.get("depth"))
 
 
 def names() -> list[str]:

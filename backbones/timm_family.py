@@ -218,6 +218,12 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
         raise MaebenchError(f"{path}: timm's filter for {name} cannot read it ({type(e).__name__}: "
                             f"{' '.join(str(e).split())[:160]}); nothing registered") from None
     expected = {k: v.shape for k, v in model.state_dict().items()}
+    if "norm.weight" in state and "norm.weight" not in expected and "fc_norm.weight" in expected \
+            and "fc_norm.weight" not in state:      # a pretraining file's final norm, pooled model
+        for part in ("weight", "bias"):
+            state[f"fc_norm.{part}"] = state.pop(f"norm.{part}")
+        notes.append("the release's final norm starts the pooling norm fc_norm (timm does the same for "
+                     "EVA-02's MIM weights)")
     dropped = [k for k in state if k not in expected and k.startswith(("head.",) + PRETRAINING_ONLY)]
     for k in dropped:
         del state[k]

@@ -22,6 +22,7 @@ ARCHS: dict[str, tuple[int, int, int, int]] = {
     "vit-base": (768, 12, 12, 16),
     "vit-large": (1024, 24, 16, 16),
     "vit-huge": (1280, 32, 16, 14),
+    "vit-giant": (1536, 40, 24, 14),  # DINOv2 ViT-g's width and depth (its SwiGLU MLP is timm's, not this one)
 }
 
 

@@ -159,6 +159,7 @@ def _show(args) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.registered))
         lines += [("registered", f"{when} from {e.source_path} (format {e.format}, {e.size / 1e6:.1f} MB)"),
                   ("sha256", e.sha256)]
+    lines += [("release reports", f"{r['metric']} {r['value']} ({r['source']})") for r in e.reference]
     lines += [("notes", e.notes or None)]
     lines += [("conversion", n) for n in e.conversion_notes]
     lines += [("tasks run", ", ".join(tasks_run(args.results).get(e.name, [])) or "-")]
