@@ -180,3 +180,19 @@ def test_a_patch_that_is_not_a_power_of_two_is_resampled_to_the_nearest_one():
     assert model.vit.blocks[3].attn.rel_pos_h.shape[0] == 2 * 64 // 8 - 1
     out = model(torch.randn(1, 3, 64, 64))
     assert [tuple(m.shape[-2:]) for m in out.values()] == [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+
+
+def test_bad_vitdet_settings_and_models_are_refused_in_one_line():
+    from maebench import config
+    from maebench.backbones.loading import build_model
+    from maebench.errors import MaebenchError, UsageError
+    from maebench.tasks.coco import check_config
+
+    for key, value in (("window_size", -1), ("global_blocks", "last")):
+        cfg = config.load("coco", arch="vit-micro", flags={"neck": "vitdet"})
+        cfg["vitdet"][key] = value
+        with pytest.raises(UsageError, match=f"vitdet.{key}"):
+            check_config(cfg)
+    beit = build_model("beit", "vit-micro", img_size=32, patch_size=4)
+    with pytest.raises(MaebenchError, match="plain ViT"):
+        ViTDet(beit, canvas=64)
