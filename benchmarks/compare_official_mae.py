@@ -140,7 +140,7 @@ def flop_split(model, img_size: int, mask_ratio: float) -> dict[str, float]:
 
 
 def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size: int = 8, steps: int = 5,
-            mask_ratio: float = 0.75, norm_pix_loss: bool = True, log=print) -> dict:
+            mask_ratio: float = 0.75, norm_pix_loss: bool = True, compile: bool = False, log=print) -> dict:
     import torch
 
     from benchmarks.pretrain_speed import _PeakMemory
@@ -155,12 +155,14 @@ def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size:
     log(f"  agreement: loss {check['loss_ours']:.6f} vs {check['loss_official']:.6f} "
         f"(|diff| {check['loss_abs_diff']:.1e}), max grad diff {check['grad_max_abs_diff']:.1e}")
 
-    def train_step(model):
+    def train_step(model, compiled=False):
         opt = torch.optim.AdamW(param_groups(model, weight_decay=0.05), lr=1.5e-4, betas=(0.9, 0.95), fused=True)
+        # ours with compile: the forward + loss through torch.compile, as engine.fit runs it with compile: true
+        loss_fn = torch.compile(lambda x: model(x, mask_ratio=mask_ratio)[0]) if compiled else \
+            (lambda x: model(x, mask_ratio=mask_ratio)[0])
 
         def fwd_bwd():
-            loss, _, _ = model(imgs, mask_ratio=mask_ratio)
-            loss.backward()
+            loss_fn(imgs).backward()
 
         def step():
             fwd_bwd()
@@ -168,10 +170,19 @@ def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size:
             opt.zero_grad(set_to_none=True)
         return fwd_bwd, step, opt
 
-    (f_ours, s_ours, opt_ours), (f_theirs, s_theirs, _) = train_step(ours), train_step(theirs)
+    (f_ours, s_ours, opt_ours), (f_theirs, s_theirs, _) = train_step(ours, compile), train_step(theirs)
     for m in (ours, theirs):
         m.zero_grad(set_to_none=True)
-    flops = {"ours": count_cost(f_ours, ours).flops, "official": count_cost(f_theirs, theirs).flops}
+    flops = {"ours": count_cost(train_step(ours)[0], ours).flops, "official": count_cost(f_theirs, theirs).flops}
+    compile_s = None
+    if compile:                                  # compile + first step, reported, never timed as a step
+        from maebench.compiling import cache_dir
+        cache_dir()
+        t0 = time.perf_counter()
+        f_ours()
+        compile_s = time.perf_counter() - t0
+        log(f"  compile + first step of ours: {compile_s:.1f} s")
+        ours.zero_grad(set_to_none=True)
     opt_ours.step()                              # warm-up of the optimizer state (both)
     opt_ours.zero_grad(set_to_none=True)
     s_theirs()
@@ -211,7 +222,7 @@ def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size:
             "pair_ratios": pair_ratios, "ratio": statistics.median(pair_ratios),
             "ratio_of_min": min(times["official"]) / min(times["ours"]), "agreement": check,
             "optimizer_s": {k: statistics.median(v) for k, v in opt_times.items()},
-            "reference": str(Path(ref_dir).expanduser().resolve())}
+            "reference": str(Path(ref_dir).expanduser().resolve()), "compile": compile, "compile_s": compile_s}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,12 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=5, help="timed steps of each (alternating)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--compile", action="store_true", help="our step through torch.compile (the official stays eager)")
     args = p.parse_args(argv)
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     r = compare(args.reference_mae, arch=args.arch, img_size=args.img_size, batch_size=args.batch_size,
-                steps=args.steps)
+                steps=args.steps, compile=args.compile)
     a = r["agreement"]
     print(f"ours {r['images_per_s']['ours']:.2f} images/s, official {r['images_per_s']['official']:.2f} images/s: "
           f"ratio {r['ratio']:.3f} (per pair: {', '.join(f'{x:.3f}' for x in r['pair_ratios'])}; "

@@ -68,9 +68,17 @@ class _PeakMemory:
 def measure(*, arch: str = "vit-large", img_size: int = 112, patch_size: int = 16, batch_size: int = 4,
             steps: int = 3, warmup: int = 1, mask_ratio: float = 0.75, decoder_embed_dim: int = 512,
             decoder_num_heads: int = 16, device: str = "cpu", threads: int | None = None,
-            log=print) -> list[dict]:
-    """One row per configuration of Table 2 (dicts; see format_table for the columns)."""
+            alternate: bool = False, log=print) -> list[dict]:
+    """One row per configuration of Table 2 (dicts; see format_table for the columns).
+    alternate: the three models side by side, their forward + backward steps in rotating order
+    (A B C, B C A, ...) so that a change of the machine's load hits all three alike; each AdamW
+    step is timed afterwards, one optimizer at a time (its state is 8 bytes per parameter)."""
     import torch
+    if alternate:
+        return _measure_alternating(arch=arch, img_size=img_size, patch_size=patch_size, batch_size=batch_size,
+                                    steps=steps, warmup=warmup, mask_ratio=mask_ratio,
+                                    decoder_embed_dim=decoder_embed_dim, decoder_num_heads=decoder_num_heads,
+                                    device=device, threads=threads, log=log)
 
     from maebench.backbones.mae import create_mae
     from maebench.flops import count_flops, matmul_peak
@@ -130,7 +138,10 @@ def measure(*, arch: str = "vit-large", img_size: int = 112, patch_size: int = 1
         del model, opt, x
         gc.collect()
     peaks.append(matmul_peak(dev, seconds=1.0))
-    peak = max(peaks)                                # the best the machine did during this run
+    return _ratios(rows, max(peaks))                 # the best the machine did during this run
+
+
+def _ratios(rows: list[dict], peak: float) -> list[dict]:
     base = rows[0]
     for r in rows:
         r["speedup"] = base["step_s"] / r["step_s"]
@@ -139,6 +150,83 @@ def measure(*, arch: str = "vit-large", img_size: int = 112, patch_size: int = 1
         r["matmul_peak_gflop_s"] = peak / 1e9
         r["share_of_peak"] = r["achieved_gflop_s"] * 1e9 / peak
     return rows
+
+
+def _measure_alternating(*, arch, img_size, patch_size, batch_size, steps, warmup, mask_ratio, decoder_embed_dim,
+                         decoder_num_heads, device, threads, log) -> list[dict]:
+    import statistics
+
+    import torch
+
+    from maebench.backbones.mae import create_mae
+    from maebench.flops import count_flops, matmul_peak
+    from maebench.optim import param_groups
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    peaks = [matmul_peak(dev, seconds=1.0)]
+    torch.manual_seed(0)
+    x = torch.randn(batch_size, 3, img_size, img_size, device=dev)
+    models, flops = [], []
+    for mask_tokens, depth, _ in CONFIGS:
+        torch.manual_seed(0)
+        m = create_mae(arch, img_size=img_size, patch_size=patch_size, decoder_embed_dim=decoder_embed_dim,
+                       decoder_depth=depth, decoder_num_heads=decoder_num_heads, target="norm-pixel",
+                       mask_tokens_in_encoder=mask_tokens).to(dev)
+        models.append(m)
+        flops.append(count_flops(lambda m=m: m(x, mask_ratio=mask_ratio)[0].backward()))
+        m.zero_grad(set_to_none=True)
+
+    def fwd_bwd(m) -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        m(x, mask_ratio=mask_ratio)[0].backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        dt = time.perf_counter() - t0
+        m.zero_grad(set_to_none=True)
+        return dt
+
+    times: list[list[float]] = [[] for _ in CONFIGS]
+    mem = [0.0] * len(CONFIGS)
+    for i in range(warmup + steps):
+        for k in [(i + j) % len(CONFIGS) for j in range(len(CONFIGS))]:
+            with _PeakMemory(dev) as pm:
+                dt = fwd_bwd(models[k])
+            mem[k] = max(mem[k], pm.mb)
+            if i >= warmup:
+                times[k].append(dt)
+        log(f"  round {i + 1}: " + ", ".join(f"{t[-1]:.2f} s" for t in times if t))
+    rows = []
+    for k, (mask_tokens, depth, paper) in enumerate(CONFIGS):
+        m = models[k]
+        opt = torch.optim.AdamW(param_groups(m, weight_decay=0.05), lr=1e-4, betas=(0.9, 0.95), fused=True)
+        m(x, mask_ratio=mask_ratio)[0].backward()
+        opt.step()                                   # state allocation, untimed
+        opt_s = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            opt.step()
+            opt_s.append(time.perf_counter() - t0)
+        del opt
+        m.zero_grad(set_to_none=True)
+        gc.collect()
+        fb, o = statistics.median(times[k]), statistics.median(opt_s)
+        label = SHORT.get(arch, arch) + (" with mask tokens" if mask_tokens else "")
+        tokens = 1 + (m.patch_embed.num_patches if mask_tokens else round(m.patch_embed.num_patches * (1 - mask_ratio)))
+        rows.append({"encoder": label, "decoder_depth": depth, "mask_tokens_in_encoder": mask_tokens,
+                     "encoder_tokens": tokens, "img_size": img_size, "batch_size": batch_size,
+                     "gflop_per_step": flops[k] / 1e9, "step_s": fb + o, "fwd_bwd_s": fb, "optimizer_s": o,
+                     "images_per_s": batch_size / (fb + o), "achieved_gflop_s": flops[k] / min(times[k]) / 1e9,
+                     "peak_mem_mb": mem[k], "paper_speedup": paper, "device": str(dev),
+                     "threads": torch.get_num_threads(), "fwd_bwd_times": times[k], "alternating": True})
+        log(f"  {label}, {depth}-block decoder: {fb + o:.2f} s/step, {flops[k] / 1e9:.1f} GFLOP/step")
+    del models
+    gc.collect()
+    peaks.append(matmul_peak(dev, seconds=1.0))
+    return _ratios(rows, max(peaks))
 
 
 def format_table(rows: list[dict]) -> str:
@@ -168,12 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-ratio", type=float, default=0.75)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--alternate", action="store_true",
+                   help="the three models side by side, steps in rotating order (robust to a changing load)")
     args = p.parse_args(argv)
     print(f"MAE Table 2 on {args.device}: {args.arch}, {args.img_size} px, batch {args.batch_size}, "
           f"{args.steps} timed steps after {args.warmup} warm-up")
     rows = measure(arch=args.arch, img_size=args.img_size, patch_size=args.patch_size,
                    batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                   mask_ratio=args.mask_ratio, device=args.device, threads=args.threads)
+                   mask_ratio=args.mask_ratio, device=args.device, threads=args.threads, alternate=args.alternate)
     print(format_table(rows))
     return 0
 
