@@ -272,9 +272,8 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
     kw = {**e.timm_kwargs, **extra, "img_size": img_size, "num_classes": num_classes, "drop_path_rate": drop_path_rate}
     if in_chans != 3:
         kw["in_chans"] = in_chans
-    if global_pool != "probe":
-        if global_pool == "token" and (fam and fam.probe == "map"):
-            raise UsageError(f"backbone '{e.name}' ({fam.label}) has no [cls] token: use global_pool avg")
+    # "token" on a family without [cls] (SigLIP) keeps its own pool: the attention-pool head
+    if global_pool != "probe" and not (global_pool == "token" and fam and fam.probe == "map"):
         kw["global_pool"] = global_pool
     model = create(e.timm, **kw)
     model.probe_feature = fam.probe if (fam and global_pool == "probe") else "pre_logits"
