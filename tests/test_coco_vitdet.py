@@ -196,3 +196,19 @@ def test_bad_vitdet_settings_and_models_are_refused_in_one_line():
     beit = build_model("beit", "vit-micro", img_size=32, patch_size=4)
     with pytest.raises(MaebenchError, match="plain ViT"):
         ViTDet(beit, canvas=64)
+
+
+def test_rois_are_pooled_as_roialignv2_on_the_level_of_their_size():
+    from torchvision.ops import roi_align
+
+    from maebench.tasks.coco.vitdet import AlignedRoIPool
+
+    torch.manual_seed(0)
+    feats = {str(i): torch.randn(1, 2, 256 // s, 256 // s) for i, s in enumerate((4, 8, 16, 32))}
+    boxes = [torch.tensor([[10., 10., 40., 40.], [0., 0., 250., 250.], [20., 30., 130., 150.]])]
+    out = AlignedRoIPool(7)(feats, boxes, [(256, 256)])
+    # sqrt(area) 30, 250, ~115 -> floor(4 + log2(s / 224)) = 1 -> 2, 4, 3 (clamped to 2..5)
+    for box, level, stride in ((0, "0", 4), (1, "2", 16), (2, "1", 8)):
+        rois = torch.cat([torch.zeros(1, 1), boxes[0][box:box + 1]], dim=1)
+        want = roi_align(feats[level], rois, (7, 7), spatial_scale=1 / stride, sampling_ratio=0, aligned=True)
+        assert torch.allclose(out[box:box + 1], want)

@@ -17,7 +17,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.rpn import RPNHead
 
 from maebench.tasks.coco.adapter import ViTDetBackbone
-from maebench.tasks.coco.vitdet import ViTDet, layer_norm_2d
+from maebench.tasks.coco.vitdet import AlignedRoIPool, ViTDet, layer_norm_2d
 
 # protocol key -> MaskRCNN keyword, passed through unchanged
 _PASS_THROUGH = ("rpn_batch_size_per_image", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train",
@@ -54,12 +54,14 @@ def build_mask_rcnn(vit: nn.Module, *, num_classes: int, mean, std, cfg: dict) -
                           window=cfg["vitdet"]["window_size"], global_indices=cfg["vitdet"]["global_blocks"])
         ch = backbone.out_channels
         heads = dict(rpn_conv_depth=2, box_head=FastRCNNConvFCHead((ch, 7, 7), [ch] * 4, [rep], norm_layer=layer_norm_2d),
-                     mask_head=MaskRCNNHeads(ch, [mask_dim] * 4, dilation=1, norm_layer=layer_norm_2d))
+                     mask_head=MaskRCNNHeads(ch, [mask_dim] * 4, dilation=1, norm_layer=layer_norm_2d),
+                     box_roi_pool=AlignedRoIPool(7), mask_roi_pool=AlignedRoIPool(14))
     else:
         backbone = ViTDetBackbone(vit, neck=cfg["neck"], canvas=canvas_size(cfg), fpn_channels=m["fpn_channels"])
         ch = backbone.out_channels
         heads = dict(rpn_conv_depth=1, box_head=TwoMLPHead(ch * 7 * 7, rep),   # RoIAlign 7x7 -> 2 FC layers
-                     mask_head=MaskRCNNHeads(ch, [mask_dim] * 4, dilation=1))   # 4 convs on 14x14 RoIs
+                     mask_head=MaskRCNNHeads(ch, [mask_dim] * 4, dilation=1),   # 4 convs on 14x14 RoIs
+                     box_roi_pool=None, mask_roi_pool=None)                     # torchvision's MultiScaleRoIAlign
     anchors = AnchorGenerator(sizes=tuple((int(s),) for s in m["anchor_sizes"]),   # one size per level
                               aspect_ratios=((0.5, 1.0, 2.0),) * 5)
     min_size, max_size = transform_sizes(cfg)
@@ -67,6 +69,7 @@ def build_mask_rcnn(vit: nn.Module, *, num_classes: int, mean, std, cfg: dict) -
         backbone, num_classes=None, min_size=min_size, max_size=max_size,
         image_mean=list(mean), image_std=list(std), rpn_anchor_generator=anchors,
         rpn_head=RPNHead(ch, anchors.num_anchors_per_location()[0], conv_depth=heads["rpn_conv_depth"]),
-        box_head=heads["box_head"], box_predictor=FastRCNNPredictor(rep, num_classes + 1),
+        box_roi_pool=heads["box_roi_pool"], box_head=heads["box_head"],
+        box_predictor=FastRCNNPredictor(rep, num_classes + 1), mask_roi_pool=heads["mask_roi_pool"],
         mask_head=heads["mask_head"], mask_predictor=MaskRCNNPredictor(mask_dim, mask_dim, num_classes + 1),
         **{k: m[k] for k in _PASS_THROUGH})

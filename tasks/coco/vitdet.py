@@ -18,7 +18,7 @@ What differs from the plain timm ViT + shared pyramid of `--neck simple-pyramid`
     conv without bias, each followed by a LayerNorm over channels (eps 1e-6), and a stride-2
     max-pool of the last level (P6); no top-down FPN path.
 Heads (tasks/coco/model.py): 2-conv RPN without norm, 4conv1fc box head and 4-conv mask head
-with LayerNorm after each conv.
+with LayerNorm after each conv, RoIs pooled as detectron2's ROIAlignV2 (`AlignedRoIPool`).
 
 Layout: `ViTDetBackbone.vit` = the encoder (parameters `vit.patch_embed.*`, `vit.pos_embed`,
 `vit.blocks.N.*`, so layer-wise lr decay sees them as detectron2's get_vit_lr_decay_rate does),
@@ -33,6 +33,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torchvision.ops import MultiScaleRoIAlign
 
 from maebench.errors import MaebenchError
 from maebench.tasks.pyramid import STRIDES, LayerNorm2d, rescale_factor, tap_indices
@@ -273,4 +275,31 @@ class ViTDet(nn.Module):
         levels = [m[..., :-(-h // s), :-(-w // s)] for m, s in zip(levels, STRIDES)]
         out = OrderedDict((str(i), m) for i, m in enumerate(levels))
         out["pool"] = F.max_pool2d(levels[-1], kernel_size=1, stride=2)    # LastLevelMaxPool (P6)
+        return out
+
+
+# ---- RoI pooling -------------------------------------------------------------------------------
+class AlignedRoIPool(MultiScaleRoIAlign):
+    """detectron2's ROIAlignV2 over P2-P5 (configs/common/models/mask_rcnn_fpn.py pooler_type):
+    roi_align with aligned=True (pixel centres at +0.5) and sampling_ratio 0 (adaptive), each box
+    on the level floor(4 + log2(sqrt(area) / 224)) clamped to 2..5, as torchvision's
+    MultiScaleRoIAlign assigns levels (which itself samples 2 x 2 points without the shift; the
+    subclass only because torchvision's MaskRCNN accepts no other pooler type)."""
+
+    def __init__(self, output_size: int, sampling_ratio: int = 0):
+        super().__init__([str(i) for i in range(len(STRIDES))], output_size, sampling_ratio)
+        from torchvision.ops.poolers import LevelMapper
+        self.map_levels = LevelMapper(2, 5, canonical_scale=224, canonical_level=4)
+
+    def forward(self, features: "OrderedDict[str, torch.Tensor]", boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        from torchvision.ops import roi_align
+        feats = [features[str(i)] for i in range(len(STRIDES))]
+        rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)])
+        levels = self.map_levels(boxes)
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
+        for level, (f, stride) in enumerate(zip(feats, STRIDES)):
+            idx = torch.where(levels == level)[0]
+            out[idx] = roi_align(f, rois[idx], self.output_size, spatial_scale=1.0 / stride,
+                                 sampling_ratio=self.sampling_ratio, aligned=True).to(out.dtype)
         return out
