@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w.add_argument("--train-per-class", type=int, metavar="N", help="classification: first N training images per class")
     w.add_argument("--val-per-class", type=int, metavar="N", help="classification: first N test images per class")
     w.add_argument("--canvas-size", type=int, default=64, help="COCO / ADE20K canvas size in px (default 64)")
-    for kind, default_train, default_val in (("coco", 2000, 250), ("ade", 2000, 250)):
+    for kind, default_train, default_val in (("coco", 800, 200), ("ade", 800, 200)):
         w.add_argument(f"--{kind}-train-images", type=int, default=default_train,
                        help=f"{kind} training canvases (default {default_train})")
         w.add_argument(f"--{kind}-val-images", type=int, default=default_val,

@@ -33,10 +33,10 @@ class FashionOptions:
     train_per_class: int | None = None   # classification: None = all 6,000 per class
     val_per_class: int | None = None     # classification: None = all 1,000 per class
     canvas_size: int = 64
-    coco_train_images: int = 2000
-    coco_val_images: int = 250
-    ade_train_images: int = 2000
-    ade_val_images: int = 250
+    coco_train_images: int = 800
+    coco_val_images: int = 200
+    ade_train_images: int = 800
+    ade_val_images: int = 200
 
     def validate(self) -> None:
         if not 32 <= self.canvas_size <= 512:

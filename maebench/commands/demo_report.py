@@ -1,0 +1,209 @@
+"""The demo's progress line and its report: one table of every backbone x stage (mean ± std
+over seeds, "left out for time" where a stage did not run, supervised marked where it has seen
+all labels) and a short summary of the signal as measured."""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LABELS = {"mae-norm-pixel": "MAE norm-pixel", "mae-pixel": "MAE pixel", "mocov3": "MoCo v3",
+          "supervised": "supervised", "scratch": "scratch"}
+SEEN_ALL_LABELS = "supervised"   # pretrained on all 60k labels: marked in classification columns
+CLASSIFICATION = ("finetune", "partial", "linprobe", "knn")
+# report columns: (header, task, metric, partial K or None)
+COLUMNS = (("fine-tune top-1 (100/class)", "finetune", "top1", None),
+           ("partial K=0", "partial", "top1", "0"), ("K=0.5", "partial", "top1", "0.5"),
+           ("K=1", "partial", "top1", "1"), ("K=2", "partial", "top1", "2"),
+           ("linear top-1", "linprobe", "top1", None), ("k-NN top-1", "knn", "top1", None),
+           ("APbox", "coco", "bbox/AP", None), ("APmask", "coco", "segm/AP", None),
+           ("mIoU", "ade20k", "mIoU", None))
+
+
+class Progress:
+    """ETA from each stage's estimate, scaled by how the finished stages compared with theirs."""
+
+    def __init__(self, stages):
+        self.left = {id(s): s.estimate for s in stages}
+        self.spent = self.estimated = 0.0
+
+    def skip(self, stage) -> None:
+        self.left.pop(id(stage), None)
+
+    def done(self, stage, seconds: float) -> None:
+        self.estimated += self.left.pop(id(stage), 0.0)
+        self.spent += seconds
+
+    def eta_text(self, stage) -> str:
+        pace = min(max(self.spent / self.estimated, 0.5), 4.0) if self.estimated > 30 else 1.0
+        eta = sum(self.left.values()) * pace
+        return f"about {stage.estimate * pace / 60:.1f} min; demo ETA {eta / 60:.0f} min, " \
+               f"{time.strftime('%H:%M', time.localtime(time.time() + eta))}"
+
+
+def _rows(results: Path):
+    from maebench.results import ResultsStore
+    return [r for r in ResultsStore(results).rows() if r.status == "done"]
+
+
+def newest_summary(results: Path) -> str:
+    rows = _rows(results)
+    if not rows:
+        return "no result row"
+    row = max(rows, key=lambda r: r.created)
+    shown = {k: v for k, v in row.metrics.items() if isinstance(v, (int, float))}
+    keys = [k for k in ("top1", "bbox/AP", "segm/AP", "mIoU", "loss") if k in shown] or list(shown)[:3]
+    return ", ".join(f"{k} {shown[k]:.2f}" for k in keys)
+
+
+def _blocks(value) -> str | None:
+    if value is None:
+        return None
+    f = float(value)
+    return str(int(f)) if f.is_integer() else str(f)
+
+
+def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
+    """({(backbone key, task, metric, K): [values, one per seed]}, {backbone key: pretraining s})."""
+    by_name = {v: k for k, v in names.items()}
+    newest: dict[tuple, object] = {}
+    pretrain_s: dict[str, float] = {}
+    for r in _rows(results):          # oldest first: a rerun of a recipe and seed replaces it
+        key = by_name.get(r.backbone)
+        if key is None:
+            continue
+        if r.task.startswith("pretrain-"):
+            pretrain_s[key] = r.wall_time_s or 0.0
+            continue
+        newest[(key, r.task, _blocks(r.config.get("blocks")) if r.task == "partial" else None, r.seed)] = r
+    cells: dict[tuple, list[float]] = {}
+    for (key, task, k, _seed), r in newest.items():
+        for _h, t, metric, col_k in COLUMNS:
+            if t == task and col_k == k and isinstance(r.metrics.get(metric), (int, float)):
+                cells.setdefault((key, task, metric, k), []).append(float(r.metrics[metric]))
+    return cells, pretrain_s
+
+
+def _mean(values):
+    return statistics.fmean(values) if values else None
+
+
+def _cell(values) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+@dataclass
+class Report:
+    text: str
+    summary_text: str
+
+
+def table(cells: dict, pretrain_s: dict, left_out: list[tuple[str, str]], keys: list[str]) -> str:
+    head = ["backbone", "pretraining", *(h for h, *_ in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in keys:
+        row = [LABELS[key], f"{pretrain_s[key] / 60:.1f} min" if key in pretrain_s else "none (random init)"]
+        for _h, task, metric, k in COLUMNS:
+            text = _cell(cells.get((key, task, metric, k)))
+            if not text:
+                if (task, key) in left_out:
+                    text = "left out for time"
+                elif task == "partial":
+                    text = "not run (curve: MAE, MoCo v3)"
+                else:
+                    text = "missing"
+            elif key == SEEN_ALL_LABELS and task in CLASSIFICATION:
+                text += " †"
+            row.append(text)
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def summary(cells: dict, seeds: list[int]) -> list[str]:
+    """The measured signal in a few sentences; every comparison states what was measured."""
+    def m(key, task, metric="top1", k=None):
+        return _mean(cells.get((key, task, metric, k), []))
+
+    out = []
+    mae, scr = m("mae-norm-pixel", "finetune"), m("scratch", "finetune")
+    if mae is not None and scr is not None:
+        out.append(f"Low-label fine-tuning (100 labels/class): MAE norm-pixel {mae:.1f} vs scratch {scr:.1f} top-1, "
+                   f"{mae - scr:+.1f} points (target >= +15: {'met' if mae - scr >= 15 else 'NOT met'}).")
+    for task, metric, what in (("coco", "bbox/AP", "APbox"), ("coco", "segm/AP", "APmask"), ("ade20k", "mIoU", "mIoU")):
+        a, s = m("mae-norm-pixel", task, metric), m("scratch", task, metric)
+        sup = m("supervised", task, metric)
+        if a is not None and s is not None:
+            extra = f", supervised {sup:.1f}" if sup is not None else ""
+            out.append(f"{what}: MAE norm-pixel {a:.1f} vs scratch {s:.1f}{extra} "
+                       f"({'MAE above scratch' if a > s else 'MAE NOT above scratch'}).")
+    for key in ("mae-norm-pixel", "mocov3"):
+        curve = [(k, m(key, "partial", k=k)) for k in ("0", "0.5", "1", "2")] + [("all", m(key, "finetune"))]
+        if any(v is not None for _k, v in curve):
+            out.append(f"Partial fine-tuning, {LABELS[key]}: " + ", ".join(
+                f"K={k} {v:.1f}" for k, v in curve if v is not None) + " (K=all = the fine-tuning run).")
+    for task, what in (("linprobe", "Linear probe"), ("knn", "k-NN"), ("finetune", "Fine-tuning")):
+        scored = sorted(((m(k, task), k) for k in LABELS if m(k, task) is not None), reverse=True)
+        if scored:
+            out.append(f"{what} ordering as measured: " + " > ".join(
+                f"{LABELS[k]}{' †' if k == SEEN_ALL_LABELS else ''} {v:.1f}" for v, k in scored) + ".")
+    lp = {k: m(k, "linprobe") for k in ("mae-norm-pixel", "mocov3")}
+    ft = {k: m(k, "finetune") for k in ("mae-norm-pixel", "mocov3")}
+    if None not in (*lp.values(), *ft.values()):
+        out.append("The paper's pattern (MoCo v3 ahead of MAE in linear probing, behind after fine-tuning): "
+                   f"linear probe MoCo v3 {'ahead' if lp['mocov3'] > lp['mae-norm-pixel'] else 'behind'}, "
+                   f"fine-tuning MoCo v3 {'ahead' if ft['mocov3'] > ft['mae-norm-pixel'] else 'behind'} here.")
+    n = f"mean of {len(seeds)} seeds ({','.join(map(str, seeds))})" if len(seeds) > 1 else f"seed {seeds[0]}"
+    out.append(f"Transfer numbers: {n}; † = pretrained on all 60k training labels.")
+    return out
+
+
+def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds: list[int],
+                 left_out: list[tuple[str, str]], names: dict[str, str], seconds: float,
+                 load: tuple, estimates: dict) -> Report:
+    cells, pretrain_s = collect(results, names)
+    summary_lines = summary(cells, seeds)
+    keys = list(names)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
+    scale = ("the reduced fashion world (--quick: 1,000 training images, 1-2 epochs per stage; a smoke test, "
+             "not a measurement)" if quick else
+             "the fashion world (60k Fashion-MNIST training images, 64 px canvases for COCO and ADE20K)")
+    text = "\n".join([
+        f"# maebench demo: {'quick' if quick else 'full'}",
+        "",
+        f"Produced by `{command}` on {machine}, {time.strftime('%Y-%m-%d %H:%M %Z')}: "
+        f"{seconds / 60:.1f} min wall time for this invocation (stages finished earlier are reused), "
+        f"load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end.",
+        "",
+        f"vit-micro backbones on {scale}. Recipes: the `vit-micro` entries of maebench/protocols/*.yaml "
+        "(docs/cpu-recipes.md).",
+        "",
+        table(cells, pretrain_s, left_out, keys),
+        "",
+        "† pretrained with all 60k training labels (supervised): not a low-label result.",
+        "",
+        "## Summary (as measured)",
+        "",
+        *(f"- {line}" for line in summary_lines),
+        "",
+        "## MAE reconstructions of held-out test images",
+        "",
+        "Original, masked (75%), reconstruction, reconstruction with the visible patches pasted back.",
+        "",
+        "![MAE reconstructions](reconstructions.png)",
+        "",
+        "The full leaderboard (`maebench leaderboard`): [leaderboard.md](leaderboard.md), "
+        "[leaderboard.html](leaderboard.html).",
+        ""])
+    if left_out:
+        text += "\nLeft out for time: " + ", ".join(f"{t} on {LABELS[k]} (about {estimates.get(t, 60):.0f} s each)"
+                                                     for t, k in left_out) + "; `maebench demo --all` runs them.\n"
+    (root / "report.md").write_text(text)
+    summary_text = "Summary (as measured):\n" + "\n".join(f"  - {line}" for line in summary_lines)
+    return Report(text, summary_text)
