@@ -12,14 +12,20 @@ byte-identical. The exceptions, and why:
   are not all decoded before a run starts (ImageNet has 1.28M; `maebench data check` does that
   on request), so the run has started and its row ends `failed`, carrying the same one line.
 - A state dict whose keys carry DDP's `module.` prefix registers, with the prefix stripped.
+- COCO files as annotation tools export them (annotation ids from 0 or repeated, category id 0,
+  no area / iscrowd / bbox, RLE counts as a list or a string, images without objects) are
+  normalised with one note line: their own ground truth, fed back with the file's ids, scores AP
+  100, and all of them at once train to a done row.
 
 The command lines are independent: while a test waits for its own, the next test's already runs.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +45,9 @@ FAST = ["--epochs", "1", "--set", "num_workers=0"]
 ADE = ["--set", "img_size=32", "--set", "crop_size=32", "--set", "channels=16", "--set", "aux_channels=8"]
 ADE_TRAIN, ADE_VAL = "annotations/training/ADE_train_00000002.png", "annotations/validation/ADE_val_00000002.png"
 COCO_NAMES = ("missing_images", "missing_categories", "unlisted_image", "undeclared_category", "image_twice")
+QUIRKS = ("ids_from_0", "ids_repeated", "category_0", "no_area", "no_iscrowd", "no_bbox", "rle_list", "rle_string",
+          "image_without_annotations")                  # normalised, not refused (maebench/data/coco_json.py)
+LOCKS = {}                                             # case name -> a RunLock this process holds meanwhile
 
 
 def maebench(args: list, home: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -103,14 +112,42 @@ def case_args(name: str, root: Path, shapes: Path) -> list:
         (root / "a-file").write_text("")
         return ["run", "--task", "finetune", "--backbone", "scratch-vit-micro", "--data", shapes / "classification",
                 "--batch-size", "8", "--set", "img_size=16", *FAST, "--out", root / "a-file" / "run"]
+    if name.startswith("quirk_"):                       # the quirk file's own objects, scored against it
+        path = CORPUS / "coco" / f"{name}.json"
+        (root / "gt.json").write_text(json.dumps(make_corpus.ground_truth_as_predictions(json.loads(path.read_text()))))
+        return ["run", "--task", "coco", "--val-json", path, "--images", CORPUS / "coco" / "images",
+                "--eval-predictions", root / "gt.json"]
+    if name == "all_quirks_train":
+        path = CORPUS / "coco" / "quirk_all.json"
+        return ["run", "--task", "coco", "--backbone", "scratch-vit-micro", "--train-json", path, "--val-json", path,
+                "--images", CORPUS / "coco" / "images", "--batch-size", "2", *FAST]
+    if name in ("set_wrong_type", "set_out_of_range", "run_dir_in_use"):
+        value = {"set_wrong_type": "lr=abc", "set_out_of_range": "drop_path=2.5"}.get(name, "img_size=16")
+        args = ["run", "--task", "finetune", "--backbone", "scratch-vit-micro", "--data", shapes / "classification",
+                "--batch-size", "8", *FAST, "--set", value, "--out", root / "run"]
+        if name == "run_dir_in_use":
+            from maebench.runlock import RunLock
+            (root / "run").mkdir()
+            LOCKS[name] = RunLock(root / "run")
+            LOCKS[name].acquire()
+        return args
+    if name == "typo_key":
+        return ["run", "--task", "finetune", "--backbone", "scratch-vit-micro", "--config", CORPUS / "typo_key.yaml"]
+    if name == "format_contradicts_file":
+        return ["backbones", "register", "as-mae", "--checkpoint", make_corpus.timm_with_head_checkpoint(root / "t.pth"),
+                "--format", "mae"]
+    if name == "pickled_checkpoint":
+        return ["backbones", "register", "pickled", "--checkpoint", make_corpus.pickled_checkpoint(root / "p.pth")]
     raise KeyError(name)
 
 
 CASES = ["truncated_png", "label_above_classes", "label_wrong_size", "corrupt_jpeg",   # in test order
          *(f"coco_{n}" for n in COCO_NAMES), "coco_degenerate", "truncated_checkpoint", "other_architecture",
          "other_architecture_as_vit_tiny", "micro_as_vit_tiny", "module_prefix", "unknown_backbone", "unknown_key",
-         "negative_lr", *(f"mask_ratio={r}" for r in ("0", "1", "1.5", "-0.25")), "results_not_sqlite",
-         "out_under_a_file"]
+         "typo_key", "set_wrong_type", "set_out_of_range", "negative_lr",
+         *(f"mask_ratio={r}" for r in ("0", "1", "1.5", "-0.25")), "results_not_sqlite", "out_under_a_file",
+         "run_dir_in_use", "format_contradicts_file", "pickled_checkpoint", *(f"quirk_{q}" for q in QUIRKS),
+         "all_quirks_train"]
 
 
 class Case:
@@ -171,6 +208,8 @@ def cases(tmp_path_factory):
 
     yield get
     pool.shutdown(cancel_futures=True)
+    for lock in LOCKS.values():
+        lock.release()
 
 
 # ---- images and label maps ----------------------------------------------------------------------
@@ -272,7 +311,22 @@ def test_unknown_backbone(cases):
 
 
 def test_unknown_config_key_in_a_yaml_file(cases):
-    cases("unknown_key").refused(2, f"unknown config key 'learning_rate' in {CORPUS / 'unknown_key.yaml'}")
+    cases("unknown_key").refused(2, f"unknown config key 'learning_rate' in {CORPUS / 'unknown_key.yaml'} "
+                                    "(did you mean: base_lr, lr?)")
+
+
+def test_config_file_typo_gets_did_you_mean(cases):
+    cases("typo_key").refused(2, f"unknown config key 'layer_dcay' in {CORPUS / 'typo_key.yaml'} "
+                                 "(did you mean: layer_decay")
+
+
+def test_wrong_typed_set_value(cases):
+    cases("set_wrong_type").refused(2, "config key 'lr' in --set lr=abc expects a number > 0 (or null), got 'abc'")
+
+
+def test_out_of_range_set_value(cases):
+    cases("set_out_of_range").refused(2, "config key 'drop_path' in --set drop_path=2.5 expects a number in [0, 1), "
+                                         "got 2.5")
 
 
 def test_negative_learning_rate(cases):
@@ -296,3 +350,41 @@ def test_results_store_that_is_not_sqlite(cases):
 def test_run_directory_under_a_file(cases):
     c = cases("out_under_a_file")
     c.refused(1, f"cannot create run directory {c.root / 'a-file' / 'run'}: Not a directory")
+
+
+def test_run_directory_another_process_trains_in(cases):
+    c = cases("run_dir_in_use")
+    c.refused(1, f"run directory {c.root / 'run'} is in use: pid {os.getpid()} on {socket.gethostname()} (started ")
+
+
+# ---- checkpoints the command line must not misread ------------------------------------------------------
+def test_format_that_contradicts_the_file(cases):
+    c = cases("format_contradicts_file")
+    c.refused(2, f"{c.root / 't.pth'}: --format mae contradicts the file, which reads as timm", "drop --format")
+
+
+def test_checkpoint_that_needs_full_unpickling_names_the_flag(cases):
+    c = cases("pickled_checkpoint")
+    line = c.refused(1, f"{c.root / 'p.pth'}: refused: reading it needs full unpickling")
+    assert line.endswith("if you trust its source, pass --trust-checkpoint.")
+
+
+# ---- COCO files as annotation tools export them: normalised, scored like the clean file -------------------
+@pytest.mark.parametrize("quirk", QUIRKS)
+def test_coco_export_quirk_scores_its_own_ground_truth_at_ap_100(quirk, cases):
+    c = cases(f"quirk_{quirk}")
+    r = c.result
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert all(line.startswith("maebench: note: ") for line in r.stderr.splitlines() if line.strip()), r.stderr
+    (row,) = c.rows()
+    assert row.metrics["bbox/AP"] == pytest.approx(100.0) and row.metrics["segm/AP"] == pytest.approx(100.0)
+    assert c.registry_unchanged()
+
+
+def test_coco_export_quirks_all_at_once_train_and_evaluate(cases):
+    c = cases("all_quirks_train")
+    r = c.result
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"maebench: note: {CORPUS / 'coco' / 'quirk_all.json'}: normalised: 2 annotation ids renumbered" in r.stderr
+    (row,) = c.rows()
+    assert row.status == "done" and row.metrics["bbox/AP"] is not None

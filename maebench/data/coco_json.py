@@ -231,7 +231,7 @@ def normalise(data: dict) -> list[str]:
 
 def load(ann_file: str | os.PathLike, notes: list[str] | None = None) -> dict:
     """The validated, normalised dict, or a MaebenchError on the first fault. The lines of
-    normalise() go to `notes` when given, else into one warning naming the file."""
+    normalise() go to `notes` when given, else to stderr as one note line naming the file."""
     data = read(ann_file)
     found = problems(data, ann_file)
     if found:
@@ -241,8 +241,8 @@ def load(ann_file: str | os.PathLike, notes: list[str] | None = None) -> dict:
     if notes is not None:
         notes += said
     elif said:
-        import warnings
-        warnings.warn(f"{ann_file}: normalised: {'; '.join(said)}", stacklevel=2)
+        import sys
+        print(f"maebench: note: {ann_file}: normalised: {'; '.join(said)}", file=sys.stderr)
     return data
 
 

@@ -26,9 +26,11 @@ Files (each the smallest input that shows one fault):
     other_architecture.pth        a small ResNet-style state dict (conv1, bn1, layer1, fc): not a ViT
     unknown_key.yaml              a config file with the key 'learning_rate' (the key is 'base_lr')
     negative_lr.yaml              a config file with base_lr -0.001
+    typo_key.yaml                 a config file with the key 'layer_dcay' (a typo of layer_decay)
 
 Checkpoints of a real ViT (the smallest, vit-micro, is 1.8 MB) are made at test time by
-`module_prefixed_checkpoint` below rather than committed.
+`module_prefixed_checkpoint`, `timm_with_head_checkpoint` and `pickled_checkpoint` below rather
+than committed; so are the predictions of the COCO quirk files (`ground_truth_as_predictions`).
 """
 from __future__ import annotations
 
@@ -179,6 +181,26 @@ def module_prefixed_checkpoint(path: Path, seed: int = 0) -> dict:
     return state
 
 
+def timm_with_head_checkpoint(path: Path) -> Path:
+    """A flat timm-style vit-micro state dict with a 10-class head (what --format mae is not)."""
+    import torch
+
+    from maebench.backbones.vit import create_vit
+    torch.manual_seed(3)
+    torch.save(create_vit("vit-micro", img_size=32, patch_size=4, num_classes=10).state_dict(), path)
+    return path
+
+
+def pickled_checkpoint(path: Path) -> Path:
+    """vit-micro weights next to a pickled optimizer object: reading it needs full unpickling."""
+    import torch
+
+    from maebench.backbones.vit import create_vit
+    model = create_vit("vit-micro", img_size=32, patch_size=4)
+    torch.save({"model": model.state_dict(), "optimizer": torch.optim.SGD(model.parameters(), lr=0.1)}, path)
+    return path
+
+
 def files() -> dict[str, bytes]:
     import numpy as np
     out = {}
@@ -203,6 +225,7 @@ def files() -> dict[str, bytes]:
     out["other_architecture.pth"] = whole
     out["unknown_key.yaml"] = b"epochs: 1\nlearning_rate: 0.001   # the key is base_lr\n"
     out["negative_lr.yaml"] = b"epochs: 1\nbase_lr: -0.001\n"
+    out["typo_key.yaml"] = b"epochs: 1\nlayer_dcay: 0.7\n"
     return out
 
 
