@@ -4,9 +4,9 @@ Every head is the paper's probe (BatchNorm1d without affine parameters, then a l
 LARS with momentum 0.9, linear warm-up then cosine) with its own learning rate, weight decay and
 input: the [cls] token or the average-pooled patch tokens, of the last block or of the last 4
 blocks concatenated (DINOv2's linear-evaluation grid). BatchNorm without affine is per feature,
-so one normalisation of the union of the inputs serves every head; each head reads its own
-columns of it through a fixed 0/1 mask on its weight matrix, so a step is one matrix product
-for all heads, with the cross-entropy gradient written out (no autograd graph). Heads do not
+so one normalisation of the union of the inputs serves every head; the heads reading the same
+input (its columns of that union) form a group whose step is one matrix product forward and one
+backward for all of them, with the cross-entropy gradient written out (no autograd graph). Heads do not
 interact: a head trained in a grid ends as it would alone (a test checks it).
 
 Selection never reads the evaluation split: `select` scores every head on a held-out slice of
@@ -78,6 +78,17 @@ def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[tor
     return fit_i, held_i
 
 
+class _Group:
+    """The heads reading one input (pooling, blocks): columns [start, end) of the normalised
+    union, weights [D, heads, classes] so that all its heads are one matrix product."""
+
+    def __init__(self, heads: list[int], start: int, end: int):
+        self.heads, self.start, self.end = heads, start, end
+        self.w: torch.Tensor | None = None
+        self.idx: torch.Tensor | None = None
+        self.buf: torch.Tensor | None = None
+
+
 class HeadBank:
     """H heads over the columns of features [N, P, L, D] (poolings x last blocks x dim)."""
 
@@ -94,33 +105,44 @@ class HeadBank:
         self.src_pool = [pooling.index(p) for p in self.pools]
         self.src_blocks = blocks
         width = len(self.pools) * self.nblocks * dim
-        mask = torch.zeros(len(specs), width, 1)
-        w = torch.zeros(len(specs), width, num_classes)
+        groups: dict[tuple[str, int], _Group] = {}
         for h, s in enumerate(specs):
-            p = self.pools.index(s.pooling)
-            start = (p * self.nblocks + self.nblocks - s.blocks) * dim
-            mask[h, start:start + s.blocks * dim] = 1
-            # every head draws its own init from `seed`: the same head alone or in any grid
-            g = torch.Generator().manual_seed(seed)
-            w[h, start:start + s.blocks * dim] = torch.nn.init.trunc_normal_(
-                torch.empty(num_classes, s.blocks * dim), std=INIT_STD, generator=g).T
-        self.mask = mask.to(device)
-        self.w = w.to(device)
+            start = (self.pools.index(s.pooling) * self.nblocks + self.nblocks - s.blocks) * dim
+            groups.setdefault((s.pooling, s.blocks), _Group([], start, start + s.blocks * dim)).heads.append(h)
+        self.groups = list(groups.values())
+        for grp in self.groups:
+            w = torch.empty(grp.end - grp.start, len(grp.heads), num_classes)
+            for j in range(len(grp.heads)):
+                # every head draws its own init from `seed`: the same head alone or in any grid
+                g = torch.Generator().manual_seed(seed)
+                w[:, j] = torch.nn.init.trunc_normal_(torch.empty(num_classes, grp.end - grp.start),
+                                                      std=INIT_STD, generator=g).T
+            grp.w = w.to(device)
+            grp.idx = torch.tensor(grp.heads, device=device)
         self.b = torch.zeros(len(specs), num_classes, device=device)
-        self.buf_w = self.buf_b = None
+        self.buf_b = None
         self.diverged: list[dict] = []           # specs of heads whose weights became non-finite
         self.running_mean = torch.zeros(width, device=device)
         self.running_var = torch.ones(width, device=device)
         self.wd = torch.tensor([s.weight_decay for s in specs], device=device)
+
+    def head_weight(self, h: int) -> torch.Tensor:
+        """[D_h, classes]: head h's weight matrix."""
+        grp = next(g for g in self.groups if h in g.heads)
+        return grp.w[:, grp.heads.index(h)]
+
+    def finite(self) -> list[bool]:
+        return [bool(torch.isfinite(self.head_weight(h)).all()) for h in range(len(self.specs))]
 
     def inputs(self, feats: torch.Tensor) -> torch.Tensor:
         """[B, P, L, D] -> [B, width]: the columns any head reads."""
         f = feats[:, self.src_pool, self.src_blocks - self.nblocks:, :]
         return f.reshape(f.shape[0], -1).to(self.device, torch.float32)
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """[B, width] normalised -> [B, H, C]."""
-        return torch.einsum("bd,hdc->bhc", z, self.w) + self.b
+    def _logits(self, z: torch.Tensor, grp: _Group) -> torch.Tensor:
+        """[B, width] normalised -> [B, heads of grp, C]."""
+        d, hg, c = grp.w.shape
+        return (z[:, grp.start:grp.end] @ grp.w.view(d, hg * c)).view(-1, hg, c) + self.b[grp.idx]
 
     def step(self, feats: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
         """One optimizer step of every head on one batch; lr [H] peak-scheduled lrs. Returns losses [H]."""
@@ -128,33 +150,39 @@ class HeadBank:
         y = y.to(self.device)
         n = x.shape[0]
         mean, var = x.mean(0), x.var(0, unbiased=False)
-        with torch.no_grad():
-            self.running_mean.mul_(1 - BN_MOMENTUM).add_(mean, alpha=BN_MOMENTUM)
-            self.running_var.mul_(1 - BN_MOMENTUM).add_(var * n / max(n - 1, 1), alpha=BN_MOMENTUM)
+        self.running_mean.mul_(1 - BN_MOMENTUM).add_(mean, alpha=BN_MOMENTUM)
+        self.running_var.mul_(1 - BN_MOMENTUM).add_(var * n / max(n - 1, 1), alpha=BN_MOMENTUM)
         z = (x - mean) * torch.rsqrt(var + BN_EPS)
-        logits = self.logits(z)                                      # [B, H, C]
-        logp = torch.log_softmax(logits, dim=-1)
-        losses = -logp.gather(2, y.view(n, 1, 1).expand(n, logits.shape[1], 1)).mean(dim=(0, 2))
-        d = logp.exp()
-        d.scatter_add_(2, y.view(n, 1, 1).expand(n, logits.shape[1], 1),
-                       torch.full((n, logits.shape[1], 1), -1.0, device=self.device))
-        d /= n                                                       # dCE/dlogits, mean over the batch
-        gw = torch.einsum("bd,bhc->hdc", z, d) * self.mask
-        gb = d.sum(0)
-        if self.optimizer == "lars":                                 # timm Lars, always_adapt for W
-            wn = self.w.flatten(1).norm(dim=1)
-            gn = gw.flatten(1).norm(dim=1)
-            trust = TRUST_COEFF * wn / (gn + wn * self.wd + 1e-8)
-            trust = torch.where((wn > 0) & (gn > 0), trust, torch.ones_like(trust))
-            gw = (gw + self.wd.view(-1, 1, 1) * self.w) * trust.view(-1, 1, 1)
+        losses = torch.empty(len(self.specs), device=self.device)
+        gb = torch.empty_like(self.b)
+        for grp in self.groups:
+            dim, hg, c = grp.w.shape
+            logp = torch.log_softmax(self._logits(z, grp), dim=-1)           # [B, hg, C]
+            target = y.view(n, 1, 1).expand(n, hg, 1)
+            losses[grp.idx] = -logp.gather(2, target).mean(dim=(0, 2))
+            d = logp.exp_()
+            d.scatter_add_(2, target, torch.full((n, hg, 1), -1.0, device=self.device))
+            d /= n                                                            # dCE/dlogits, batch mean
+            gw = (z[:, grp.start:grp.end].T @ d.view(n, hg * c)).view(dim, hg, c)
+            gb[grp.idx] = d.sum(0)
+            wd = self.wd[grp.idx].view(1, hg, 1)
+            if self.optimizer == "lars":                                      # timm Lars, always_adapt for W
+                wn = grp.w.square().sum(dim=(0, 2)).sqrt()
+                gn = gw.square().sum(dim=(0, 2)).sqrt()
+                trust = TRUST_COEFF * wn / (gn + wn * wd.view(-1) + 1e-8)
+                trust = torch.where((wn > 0) & (gn > 0), trust, torch.ones_like(trust))
+                gw = (gw + wd * grp.w) * trust.view(1, hg, 1)
+            else:
+                gw = gw + wd * grp.w
+            if grp.buf is None:
+                grp.buf = gw.clone()
+            else:
+                grp.buf.mul_(self.momentum).add_(gw)
+            grp.w.sub_(lr[grp.idx].view(1, hg, 1) * grp.buf)
+        if self.buf_b is None:
+            self.buf_b = gb.clone()
         else:
-            gw = gw + self.wd.view(-1, 1, 1) * self.w
-        if self.buf_w is None:
-            self.buf_w, self.buf_b = gw.clone(), gb.clone()
-        else:
-            self.buf_w.mul_(self.momentum).add_(gw)
             self.buf_b.mul_(self.momentum).add_(gb)
-        self.w.sub_(lr.view(-1, 1, 1) * self.buf_w)
         self.b.sub_(lr.view(-1, 1) * self.buf_b)
         return losses
 
@@ -168,13 +196,15 @@ class HeadBank:
             x = self.inputs(feats[start:start + chunk])
             yy = y[start:start + chunk].to(self.device)
             z = (x - self.running_mean) * torch.rsqrt(self.running_var + BN_EPS)
-            logits = self.logits(z)
-            logp = torch.log_softmax(logits, dim=-1)
-            loss += -logp.gather(2, yy.view(-1, 1, 1).expand(-1, H, 1)).sum(dim=(0, 2)).double().cpu()
-            top = logits.topk(min(5, C), dim=-1).indices                          # [B, H, 5]
-            hit = top.eq(yy.view(-1, 1, 1))
-            correct[:, 0] += hit[..., :1].any(-1).sum(0).cpu()
-            correct[:, 1] += hit.any(-1).sum(0).cpu()
+            for grp in self.groups:
+                logits = self._logits(z, grp)
+                hg = logits.shape[1]
+                logp = torch.log_softmax(logits, dim=-1)
+                idx = grp.idx.cpu()
+                loss[idx] += -logp.gather(2, yy.view(-1, 1, 1).expand(-1, hg, 1)).sum(dim=(0, 2)).double().cpu()
+                hit = logits.topk(min(5, C), dim=-1).indices.eq(yy.view(-1, 1, 1))          # [B, hg, 5]
+                correct[idx, 0] += hit[..., :1].any(-1).sum(0).cpu()
+                correct[idx, 1] += hit.any(-1).sum(0).cpu()
         n = max(len(y), 1)
         return [{"top1": 100.0 * int(c[0]) / n, "top5": 100.0 * int(c[1]) / n, "loss": float(l) / n}
                 for c, l in zip(correct, loss)]
@@ -206,8 +236,7 @@ def train(specs: list[HeadSpec], feats: torch.Tensor, y: torch.Tensor, cfg: dict
                                device=device)
             bank.step(feats[idx], y[idx], lrs[which])
             step += 1
-    finite = torch.isfinite(bank.w.flatten(1)).all(1).tolist()
-    bank.diverged = [s.as_dict() for s, ok in zip(specs, finite) if not ok]
+    bank.diverged = [s.as_dict() for s, ok in zip(specs, bank.finite()) if not ok]
     return bank
 
 

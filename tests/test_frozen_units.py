@@ -37,7 +37,7 @@ def test_one_head_equals_the_papers_probe_trained_with_timm_lars():
     bank = train([spec], f, y, cfg, pooling=POOL, num_classes=3, seed=0, device="cpu")
     head = ProbeHead(8, 3)
     with torch.no_grad():
-        head.linear.weight.copy_(HeadBank([spec], POOL, 4, 8, 3, seed=0, device="cpu").w[0].T)
+        head.linear.weight.copy_(HeadBank([spec], POOL, 4, 8, 3, seed=0, device="cpu").head_weight(0).T)
         head.linear.bias.zero_()
     opt = Lars(lars_groups(head, 1e-3), lr=2.0 * 16 / 256, momentum=0.9)
     g, x = torch.Generator().manual_seed(0), f[:, 0, -1, :]
@@ -49,7 +49,7 @@ def test_one_head_equals_the_papers_probe_trained_with_timm_lars():
             opt.zero_grad()
             loss.backward()
             opt.step()
-    torch.testing.assert_close(bank.w[0].T, head.linear.weight.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bank.head_weight(0).T, head.linear.weight.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bank.b[0], head.linear.bias.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(bank.running_var, head.bn.running_var, rtol=1e-5, atol=1e-6)
 
