@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     hardware          TEXT,
     wall_time_s       REAL,
     peak_mem_mb       REAL,
-    images_per_s      REAL,
+    images_per_s      REAL,          -- images/s of optimizer steps: training time only (maebench/progress.py), NULL without training
     status            TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'failed-resumable')),
     error             TEXT,
     out_dir           TEXT
@@ -111,7 +111,7 @@ class Row:
     hardware: str | None
     wall_time_s: float | None
     peak_mem_mb: float | None
-    images_per_s: float | None
+    images_per_s: float | None            # optimizer steps only; evaluation and feature extraction excluded
     status: str
     error: str | None
     out_dir: str | None
