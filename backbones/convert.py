@@ -66,6 +66,14 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
             return load_file(str(path))
         except Exception as e:  # noqa: BLE001 - any failure means an unreadable file
             raise MaebenchError(f"{path}: cannot read safetensors file, truncated or corrupt ({_one_line(e)}).") from None
+    if _is_torchscript(path):
+        if not trust:
+            raise MaebenchError(f"{path}: refused: a TorchScript archive (as OpenAI CLIP's ViT-*.pt are); reading it "
+                                "runs its TorchScript code; if you trust its source, pass --trust-checkpoint")
+        try:
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        except Exception as e:  # noqa: BLE001 - a damaged archive
+            raise MaebenchError(f"{path}: cannot read TorchScript archive ({_one_line(e)})") from None
     try:
         if trust:
             return torch.load(path, map_location="cpu", weights_only=False)
@@ -83,6 +91,16 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
         raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)}).") from None
     except Exception as e:  # noqa: BLE001 - zip, EOF, key and runtime errors all mean a damaged file
         raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)}).") from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A zip with a TorchScript `code/` folder (torch.jit.save), not a torch.save checkpoint."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.split("/", 2)[1:2] == ["code"] for n in z.namelist()[:200])
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def file_digest(path: str | Path) -> tuple[str, int]:

@@ -183,11 +183,12 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
     path = Path(checkpoint_path).expanduser().resolve()
     top = convert.read_checkpoint(path, trust=trust)
     from maebench.backbones import timm_register
-    timm_model = timm_model or (cat or {}).get("timm") or (timm_register.recognised_model(top, path)
-                                                           if fmt == "auto" and not timm_kwargs else None)
+    found = timm_register.recognised_model(top, path) if fmt == "auto" and not (timm_model or timm_kwargs) else None
+    timm_model = timm_model or (cat or {}).get("timm") or (found[0] if found else None)
     if timm_model:
+        kwargs = {**((cat or {}).get("timm_kwargs") or {}), **(found[1] if found else {}), **(timm_kwargs or {})}
         record, payload = timm_register.prepare(
-            name, path, top, timm_model, dict((cat or {}).get("timm_kwargs") or {}, **(timm_kwargs or {})),
+            name, path, top, timm_model, kwargs,
             cat=cat, family=family, source=source, patch_size=patch_size, img_size=img_size, mean=mean, std=std)
         _install(name, payload, record, force=force)
         return entry(name)
@@ -197,6 +198,8 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
     if cat is not None and fmt == "auto":
         fmt = _catalogue_format(name, cat, convert.detect(top, path), path)
     conv = convert.convert(top, fmt, path)
+    if fmt == "auto":
+        conv.notes.extend(timm_register.suggestion(top, path))
     defaults = {k: cat[k] for k in ("arch", "patch_size", "img_size")} if cat else {}
     spec = convert.resolve_spec(conv, explicit={"arch": arch, "patch_size": patch_size, "img_size": img_size},
                                 defaults=defaults, path=path)

@@ -93,14 +93,14 @@ def recognise(state: dict) -> tuple[str, str] | None:
         return "clip", "openai-clip"          # OpenCLIP's own towers share OpenAI's layout
     if has("visual.trunk."):
         return ("siglip" if has("attn_pool.") else "openclip"), "openclip-timm"
+    if "mask_token" in keys and has("ls1.gamma") and has("attn.qkv."):   # ViT-g's SwiGLU is mlp.w12 / w3
+        return "dinov2", "dinov2"
     if has("attn.q_proj.weight") or has("mlp.w12.") or has("mlp.ffn_ln") or has("mlp.fc1_g.") or has("rope."):
         return "eva02", "eva02" if (has("mlp.w1") or has("mlp.w12") or "mask_token" in keys) else "timm"
     if has("cls_pt_layers.") or (has("attn.q_bias") and has("relative_position_bias_table")):
         return "beit2", "beit"
     if has("attn_pool.latent"):
         return "siglip", "timm"
-    if "mask_token" in keys and has("ls1.gamma"):
-        return "dinov2", "dinov2"
     if "reg_token" in keys or (has("ls1.gamma") and _patch(state) == 14):
         return "dinov2", "timm"
     if has("gamma_1") and not has("q_bias"):
@@ -217,6 +217,7 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
     except Exception as e:  # noqa: BLE001 - a filter failing on foreign keys is a mismatch
         raise MaebenchError(f"{path}: timm's filter for {name} cannot read it ({type(e).__name__}: "
                             f"{' '.join(str(e).split())[:160]}); nothing registered") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 releases (CLIP)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     if "norm.weight" in state and "norm.weight" not in expected and "fc_norm.weight" in expected \
             and "fc_norm.weight" not in state:      # a pretraining file's final norm, pooled model

@@ -24,13 +24,17 @@ AUTO_FAMILIES = ("dinov2", "clip", "openclip", "eva02", "siglip")
 GIANT = {(1536, 40): "vit-giant"}
 
 
-def recognised_model(top: Any, path) -> str | None:
-    """The timm model a file of a family maebench's own formats cannot read would use; None for
-    any other file (it goes through today's detection). MaebenchError for a recognised family at
-    a size no release has: the user names the model with --timm."""
+def recognised_model(top: Any, path) -> tuple[str, dict] | None:
+    """(timm model, its options) for a file of a family maebench's own formats cannot read, or
+    for maebench's own weights file of a timm-built backbone; None for any other file (it goes
+    through today's detection). MaebenchError for a recognised family at a size no release has:
+    the user names the model with --timm."""
     from maebench.backbones.formats.common import strip_prefixes, unwrap
     if isinstance(top, Mapping) and isinstance(top.get("maebench"), Mapping):
-        return None
+        meta = top["maebench"]
+        if meta.get("model") != "timm":
+            return None
+        return meta["timm"], {**(meta.get("timm_kwargs") or {}), "img_size": meta.get("img_size")}
     raw = strip_prefixes(unwrap(top, path))
     found = tf.recognise(raw)
     if found is None or found[0] not in AUTO_FAMILIES:
@@ -42,7 +46,22 @@ def recognised_model(top: Any, path) -> str | None:
         raise MaebenchError(f"{path}: reads as {fam.label} ({tf.FORMAT_NOTES[found[1]].split(' (')[0]}) with "
                             f"{tf._describe(raw)}, which is no {fam.label} release ({sizes}); pass --timm MODEL "
                             "(and --timm-arg KEY=VALUE for other sizes)")
-    return name
+    return name, {}
+
+
+def suggestion(top: Any, path) -> list[str]:
+    """A note naming the timm model of a DeiT III / BEiT v2 file that today's formats read."""
+    from maebench.backbones.formats.common import strip_prefixes, unwrap
+    try:
+        raw = strip_prefixes(unwrap(top, path))
+    except MaebenchError:
+        return []
+    found = tf.recognise(raw)
+    name = tf.release_model(found[0], raw) if found else None
+    if not name:
+        return []
+    return [f"also recognised as {tf.FAMILIES[found[0]].label}: --timm {name} builds timm's own model "
+            "and converts the file with its checkpoint filter"]
 
 
 def arch_label(embed_dim: int, depth: int) -> str:

@@ -25,8 +25,9 @@ def make_release(tmp_path, family: str, fmt: str):
 
 
 def register(path, name, img, backbone="b", extra=()) -> int:
+    trust = ["--trust-checkpoint"] if path.name.endswith("openai-jit.pth") else []   # TorchScript runs code
     return cli.main(["backbones", "register", backbone, "--checkpoint", str(path), "--timm", name, *TIMM_ARGS,
-                     "--img-size", str(img), *extra])
+                     "--img-size", str(img), *trust, *extra])
 
 
 def documented_feature(src, family: str, x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,8 @@ def test_a_release_file_registered_with_timm_gives_the_timm_models_features(fami
     src, path, name, img = make_release(tmp_path, family, fmt)
     assert register(path, name, img) == 0
     e = registry.entry("b")
-    assert (e.model, e.timm, e.format, e.patch_size, e.img_size) == ("timm", name, fmt, src.patch_embed.patch_size[0], img)
+    layout = "openai-clip" if fmt == "openai-jit" else fmt
+    assert (e.model, e.timm, e.format, e.patch_size, e.img_size) == ("timm", name, layout, src.patch_embed.patch_size[0], img)
     assert e.model_family == tf.family_of_model(name) and e.family == tf.FAMILIES[e.model_family].family
     assert e.conversion.endswith("checkpoint_filter_fn") or "adapt_layer_scale=True" in e.conversion
     assert list(e.mean) == list(src.pretrained_cfg["mean"])
@@ -54,6 +56,18 @@ def test_a_release_file_registered_with_timm_gives_the_timm_models_features(fami
         assert feat.shape[1] == tf.probe_dim(model)
         assert (feat - documented_feature(src, family, x)).abs().max() <= 1e-5
     assert "registered b" in capsys.readouterr().out
+
+
+def test_a_torchscript_archive_needs_trust_and_a_maebench_weights_file_registers_again(tmp_path, capsys):
+    _, path, name, img = make_release(tmp_path, "clip", "openai-jit")
+    rc = cli.main(["backbones", "register", "b", "--checkpoint", str(path), "--timm", name, *TIMM_ARGS])
+    err = capsys.readouterr().err
+    assert rc == 1 and "TorchScript archive" in err and "--trust-checkpoint" in err and "b" not in registry.names()
+    assert register(path, name, img) == 0
+    e = registry.entry("b")
+    assert cli.main(["backbones", "register", "copy", "--checkpoint", str(e.weights)]) == 0     # no --timm needed
+    c = registry.entry("copy")
+    assert (c.timm, c.timm_kwargs, c.img_size, c.probe) == (e.timm, e.timm_kwargs, e.img_size, e.probe)
 
 
 def test_register_tokens_are_left_out_of_dinov2s_patch_mean(tmp_path):
@@ -116,3 +130,12 @@ def test_visualize_refuses_a_non_mae_family_in_one_line(tmp_path, capsys):
     assert cli.main(["visualize", "--backbone", "b", "--images", str(tmp_path / "imgs")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is not a masked autoencoder" in err
+
+
+def test_a_deit3_release_read_by_todays_format_names_the_timm_model_it_could_use():
+    from maebench.backbones.timm_register import suggestion
+    fake = {"patch_embed.proj.weight": torch.zeros(768, 3, 16, 16), "pos_embed": torch.zeros(1, 196, 768),
+            **{f"blocks.{i}.gamma_1": torch.zeros(768) for i in range(12)}}
+    (note,) = suggestion({"model": fake}, "deit_3_base_224_1k.pth")
+    assert "DeiT III" in note and "--timm deit3_base_patch16_224" in note
+    assert suggestion({"model": {"patch_embed.proj.weight": torch.zeros(96, 3, 4, 4)}}, "micro.pth") == []

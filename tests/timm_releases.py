@@ -47,6 +47,12 @@ def dinov2_original(sd: dict) -> dict:
     return out
 
 
+def dinov2_original_swiglu(sd: dict) -> dict:
+    """dinov2_vitg14_pretrain.pth: as dinov2_original, with the SwiGLU MLP as mlp.w12 / mlp.w3."""
+    out = dinov2_original(sd)
+    return {k.replace("mlp.fc1.", "mlp.w12.").replace("mlp.fc2.", "mlp.w3."): v for k, v in out.items()}
+
+
 CLIP_SWAPS = [("patch_embed.proj", "conv1"), ("norm_pre", "ln_pre"), ("blocks.", "transformer.resblocks."),
               ("norm1", "ln_1"), ("norm2", "ln_2"), ("attn.qkv.", "attn.in_proj_"), ("attn.proj", "attn.out_proj"),
               ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]
@@ -74,6 +80,27 @@ def openai_clip(sd: dict, proj_dim: int = 16) -> dict:
                 "transformer.resblocks.0.ln_1.weight": torch.ones(8), "ln_final.weight": torch.ones(8),
                 "text_projection": torch.randn(8, proj_dim), "logit_scale": torch.tensor(4.6)})
     return out
+
+
+class TorchScript:
+    """OpenAI's own ViT-*.pt: a TorchScript archive (torch.jit.save) of the whole CLIP model."""
+
+    def __init__(self, state: dict):
+        import torch.nn as nn
+        root = nn.Module()
+        for k, v in state.items():
+            *path, leaf = k.split(".")
+            m = root
+            for p in path:
+                if p not in m._modules:
+                    m.add_module(p, nn.Module())
+                m = m._modules[p]
+            m.register_parameter(leaf, nn.Parameter(v, requires_grad=False))
+        self.module = torch.jit.script(root)
+
+
+def openai_clip_torchscript(sd: dict) -> TorchScript:
+    return TorchScript(openai_clip(sd))
 
 
 def openclip_training_checkpoint(sd: dict) -> dict:
@@ -143,8 +170,9 @@ def hub(sd: dict) -> dict:
 # family -> (timm model, image size, {release format: writer}, extra model options)
 FAMILIES = {
     "dinov2": ("vit_small_patch14_dinov2", 56, {"dinov2": dinov2_original, "timm": hub}),
+    "dinov2-giant": ("vit_giant_patch14_dinov2", 56, {"dinov2": dinov2_original_swiglu}),
     "dinov2-reg4": ("vit_small_patch14_reg4_dinov2", 56, {"dinov2": dinov2_original, "timm": hub}),
-    "clip": ("vit_base_patch16_clip_224.openai", 64, {"openai-clip": openai_clip}),
+    "clip": ("vit_base_patch16_clip_224.openai", 64, {"openai-clip": openai_clip, "openai-jit": openai_clip_torchscript}),
     "openclip": ("vit_base_patch16_clip_224.laion2b", 64, {"openai-clip": openclip_training_checkpoint}),
     "siglip": ("vit_base_patch16_siglip_224", 64, {"openclip-timm": openclip_timm_tower, "timm": hub}),
     "eva02": ("eva02_base_patch14_224.mim_in22k", 56, {"eva02": eva02_original}),
@@ -154,7 +182,9 @@ FAMILIES = {
 
 
 def write(path, obj) -> None:
-    if str(path).endswith(".safetensors"):
+    if isinstance(obj, TorchScript):
+        obj.module.save(str(path))
+    elif str(path).endswith(".safetensors"):
         from safetensors.torch import save_file
         save_file({k: v.contiguous() for k, v in obj.items()}, str(path))
     else:
