@@ -63,7 +63,7 @@ def test_a_set_is_decoded_once_and_read_from_the_cache_after(tmp_path):
     images, labels = tl.decode(ds, log=lines.append)
     assert images.dtype == torch.uint8 and images.shape == (32, 3, 12, 12)
     path, label = ds.samples[5]
-    assert torch.equal(images[5], torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1))
+    assert torch.equal(images[5], torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1))
     assert labels[5] == label and len(lines) == 1
     again = tl.decode(ds, log=lines.append)
     assert torch.equal(again[0], images) and len(lines) == 1          # no second decode

@@ -96,11 +96,18 @@ def decode(dataset, log: Callable[[str], None] = print) -> tuple[torch.Tensor, t
     if n * 3 * w * h > min(MEMORY_BUDGET, _free_bytes() // 4):
         return None
     images = torch.empty(n, h, w, 3, dtype=torch.uint8)
-    for i, (p, _) in enumerate(dataset.samples):
-        img = load_rgb(p)
+
+    def put(i: int) -> bool:
+        img = load_rgb(dataset.samples[i][0])
         if img.size != (w, h):
-            return None
+            return False
         images[i] = torch.from_numpy(np.array(img))
+        return True
+
+    from concurrent.futures import ThreadPoolExecutor     # PIL decodes without the GIL
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        if not all(pool.map(put, range(n), chunksize=256)):
+            return None
     images = images.permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in dataset.samples], dtype=torch.long)
     path.parent.mkdir(parents=True, exist_ok=True)
