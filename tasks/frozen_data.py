@@ -34,6 +34,18 @@ class Frozen:
         return self.train.features[self.subset]
 
 
+def feature_choice(cfg: dict) -> tuple[str, int]:
+    """(feature_pooling, feature_blocks) of the config, checked before any row exists."""
+    from maebench.errors import UsageError, unknown
+    pooling, blocks = cfg["feature_pooling"], cfg["feature_blocks"]
+    if pooling not in ("probe", "cls", "avg"):
+        raise unknown("feature_pooling", pooling, ("probe", "cls", "avg"))
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1 or (pooling == "probe" and blocks != 1):
+        raise UsageError(f"config key 'feature_blocks' must be a whole number >= 1 (1 with feature_pooling probe), "
+                         f"got {blocks!r}")
+    return pooling, blocks
+
+
 def load(args, s: Setup, *, blocks: int, pooling: tuple[str, ...], batch_size: int, task: str) -> Frozen:
     """Features of both splits ([N, len(pooling), blocks, D]); the cache unless feature_cache false."""
     from maebench.data.imagefolder import ImageFolder

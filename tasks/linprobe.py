@@ -190,15 +190,16 @@ def train_cached(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     cfg, device = s.cfg, s.device
     groups = lars_groups(head, cfg["weight_decay"])
     _describe(args, s, groups, "cached features: the encoder runs once per image")
-    pooling, blocks = cfg["feature_pooling"], int(cfg["feature_blocks"])
-    fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["eval_batch_size"],
-                          task="linprobe")
-    train_f, train_y = fr.train.select(pooling, blocks)[fr.subset], fr.train_labels   # [N, D], [N]
-    rank, world = dist.rank(), dist.world_size()
-    val_set = TensorDataset(fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world])  # this shard
+    pooling, blocks = frozen_data.feature_choice(cfg)
     with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
                           checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
+        fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["eval_batch_size"],
+                              task="linprobe")
+        train_f, train_y = fr.train.select(pooling, blocks)[fr.subset], fr.train_labels   # [N, D], [N]
+        rank, world = dist.rank(), dist.world_size()
+        val_set = TensorDataset(fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world])  # this shard
+
         def evaluate_fn(m: nn.Module) -> dict:
             return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device, sharded=True)
 
@@ -222,14 +223,15 @@ def train_sweep(args, s: Setup) -> int:
     specs = linear_sweep.grid(cfg)
     pooling = tuple(p for p in ("cls", "avg") if any(h.pooling == p for h in specs))
     blocks = max(h.blocks for h in specs)
-    fr = frozen_data.load(args, s, blocks=blocks, pooling=pooling, batch_size=cfg["eval_batch_size"],
-                          task="linprobe (sweep)")
-    x, y = fr.train_features(), fr.train_labels
-    fit_i, held_i = linear_sweep.holdout_split(y, float(cfg["holdout"]), seed)
+    # the held-out slice from the labels alone, so an empty one fails before a row exists
+    fit_i, held_i = linear_sweep.holdout_split(torch.tensor(s.data.train_targets), float(cfg["holdout"]), seed)
     nc = s.data.num_classes
     with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone,
                           dataset=s.data.name, config=cfg, checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run:
+        fr = frozen_data.load(args, s, blocks=blocks, pooling=pooling, batch_size=cfg["eval_batch_size"],
+                              task="linprobe (sweep)")
+        x, y = fr.train_features(), fr.train_labels
         t0 = time.perf_counter()
         bank = linear_sweep.train(specs, x[fit_i], y[fit_i], cfg, pooling=pooling, num_classes=nc, seed=seed, device=device)
         held = bank.evaluate(x[held_i], y[held_i])

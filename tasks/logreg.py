@@ -79,16 +79,17 @@ def run(args: argparse.Namespace, s) -> int:
     if not Cs or any(not isinstance(c, (int, float)) or isinstance(c, bool) or c <= 0 for c in Cs):
         raise UsageError(f"config key 'logreg_Cs' must list numbers > 0, got {cfg['logreg_Cs']!r}")
     seed = getattr(args, "seed", 0) or 0
-    pooling, blocks = cfg["feature_pooling"], int(cfg["feature_blocks"])
-    fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["eval_batch_size"],
-                          task="linprobe (logreg)")
+    pooling, blocks = frozen_data.feature_choice(cfg)
+    holdout_split(torch.tensor(s.data.train_targets), cfg["holdout"], seed)   # an empty slice fails before a row
     device = s.device
-    train_x = fr.train.select(pooling, blocks)[fr.subset].to(device)
-    train_y = fr.train_labels.to(device)
-    val_x, val_y = fr.val.select(pooling, blocks).to(device), fr.val.labels.to(device)
     with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone,
                           dataset=s.data.name, config=cfg, checkpoint_sha256=s.entry.sha256,
                           backbone_info=runs.backbone_info(s.entry)) as run_ctx:
+        fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["eval_batch_size"],
+                              task="linprobe (logreg)")
+        train_x = fr.train.select(pooling, blocks)[fr.subset].to(device)
+        train_y = fr.train_labels.to(device)
+        val_x, val_y = fr.val.select(pooling, blocks).to(device), fr.val.labels.to(device)
         C, heads, n_fit, n_held = sweep(train_x, train_y, s.data.num_classes, [float(c) for c in Cs],
                          holdout=cfg["holdout"], seed=seed, max_iter=cfg["logreg_max_iter"])
         xt, xv = standardise(train_x, val_x)

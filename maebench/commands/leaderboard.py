@@ -24,6 +24,9 @@ def _names(values: list[str] | None) -> list[str] | None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_results_option(p)
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="per task, dataset and recipe: backbone A minus B paired over their shared seeds, "
+                        "with each one's mean ± std and a 95%% Student-t interval")
     p.add_argument("--task", "--tasks", dest="tasks", nargs="+", action="extend", metavar="TASK",
                    help=f"only these tasks ({', '.join(TASKS)}); default: every task with results")
     p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", action="extend", metavar="NAME",
@@ -47,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "compare", None):
+        from maebench.leaderboards.compare import main as compare_main
+        return compare_main(args)
     from maebench.leaderboards.render import format_for, write_board
     from maebench.leaderboards.stores import choose_store
     from maebench.leaderboards.table import build_leaderboard
