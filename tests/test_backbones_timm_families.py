@@ -112,7 +112,8 @@ def test_a_checkpoint_contradicting_timm_is_one_error_line_and_nothing_is_regist
 
 def test_backbones_show_and_list_name_the_family_probe_and_conversion(tmp_path, capsys):
     _, path, name, img = make_release(tmp_path, "siglip", "openclip-timm")
-    assert register(path, name, img) == 0
+    assert register(path, name, img, extra=["--mean", "0.4,0.5,0.6"]) == 0       # flags override timm's config
+    assert registry.entry("b").mean == (0.4, 0.5, 0.6) and registry.entry("b").std == (0.5, 0.5, 0.5)
     capsys.readouterr()
     assert cli.main(["backbones", "show", "b"]) == 0
     out = capsys.readouterr().out
@@ -139,3 +140,13 @@ def test_a_deit3_release_read_by_todays_format_names_the_timm_model_it_could_use
     (note,) = suggestion({"model": fake}, "deit_3_base_224_1k.pth")
     assert "DeiT III" in note and "--timm deit3_base_patch16_224" in note
     assert suggestion({"model": {"patch_embed.proj.weight": torch.zeros(96, 3, 4, 4)}}, "micro.pth") == []
+
+
+def test_patch_size_flag_resamples_a_patch_14_release_to_16_through_timms_filter(tmp_path):
+    _, path, name, _ = make_release(tmp_path, "eva02", "eva02")
+    assert register(path, name, 64, extra=["--patch-size", "16"]) == 0
+    e = registry.entry("b")
+    assert (e.patch_size, e.img_size) == (16, 64) and "16" in str(e.timm_kwargs["patch_size"])
+    model, _ = registry.load("b", img_size=64, global_pool="probe")
+    assert model.patch_embed.proj.weight.shape[-1] == 16
+    assert tf.probe_features(model, torch.randn(1, 3, 64, 64)).shape == (1, 32)
