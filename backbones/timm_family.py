@@ -222,7 +222,8 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
     if "norm.weight" in state and "norm.weight" not in expected and "fc_norm.weight" in expected \
             and "fc_norm.weight" not in state:      # a pretraining file's final norm, pooled model
         for part in ("weight", "bias"):
-            state[f"fc_norm.{part}"] = state.pop(f"norm.{part}")
+            if f"norm.{part}" in state:
+                state[f"fc_norm.{part}"] = state.pop(f"norm.{part}")
         notes.append("the release's final norm starts the pooling norm fc_norm (timm does the same for "
                      "EVA-02's MIM weights)")
     dropped = [k for k in state if k not in expected and k.startswith(("head.",) + PRETRAINING_ONLY)]
@@ -241,7 +242,7 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
         problems.append("unexpected " + ", ".join(unexpected[:3]))
     if problems:
         facts = model_facts(model)
-        raise MaebenchError(f"{path}: does not fit timm {name}: found {_describe(raw)}, expected width "
+        raise MaebenchError(f"{path}: does not fit timm {name}: found {describe(raw)}, expected width "
                             f"{facts['embed_dim']}, depth {facts['depth']}, patch {facts['patch_size']}"
                             f"{', %d registers' % facts['registers'] if facts['registers'] else ''}: "
                             + "; ".join(problems[:3]) + "; nothing registered")
@@ -250,7 +251,7 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
             "facts": model_facts(model), "notes": notes}
 
 
-def _describe(raw: dict) -> str:
+def describe(raw: dict) -> str:
     fam = recognise(raw)
     raw = _vision(raw)
     w = next((v for k, v in raw.items() if k.endswith(("patch_embed.proj.weight", "conv1.weight"))), None)
@@ -266,8 +267,6 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
           drop_path_rate: float, extra: dict[str, Any]):
     """The timm model of registry entry `e` for a task, with `state` fitted by timm's filter.
     global_pool "probe" keeps the family's own pool (its probe feature, module docstring)."""
-    import torch.nn as nn
-
     from maebench.backbones.loading import fit_state_dict, init_fresh
     fam = FAMILIES.get(e.model_family or "")
     kw = {**e.timm_kwargs, **extra, "img_size": img_size, "num_classes": num_classes, "drop_path_rate": drop_path_rate}
@@ -289,7 +288,6 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
         raise MaebenchError(f"{e.weights}: does not fit timm {e.timm} built for '{e.name}': missing {bad[:4]}, "
                             f"unexpected {result.unexpected_keys[:4]}; register it again")
     init_fresh(model, result.missing_keys)
-    assert isinstance(model, nn.Module)
     return model
 
 

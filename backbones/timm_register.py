@@ -44,7 +44,7 @@ def recognised_model(top: Any, path) -> tuple[str, dict] | None:
         fam = tf.FAMILIES[found[0]]
         sizes = ", ".join(sorted(set(fam.releases.values())))
         raise MaebenchError(f"{path}: reads as {fam.label} ({tf.FORMAT_NOTES[found[1]].split(' (')[0]}) with "
-                            f"{tf._describe(raw)}, which is no {fam.label} release ({sizes}); pass --timm MODEL "
+                            f"{tf.describe(raw)}, which is no {fam.label} release ({sizes}); pass --timm MODEL "
                             "(and --timm-arg KEY=VALUE for other sizes)")
     return name, {}
 
