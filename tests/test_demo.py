@@ -58,3 +58,31 @@ def test_demo_refuses_an_out_dir_inside_the_source_tree(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(source / "leaderboards" / "x")]) == 2
     assert "source tree" in capsys.readouterr().err
     assert main(["demo", "--quick", "--seeds", "0,x"]) == 2
+
+
+def test_the_plan_repeats_transfer_runs_per_seed_leaves_out_stated_stages_and_sets_no_recipe(tmp_path):
+    from maebench.commands import demo
+    stages, left_out = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0, 1, 2], quick=False,
+                                 run_all=False, fashion_dir=None)
+    assert sorted(left_out) == sorted(demo.LEFT_OUT)
+    assert sum(s.kind == "pretrain" for s in stages) == 4
+    ft = [s for s in stages if s.kind == "finetune"]
+    assert sorted({(s.backbone, s.seed) for s in ft}) == sorted((k, s) for k in demo.PRETRAIN for s in (0, 1, 2))
+    partial = {(s.backbone, s.extra["blocks"]) for s in stages if s.kind == "partial"}
+    assert partial == {(k, b) for k in ("mae-norm-pixel", "mocov3") for b in ("0", "0.5", "1", "2")}
+    assert not any("--set" in s.argv or "--epochs" in s.argv for s in stages)   # recipes live in the protocols
+    everything, none_left = demo.plan(tmp_path / "w", tmp_path / "r", [0], quick=False, run_all=True, fashion_dir=None)
+    assert none_left == [] and {(s.kind, s.backbone) for s in everything} >= set(demo.LEFT_OUT)
+
+
+def test_the_summary_states_the_measured_differences_and_the_orderings():
+    from maebench.commands.demo_report import summary
+    cells = {("mae-norm-pixel", "finetune", "top1", None): [70.0, 72.0], ("scratch", "finetune", "top1", None): [40.0, 41.0],
+             ("mae-norm-pixel", "coco", "bbox/AP", None): [5.0], ("scratch", "coco", "bbox/AP", None): [6.0],
+             ("mae-norm-pixel", "linprobe", "top1", None): [60.0], ("mocov3", "linprobe", "top1", None): [65.0],
+             ("supervised", "linprobe", "top1", None): [80.0]}
+    text = "\n".join(summary(cells, [0, 1]))
+    assert "MAE norm-pixel 71.0 vs scratch 40.5 top-1, +30.5 points (target >= +15: met)" in text
+    assert "APbox: MAE norm-pixel 5.0 vs scratch 6.0 (MAE NOT above scratch)" in text
+    assert "Linear probe ordering as measured: supervised † 80.0 > MoCo v3 65.0 > MAE norm-pixel 60.0" in text
+    assert "mean of 2 seeds" in text
