@@ -143,12 +143,16 @@ def pretrained_defaults(name: str) -> dict[str, Any]:
             "img_size": int(cfg.get("input_size", (3, 224, 224))[-1]), "patch_size": int(p[0] if isinstance(p, tuple) else p)}
 
 
+def _entry_module(name: str) -> str:
+    """The timm module that registers model `name` ('timm.models.vision_transformer', ...)."""
+    import timm
+    return timm.models.model_entrypoint(name.partition(".")[0]).__module__
+
+
 def filter_fn(name: str):
     """timm's own checkpoint filter for model `name` (the one its pretrained loading applies)."""
     import importlib
-
-    import timm
-    module = importlib.import_module(timm.models.model_entrypoint(name.partition(".")[0]).__module__)
+    module = importlib.import_module(_entry_module(name))
     fn = getattr(module, "checkpoint_filter_fn", None)
     if fn is None:
         raise UsageError(f"timm model '{name}' has no checkpoint_filter_fn in {module.__name__}: not supported")
@@ -275,6 +279,8 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
     # "token" on a family without [cls] (SigLIP) keeps its own pool: the attention-pool head
     if global_pool != "probe" and not (global_pool == "token" and fam and fam.probe == "map"):
         kw["global_pool"] = global_pool
+    if state is not None and _entry_module(e.timm).endswith(("vision_transformer", "deit")):
+        kw["weight_init"] = "skip"        # every tensor is loaded below (ViT-L: 2.3 s instead of 4.6 s)
     model = create(e.timm, **kw)
     model.probe_feature = fam.probe if (fam and global_pool == "probe") else "pre_logits"
     model.timm_layer_groups = True        # maebench.optim: layer decay through timm's group_matcher
