@@ -183,6 +183,9 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
     path = Path(checkpoint_path).expanduser().resolve()
     top = convert.read_checkpoint(path, trust=trust)
     from maebench.backbones import timm_register
+    if cat is not None and timm_model and cat.get("timm") != timm_model:
+        raise UsageError(f"'{name}' is catalogued as {cat.get('timm') or cat.get('format')}, not timm {timm_model}; "
+                         "register the checkpoint under another name")
     found = timm_register.recognised_model(top, path) if fmt == "auto" and not (timm_model or timm_kwargs) else None
     timm_model = timm_model or (cat or {}).get("timm") or (found[0] if found else None)
     if timm_model:

@@ -110,6 +110,12 @@ def test_a_checkpoint_contradicting_timm_is_one_error_line_and_nothing_is_regist
     assert "b" not in registry.names()
 
 
+def test_a_catalogue_name_keeps_its_timm_model(tmp_path, capsys):
+    _, path, name, img = make_release(tmp_path, "dinov2", "dinov2")
+    assert cli.main(["backbones", "register", "dinov2-vit-b14", "--checkpoint", str(path), "--timm", name]) == 2
+    assert "catalogued as vit_base_patch14_dinov2, not timm vit_small_patch14_dinov2" in capsys.readouterr().err
+
+
 def test_backbones_show_and_list_name_the_family_probe_and_conversion(tmp_path, capsys):
     _, path, name, img = make_release(tmp_path, "siglip", "openclip-timm")
     assert register(path, name, img, extra=["--mean", "0.4,0.5,0.6"]) == 0       # flags override timm's config
