@@ -40,7 +40,7 @@ from maebench.results import ResultsStore
 BOOT = r'''
 import io, os, runpy, signal, sys, time
 import torch
-from maebench import engine
+from maebench import checkpointer, engine
 
 how, n = os.environ["MAEBENCH_TEST_PAUSE"].split(":")
 n = int(n)
@@ -60,7 +60,7 @@ def pause():
     os._exit(99)
 
 
-real_lr_at, real_save_atomic, real_torch_save = engine.lr_at, engine.save_atomic, torch.save
+real_lr_at, real_save_atomic, real_torch_save = engine.lr_at, checkpointer.save_atomic, torch.save
 
 
 def lr_at(*args, **kwargs):                       # called once at the start of every optimizer step
@@ -116,7 +116,7 @@ def backward(self, *args, **kwargs):
 
 
 torch.Tensor.backward = backward
-engine.lr_at, engine.save_atomic, torch.save = lr_at, save_atomic, torch_save
+engine.lr_at, checkpointer.save_atomic, torch.save = lr_at, save_atomic, torch_save
 distributed.ShardSampler.__init__ = shard_init
 sys.argv = ["maebench", *sys.argv[1:]]
 runpy.run_module("maebench", run_name="__main__", alter_sys=True)
