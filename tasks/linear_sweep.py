@@ -85,7 +85,7 @@ class _Group:
     def __init__(self, heads: list[int], start: int, end: int):
         self.heads, self.start, self.end = heads, start, end
         self.w: torch.Tensor | None = None
-        self.idx: torch.Tensor | None = None
+        self.off = 0                                   # first position of its heads in group order
         self.buf: torch.Tensor | None = None
 
 
@@ -110,6 +110,8 @@ class HeadBank:
             start = (self.pools.index(s.pooling) * self.nblocks + self.nblocks - s.blocks) * dim
             groups.setdefault((s.pooling, s.blocks), _Group([], start, start + s.blocks * dim)).heads.append(h)
         self.groups = list(groups.values())
+        self.order = [h for grp in self.groups for h in grp.heads]     # heads in group order
+        off = 0
         for grp in self.groups:
             w = torch.empty(grp.end - grp.start, len(grp.heads), num_classes)
             for j in range(len(grp.heads)):
@@ -117,19 +119,23 @@ class HeadBank:
                 g = torch.Generator().manual_seed(seed)
                 w[:, j] = torch.nn.init.trunc_normal_(torch.empty(num_classes, grp.end - grp.start),
                                                       std=INIT_STD, generator=g).T
-            grp.w = w.to(device)
-            grp.idx = torch.tensor(grp.heads, device=device)
-        self.b = torch.zeros(len(specs), num_classes, device=device)
+            grp.w, grp.off = w.to(device), off
+            off += len(grp.heads)
+        self.order_t = torch.tensor(self.order, device=device)
+        self.b = torch.zeros(len(specs), num_classes, device=device)   # group order
         self.buf_b = None
         self.diverged: list[dict] = []           # specs of heads whose weights became non-finite
         self.running_mean = torch.zeros(width, device=device)
         self.running_var = torch.ones(width, device=device)
-        self.wd = torch.tensor([s.weight_decay for s in specs], device=device)
+        self.wd = torch.tensor([specs[h].weight_decay for h in self.order], device=device)
 
     def head_weight(self, h: int) -> torch.Tensor:
         """[D_h, classes]: head h's weight matrix."""
         grp = next(g for g in self.groups if h in g.heads)
         return grp.w[:, grp.heads.index(h)]
+
+    def head_bias(self, h: int) -> torch.Tensor:
+        return self.b[self.order.index(h)]
 
     def finite(self) -> list[bool]:
         return [bool(torch.isfinite(self.head_weight(h)).all()) for h in range(len(self.specs))]
@@ -139,34 +145,37 @@ class HeadBank:
         f = feats[:, self.src_pool, self.src_blocks - self.nblocks:, :]
         return f.reshape(f.shape[0], -1).to(self.device, torch.float32)
 
-    def _logits(self, z: torch.Tensor, grp: _Group) -> torch.Tensor:
-        """[B, width] normalised -> [B, heads of grp, C]."""
-        d, hg, c = grp.w.shape
-        return (z[:, grp.start:grp.end] @ grp.w.view(d, hg * c)).view(-1, hg, c) + self.b[grp.idx]
+    def _logits(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, width] normalised -> [B, H, C], heads in group order: one product per group."""
+        out = []
+        for grp in self.groups:
+            d, hg, c = grp.w.shape
+            out.append((z[:, grp.start:grp.end] @ grp.w.view(d, hg * c)).view(-1, hg, c))
+        return (out[0] if len(out) == 1 else torch.cat(out, dim=1)) + self.b
 
-    def step(self, feats: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
-        """One optimizer step of every head on one batch; lr [H] peak-scheduled lrs. Returns losses [H]."""
-        x = self.inputs(feats)
-        y = y.to(self.device)
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> None:
+        """One optimizer step of every head on one batch x = inputs(features) [B, width];
+        lr [H] (spec order) the scheduled lrs."""
         n = x.shape[0]
-        mean, var = x.mean(0), x.var(0, unbiased=False)
+        mean = x.mean(0)
+        xc = x - mean
+        var = xc.square().mean(0)
         self.running_mean.mul_(1 - BN_MOMENTUM).add_(mean, alpha=BN_MOMENTUM)
-        self.running_var.mul_(1 - BN_MOMENTUM).add_(var * n / max(n - 1, 1), alpha=BN_MOMENTUM)
-        z = (x - mean) * torch.rsqrt(var + BN_EPS)
-        losses = torch.empty(len(self.specs), device=self.device)
-        gb = torch.empty_like(self.b)
+        self.running_var.mul_(1 - BN_MOMENTUM).add_(var, alpha=BN_MOMENTUM * n / max(n - 1, 1))
+        z = xc.mul_(torch.rsqrt(var + BN_EPS))
+        logits = self._logits(z)                                            # [B, H, C]
+        d = (logits - logits.amax(-1, keepdim=True)).exp_()               # softmax, written out: torch's
+        d.div_(d.sum(-1, keepdim=True))                                     # kernel is ~4x slower at C=10
+        H, C = self.b.shape
+        d.scatter_add_(2, y.view(n, 1, 1).expand(n, H, 1), torch.full((n, H, 1), -1.0, device=self.device))
+        d /= n                                                              # dCE/dlogits, batch mean
+        lr = lr[self.order_t]
         for grp in self.groups:
             dim, hg, c = grp.w.shape
-            logp = torch.log_softmax(self._logits(z, grp), dim=-1)           # [B, hg, C]
-            target = y.view(n, 1, 1).expand(n, hg, 1)
-            losses[grp.idx] = -logp.gather(2, target).mean(dim=(0, 2))
-            d = logp.exp_()
-            d.scatter_add_(2, target, torch.full((n, hg, 1), -1.0, device=self.device))
-            d /= n                                                            # dCE/dlogits, batch mean
-            gw = (z[:, grp.start:grp.end].T @ d.view(n, hg * c)).view(dim, hg, c)
-            gb[grp.idx] = d.sum(0)
-            wd = self.wd[grp.idx].view(1, hg, 1)
-            if self.optimizer == "lars":                                      # timm Lars, always_adapt for W
+            sl = slice(grp.off, grp.off + hg)
+            gw = (z[:, grp.start:grp.end].T @ d[:, sl].reshape(n, hg * c)).view(dim, hg, c)
+            wd = self.wd[sl].view(1, hg, 1)
+            if self.optimizer == "lars":                                    # timm Lars, always_adapt for W
                 wn = grp.w.square().sum(dim=(0, 2)).sqrt()
                 gn = gw.square().sum(dim=(0, 2)).sqrt()
                 trust = TRUST_COEFF * wn / (gn + wn * wd.view(-1) + 1e-8)
@@ -175,39 +184,37 @@ class HeadBank:
             else:
                 gw = gw + wd * grp.w
             if grp.buf is None:
-                grp.buf = gw.clone()
+                grp.buf = gw
             else:
                 grp.buf.mul_(self.momentum).add_(gw)
-            grp.w.sub_(lr[grp.idx].view(1, hg, 1) * grp.buf)
+            grp.w.sub_(lr[sl].view(1, hg, 1) * grp.buf)
+        gb = d.sum(0)
         if self.buf_b is None:
-            self.buf_b = gb.clone()
+            self.buf_b = gb
         else:
             self.buf_b.mul_(self.momentum).add_(gb)
         self.b.sub_(lr.view(-1, 1) * self.buf_b)
-        return losses
 
     @torch.no_grad()
     def evaluate(self, feats: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> list[dict]:
-        """Per head {"top1", "top5", "loss"} on (feats, y), BatchNorm with running statistics."""
+        """Per head (spec order) {"top1", "top5", "loss"} on (feats [N, P, L, D], y), BatchNorm
+        with the running statistics."""
         H, C = self.b.shape
         correct = torch.zeros(H, 2, dtype=torch.long)
         loss = torch.zeros(H, dtype=torch.float64)
         for start in range(0, len(y), chunk):
             x = self.inputs(feats[start:start + chunk])
             yy = y[start:start + chunk].to(self.device)
-            z = (x - self.running_mean) * torch.rsqrt(self.running_var + BN_EPS)
-            for grp in self.groups:
-                logits = self._logits(z, grp)
-                hg = logits.shape[1]
-                logp = torch.log_softmax(logits, dim=-1)
-                idx = grp.idx.cpu()
-                loss[idx] += -logp.gather(2, yy.view(-1, 1, 1).expand(-1, hg, 1)).sum(dim=(0, 2)).double().cpu()
-                hit = logits.topk(min(5, C), dim=-1).indices.eq(yy.view(-1, 1, 1))          # [B, hg, 5]
-                correct[idx, 0] += hit[..., :1].any(-1).sum(0).cpu()
-                correct[idx, 1] += hit.any(-1).sum(0).cpu()
+            logits = self._logits((x - self.running_mean) * torch.rsqrt(self.running_var + BN_EPS))
+            logp = torch.log_softmax(logits, dim=-1)
+            loss += -logp.gather(2, yy.view(-1, 1, 1).expand(-1, H, 1)).sum(dim=(0, 2)).double().cpu()
+            hit = logits.topk(min(5, C), dim=-1).indices.eq(yy.view(-1, 1, 1))            # [B, H, 5]
+            correct[:, 0] += hit[..., :1].any(-1).sum(0).cpu()
+            correct[:, 1] += hit.any(-1).sum(0).cpu()
         n = max(len(y), 1)
-        return [{"top1": 100.0 * int(c[0]) / n, "top5": 100.0 * int(c[1]) / n, "loss": float(l) / n}
-                for c, l in zip(correct, loss)]
+        by_group = [{"top1": 100.0 * int(c[0]) / n, "top5": 100.0 * int(c[1]) / n, "loss": float(l) / n}
+                    for c, l in zip(correct, loss)]
+        return [by_group[self.order.index(h)] for h in range(H)]
 
 
 def train(specs: list[HeadSpec], feats: torch.Tensor, y: torch.Tensor, cfg: dict, *, pooling: tuple[str, ...],
@@ -224,7 +231,7 @@ def train(specs: list[HeadSpec], feats: torch.Tensor, y: torch.Tensor, cfg: dict
     peaks = sorted({s.lr for s in specs})
     which = torch.tensor([peaks.index(s.lr) for s in specs], device=device)
     scale = batch / 256
-    feats, y = feats.to(device), y.to(device)
+    x_all, y = bank.inputs(feats), y.to(device)                         # [N, width], once
     g = torch.Generator().manual_seed(seed)
     step = 0
     for _ in range(cfg["epochs"]):
@@ -234,7 +241,7 @@ def train(specs: list[HeadSpec], feats: torch.Tensor, y: torch.Tensor, cfg: dict
             lrs = torch.tensor([lr_at(step, lr=p * scale, min_lr=cfg.get("min_lr", 0.0), warmup_steps=warmup,
                                       total_steps=total, schedule=cfg.get("schedule", "cosine")) for p in peaks],
                                device=device)
-            bank.step(feats[idx], y[idx], lrs[which])
+            bank.step(x_all.index_select(0, idx), y.index_select(0, idx), lrs[which])
             step += 1
     bank.diverged = [s.as_dict() for s, ok in zip(specs, bank.finite()) if not ok]
     return bank
