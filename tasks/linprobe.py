@@ -253,6 +253,8 @@ def train_sweep(args, s: Setup) -> int:
                                         "holdout_top1": held[best]["top1"]},
                              "holdout": float(cfg["holdout"]), "fit_images": len(fit_i),
                              "holdout_images": len(held_i), "diverged": len(bank.diverged),
+                             "lr_at_grid_edge": len({h.lr for h in specs}) > 1 and chosen.lr in (
+                                 min(h.lr for h in specs), max(h.lr for h in specs)),
                              "selected_on": "held-out slice of the training set"}}
         rec = frozen_data.label_subset_record(s, seed, run.out_dir)
         if rec:
@@ -275,3 +277,7 @@ def _print_sweep(specs, held, best, final, n_val, run_id) -> None:
     print(f"linprobe (sweep): chosen lr {c.lr:g}, weight decay {c.weight_decay:g}, {c.pooling}, last {c.blocks} "
           f"block{'s' * (c.blocks > 1)} (held-out top1 {held[best]['top1']:.2f}); retrained on all training images: "
           f"top1 {final['top1']:.2f}  top5 {final['top5']:.2f} ({n_val} val images; run {run_id})")
+    lrs = sorted({h.lr for h in specs})
+    if len(lrs) > 1 and c.lr in (lrs[0], lrs[-1]):
+        print(f"linprobe (sweep): note: the chosen lr {c.lr:g} is at the edge of the grid "
+              f"({lrs[0]:g}..{lrs[-1]:g}); widen sweep_lrs (--set sweep_lrs=[...]) to be sure it is the best")

@@ -72,6 +72,7 @@ def test_sweep_row_stores_the_grid_every_held_out_score_the_choice_and_the_final
     c = sw["chosen"]
     assert f"chosen lr {c['lr']:g}, weight decay {c['weight_decay']:g}, {c['pooling']}, last {c['blocks']}" in out
     assert f"top1 {row.metrics['top1']:.2f}" in out and row.metrics["val_images"] == 12
+    assert sw["lr_at_grid_edge"] == (c["lr"] in (0.3, 30.0)) == ("at the edge of the grid" in out)
 
 
 def test_poisoned_evaluation_labels_do_not_change_the_chosen_head(micro, small_set, tmp_path):
