@@ -46,8 +46,13 @@ def _table2(res, peak) -> list[str]:
             "% of peak uses forward + backward time, against the matmul peak pretrain_speed measures before and "
             f"after its rows ({r0['matmul_peak_gflop_s']:.1f} GFLOP/s); peak memory is the process's peak RSS "
             "(VmHWM) during the "
-            "timed steps. The paper's speedups are ViT-L at 224 px on TPUs, where the encoder's share of the "
-            "work (and so the gain from dropping the masked tokens) is larger than at this small size.", "",
+            "timed steps. " + ("The three models are built side by side and their forward + backward steps run "
+            "in rotating order (A B C, B C A, ...), so a change of the machine's load hits all three alike; each "
+            "AdamW step is timed after, one optimizer at a time. " if r0.get("alternating") else "")
+            + ("The paper's speedups are ViT-L at 224 px on TPUs, the resolution measured here; the FLOP ratio "
+               "is the bound a machine that runs every FLOP at one rate would reach." if r0["img_size"] >= 224 else
+               "The paper's speedups are ViT-L at 224 px on TPUs, where the encoder's share of the "
+               "work (and so the gain from dropping the masked tokens) is larger than at this small size."), "",
             table(["encoder", "dec. depth", "enc. tokens", "GFLOP/step", "FLOP ratio", "s/step", "AdamW s",
                    "images/s", "speedup", "fwd+bwd speedup", "paper speedup", "% of peak", "peak RSS MB"], body), ""]
 
@@ -142,7 +147,10 @@ def _official(res, peak) -> list[str]:
             f"512-d x 8 decoder, norm-pixel loss, {o['img_size']} px, batch {o['batch_size']}, mask "
             f"{o['mask_ratio']}, fp32 on CPU, {o['threads']} thread(s), {o['params_m']:.1f} M trainable "
             "parameters; train step = forward + backward + fused AdamW with the same parameter groups; "
-            f"{o['steps']} steps each, alternating (A B, B A, ...).", "",
+            f"{o['steps']} steps each, alternating (A B, B A, ...)."
+            + (f" Ours runs through `torch.compile` (forward + loss, as engine.fit runs a protocol with "
+               f"`compile: true`); the official code runs eagerly, as released. Our compile + first step took "
+               f"{o['compile_s']:.0f} s, outside the timed steps." if o.get("compile") else ""), "",
             table(["implementation", "s/step (median)", "fastest s/step", "each step s (in order)",
                    "images/s (fastest)", "GFLOP/step", "% of peak (fastest)", "peak RSS MB (process)"], body), "",
             f"**Ratio ours / official images/s: {o['ratio']:.3f}** (median over the {len(o['pair_ratios'])} "
@@ -322,6 +330,11 @@ def render(res, *, peak, machine, threads, threads_why, settings, args, started,
     lines += _table2(res, peak)
     lines += _steps(res, peak, settings)
     lines += _loading(res)
+    from benchmarks import report_perf            # the loader, compile and leaderboard-row sections (issue 19)
+    cmds = res.get("commands", {})
+    lines += report_perf.loader_section(res.get("loader"), cmds.get("loader", ""))
+    lines += report_perf.compile_section(res.get("compile"), cmds.get("compile", ""))
+    lines += report_perf.row_section(res.get("row"), cmds.get("row", ""))
     lines += _eval(res, peak)
     lines += _official(res, peak)
     lines += _grid(res)
@@ -338,7 +351,8 @@ def render(res, *, peak, machine, threads, threads_why, settings, args, started,
               "segmentation steps the \"% of peak\" understates how busy the CPU was.",
               "- Models are random-init (`scratch-*` catalogue entries): speed does not depend on the weights "
               "(detection post-processing does a little: an untrained Mask R-CNN keeps many low-score boxes).",
-              "- No timed assertion exists in the tests; this report is the only place these numbers live.", ""]
+              "- No timed assertion exists in the tests; this report is the only place these numbers live.",
+              "- " + report_perf.THROUGHPUT, ""]
     return "\n".join(lines)
 
 
@@ -348,19 +362,21 @@ def _summary(res, peak) -> list[str]:
     if t2:
         out.append("- Table 2 speedups (" + t2[0]["encoder"].split(" ")[0] + f", {t2[0]['img_size']} px): "
                    + "; ".join(f"{r['encoder']}, {r['decoder_depth']}-block decoder {r['speedup']:.2f}x "
-                               f"(paper {r['paper_speedup']:.1f}x)" for r in t2))
+                               f"(FLOP ratio {r['flop_ratio']:.2f}x, paper {r['paper_speedup']:.1f}x)" for r in t2))
     out.append("- Train-step share of the matmul peak: " + "; ".join(
         f"{r['name']} {pct(peak.share(r['flop_s']))} ({r['images_per_s']:.1f} images/s)" for r in res["steps"]))
     o = res.get("official")
     if o:
         a = o["agreement"]
-        out.append(f"- Ours / official MAE images/s: **{o['ratio']:.3f}** ({o['arch']}, {o['img_size']} px, batch "
+        out.append(f"- Ours{' (compiled)' if o.get('compile') else ''} / official MAE images/s: **{o['ratio']:.3f}** ({o['arch']}, {o['img_size']} px, batch "
                    f"{o['batch_size']}); losses {a['loss_ours']:.6f} vs {a['loss_official']:.6f} "
                    f"(|diff| {a['loss_abs_diff']:.1e}), max gradient difference {a['grad_max_abs_diff']:.1e}")
     per = {}
     for r in res["loading"]:
         per.setdefault(r.reader, []).append(f"{r.workers}w {r.per_worker:.0f}")
     out.append("- Data loading, images/s per worker: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in per.items()))
+    from benchmarks import report_perf
+    out += report_perf.summary_lines(res)
     f = res.get("grid_fit")
     if f:
         out.append(f"- MAE step time over the size x ratio grid: fit on visible + all tokens R^2 {f['r2']:.3f}, "

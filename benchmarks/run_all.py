@@ -1,6 +1,6 @@
 """Every maebench performance measurement in one run, written to benchmarks/REPORT.md.
 
-    python benchmarks/run_all.py [--quick] [--reference-mae DIR] [--out FILE] [--threads N]
+    python benchmarks/run_all.py [--quick] [--reference-mae DIR] [--world DIR] [--out FILE] [--threads N]
 
 Sections (each module's docstring says what exactly it measures and why):
     threads.py               1 vs 2 torch threads, OpenMP wait policy (fresh processes)
@@ -11,6 +11,9 @@ Sections (each module's docstring says what exactly it measures and why):
     compare_official_mae.py  our MAE ViT-B train step against facebookresearch/mae (--reference-mae DIR)
     mae_scaling.py           MAE step time over image size x mask ratio, against visible tokens
     profile_step.py          torch.profiler top ops of each train step; the MAE step part by part
+    compile_stages.py        eager vs torch.compile per demo stage, compile time included: the protocols' defaults
+    loader_speed.py          DataLoader vs the tensor loader vs the MAE step they feed (the fashion world, --world)
+    leaderboard_row.py       the demo's transfer suite for one vit-micro backbone: eager / compiled / + tensor loader
 
 The machine is shared and its speed moves with other people's jobs, so everything is measured in
 one run, every FLOP/s is a share of the fp32 matmul peak measured in this same run (sampled
@@ -46,24 +49,31 @@ class Settings:
     warmup: int = 1
     steps: int = 3
     eval_images: dict = field(default_factory=lambda: {"finetune": 64, "coco": 16, "ade20k": 16})
-    table2: dict = field(default_factory=lambda: {"arch": "vit-large", "img_size": 112, "batch_size": 2,
-                                                  "steps": 3, "warmup": 1})
+    table2: dict = field(default_factory=lambda: {"arch": "vit-large", "img_size": 224, "batch_size": 2,
+                                                  "steps": 2, "warmup": 1, "alternate": True})
     loader_images: dict | None = None    # per reader; None = data_loading's default
-    official: dict = field(default_factory=lambda: {"arch": "vit-base", "img_size": 224, "batch_size": 8, "steps": 5})
+    official: dict = field(default_factory=lambda: {"arch": "vit-base", "img_size": 224, "batch_size": 8, "steps": 5,
+                                                    "compile": True})
     grid: dict = field(default_factory=lambda: {"arch": "vit-base", "img_sizes": (64, 96, 128),
                                                 "ratios": (0.5, 0.75, 0.9), "batch_size": 4, "steps": 3})
     threads_probe: dict = field(default_factory=lambda: {"arch": "vit-tiny", "img_size": 64, "batch_size": 4,
                                                          "steps": 2})
+    compile_stages: dict = field(default_factory=lambda: {"stages": ("mae", "finetune", "supervised", "eval"),
+                                                          "pairs": 4})
+    loader: dict = field(default_factory=lambda: {"batches": 8, "steps": 5})
+    row_quick: bool = True               # the demo's quick recipe for the leaderboard-row section
+    row_settings: tuple = ("eager", "compiled", "compiled+tensor")
 
 
 FULL = Settings()
 QUICK = replace(
     FULL, arch="vit-tiny", img_size=64, batches={"mae": 4, "finetune": 4, "coco": 2, "ade20k": 2}, warmup=0, steps=1,
     eval_images={"finetune": 8, "coco": 2, "ade20k": 2},
-    table2={"arch": "vit-tiny", "img_size": 64, "batch_size": 2, "steps": 1, "warmup": 0},
+    table2={"arch": "vit-tiny", "img_size": 64, "batch_size": 2, "steps": 1, "warmup": 0, "alternate": True},
+    compile_stages={"stages": ("eval",), "pairs": 2}, loader={"batches": 2, "steps": 2}, row_settings=("eager",),
     loader_images={"classification, pretraining transform": 64, "classification, fine-tuning transform": 64,
                    "COCO, LSJ + masks": 8, "ADE20K, train transform": 16},
-    official={"arch": "vit-tiny", "img_size": 64, "batch_size": 2, "steps": 1},
+    official={"arch": "vit-tiny", "img_size": 64, "batch_size": 2, "steps": 1, "compile": True},
     grid={"arch": "vit-tiny", "img_sizes": (32, 64), "ratios": (0.5, 0.75), "batch_size": 2, "steps": 1},
     threads_probe={"arch": "vit-micro", "img_size": 32, "batch_size": 2, "steps": 1})
 
@@ -140,6 +150,22 @@ def run_train_steps(s: Settings, device, peak, log) -> list[dict]:
     return out
 
 
+def fashion_world(world: str | None, *, quick: bool, log) -> Path:
+    """The fashion world (`maebench data prepare fashion`): --world DIR when given, else one made
+    now in a temporary directory (the quick sizes of the demo, or the classification split alone)."""
+    import subprocess
+    import tempfile
+    if world:
+        return Path(world)
+    from maebench.commands import demo
+    out = Path(tempfile.mkdtemp(prefix="maebench-world-")) / "fashion"
+    extra = demo.QUICK_WORLD if quick else ["--only", "classification"]
+    log(f"  preparing the fashion world in {out}")
+    subprocess.run([sys.executable, "-m", "maebench", "data", "prepare", "fashion", "--out", str(out), *extra],
+                   check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
 def run(args: argparse.Namespace) -> str:
     import torch
 
@@ -191,6 +217,30 @@ def run(args: argparse.Namespace) -> str:
         peak.sample()
         wall["official"] = time.perf_counter() - t
 
+    world = fashion_world(args.world, quick=args.quick, log=log)
+    t = section("compile on/off per stage (benchmarks/compile_stages.py)")
+    from benchmarks import compile_stages
+    res["compile"] = compile_stages.measure(**s.compile_stages, device=args.device, log=log)
+    wall["compile"] = time.perf_counter() - t
+
+    t = section("loader vs step (benchmarks/loader_speed.py)")
+    from benchmarks import loader_speed
+    res["loader"] = loader_speed.measure(world / "classification", **s.loader, log=log)
+    wall["loader"] = time.perf_counter() - t
+
+    t = section("the cost of a leaderboard row (benchmarks/leaderboard_row.py)")
+    from benchmarks import leaderboard_row
+    quick_world = world if args.quick else fashion_world(None, quick=True, log=log)
+    res["row"] = leaderboard_row.measure(quick_world, quick=s.row_quick, settings=s.row_settings, log=log)
+    res["commands"] = {
+        "compile": "python benchmarks/compile_stages.py --stages " + ",".join(s.compile_stages["stages"])
+                   + f" --pairs {s.compile_stages['pairs']}",
+        "loader": f"python benchmarks/loader_speed.py --data {world / 'classification'} --batches {s.loader['batches']}",
+        "row": f"python benchmarks/leaderboard_row.py --world {quick_world} --settings {','.join(s.row_settings)}"
+               + ("" if s.row_quick else " --full")}
+    wall["row"] = time.perf_counter() - t
+    peak.sample()
+
     t = section("MAE step time over image size x mask ratio")
     from benchmarks import mae_scaling
     g = dict(s.grid)
@@ -211,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="toy sizes: checks that every section runs (~1-2 min)")
     p.add_argument("--reference-mae", metavar="DIR", help="a facebookresearch/mae checkout: adds the side-by-side section")
+    p.add_argument("--world", metavar="DIR", help="a fashion world (maebench data prepare fashion); default: "
+                   "its classification split prepared now in a temporary directory")
     p.add_argument("--out", default=str(HERE / "REPORT.md"), help="report file (default benchmarks/REPORT.md)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 on a busy machine, else torch's)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda (untested here: no GPU was available)")
