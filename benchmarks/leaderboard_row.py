@@ -13,7 +13,8 @@ compiles from what that left in the cache, as every later run does. Wall seconds
 (eager, compiled, compiled + tensor, then the next stage) so that the machine's load moves
 all three alike.
 
-    python benchmarks/leaderboard_row.py --world DIR [--full] [--settings eager,compiled,compiled+tensor]
+    python benchmarks/leaderboard_row.py --world DIR [--full] [--settings eager,compiled,compiled+tensor] [--json FILE]
+    (--json: the measurement with its command, start time and load, for run_all.py --row-json FILE)
     (DIR: a fashion world, `maebench data prepare fashion --out DIR` [with the demo's quick sizes])
 """
 from __future__ import annotations
@@ -93,6 +94,7 @@ def measure(world: str | Path, *, quick: bool = True, settings=tuple(SETTINGS), 
     totals = {s: sum(r[s]["wall_s"] for r in rows) for s in settings}
     transfer = {s: sum(r[s]["wall_s"] for r in rows[1:]) for s in settings}
     return {"rows": rows, "totals": totals, "transfer_totals": transfer, "settings": list(settings), "quick": quick,
+            "world": str(world),
             "load": load, "log": str(log_path)}
 
 
@@ -101,8 +103,17 @@ def main() -> int:
     p.add_argument("--world", required=True, help="a fashion world directory")
     p.add_argument("--full", action="store_true", help="the demo's full recipe (default: its quick recipe)")
     p.add_argument("--settings", default=",".join(SETTINGS))
+    p.add_argument("--json", metavar="FILE", help="also write the measurement as JSON")
     a = p.parse_args()
+    import datetime
+    import json
+    import shlex
+    started = datetime.datetime.now(datetime.timezone.utc)
     r = measure(a.world, quick=not a.full, settings=a.settings.split(","))
+    if a.json:
+        r["command"] = "python benchmarks/leaderboard_row.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
+        r["started"] = f"{started:%Y-%m-%d %H:%M} UTC"
+        Path(a.json).write_text(json.dumps(r, indent=1))
     for s in r["settings"]:
         print(f"{s}: transfer suite {r['transfer_totals'][s]:.0f} s, with MAE pretraining {r['totals'][s]:.0f} s")
     return 0

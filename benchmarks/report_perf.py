@@ -70,7 +70,8 @@ def row_section(r: dict | None, command: str) -> list[str]:
             f"`{command}`: the demo's {'quick ' if r['quick'] else ''}transfer stages for `scratch-vit-micro` "
             "(their literal command lines from maebench/commands/demo.py) and the MAE pretraining stage, each a "
             "fresh `python -m maebench` process, the three settings in rotation per stage; wall seconds per "
-            "process (start-up, data, training, evaluation), images/s from the results row. The compiled "
+            "process (start-up, data, training, evaluation), images/s from the results row (a compiled run's "
+            "includes its compile, which happens inside the first optimizer step). The compiled "
             "settings share one inductor cache: the first pays the cold compile of a first run, the second "
             "compiles from the cache. 1-minute load average at the start and end: " + load + ".", "",
             table(["stage"] + [f"{names.get(s, s)} s" for s in settings] + [f"{names.get(s, s)} images/s" for s in settings],

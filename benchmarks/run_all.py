@@ -230,14 +230,22 @@ def run(args: argparse.Namespace) -> str:
 
     t = section("the cost of a leaderboard row (benchmarks/leaderboard_row.py)")
     from benchmarks import leaderboard_row
-    quick_world = world if args.quick else fashion_world(None, quick=True, log=log)
-    res["row"] = leaderboard_row.measure(quick_world, quick=s.row_quick, settings=s.row_settings, log=log)
+    if args.row_json:                  # measured by its own run (its command and start time go with it)
+        import json
+        res["row"] = json.loads(Path(args.row_json).read_text())
+        quick_world = Path(res["row"].get("world", "?"))
+    else:
+        quick_world = world if args.quick else fashion_world(None, quick=True, log=log)
+        res["row"] = leaderboard_row.measure(quick_world, quick=s.row_quick, settings=s.row_settings, log=log)
     res["commands"] = {
         "compile": "python benchmarks/compile_stages.py --stages " + ",".join(s.compile_stages["stages"])
                    + f" --pairs {s.compile_stages['pairs']}",
         "loader": f"python benchmarks/loader_speed.py --data {world / 'classification'} --batches {s.loader['batches']}",
         "row": f"python benchmarks/leaderboard_row.py --world {quick_world} --settings {','.join(s.row_settings)}"
                + ("" if s.row_quick else " --full")}
+    if args.row_json:
+        res["commands"]["row"] = f"{res['row']['command']}` (its own run, started {res['row']['started']}; read " \
+                                 f"by `--row-json {args.row_json}`"
     wall["row"] = time.perf_counter() - t
     peak.sample()
 
@@ -263,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference-mae", metavar="DIR", help="a facebookresearch/mae checkout: adds the side-by-side section")
     p.add_argument("--world", metavar="DIR", help="a fashion world (maebench data prepare fashion); default: "
                    "its classification split prepared now in a temporary directory")
+    p.add_argument("--row-json", metavar="FILE", help="the leaderboard-row section from `leaderboard_row.py --json "
+                   "FILE` (its own run: that section takes 10-30 minutes) instead of measuring it here")
     p.add_argument("--out", default=str(HERE / "REPORT.md"), help="report file (default benchmarks/REPORT.md)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 on a busy machine, else torch's)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda (untested here: no GPU was available)")
