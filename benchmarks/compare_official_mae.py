@@ -140,7 +140,13 @@ def flop_split(model, img_size: int, mask_ratio: float) -> dict[str, float]:
 
 
 def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size: int = 8, steps: int = 5,
-            mask_ratio: float = 0.75, norm_pix_loss: bool = True, compile: bool = False, log=print) -> dict:
+            mask_ratio: float = 0.75, norm_pix_loss: bool = True, compile: bool = False, device: str = "cpu",
+            log=print) -> dict:
+    """device cuda (written, not run here: no GPU was lent): ours under bf16 autocast (maebench.amp,
+    SDPA picks flash attention) against the official step under fp16 autocast + GradScaler, as its
+    main_pretrain.py runs; MFU against a bf16 matmul peak measured in this run."""
+    import contextlib
+
     import torch
 
     from benchmarks.pretrain_speed import _PeakMemory
@@ -154,20 +160,40 @@ def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size:
     check = agreement(ours, theirs, imgs, mask_ratio)
     log(f"  agreement: loss {check['loss_ours']:.6f} vs {check['loss_official']:.6f} "
         f"(|diff| {check['loss_abs_diff']:.1e}), max grad diff {check['grad_max_abs_diff']:.1e}")
+    dev = torch.device(device)
+    ours.to(dev), theirs.to(dev)
+    imgs = imgs.to(dev)
+    cuda = dev.type == "cuda"
+    amp = {"ours": (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext,
+           "official": (lambda: torch.autocast("cuda", dtype=torch.float16)) if cuda else contextlib.nullcontext}
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)          # the official step's loss scaling (fp16)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
 
     def train_step(model, compiled=False):
         opt = torch.optim.AdamW(param_groups(model, weight_decay=0.05), lr=1.5e-4, betas=(0.9, 0.95), fused=True)
         # ours with compile: the forward + loss through torch.compile, as engine.fit runs it with compile: true
         loss_fn = torch.compile(lambda x: model(x, mask_ratio=mask_ratio)[0]) if compiled else \
             (lambda x: model(x, mask_ratio=mask_ratio)[0])
+        official_model = model is theirs
+        ctx = amp["official" if official_model else "ours"]
 
         def fwd_bwd():
-            loss_fn(imgs).backward()
+            with ctx():
+                loss = loss_fn(imgs)
+            (scaler.scale(loss) if official_model and cuda else loss).backward()
 
         def step():
             fwd_bwd()
-            opt.step()
+            if official_model and cuda:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             opt.zero_grad(set_to_none=True)
+            sync()
         return fwd_bwd, step, opt
 
     (f_ours, s_ours, opt_ours), (f_theirs, s_theirs, _) = train_step(ours, compile), train_step(theirs)
@@ -191,7 +217,8 @@ def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size:
     order = [("ours", s_ours), ("official", s_theirs)]
     for i in range(steps):
         for name, step in (order if i % 2 == 0 else order[::-1]):      # A B, B A, A B ...
-            with _PeakMemory(torch.device("cpu")) as pm:
+            with _PeakMemory(dev) as pm:
+                sync()
                 t0 = time.perf_counter()
                 step()
                 times[name].append(time.perf_counter() - t0)
@@ -212,6 +239,12 @@ def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size:
             o.step()
             opt_times[k].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
+    bf16_peak = None
+    if cuda:                                     # MFU of each against the bf16 matmul peak measured now
+        from maebench.flops import matmul_peak
+        bf16_peak = matmul_peak(dev, dtype=torch.bfloat16, n=8192, seconds=2.0)
+        log("  MFU (bf16 peak {:.0f} TFLOP/s): ".format(bf16_peak / 1e12) + ", ".join(
+            f"{k} {100 * flops[k] / min(v) / bf16_peak:.1f}%" for k, v in times.items()))
     return {"arch": arch, "img_size": img_size, "batch_size": batch_size, "steps": steps, "mask_ratio": mask_ratio,
             "split": flop_split(ours, img_size, mask_ratio),
             "norm_pix_loss": norm_pix_loss, "threads": torch.get_num_threads(),
@@ -222,7 +255,8 @@ def compare(ref_dir, *, arch: str = "vit-base", img_size: int = 224, batch_size:
             "pair_ratios": pair_ratios, "ratio": statistics.median(pair_ratios),
             "ratio_of_min": min(times["official"]) / min(times["ours"]), "agreement": check,
             "optimizer_s": {k: statistics.median(v) for k, v in opt_times.items()},
-            "reference": str(Path(ref_dir).expanduser().resolve()), "compile": compile, "compile_s": compile_s}
+            "reference": str(Path(ref_dir).expanduser().resolve()), "compile": compile, "compile_s": compile_s,
+            "device": str(dev), "bf16_peak_flop_s": bf16_peak}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,12 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps of each (alternating)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--compile", action="store_true", help="our step through torch.compile (the official stays eager)")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda: ours bf16 + compile vs official fp16 AMP "
+                   "(written, not run here: no GPU was lent)")
     args = p.parse_args(argv)
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
     r = compare(args.reference_mae, arch=args.arch, img_size=args.img_size, batch_size=args.batch_size,
-                steps=args.steps, compile=args.compile)
+                steps=args.steps, compile=args.compile, device=args.device)
     a = r["agreement"]
     print(f"ours {r['images_per_s']['ours']:.2f} images/s, official {r['images_per_s']['official']:.2f} images/s: "
           f"ratio {r['ratio']:.3f} (per pair: {', '.join(f'{x:.3f}' for x in r['pair_ratios'])}; "
