@@ -15,7 +15,7 @@ Decoding happens once per image set: the uint8 tensor is kept under
 $MAEBENCH_HOME/cache/tensors/<key>.pt, keyed by the files' paths, sizes and modification times.
 
 Randomness and exact resume: batch b of an epoch draws its crops and flips from its own
-generator seeded with (the epoch's loader seed, b); the engine reseeds the loader generator
+generator seeded with (the epoch's loader seed, the process's rank, b); the engine reseeds the loader generator
 every epoch from (seed, epoch), and the order comes from the engine's DistributedSampler. A
 batch's content therefore depends only on (seed, epoch, b), never on what ran before, so a
 resumed run that skips the first batches of an epoch replays the rest bit for bit. The global
@@ -197,8 +197,10 @@ class TensorLoader:
 
     def __iter__(self):
         epoch_seed = self.generator.initial_seed()
+        rank = getattr(self.sampler, "rank", 0)          # processes draw different crops for their batch b
         order = torch.tensor(list(self.sampler), dtype=torch.long)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            g = torch.Generator().manual_seed((epoch_seed * 1_000_003 + b) % (2 ** 63))
+            key = hashlib.sha256(f"{epoch_seed}/{rank}/{b}".encode()).digest()
+            g = torch.Generator().manual_seed(int.from_bytes(key[:8], "little") >> 1)
             yield augment(self.images[idx.to(self.images.device)], self.aug, g), self.labels[idx]
