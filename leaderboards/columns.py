@@ -65,27 +65,102 @@ def format_blocks(k: float | None) -> str:
     return str(int(k)) if float(k).is_integer() else f"{k:g}"
 
 
+# Protocols of one task that are different measurements (never one cell): '' is the task's own
+# (paper) protocol. Linear probing: 'sweep' = the grid of heads chosen on a held-out slice of
+# the training set (tasks/linear_sweep.py), 'logreg' = L-BFGS logistic regression (C chosen the
+# same way); only the paper's single-lr probe ('') is compared with the paper.
+PROTOCOLS = ("", "sweep", "logreg")
+PROTOCOL_LABELS = {"sweep": "linear (swept)", "logreg": "logreg"}
+PROTOCOL_NOTES = {
+    "sweep": "swept: every head of a learning-rate x weight-decay x input ([cls] / average-pooled patch "
+             "tokens / the backbone's own probe feature; last 1 or 4 blocks) grid trained on cached features, "
+             "the one with the best top-1 on a held-out slice of the training set retrained on all of it and "
+             "scored once; not the paper's single-lr protocol, so never compared with the paper",
+    "logreg": "logreg: L-BFGS logistic regression on cached features, C chosen on a held-out slice of the "
+              "training set; not the paper's protocol, so never compared with the paper",
+}
+
+
+def protocol_of(task: str, config: dict) -> str:
+    """The protocol a run's config measured: 'logreg', 'sweep' or '' (the task's own)."""
+    if task != "linprobe":
+        return ""
+    if config.get("head") == "logreg":
+        return "logreg"
+    return "sweep" if config.get("sweep") is True else ""
+
+
+def labels_of(config: dict) -> str:
+    """The low-label setting of a run's config: 'N=10' (labels per class), 'F=0.1' (fraction of
+    the training labels) or '' (all labels)."""
+    n, f = config.get("labels_per_class"), config.get("label_fraction")
+    if n is not None and not isinstance(n, bool):
+        return f"N={int(n) if float(n).is_integer() else n}"
+    if f is not None and not isinstance(f, bool):
+        return f"F={float(f):g}"
+    return ""
+
+
+def labels_label(labels: str) -> str:
+    """'N=10' -> 'N=10 labels/class'; 'F=0.1' -> 'F=0.1 of the labels'."""
+    if labels.startswith("N="):
+        return f"{labels} labels/class"
+    if labels.startswith("F="):
+        return f"{labels} of the labels"
+    return labels
+
+
+def _labels_sort(labels: str) -> tuple:
+    """All labels first, then N ascending, then F ascending."""
+    if not labels:
+        return (0, 0.0)
+    try:
+        return (1 if labels.startswith("N=") else 2, float(labels[2:]))
+    except ValueError:
+        return (3, 0.0)
+
+
+def protocol_label(task: str, protocol: str) -> str:
+    return PROTOCOL_LABELS.get(protocol, TASK_LABELS.get(task, task)) if protocol else TASK_LABELS.get(task, task)
+
+
 @dataclass(frozen=True)
 class Column:
     task: str
     metric: str
     dataset: str
     blocks: float | None = None   # PER_K_TASKS only
+    protocol: str = ""            # PROTOCOLS: '' = the task's own (paper) protocol
+    labels: str = ""              # low-label setting: '', 'N=10', 'F=0.1' (labels_of)
 
     @property
     def key(self) -> str:
-        """Stable machine name, e.g. 'partial/top1/shapes/K=1' (csv/json column names)."""
+        """Stable machine name, e.g. 'partial/top1/shapes/K=1', 'linprobe/top1/shapes/sweep/N=10'
+        (csv/json column names)."""
         k = f"/K={format_blocks(self.blocks)}" if self.task in PER_K_TASKS else ""
-        return f"{self.task}/{self.metric}/{self.dataset}{k}"
+        extra = "".join(f"/{x}" for x in (self.protocol, self.labels) if x)
+        return f"{self.task}/{self.metric}/{self.dataset}{k}{extra}"
+
+    @property
+    def variant(self) -> tuple[str, str]:
+        """(protocol, labels): with task and dataset, what one table measures."""
+        return (self.protocol, self.labels)
+
+    @property
+    def is_paper_protocol(self) -> bool:
+        """The task's own protocol on all labels: the only cells compared with the paper."""
+        return not self.protocol and not self.labels
 
     @property
     def header(self) -> str:
-        """Human header that names the dataset, e.g. 'partial K=1 top-1 [shapes]'."""
-        task = TASK_LABELS.get(self.task, self.task)
+        """Human header that names the dataset, e.g. 'partial K=1 top-1 [shapes]',
+        'linear (swept) top-1 [shapes, N=10 labels/class]'."""
+        task = protocol_label(self.task, self.protocol)
         if self.task in PER_K_TASKS:
             task += f" K={format_blocks(self.blocks)}"
         metric = METRIC_LABELS.get(self.metric, self.metric)
-        return f"{task} {metric} [{dataset_label(self.dataset)}]"
+        labels = f", {labels_label(self.labels)}" if self.labels else ""
+        return f"{task} {metric} [{dataset_label(self.dataset)}{labels}]"
 
     @property
     def short_header(self) -> str:
@@ -103,5 +178,6 @@ class Column:
         metrics = TASK_METRICS.get(self.task, ())
         metric_i = metrics.index(self.metric) if self.metric in metrics else len(metrics)
         # The user's datasets first, the paper's dataset last, within each task.
-        return (task_i, self.is_paper_dataset, self.dataset.lower(),
-                -1.0 if self.blocks is None else self.blocks, metric_i)
+        protocol_i = PROTOCOLS.index(self.protocol) if self.protocol in PROTOCOLS else len(PROTOCOLS)
+        return (task_i, self.is_paper_dataset, self.dataset.lower(), _labels_sort(self.labels), protocol_i,
+                self.protocol, -1.0 if self.blocks is None else self.blocks, metric_i)

@@ -12,11 +12,11 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from maebench.leaderboards.columns import TASK_LABELS, dataset_label, format_blocks
+from maebench.leaderboards.columns import format_blocks
 from maebench.leaderboards.html_assets import SCRIPT, STYLE
 from maebench.leaderboards.markdown import results_line
 from maebench.leaderboards.table import PAPER, Leaderboard
-from maebench.leaderboards.views import View, group_id, views_for
+from maebench.leaderboards.views import View, group_id, group_title, views_for
 from maebench.results import Row
 
 
@@ -78,7 +78,7 @@ def _runs_section(board: Leaderboard) -> tuple[str, set[str]]:
         groups: dict[str, tuple[str, list[Row]]] = defaultdict(lambda: ("", []))
         for col, cell in sorted(row.cells.items(), key=lambda kv: kv[0].sort_key()):
             gid = group_id(row.backbone, col)
-            name = f"{TASK_LABELS.get(col.task, col.task)} · {dataset_label(col.dataset)}"
+            name = group_title(col.task, col.dataset, col.protocol, col.labels)
             if col.blocks is not None:
                 name += f" · K={format_blocks(col.blocks)}"
             runs = groups[gid][1]

@@ -1,11 +1,16 @@
 """One leaderboard cell: the finished runs of one backbone in one column, summarised as
-mean ± sample standard deviation over seeds with the number of runs, plus the difference from
-the paper's number where one applies. Also the cell's text, shared by every text format."""
+mean ± sample standard deviation over seeds, the 95 % Student-t interval of the mean (the one
+leaderboards/compare.py uses) and the number of runs, plus the difference from the paper's
+number where one applies. Also the cell's text, shared by every text format."""
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import dataclass, field
+
+from maebench.leaderboards.compare import INTERVAL, Summary
+
+INTERVAL_TEXT = f"{INTERVAL} interval of the mean over seeds"
 
 
 @dataclass
@@ -30,15 +35,27 @@ class Cell:
         return statistics.stdev(self.values) if self.n > 1 else None
 
     @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95 % Student-t interval of the mean (compare.Summary); None for one run."""
+        return None if self.paper else Summary(list(self.values)).interval
+
+    @property
     def delta(self) -> float | None:
         return None if self.reference is None else self.mean - self.reference
 
-    def text(self, pm: str = "±") -> str:
-        """'72.00 ± 2.00' when n > 1, '71.20' for one run; a paper row's number as the paper
-        prints it: '85.9'. n and the difference from the paper are columns of their own."""
+    def text(self, pm: str = "±", interval: bool = False) -> str:
+        """'72.00 ± 2.00' when n > 1 (with interval: '72.00 ± 2.00 [67.03, 76.97]'), '71.20' for
+        one run; a paper row's number as the paper prints it: '85.9'. n and the difference from
+        the paper are columns of their own."""
         if self.paper:
             return f"{self.mean:.1f}"
-        return f"{self.mean:.2f}" + (f" {pm} {self.std:.2f}" if self.std is not None else "")
+        out = f"{self.mean:.2f}" + (f" {pm} {self.std:.2f}" if self.std is not None else "")
+        return out + (f" {interval_text(self.interval)}" if interval and self.interval else "")
+
+
+def interval_text(iv: tuple[float, float] | None, digits: int = 2) -> str:
+    """'[67.03, 76.97]'; '' without an interval."""
+    return "" if iv is None else f"[{iv[0]:.{digits}f}, {iv[1]:.{digits}f}]"
 
 
 def delta_text(delta: float | None) -> str:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from maebench.leaderboards import families
-from maebench.leaderboards.columns import (PAPER_DATASETS, PER_K_TASKS, TASK_METRICS, TASKS, Column,
-                                           canonical_dataset, parse_blocks)
+from maebench.leaderboards.columns import (PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES, TASK_METRICS, TASKS, Column,
+                                           canonical_dataset, labels_of, parse_blocks, protocol_of)
 from maebench.leaderboards.reference import Reference, default_reference
-from maebench.leaderboards.stats import Cell, finite
+from maebench.leaderboards.stats import INTERVAL_TEXT, Cell, finite
 from maebench.errors import unknown
 from maebench.results import ResultsStore, Row
 
@@ -95,16 +95,23 @@ class Leaderboard:
                "n = 1 (n = finished runs; a repeated run of the same recipe and seed replaces the "
                "earlier one); only runs with status 'done' count"
                + (f" (not counted: {ignored})." if ignored else "."),
-               "One table per task and dataset: results on different datasets are never merged or "
-               "compared; rows are sorted by the task's headline metric, the best measured value "
+               f"[lo, hi] after a cell: its {INTERVAL_TEXT} (mean ± t(0.975, n−1) · std / √n, as "
+               "`maebench leaderboard --compare` gives), shown where n > 1.",
+               "One table per task, dataset, protocol and label budget: results on different datasets, "
+               "with different protocols (linear probing: the paper's single lr, the swept grid, logreg) or "
+               "different low-label settings (N labels per class, a fraction F of the labels) are never "
+               "merged or compared; rows are sorted by the task's headline metric, the best measured value "
                "of each column is marked."]
+        protocols = sorted({c.protocol for r in self.measured_rows for c in r.cells if c.protocol})
+        out += [f"{PROTOCOL_NOTES[p][:1].upper()}{PROTOCOL_NOTES[p][1:]}." for p in protocols if p in PROTOCOL_NOTES]
         sources = sorted({c.reference_source for r in self.rows for c in r.cells.values()
                           if c.reference_source}, key=natural)
         if self.include_paper and self.reference is not None and sources:
             out.append(f"(paper) rows: {self.reference.citation}. Sources: {'; '.join(sources)}. "
                        "They appear only in tables on the paper's own datasets "
                        f"({', '.join(PAPER_DATASETS.values())}).")
-            out.append("Δ = measured mean − paper number, with the same task, metric and K, against "
+            out.append("Δ = measured mean − paper number, with the same task, metric and K, for the paper's "
+                       "own protocol on all labels only (never a swept, logreg or low-label result), against "
                        "the paper row the backbone's registry entry names, else the one of the same "
                        "pretraining family and ViT size.")
         out.append("Cost: pretrain time = sum over the backbone's pretrain-* runs; transfer time = "
@@ -134,7 +141,8 @@ def config_get(cfg: dict[str, Any], key: str) -> Any:
 
 def _column(row: Row, metric: str) -> Column:
     blocks = parse_blocks(config_get(row.config, "blocks")) if row.task in PER_K_TASKS else None
-    return Column(row.task, metric, canonical_dataset(row.dataset), blocks)
+    return Column(row.task, metric, canonical_dataset(row.dataset), blocks, protocol_of(row.task, row.config),
+                  labels_of(row.config))
 
 
 def _sum(values: Iterable[float | None]) -> float | None:
@@ -177,7 +185,7 @@ def _measured_row(name: str, runs: list[Row], pretrain_runs: list[Row], lookup: 
     if reference is not None:
         for col, cell in row.cells.items():
             target = (reference.delta_target(info.family, info.arch, col, info.paper)
-                      if col.is_paper_dataset else None)
+                      if col.is_paper_dataset and col.is_paper_protocol else None)
             if target is not None:
                 cell.reference, cell.reference_source = target.value, target.citation
                 row.targets.add(target)

@@ -7,15 +7,16 @@ terminal, latex, html) only choose the markup, so every format shows the same ta
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from maebench.leaderboards.columns import (HEADLINE, METRIC_LABELS, PAPER_DATASETS, PER_K_TASKS, TASK_LABELS,
-                                           Column, dataset_label, format_blocks)
+from maebench.leaderboards.columns import (HEADLINE, METRIC_LABELS, PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES,
+                                           Column, dataset_label, format_blocks, labels_label, protocol_label)
 from maebench.leaderboards.families import family_label
-from maebench.leaderboards.stats import delta_text
+from maebench.leaderboards.stats import INTERVAL_TEXT, delta_text, interval_text
 from maebench.leaderboards.table import MEASURED, PAPER, BoardRow, Leaderboard, natural
 from maebench.tasks.table import TASKS as TASK_TABLE
 
@@ -73,10 +74,25 @@ class View:
 
 
 def group_id(backbone: str, col: Column) -> str:
-    """The id of the runs of one backbone behind one (task, dataset, K): every metric of a run
-    links to the same place."""
+    """The id of the runs of one backbone behind one (task, dataset, K, protocol, labels): every
+    metric of a run links to the same place."""
     key = f"{backbone}|{col.task}|{col.dataset}|{col.blocks}"
+    if col.protocol or col.labels:
+        key += f"|{col.protocol}|{col.labels}"
     return "runs-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+GroupKey = tuple[str, str, str, str]       # (task, dataset, protocol, labels): one per-task table
+
+
+def group_title(task: str, dataset: str, protocol: str = "", labels: str = "") -> str:
+    """'linear · ImageNet-1K', 'linear (swept) · shapes · N=10 labels/class'."""
+    title = f"{protocol_label(task, protocol)} · {dataset_label(dataset)}"
+    return title + (f" · {labels_label(labels)}" if labels else "")
+
+
+def _view_key(task: str, dataset: str, protocol: str = "", labels: str = "") -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(x for x in (task, dataset, protocol, labels) if x))
 
 
 def markdown_width(view: View) -> int:
@@ -139,10 +155,11 @@ def _by_value(col: Column | None):
     return key
 
 
-def _groups(board: Leaderboard) -> dict[tuple[str, str], list[Column]]:
-    groups: dict[tuple[str, str], list[Column]] = defaultdict(list)
+def _groups(board: Leaderboard) -> dict[GroupKey, list[Column]]:
+    """Columns per table: one table per task, dataset, protocol and low-label setting."""
+    groups: dict[GroupKey, list[Column]] = defaultdict(list)
     for col in board.columns:                      # already in display order
-        groups[(col.task, col.dataset)].append(col)
+        groups[(col.task, col.dataset, col.protocol, col.labels)].append(col)
     return groups
 
 
@@ -150,17 +167,20 @@ def _n_text(ns: list[int]) -> str:
     return "" if not ns else str(ns[0]) if ns[0] == ns[-1] else f"{ns[0]}-{ns[-1]}"
 
 
-def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column]) -> View | None:
+def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], protocol: str = "",
+              labels: str = "") -> list[View]:
     """One per-task table: measured rows sorted by the headline metric, then the paper's rows on
-    the paper's datasets; n as a column only where rows differ; Δ columns while they fit."""
+    the paper's datasets (its own protocol on all labels only); n as a column only where rows
+    differ; 95 % intervals inline and Δ columns while they fit (the intervals that do not fit
+    follow in a second table of the same rows and columns)."""
     measured = [r for r in board.measured_rows if any(c in r.cells for c in cols)]
     if not measured:
-        return None
+        return []
     cols = [c for c in cols if any(c in r.cells for r in measured)]
     sort_col = _sort_column(task, cols, measured)
     measured.sort(key=_by_value(sort_col))
     paper = []
-    if dataset in PAPER_DATASETS:
+    if dataset in PAPER_DATASETS and not protocol and not labels:
         paper = sorted((r for r in board.rows if r.kind == PAPER and any(c in r.cells for c in cols)),
                        key=_by_value(sort_col))
     best = _mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(measured) if c in r.cells] for c in cols})
@@ -168,19 +188,22 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column]) -
     shared_n = ns[0] if all(n == ns[0] for n in ns) and len(ns[0]) == 1 else None
     deltas = [c for c in cols if any(c in r.cells and r.cells[c].reference is not None for r in measured)]
     deltas.sort(key=lambda c: c != sort_col)        # the sorted-by column's Δ is the last to go
+    with_ci = [c for c in cols if any(c in r.cells and r.cells[c].interval for r in measured)]
+    key, title = _view_key(task, dataset, protocol, labels), group_title(task, dataset, protocol, labels)
 
-    def build(delta_cols: list[Column]) -> View:
+    def build(delta_cols: list[Column], ci_cols: list[Column]) -> View:
         headers = ["backbone", *(c.short_header for c in cols), *([] if shared_n else ["n"]),
                    *(f"Δ {c.short_header}" for c in delta_cols)]
-        view = View(f"{task}-{dataset}", f"{TASK_LABELS.get(task, task)} · {dataset_label(dataset)}",
-                    headers, [False] + [True] * (len(headers) - 1))
+        view = View(key, title, headers, [False] + [True] * (len(headers) - 1))
         for i, r in enumerate(measured):
             cells = []
             for c in cols:
                 cell = r.cells.get(c)
                 cells.append(VCell() if cell is None else VCell(
-                    (Part(cell.text(), best.get((i, c), False)),), cell.mean, group_id(r.backbone, c),
+                    (Part(cell.text(interval=c in ci_cols), best.get((i, c), False)),), cell.mean,
+                    group_id(r.backbone, c),
                     f"{cell.n} run{'s' * (cell.n != 1)}"
+                    + (f"; 95% t interval {interval_text(cell.interval)}" if cell.interval else "")
                     + (f"; paper {cell.reference:.1f} ({cell.reference_source})" if cell.reference is not None else "")))
             if not shared_n:
                 cells.append(VCell((Part(_n_text(ns[i])),), float(ns[i][-1])))
@@ -197,16 +220,29 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column]) -
                                   family=family_label(r.family)))
         return view
 
-    kept = list(deltas)
-    view = build(kept)
-    while kept and (len(view.headers) > MAX_COLUMNS or markdown_width(view) > MAX_WIDTH):
-        kept.pop()
-        view = build(kept)
+    # what goes while the table is too wide: the other columns' Δ (right first), their intervals
+    # (right first), then the sorted-by column's Δ and its interval
+    drops = ([("Δ", c) for c in reversed(deltas) if c != sort_col] + [("ci", c) for c in reversed(with_ci) if c != sort_col]
+             + [("Δ", c) for c in deltas if c == sort_col] + [("ci", c) for c in with_ci if c == sort_col])
+    kept, kept_ci = list(deltas), list(with_ci)
+    view = build(kept, kept_ci)
+    for kind, c in drops:
+        if len(view.headers) <= MAX_COLUMNS and markdown_width(view) <= MAX_WIDTH:
+            break
+        (kept if kind == "Δ" else kept_ci).remove(c)
+        view = build(kept, kept_ci)
     spec = TASK_TABLE.get(task)
     about = spec.summary[:1].upper() + spec.summary[1:] + ". " if spec and spec.summary else ""
     view.caption.append(about + _units(task, cols))
+    if protocol in PROTOCOL_NOTES:
+        view.caption.append(f"{PROTOCOL_NOTES[protocol][:1].upper()}{PROTOCOL_NOTES[protocol][1:]}.")
+    if labels:
+        view.caption.append(f"Low-label: {labels_label(labels)} of the training set, drawn from each run's seed "
+                            "(never merged with other label budgets or compared with the paper).")
     if shared_n:
         view.caption.append(f"n = {shared_n[0]} run{'s' * (shared_n[0] != 1)} per cell.")
+    if kept_ci:
+        view.caption.append(f"[lo, hi]: the {INTERVAL_TEXT}.")
     if task in PER_K_TASKS and sort_col is not None:
         view.caption.append(f"K = the number of last blocks tuned (0.5: the last block's MLP); sorted by "
                             f"K={format_blocks(sort_col.blocks)}.")
@@ -215,10 +251,23 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column]) -
                           if c in r.cells and r.cells[c].reference_source}, key=natural)
         view.caption.append(f"(paper) rows: the MAE paper's {', '.join(sources)}.")
     if len(kept) < len(deltas):
-        left = ", ".join(c.short_header for c in deltas[len(kept):])
+        left = ", ".join(c.short_header for c in deltas if c not in kept)
         view.caption.append(f"Δ for {left} left out to fit the width; `maebench leaderboard --results "
                             f"{shlex.quote(board.results_path)} --format csv` has every paper number.")
-    return view
+    dropped_ci = [c for c in with_ci if c not in kept_ci]
+    if not dropped_ci:
+        return [view]
+    view.caption.append(f"The 95% intervals of {', '.join(c.short_header for c in dropped_ci)} are in the "
+                        "next table (no room here).")
+    ci = View(f"{key}-ci", f"{title} · 95% intervals", ["backbone", *(c.short_header for c in dropped_ci)],
+              [False] + [True] * len(dropped_ci))
+    for r in measured:
+        ci.rows.append(VRow(r.label, MEASURED, [
+            VCell((Part(interval_text(r.cells[c].interval) if c in r.cells else ""),),
+                  r.cells[c].mean if c in r.cells else None, group_id(r.backbone, c) if c in r.cells else None)
+            for c in dropped_ci], r.backbone, family_label(r.family)))
+    ci.caption.append(f"The {INTERVAL_TEXT} of each cell of the table above (n > 1 only), in %.")
+    return [view, ci]
 
 
 def _units(task: str, cols: list[Column]) -> str:
@@ -227,85 +276,8 @@ def _units(task: str, cols: list[Column]) -> str:
 
 
 def task_views(board: Leaderboard) -> list[View]:
-    views = (task_view(board, task, dataset, cols) for (task, dataset), cols in _groups(board).items())
-    return [v for v in views if v is not None]
-
-
-def summary_views(board: Leaderboard) -> list[View]:
-    """Backbone x (task, dataset): the task's headline metric (the first of the task table's
-    headline; for partial fine-tuning at the K measured most), one decimal as in the paper, best
-    per column marked; split into several tables where one would be wider than SUMMARY_WIDTH."""
-    rows = board.measured_rows
-    picked: list[tuple[str, str, Column]] = []
-    for (task, dataset), cols in _groups(board).items():
-        col = _sort_column(task, [c for c in cols if any(c in r.cells for r in rows)], rows)
-        if col is not None:
-            picked.append((task, dataset, col))
-    datasets_per_task = defaultdict(set)
-    for task, dataset, _ in picked:
-        datasets_per_task[task].add(dataset)
-    tagged = any(len(d) > 1 for d in datasets_per_task.values())
-
-    def header(task: str, dataset: str, col: Column) -> str:
-        h = TASK_LABELS.get(task, task)
-        if task in PER_K_TASKS:
-            h += f" K={format_blocks(col.blocks)}"
-        return h + (f" [{dataset_label(dataset)}]" if tagged else "")
-
-    def build(part: list[tuple[str, str, Column]], key: str) -> View:
-        headers = ["backbone", *(header(*p) for p in part)]
-        view = View(key, "Summary", headers, [False] + [True] * len(part))
-        cols = [c for _, _, c in part]
-        shown = [r for r in rows if any(c in r.cells for c in cols)]
-        best = _mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(shown) if c in r.cells] for c in cols}, 1)
-        for i, r in enumerate(shown):
-            cells = [VCell((Part(f"{r.cells[c].mean:.1f}", best.get((i, c), False)),), r.cells[c].mean,
-                           group_id(r.backbone, c), f"{r.cells[c].text()} (n={r.cells[c].n})")
-                     if c in r.cells else VCell() for c in cols]
-            view.rows.append(VRow(r.label, MEASURED, cells, r.backbone, family_label(r.family)))
-        metrics = defaultdict(list)
-        for task, dataset, col in part:
-            metrics[METRIC_LABELS.get(col.metric, col.metric)].append(header(task, dataset, col))
-        view.caption.append("Each task's headline metric in %, mean over runs (± std, n and the other "
-                            "metrics in the per-task tables): "
-                            + "; ".join(f"{m} ({', '.join(h)})" for m, h in metrics.items()) + ".")
-        if not tagged:
-            on = defaultdict(list)
-            for task, dataset, col in part:
-                on[dataset_label(dataset)].append(header(task, dataset, col))
-            view.caption.append("Dataset: " + "; ".join(f"{', '.join(h)} on {d}" if len(on) > 1 else d
-                                                        for d, h in on.items()) + ".")
-        return view
-
-    views, current = [], []
-    for p in picked:
-        if current and markdown_width(build([*current, p], "summary")) > SUMMARY_WIDTH:
-            views.append(build(current, f"summary-{len(views) + 1}"))
-            current = [p]
-        else:
-            current.append(p)
-    if current:
-        views.append(build(current, f"summary-{len(views) + 1}" if views else "summary"))
-    return views
-
-
-COST_HEADERS = ("pretrain time", "transfer time", "peak mem (MB)", "pretrain img/s")
-
-
-def cost_view(board: Leaderboard) -> View:
-    view = View("cost", "Cost", ["backbone", "family", *COST_HEADERS], [False, False] + [True] * 4)
-    for r in board.measured_rows:
-        c = r.cost
-        values = [c.pretrain_wall_s, c.transfer_wall_s, c.peak_mem_mb, c.pretrain_images_per_s] if c else [None] * 4
-        texts = [format_duration(values[0]), format_duration(values[1]),
-                 "" if values[2] is None else f"{values[2]:.0f}", "" if values[3] is None else f"{values[3]:.1f}"]
-        cells = [VCell((Part(family_label(r.family)),))] + [
-            VCell((Part(t),), v) for t, v in zip(texts, values)]
-        view.rows.append(VRow(r.label, MEASURED, cells, r.backbone, family_label(r.family)))
-    view.caption.append("pretrain time: sum over the backbone's pretrain-* runs; transfer time: sum over "
-                        "the runs counted above; peak mem: max over both; pretrain img/s: mean "
-                        "pretraining throughput.")
-    return view
+    return [v for (task, dataset, protocol, labels), cols in _groups(board).items()
+            for v in task_view(board, task, dataset, cols, protocol, labels)]
 
 
 VIEWS = ("all", "tasks", "summary", "cost")
@@ -313,6 +285,7 @@ VIEWS = ("all", "tasks", "summary", "cost")
 
 def views_for(board: Leaderboard, which: str = "all") -> list[View]:
     """Summary, then the per-task tables, then cost ('all'), or one kind of them."""
+    from maebench.leaderboards.summary import cost_view, summary_views
     out = []
     if which in ("all", "summary"):
         out += summary_views(board)

@@ -63,7 +63,8 @@ def test_cells_n_and_order_computed_by_hand(tables):
     header, rows = _rows(tables, "linear · shapes")
     assert header == ["backbone", "top-1", "top-5", "n"]          # n differs between rows: a column
     assert list(rows) == ["mae-tiny", "mae-tiny-m50", "moco-tiny"]   # sorted by top-1
-    assert rows["mae-tiny"]["top-1"] == "**72.00 ± 2.00**" and rows["mae-tiny"]["n"] == "3"
+    # 70, 72, 74: std 2, 95% t interval 72 ± t(0.975, 2) 4.3027 x 2 / sqrt(3) = [67.03, 76.97]
+    assert rows["mae-tiny"]["top-1"] == "**72.00 ± 2.00 [67.03, 76.97]**" and rows["mae-tiny"]["n"] == "3"
     assert rows["moco-tiny"]["top-1"] == "60.00" and rows["moco-tiny"]["n"] == "1"
     header, rows = _rows(tables, "partial · shapes")
     assert header == ["backbone", "K=0", "K=1", "K=2"]              # n = 1 everywhere: said once
@@ -74,7 +75,9 @@ def test_cells_n_and_order_computed_by_hand(tables):
 def test_deltas_and_paper_rows_only_on_the_papers_dataset(tables):
     header, rows = _rows(tables, "fine-tune · ImageNet-1K")
     assert header == ["backbone", "top-1", "Δ top-1"]
-    assert rows["mae-large-in1k"]["top-1"] == "85.70 ± 0.28" and rows["mae-large-in1k"]["Δ top-1"] == "-0.20"
+    # 85.5, 85.9: 85.7 ± t(0.975, 1) 12.7062 x 0.2828 / sqrt(2) = [83.16, 88.24]
+    assert rows["mae-large-in1k"]["top-1"] == "85.70 ± 0.28 [83.16, 88.24]"
+    assert rows["mae-large-in1k"]["Δ top-1"] == "-0.20"
     assert rows["MAE ViT-L (paper)"]["top-1"] == "85.9"
     _, raw = tables["fine-tune · ImageNet-1K"]
     kinds = ["paper" if r[0].endswith("(paper)*") else "measured" for r in raw]
@@ -184,7 +187,7 @@ def test_html_links_every_measured_cell_to_its_runs_configs(rendered, board):
     row = next(r for r in board.measured_rows if r.label == "mae-tiny")
     lin = next(c for col, c in row.cells.items() if col.task == "linprobe" and col.dataset == "shapes"
                and col.metric == "top1")
-    link = re.search(r'<a href="#(runs-[0-9a-f]+)"><strong>72\.00 ± 2\.00</strong></a>', text)
+    link = re.search(r'<a href="#(runs-[0-9a-f]+)"><strong>72\.00 ± 2\.00 \[67\.03, 76\.97\]</strong></a>', text)
     assert link, "the mae-tiny linear cell links to its runs"
     block = text[text.index(f'id="{link.group(1)}"'):]
     block = block[:block.index('<div class="runs"', 1)]
