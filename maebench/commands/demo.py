@@ -89,6 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)   # older spelling of --seeds S
     p.add_argument("--all", action="store_true",
                    help="also run the stages the full demo leaves out for time (about 8 minutes more)")
+    p.add_argument("--report-only", action="store_true",
+                   help="run no stage: write report.md and the leaderboard from the stages finished so far")
     p.add_argument("--fashion-dir", metavar="DIR",
                    help="directory with the Fashion-MNIST IDX files (default: the Debian package's)")
 
@@ -172,7 +174,7 @@ def main(args: argparse.Namespace) -> int:
     stages, left_out = plan(world, results, seeds, args.quick, args.all, args.fashion_dir)
     t_demo, load_start = time.time(), os.getloadavg()
     progress = demo_report.Progress(stages)
-    for i, stage in enumerate(stages, 1):
+    for i, stage in enumerate([] if args.report_only else stages, 1):
         key = " ".join(stage.argv) if stage.argv else stage.label
         if stage.kind != "data" and ledger.get(key) == "done":
             print(f"[{i}/{len(stages)}] {stage.label}: done earlier, reused", flush=True)
@@ -198,7 +200,8 @@ def main(args: argparse.Namespace) -> int:
     _leaderboard(maebench, results, root)
     report = demo_report.write_report(root, results, command=command, quick=args.quick, seeds=seeds,
                                       left_out=left_out, names={k: backbone_name(k, args.quick) for k in PRETRAIN},
-                                      seconds=time.time() - t_demo, load=(load_start, os.getloadavg()),
+                                      seconds=None if args.report_only else time.time() - t_demo,
+                                      load=(load_start, os.getloadavg()),
                                       estimates={t: ESTIMATE[t] for t in ("coco", "ade20k")})
     print(report.summary_text)
     print(f"demo finished in {(time.time() - t_demo) / 60:.1f} min; report: {root / 'report.md'}")

@@ -116,7 +116,7 @@ def table(cells: dict, pretrain_s: dict, left_out: list[tuple[str, str]], keys: 
                 if (task, key) in left_out:
                     text = "left out for time"
                 elif task == "partial":
-                    text = "not run (curve: MAE, MoCo v3)"
+                    text = "n/a ‡"
                 else:
                     text = "missing"
             elif key == SEEN_ALL_LABELS and task in CLASSIFICATION:
@@ -165,9 +165,10 @@ def summary(cells: dict, seeds: list[int]) -> list[str]:
 
 
 def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds: list[int],
-                 left_out: list[tuple[str, str]], names: dict[str, str], seconds: float,
+                 left_out: list[tuple[str, str]], names: dict[str, str], seconds: float | None,
                  load: tuple, estimates: dict) -> Report:
     cells, pretrain_s = collect(results, names)
+    runs = _rows(results)
     summary_lines = summary(cells, seeds)
     keys = list(names)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
@@ -177,16 +178,20 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
     text = "\n".join([
         f"# maebench demo: {'quick' if quick else 'full'}",
         "",
-        f"Produced by `{command}` on {machine}, {time.strftime('%Y-%m-%d %H:%M %Z')}: "
-        f"{seconds / 60:.1f} min wall time for this invocation (stages finished earlier are reused), "
-        f"load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end.",
+        f"Produced by `{command}` on {machine}, {time.strftime('%Y-%m-%d %H:%M %Z')}: " + (
+            f"{seconds / 60:.1f} min wall time for this invocation (stages finished earlier are reused), "
+            f"load average {load[0][0]:.1f} at the start and {load[1][0]:.1f} at the end; "
+            if seconds is not None else "report written from the stages finished so far (--report-only); ") +
+        f"{len(runs)} runs took {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min of run wall time.",
         "",
         f"vit-micro backbones on {scale}. Recipes: the `vit-micro` entries of maebench/protocols/*.yaml "
         "(docs/cpu-recipes.md).",
         "",
         table(cells, pretrain_s, left_out, keys),
         "",
-        "† pretrained with all 60k training labels (supervised): not a low-label result.",
+        "† pretrained with all 60k training labels (supervised): not a low-label result. "
+        "‡ the partial fine-tuning curve (the paper's Fig. 9) is run for MAE norm-pixel and MoCo v3; "
+        "K=0 is the linear-probe protocol on the same 100 labels per class, K=all is the fine-tuning column.",
         "",
         "## Summary (as measured)",
         "",
