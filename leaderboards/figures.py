@@ -11,8 +11,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from maebench.leaderboards.columns import (METRIC_LABELS, PER_K_TASKS, TASK_LABELS, Column, dataset_label,
-                                           format_blocks)
+from maebench.leaderboards.columns import (METRIC_LABELS, PER_K_TASKS, Column, dataset_label, format_blocks,
+                                           labels_label, protocol_label)
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.reference import ARCH_LABELS
 from maebench.leaderboards.table import PAPER, Leaderboard
@@ -57,12 +57,12 @@ def partial_curves(board: Leaderboard, out_dir: Path) -> list[Path]:
     """Top-1 vs number of tuned last blocks K, one line per backbone, one figure per dataset with
     at least two measured K (one K is a bar chart, not a curve). On ImageNet the paper's Fig. 9
     points are drawn dashed. Lines are shifted sideways a little so equal values stay visible."""
-    by_dataset: dict[str, list[Column]] = defaultdict(list)
-    for col in board.columns:
+    by_dataset: dict[tuple[str, str], list[Column]] = defaultdict(list)
+    for col in board.columns:                 # low-label settings are curves of their own
         if col.task in PER_K_TASKS and col.blocks is not None:
-            by_dataset[col.dataset].append(col)
+            by_dataset[(col.dataset, col.labels)].append(col)
     paths = []
-    for dataset, cols in sorted(by_dataset.items()):
+    for (dataset, labels), cols in sorted(by_dataset.items()):
         rows = [r for r in board.measured_rows if any(c in r.cells for c in cols)]
         measured_k = {c.blocks for c in cols if any(c in r.cells for r in rows)}
         if len(measured_k) < 2:
@@ -85,10 +85,10 @@ def partial_curves(board: Leaderboard, out_dir: Path) -> list[Path]:
         ax.set_xlim(-0.5, len(ks) - 0.5)
         ax.set_xlabel("blocks fine-tuned (K; MLP = last block's MLP only)")
         ax.set_ylabel("top-1 (%)")
-        ax.set_title(f"Partial fine-tuning [{dataset_label(dataset)}]")
+        ax.set_title(f"Partial fine-tuning [{dataset_label(dataset)}{', ' + labels_label(labels) if labels else ''}]")
         ax.grid(alpha=0.3)
         _legend_outside(ax)
-        paths.append(_save(fig, out_dir / f"partial_{_slug(dataset)}.png"))
+        paths.append(_save(fig, out_dir / f"partial_{_slug(dataset)}{'_' + _slug(labels) if labels else ''}.png"))
     return paths
 
 
@@ -137,11 +137,11 @@ def task_bars(board: Leaderboard, out_dir: Path) -> list[Path]:
     """One grouped bar chart per (task, dataset): a group per backbone (in the summary's order),
     a bar per metric or K, error bars = sample std over seeds, the paper's number each
     cell is compared with as a black dash. The y-axis starts at 0 and spans bars and dashes."""
-    groups: dict[tuple[str, str], list[Column]] = defaultdict(list)
-    for col in board.columns:
-        groups[(col.task, col.dataset)].append(col)
+    groups: dict[tuple[str, str, str, str], list[Column]] = defaultdict(list)
+    for col in board.columns:                 # one chart per table: protocols and label budgets apart
+        groups[(col.task, col.dataset, col.protocol, col.labels)].append(col)
     paths = []
-    for (task, dataset), cols in groups.items():
+    for (task, dataset, protocol, labels), cols in groups.items():
         rows = [r for r in board.measured_rows if any(c in r.cells for c in cols)]
         if not rows:
             continue
@@ -171,11 +171,13 @@ def task_bars(board: Leaderboard, out_dir: Path) -> list[Path]:
         ax.set_ylim(0, _nice_top(top))
         ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=20, ha="right", fontsize=8)
         ax.set_ylabel(" / ".join(dict.fromkeys(METRIC_LABELS.get(c.metric, c.metric) for c in cols)) + " (%)")
-        ax.set_title(f"{TASK_LABELS.get(task, task)} [{dataset_label(dataset)}]")
+        ax.set_title(f"{protocol_label(task, protocol)} [{dataset_label(dataset)}"
+                     f"{', ' + labels_label(labels) if labels else ''}]")
         ax.grid(axis="y", alpha=0.3)
         if len(cols) > 1 or paper_drawn or task in PER_K_TASKS:     # a single K is still named
             _legend_outside(ax)
-        paths.append(_save(fig, out_dir / f"bars_{_slug(task)}_{_slug(dataset)}.png"))
+        tail = "".join(f"_{_slug(x)}" for x in (protocol, labels) if x)
+        paths.append(_save(fig, out_dir / f"bars_{_slug(task)}_{_slug(dataset)}{tail}.png"))
     return paths
 
 

@@ -107,4 +107,4 @@ def test_terminal_format_fits_the_terminal_width(store, monkeypatch, capsys):
         assert cli_main(["leaderboard", "--results", str(store.path), "--format", "terminal"]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert max(len(line) for line in lines) <= width
-        assert any(line.startswith("mae-tiny") and "72.00 ± 2.00*" in line for line in lines)
+        assert any(line.startswith("mae-tiny") and "72.00 ± 2.00 [67.03, 76.97]*" in line for line in lines)
