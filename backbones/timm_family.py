@@ -299,8 +299,13 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
 
 def probe_features(model, x):
     """[N, 3, H, W] -> [N, probe_dim(model)]: the backbone's documented probe feature."""
+    return probe_from_tokens(model, model.forward_features(x))
+
+
+def probe_from_tokens(model, tokens):
+    """[N, T, D] tokens after the final norm (prefix tokens first) -> the documented probe
+    feature read from them; the linear-probe sweep applies it to earlier blocks' normed tokens too."""
     import torch
-    tokens = model.forward_features(x)
     if getattr(model, "probe_feature", None) == "cls+avg":
         p = int(model.num_prefix_tokens)          # [cls] + registers
         return torch.cat([tokens[:, 0], tokens[:, p:].mean(dim=1)], dim=1)

@@ -45,7 +45,9 @@ def token_features(encoder: nn.Module, x: torch.Tensor, blocks: int,
     first, so [..., -1, :] is the last block), its output after the encoder's final norm, pooled
     as the [cls] token or as the mean of the patch tokens (timm's forward_intermediates with
     norm=True, as DINOv2's linear evaluation reads its last blocks). [cls] of the last block is
-    exactly what `cls_features` returns for a global_pool='token' ViT."""
+    exactly what `cls_features` returns for a global_pool='token' ViT. Pooling 'probe' among
+    others: the backbone's own probe pool (backbones/timm_family.py: EVA-02's fc_norm of the
+    mean, SigLIP's attention pool) applied to each block's normed tokens."""
     from maebench.errors import UsageError
     if tuple(pooling) == ("probe",):                # the backbone's own probe feature, last block
         if blocks != 1:
@@ -65,6 +67,13 @@ def token_features(encoder: nn.Module, x: torch.Tensor, blocks: int,
             per_pool.append(torch.stack([prefix[:, 0] for _, prefix in out], dim=1))
         elif pool == "avg":
             per_pool.append(torch.stack([(o[0] if isinstance(o, tuple) else o).mean(dim=1) for o in out], dim=1))
+        elif pool == "probe":                       # the family's own pool of each block's normed tokens
+            from maebench.backbones.timm_family import probe_from_tokens
+            if getattr(encoder, "probe_feature", None) == "cls+avg":
+                raise UsageError("the cls+avg probe feature is the [cls] and avg columns together: "
+                                 "ask for pooling cls and avg")
+            per_pool.append(torch.stack([probe_from_tokens(encoder, torch.cat([o[1], o[0]], dim=1)
+                                                           if isinstance(o, tuple) else o) for o in out], dim=1))
         else:
             from maebench.errors import unknown
             raise unknown("feature pooling", pool, POOLINGS)

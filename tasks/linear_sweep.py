@@ -2,8 +2,12 @@
 
 Every head is the paper's probe (BatchNorm1d without affine parameters, then a linear layer,
 LARS with momentum 0.9, linear warm-up then cosine) with its own learning rate, weight decay and
-input: the [cls] token or the average-pooled patch tokens, of the last block or of the last 4
-blocks concatenated (DINOv2's linear-evaluation grid). BatchNorm without affine is per feature,
+input: the [cls] token, the average-pooled patch tokens, or the backbone's own probe feature
+where it differs from both (`probe`, backbones/timm_family.py: DINOv2's [cls] concatenated with
+the mean of the patch tokens, registers left out, read from the [cls] and avg columns; EVA-02's
+and BEiT v2's fc_norm of the mean, SigLIP's attention pool, extracted as a channel of their
+own), of the last block or of the last 4 blocks concatenated (DINOv2's linear-evaluation grid).
+BatchNorm without affine is per feature,
 so one normalisation of the union of the inputs serves every head; the heads reading the same
 input (its columns of that union) form a group whose step is one matrix product forward and one
 backward for all of them, with the cross-entropy gradient written out (no autograd graph). Heads do not
@@ -30,7 +34,7 @@ BN_MOMENTUM, BN_EPS, INIT_STD, TRUST_COEFF = 0.1, 1e-6, 0.01, 0.001
 class HeadSpec:
     lr: float                 # base lr: the peak lr is lr x batch / 256, as the protocol's base_lr
     weight_decay: float
-    pooling: str              # "cls" or "avg"
+    pooling: str              # "cls", "avg", "cls+avg" (both columns) or "probe" (its own channel)
     blocks: int               # last 1 or last 4 blocks
 
     def as_dict(self) -> dict:
@@ -53,10 +57,44 @@ def grid(cfg: dict) -> list[HeadSpec]:
     if any(x <= 0 for x in lrs) or any(x < 0 for x in wds):
         raise UsageError(f"sweep_lrs must be > 0 and sweep_weight_decays >= 0, got {lrs} and {wds}")
     for p in pools:
-        if p not in ("cls", "avg"):
+        if p not in SWEEP_POOLINGS:
             from maebench.errors import unknown
-            raise unknown("sweep_pooling value", p, ("cls", "avg"))
+            raise unknown("sweep_pooling value", p, SWEEP_POOLINGS)
     return [HeadSpec(lr, wd, p, b) for p in pools for b in blocks for wd in wds for lr in lrs]
+
+
+SWEEP_POOLINGS = ("cls", "avg", "probe")
+CHANNELS = ("cls", "avg", "probe")          # the extracted poolings, in the features' order
+
+
+def resolve_probe(specs: list[HeadSpec], probe_kind: str | None) -> tuple[list[HeadSpec], str | None]:
+    """The grid for a backbone whose documented probe feature is `probe_kind` (the registry
+    entry's `probe`: None for maebench's ViTs, else cls+avg | token | avg | map), and a note on
+    what changed. `probe` heads become [cls] heads where the probe feature is the [cls] token
+    (duplicates dropped), 'cls+avg' heads for DINOv2, and stay a channel of their own for the
+    rest; a backbone without [cls] (SigLIP's attention pool) loses its [cls] heads."""
+    kind = probe_kind or "token"
+    as_pool = {"token": "cls", "pre_logits": "cls", "cls+avg": "cls+avg"}.get(kind, "probe")
+    out, note = [], None
+    for h in specs:
+        h = HeadSpec(h.lr, h.weight_decay, as_pool, h.blocks) if h.pooling == "probe" else h
+        if h not in out:
+            out.append(h)
+    if kind == "map" and any(h.pooling == "cls" for h in out):
+        kept = [h for h in out if h.pooling != "cls"]
+        if not kept:
+            raise UsageError("this backbone has no [cls] token (its probe feature is an attention pool): "
+                             "use sweep_pooling [avg, probe]")
+        out, note = kept, "no [cls] token: the cls heads are left out"
+    if any(h.pooling == "probe" for h in specs):
+        note = ", ".join(x for x in (note, f"the backbone's probe feature ({kind}) as '{as_pool}' heads") if x)
+    return out, note
+
+
+def channels(specs: list[HeadSpec]) -> tuple[str, ...]:
+    """The poolings to extract for `specs` ('cls+avg' reads the cls and avg channels)."""
+    need = {p for h in specs for p in (("cls", "avg") if h.pooling == "cls+avg" else (h.pooling,))}
+    return tuple(p for p in CHANNELS if p in need)
 
 
 def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,11 +117,13 @@ def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[tor
 
 
 class _Group:
-    """The heads reading one input (pooling, blocks): columns [start, end) of the normalised
-    union, weights [D, heads, classes] so that all its heads are one matrix product."""
+    """The heads reading one input (pooling, blocks): column ranges `segs` [(start, end), ...] of
+    the normalised union (one range, or two for 'cls+avg'), weights [D, heads, classes] (D the
+    ranges' total width, in their order) so that all its heads are one matrix product."""
 
-    def __init__(self, heads: list[int], start: int, end: int):
-        self.heads, self.start, self.end = heads, start, end
+    def __init__(self, heads: list[int], segs: list[tuple[int, int]]):
+        self.heads, self.segs = heads, segs
+        self.width = sum(e - s for s, e in segs)
         self.w: torch.Tensor | None = None
         self.off = 0                                   # first position of its heads in group order
         self.buf: torch.Tensor | None = None
@@ -98,7 +138,7 @@ class HeadBank:
             from maebench.errors import unknown
             raise unknown("sweep optimizer", optimizer, ("lars", "sgd"))
         self.specs, self.device, self.optimizer, self.momentum = specs, device, optimizer, momentum
-        self.pools = [p for p in pooling if any(s.pooling == p for s in specs)]
+        self.pools = [p for p in pooling if p in channels(specs)]
         self.nblocks = max(s.blocks for s in specs)
         if self.nblocks > blocks:
             raise UsageError(f"a head reads the last {self.nblocks} blocks but only {blocks} were extracted")
@@ -107,17 +147,20 @@ class HeadBank:
         width = len(self.pools) * self.nblocks * dim
         groups: dict[tuple[str, int], _Group] = {}
         for h, s in enumerate(specs):
-            start = (self.pools.index(s.pooling) * self.nblocks + self.nblocks - s.blocks) * dim
-            groups.setdefault((s.pooling, s.blocks), _Group([], start, start + s.blocks * dim)).heads.append(h)
+            segs = []
+            for p in (("cls", "avg") if s.pooling == "cls+avg" else (s.pooling,)):
+                start = (self.pools.index(p) * self.nblocks + self.nblocks - s.blocks) * dim
+                segs.append((start, start + s.blocks * dim))
+            groups.setdefault((s.pooling, s.blocks), _Group([], segs)).heads.append(h)
         self.groups = list(groups.values())
         self.order = [h for grp in self.groups for h in grp.heads]     # heads in group order
         off = 0
         for grp in self.groups:
-            w = torch.empty(grp.end - grp.start, len(grp.heads), num_classes)
+            w = torch.empty(grp.width, len(grp.heads), num_classes)
             for j in range(len(grp.heads)):
                 # every head draws its own init from `seed`: the same head alone or in any grid
                 g = torch.Generator().manual_seed(seed)
-                w[:, j] = torch.nn.init.trunc_normal_(torch.empty(num_classes, grp.end - grp.start),
+                w[:, j] = torch.nn.init.trunc_normal_(torch.empty(num_classes, grp.width),
                                                       std=INIT_STD, generator=g).T
             grp.w, grp.off = w.to(device), off
             off += len(grp.heads)
@@ -150,7 +193,11 @@ class HeadBank:
         out = []
         for grp in self.groups:
             d, hg, c = grp.w.shape
-            out.append((z[:, grp.start:grp.end] @ grp.w.view(d, hg * c)).view(-1, hg, c))
+            w, row, y = grp.w.view(d, hg * c), 0, None
+            for s, e in grp.segs:                # one product per column range ('cls+avg': two)
+                part = z[:, s:e] @ w[row:row + e - s]
+                y, row = part if y is None else y + part, row + e - s
+            out.append(y.view(-1, hg, c))
         return (out[0] if len(out) == 1 else torch.cat(out, dim=1)) + self.b
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: torch.Tensor) -> None:
@@ -173,7 +220,9 @@ class HeadBank:
         for grp in self.groups:
             dim, hg, c = grp.w.shape
             sl = slice(grp.off, grp.off + hg)
-            gw = (z[:, grp.start:grp.end].T @ d[:, sl].reshape(n, hg * c)).view(dim, hg, c)
+            dd = d[:, sl].reshape(n, hg * c)
+            gw = (z[:, grp.segs[0][0]:grp.segs[0][1]].T @ dd if len(grp.segs) == 1 else
+                  torch.cat([z[:, s:e].T @ dd for s, e in grp.segs])).view(dim, hg, c)
             wd = self.wd[sl].view(1, hg, 1)
             if self.optimizer == "lars":                                    # timm Lars, always_adapt for W
                 wn = grp.w.square().sum(dim=(0, 2)).sqrt()

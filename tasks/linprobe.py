@@ -220,8 +220,9 @@ def train_sweep(args, s: Setup) -> int:
     retrained on all of it and scored once on the evaluation split."""
     cfg, device = s.cfg, s.device
     seed = getattr(args, "seed", 0) or 0
-    specs = linear_sweep.grid(cfg)
-    pooling = tuple(p for p in ("cls", "avg") if any(h.pooling == p for h in specs))
+    probe_kind = getattr(s.entry, "probe", None)          # the family's documented probe feature
+    specs, probe_note = linear_sweep.resolve_probe(linear_sweep.grid(cfg), probe_kind)
+    pooling = linear_sweep.channels(specs)
     blocks = max(h.blocks for h in specs)
     # the held-out slice from the labels alone, so an empty one fails before a row exists
     fit_i, held_i = linear_sweep.holdout_split(torch.tensor(s.data.train_targets), float(cfg["holdout"]), seed)
@@ -245,8 +246,9 @@ def train_sweep(args, s: Setup) -> int:
                    "sweep_train_s": round(sweep_s, 3),
                    "sweep": {"head": "linear", "grid": {"lr": sorted({h.lr for h in specs}),
                                                         "weight_decay": sorted({h.weight_decay for h in specs}),
-                                                        "pooling": list(pooling),
-                                                        "blocks": sorted({h.blocks for h in specs})},
+                                                        "pooling": list(dict.fromkeys(h.pooling for h in specs)),
+                                                        "blocks": sorted({h.blocks for h in specs}),
+                                                        "probe_feature": probe_kind or "token"},
                              "heads": [{**h.as_dict(), "holdout_top1": sc["top1"], "holdout_loss": sc["loss"]}
                                        for h, sc in zip(specs, held)],
                              "chosen": {**chosen.as_dict(), "peak_lr": chosen.lr * batch / 256,
@@ -261,13 +263,15 @@ def train_sweep(args, s: Setup) -> int:
             metrics["label_subset"] = rec
         run.finish(metrics)
     if dist.is_main():
+        if probe_note:
+            print(f"linprobe (sweep): {probe_note}")
         _print_sweep(specs, held, best, final, len(fr.val.labels), run.run_id)
     return 0
 
 
 def _print_sweep(specs, held, best, final, n_val, run_id) -> None:
     print(f"linprobe (sweep): {len(specs)} heads; best held-out top-1 per input:")
-    for pool in ("cls", "avg"):
+    for pool in dict.fromkeys(h.pooling for h in specs):
         for b in sorted({h.blocks for h in specs}):
             idx = [i for i, h in enumerate(specs) if h.pooling == pool and h.blocks == b]
             if idx:

@@ -64,7 +64,8 @@ def test_sweep_row_stores_the_grid_every_held_out_score_the_choice_and_the_final
     (row,) = rows(task="linprobe")
     sw = row.metrics["sweep"]
     assert row.config["sweep"] is True and row.config["holdout"] == 0.1 and row.config["augment"] is False
-    assert sw["grid"] == {"lr": [0.3, 3.0, 30.0], "weight_decay": [0.0], "pooling": ["cls", "avg"], "blocks": [1, 4]}
+    assert sw["grid"] == {"lr": [0.3, 3.0, 30.0], "weight_decay": [0.0], "pooling": ["cls", "avg"], "blocks": [1, 4],
+                          "probe_feature": "token"}   # a maebench ViT: its probe feature is [cls]
     assert len(sw["heads"]) == 12 and all(0 <= h["holdout_top1"] <= 100 for h in sw["heads"])
     assert (sw["fit_images"], sw["holdout_images"]) == (36, 4)            # 1 of each class's 10 held out
     best = max(h["holdout_top1"] for h in sw["heads"])
