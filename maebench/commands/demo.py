@@ -151,7 +151,8 @@ def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common
         opts += ["--epochs", QUICK_EPOCHS[task]]
     argv = ["run", "--task", task, "--backbone", backbone_name(key, quick), "--data",
             str(world / DATA_KIND.get(task, "classification")), *opts, *common, "--seed", str(seed)]
-    label = f"{task}{'' if k is None else ' K=' + k} {key} (seed {seed})"
+    swept = task == "linprobe" and "--no-sweep" not in opts and {"--cached-features", "--sweep"} & set(opts)
+    label = f"{task}{' (swept)' if swept else ''}{'' if k is None else ' K=' + k} {key} (seed {seed})"
     return Stage(label, argv, task, key, seed, float(ESTIMATE[task]), {"blocks": k})
 
 

@@ -78,9 +78,15 @@ def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
         if r.task.startswith("pretrain-"):
             pretrain_s[key] = r.wall_time_s or 0.0
             continue
-        newest[(key, r.task, _blocks(r.config.get("blocks")) if r.task == "partial" else None, r.seed)] = r
+        newest[(key, r.task, _blocks(r.config.get("blocks")) if r.task == "partial" else None, r.seed,
+                _variant(r))] = r
+    # partial K=0 writes a single-lr linprobe row of its own: the linear column shows one protocol,
+    # the linear-probe stage's (the variant run for the most backbones)
+    lin = _linear_variant(r for r in newest.values() if r.task == "linprobe")
     cells: dict[tuple, list[float]] = {}
-    for (key, task, k, _seed), r in newest.items():
+    for (key, task, k, _seed, variant), r in newest.items():
+        if task == "linprobe" and variant != lin:
+            continue
         for _h, t, metric, col_k in COLUMNS:
             if t == task and col_k == k and isinstance(r.metrics.get(metric), (int, float)):
                 cells.setdefault((key, task, metric, k), []).append(float(r.metrics[metric]))
@@ -105,8 +111,53 @@ class Report:
     summary_text: str
 
 
-def table(cells: dict, pretrain_s: dict, left_out: list[tuple[str, str]], keys: list[str]) -> str:
-    head = ["backbone", "pretraining", *(h for h, *_ in COLUMNS)]
+def _variant(r) -> tuple[str, str]:
+    """(protocol, label budget) of a row, by the leaderboard's rules: ('sweep', 'N=1000')."""
+    from maebench.leaderboards.columns import labels_of, protocol_of
+    return protocol_of(r.task, r.config), labels_of(r.config)
+
+
+def _linear_variant(rows) -> tuple[str, str] | None:
+    """The linear probe's variant run for the most backbones (the swept one on a tie)."""
+    backbones: dict[tuple, set] = {}
+    for r in rows:
+        backbones.setdefault(_variant(r), set()).add(r.backbone)
+    return max(backbones, key=lambda v: (len(backbones[v]), v[0] == "sweep")) if backbones else None
+
+
+def protocols(results: Path, names: dict[str, str]) -> dict[str, str]:
+    """Task -> how the demo's runs of it shown in the report were measured, read from their
+    configs with the leaderboard's rules: 'swept, 1000/class' (linear probe), '1000/class' (k-NN)."""
+    rows = [r for r in _rows(results) if r.backbone in names.values() and r.task in ("finetune", "linprobe", "knn")]
+    lin = _linear_variant(r for r in rows if r.task == "linprobe")
+    seen: dict[str, set] = {}
+    for r in rows:
+        if r.task != "linprobe" or _variant(r) == lin:
+            seen.setdefault(r.task, set()).add(_variant(r))
+    out = {}
+    for task, found in seen.items():
+        words = []
+        for p, lab in sorted(found):
+            how = {"sweep": "swept", "logreg": "logreg"}.get(p, "single lr" if task == "linprobe" else "")
+            n = f"{lab[2:]}/class" if lab.startswith("N=") else f"{lab[2:]} of the labels" if lab else ""
+            words.append(", ".join(x for x in (how, n) if x))
+        out[task] = "; ".join(w for w in words if w)
+    return out
+
+
+PROTOCOL_NOTE = ("the swept linear probe (`--cached-features` runs the sweep: every head of a learning-rate x "
+                 "weight-decay x input grid trained on cached features, the best on a held-out 10 % of the training "
+                 "labels retrained on all of them and scored once), not the paper's single-lr protocol "
+                 "(`maebench run --task linprobe --cached-features --no-sweep`); nothing here is compared with the "
+                 "paper's numbers: the fashion world is not its dataset.")
+
+
+def table(cells: dict, pretrain_s: dict, left_out: list[tuple[str, str]], keys: list[str],
+          how: dict[str, str] | None = None) -> str:
+    """`how`: task -> what its runs measured (protocols()), named in the column header."""
+    how = how or {}
+    head = ["backbone", "pretraining", *(f"{h.split(' (')[0]} ({how[t]})" if how.get(t) else h
+                                         for h, t, *_ in COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in keys:
         row = [LABELS[key], f"{pretrain_s[key] / 60:.1f} min" if key in pretrain_s else "none (random init)"]
@@ -169,7 +220,10 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
                  load: tuple, estimates: dict) -> Report:
     cells, pretrain_s = collect(results, names)
     runs = _rows(results)
+    how = protocols(results, names)
     summary_lines = summary(cells, seeds)
+    if how.get("linprobe", "").startswith("swept"):
+        summary_lines.insert(-1, f"Linear probe: {PROTOCOL_NOTE}")
     keys = list(names)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
     scale = ("the reduced fashion world (--quick: 1,000 training images, 1-2 epochs per stage; a smoke test, "
@@ -187,8 +241,9 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
         f"vit-micro backbones on {scale}. Recipes: the `vit-micro` entries of maebench/protocols/*.yaml "
         "(docs/cpu-recipes.md).",
         "",
-        table(cells, pretrain_s, left_out, keys),
+        table(cells, pretrain_s, left_out, keys, how),
         "",
+        *([f"Linear probe: {PROTOCOL_NOTE}", ""] if how.get("linprobe", "").startswith("swept") else []),
         "† pretrained with all 60k training labels (supervised): not a low-label result. "
         "‡ the partial fine-tuning curve (the paper's Fig. 9) is run for MAE norm-pixel and MoCo v3; "
         "K=0 is the linear-probe protocol on the same 100 labels per class, K=all is the fine-tuning column.",
