@@ -18,7 +18,7 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +34,7 @@ from maebench.compiling import maybe_compile
 from maebench.errors import MaebenchError, unknown
 from maebench.flops import peak_memory_mb
 from maebench.loading import train_loader
+from maebench.microbatch import choose as choose_micro_batch
 from maebench.optim import lr_at, param_groups as default_groups
 from maebench.progress import Progress
 from maebench.signals import StopFlag, agree
@@ -138,6 +139,11 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
     if steps < 1:
         raise MaebenchError(f"the training set has {len(train_set)} samples, fewer than one batch of "
                             f"{tc.batch_size}: lower batch_size")
+    micro, accum = choose_micro_batch(      # the machine's micro-batch; global batch kept via accum_iter
+        batch_size=tc.batch_size, world=world, accum_iter=tc.accum_iter, model=model, train_set=train_set,
+        requested=cfg.get("micro_batch") if isinstance(cfg, dict) else None, loss_fn=loss_fn,
+        collate_fn=collate_fn, device=device, amp=tc.amp, num_workers=tc.num_workers, optimizer=tc.optimizer, log=log)
+    tc = replace(tc, accum_iter=accum)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     workers_gen = torch.Generator()
     loader = train_loader(train_set, micro, sampler, workers_gen, tc, collate_fn, device, log)   # maebench/loading.py
