@@ -73,9 +73,10 @@ PROTOCOLS = ("", "sweep", "logreg")
 PROTOCOL_LABELS = {"sweep": "linear (swept)", "logreg": "logreg"}
 PROTOCOL_NOTES = {
     "sweep": "swept: every head of a learning-rate x weight-decay x input ([cls] / average-pooled patch "
-             "tokens / the backbone's own probe feature; last 1 or 4 blocks) grid trained on cached features, "
-             "the one with the best top-1 on a held-out slice of the training set retrained on all of it and "
-             "scored once; not the paper's single-lr protocol, so never compared with the paper",
+             "tokens / the backbone's own probe feature where it differs from both; last 1 or 4 blocks) grid "
+             "trained on cached features, the one with the best top-1 on a held-out slice of the training set "
+             "retrained on all of it and scored once; not the paper's single-lr protocol, so never compared "
+             "with the paper",
     "logreg": "logreg: L-BFGS logistic regression on cached features, C chosen on a held-out slice of the "
               "training set; not the paper's protocol, so never compared with the paper",
 }

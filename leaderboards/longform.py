@@ -10,8 +10,8 @@ one DataFrame with the same columns from either format:
 run fields are empty and `value` is the paper's). A measured record carries the paper number
 its cell is compared with (`paper_value`), so Δ = mean(value) - paper_value per cell.
 
-`protocol` ('' = the task's own, 'sweep', 'logreg') and `labels` ('' = all, 'N=10' per class,
-'F=0.1' of the labels) are part of the cell, as task, dataset, k and metric are: group by all of
+`protocol` (empty = the task's own, 'sweep', 'logreg') and `labels` (empty = all, 'N=10' per
+class, 'F=0.1' of the labels) are part of the cell, as task, dataset, k and metric are: group by all of
 them. `n`, `mean`, `std` (sample) and `ci95_low` / `ci95_high` (the 95 % Student-t interval of
 the mean, named in `interval`) summarise the cell a measured record belongs to, repeated on each
 of its records (empty for one run)."""
@@ -35,7 +35,7 @@ def records(board: Leaderboard) -> list[dict]:
         runs = {r.run_id: r for r in row.runs}
         for col, cell in sorted(row.cells.items(), key=lambda kv: kv[0].sort_key()):
             base = {"backbone": row.label, "family": row.family, "arch": row.arch, "task": col.task,
-                    "dataset": col.dataset, "k": col.blocks, "protocol": col.protocol, "labels": col.labels,
+                    "dataset": col.dataset, "k": col.blocks, "protocol": col.protocol or None, "labels": col.labels or None,
                     "metric": col.metric}
             if row.kind == PAPER:
                 out.append({f: None for f in FIELDS} | base | {

@@ -232,7 +232,8 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
         (kept if kind == "Δ" else kept_ci).remove(c)
         view = build(kept, kept_ci)
     spec = TASK_TABLE.get(task)
-    about = spec.summary[:1].upper() + spec.summary[1:] + ". " if spec and spec.summary else ""
+    # the task table's summary describes its own protocol: another protocol's note replaces it
+    about = spec.summary[:1].upper() + spec.summary[1:] + ". " if spec and spec.summary and not protocol else ""
     view.caption.append(about + _units(task, cols))
     if protocol in PROTOCOL_NOTES:
         view.caption.append(f"{PROTOCOL_NOTES[protocol][:1].upper()}{PROTOCOL_NOTES[protocol][1:]}.")

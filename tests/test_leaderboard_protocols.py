@@ -80,7 +80,8 @@ def test_swept_tables_say_how_the_head_was_chosen(board):
 def test_csv_and_json_records_carry_protocol_and_labels(board):
     records = json.loads(write_board(board, None, "json"))
     lin = {(r["protocol"], r["labels"], r["value"]) for r in records if r["task"] == "linprobe" and r["kind"] == "measured"}
-    assert lin == {("", "", 70.0), ("", "", 74.0), ("sweep", "", 80.0), ("logreg", "", 78.0), ("sweep", "N=10", 50.0)}
+    assert lin == {(None, None, 70.0), (None, None, 74.0), ("sweep", None, 80.0), ("logreg", None, 78.0),
+                   ("sweep", "N=10", 50.0)}
     rows = list(csv.DictReader(io.StringIO(write_board(board, None, "csv"))))
     assert {(r["protocol"], r["labels"]) for r in rows if r["task"] == "knn"} == {("", ""), ("", "N=10"), ("", "F=0.1")}
 
