@@ -50,7 +50,7 @@ TIMEOUT = 600
 # checkpoint / results-store / registry write, with the worker's rank, to $MAEBENCH_TEST_WRITES.
 BOOT = r'''
 import os, runpy, sys
-from maebench import checkpoint, engine, results
+from maebench import checkpoint, checkpointer, results
 from maebench.backbones import registry
 
 log, rank = os.environ["MAEBENCH_TEST_WRITES"], os.environ["RANK"]
@@ -65,7 +65,7 @@ def logged(what, fn):
 
 
 checkpoint.save_atomic = logged("save", checkpoint.save_atomic)
-engine.save_atomic = logged("save", engine.save_atomic)
+checkpointer.save_atomic = logged("save", checkpointer.save_atomic)
 for name in ("start", "finish", "fail"):
     setattr(results.ResultsStore, name, logged(f"results.{name}", getattr(results.ResultsStore, name)))
 registry.register = logged("register", registry.register)
