@@ -6,8 +6,9 @@ to the results store; the other ranks get a handle whose `finish` does nothing.
 
 A run directory is locked while a process trains in it (maebench.runlock; rank 0's lock under
 torchrun): the same command started twice fails at once in the second, naming the first. A run
-whose row is done is not trained again unless asked: without --resume or --force, the command
-says it is done, prints its metrics and ends with exit 0 (RunDone).
+whose row is done, in the same run directory, is not trained again unless asked: without --resume
+or --force, the command says it is done, prints its metrics and ends with exit 0 (RunDone);
+another --out is a new run.
 
 What the backbone is (family, architecture, the paper rows it stands for) is written into the
 row when the run starts, so the leaderboard never needs the live registry: a backbone removed
@@ -54,8 +55,8 @@ def _done_message(row, out_dir: Path) -> str:
 
 
 def _claim(out_dir: Path, store: ResultsStore, run_id: str, resume: bool, force: bool):
-    """Rank 0: lock the run directory, then refuse (RunDone) a finished run unless asked to
-    resume or force it. Returns (lock, None) or (None, the RunDone / RunLocked to raise)."""
+    """Rank 0: lock the run directory, then refuse (RunDone) a run finished in it unless asked
+    to resume or force it. Returns (lock, None) or (None, the RunDone / RunLocked to raise)."""
     import sys
 
     from maebench.runlock import RunLock
@@ -68,7 +69,8 @@ def _claim(out_dir: Path, store: ResultsStore, run_id: str, resume: bool, force:
         print(f"maebench: note: {note}", file=sys.stderr)
     if not (resume or force):
         try:
-            done = store.rows(run_id=run_id, status="done")
+            done = [r for r in store.rows(run_id=run_id, status="done")      # in this directory: another
+                    if r.out_dir and Path(r.out_dir).resolve() == out_dir.resolve()]  # --out is a new run
         except MaebenchError as e:
             lock.release()
             return None, e

@@ -1,7 +1,7 @@
 """Run locks and finished runs: one process trains in a run directory at a time; the same command
 started twice fails at once in the second, naming the first (pid, host, start time); a lock left
 by a dead process is taken over with a note; a finished run asked for again without --resume
-prints its metrics, exits 0 and trains nothing, unless --force."""
+prints its metrics, exits 0 and trains nothing, unless --force (or another --out)."""
 import json
 import os
 import socket
@@ -122,3 +122,5 @@ def test_a_finished_run_asked_again_prints_its_metrics_and_trains_nothing_unless
     assert "finetune epoch 1/1" in out and "already done" not in out
     (forced,) = ResultsStore(tmp_path / "results.sqlite").rows()
     assert forced.status == "done" and forced.run_id == row.run_id
+    code, out, err, _ = once(args + ["--out", str(tmp_path / "elsewhere")], tmp_path)   # another directory:
+    assert code == 0 and "finetune epoch 1/1" in out and "already done" not in out        # a new run
