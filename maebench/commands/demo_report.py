@@ -49,8 +49,10 @@ def _rows(results: Path):
     return [r for r in ResultsStore(results).rows() if r.status == "done"]
 
 
-def newest_summary(results: Path) -> str:
-    rows = _rows(results)
+def newest_summary(results: Path, task: str | None = None, backbone: str | None = None) -> str:
+    """The headline metrics of the newest finished row of this task and backbone."""
+    rows = [r for r in _rows(results) if (task is None or r.task in (task, f"pretrain-{task}"))
+            and (backbone is None or r.backbone == backbone)]
     if not rows:
         return "no result row"
     row = max(rows, key=lambda r: r.created)
