@@ -194,8 +194,9 @@ def main(args: argparse.Namespace) -> int:
         ledger[key] = "done"
         ledger_path.write_text(json.dumps(ledger, indent=1))
         if stage.kind not in ("data", "visualize"):
-            print(f"    {stage.label}: {demo_report.newest_summary(results, None if stage.kind == "pretrain" else stage.kind,
-                                                                   backbone_name(stage.backbone, args.quick))} ({time.time() - t0:.0f} s)", flush=True)
+            task = None if stage.kind == "pretrain" else stage.kind
+            shown = demo_report.newest_summary(results, task, backbone_name(stage.backbone, args.quick))
+            print(f"    {stage.label}: {shown} ({time.time() - t0:.0f} s)", flush=True)
 
     command = "maebench demo" + (" --quick" if args.quick else "") + (" --all" if args.all else "") + \
         (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "")
