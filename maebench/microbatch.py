@@ -168,6 +168,12 @@ def _sample_bytes(sample: Any) -> int:
     return 0
 
 
+def _one_value_per_channel(e: BaseException) -> bool:
+    """BatchNorm's refusal to train on one value per channel (a 1-image batch through a pooled or
+    1-d BatchNorm, e.g. a linear probe's or a pyramid-pooling head's)."""
+    return isinstance(e, ValueError) and "Expected more than 1 value per channel" in str(e)
+
+
 def _out_of_memory(e: BaseException) -> bool:
     return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or (
         isinstance(e, RuntimeError) and ("can't allocate memory" in str(e) or "out of memory" in str(e)))
@@ -247,7 +253,7 @@ def _on_cuda(trial: Trial, sizes: list[int], device) -> tuple[int, str]:
             trial(m)
             fits = True
         except Exception as e:  # noqa: BLE001 - only out-of-memory is handled here
-            if not _out_of_memory(e):
+            if not (_out_of_memory(e) or _one_value_per_channel(e)):
                 raise
             fits = False
             trial.model.zero_grad(set_to_none=True)
@@ -266,19 +272,28 @@ def _on_cpu(trial: Trial, sizes: list[int], num_workers: int, optimizer: str) ->
     per_worker_sample = _sample_bytes(trial.train_set[0]) if num_workers else 0
     _trim()
     rss0 = _status("VmRSS")
+    low = 1                             # the smallest micro-batch the model trains on
     try:
-        p1 = peak_rss_of(lambda: trial(1)) - rss0
-        p2 = peak_rss_of(lambda: trial(2)) - rss0 if sizes[0] > 1 else p1
+        try:
+            p_low = peak_rss_of(lambda: trial(1)) - rss0
+        except ValueError as e:         # BatchNorm over a single value per channel cannot train
+            if not _one_value_per_channel(e) or sizes[0] < 2:
+                raise
+            low = 2
+            p_low = peak_rss_of(lambda: trial(2)) - rss0
+        p_high = peak_rss_of(lambda: trial(2 * low)) - rss0 if sizes[0] >= 2 * low else p_low
     except Exception as e:  # noqa: BLE001 - only running out of memory is handled here
         if not _out_of_memory(e):
             raise
-        raise MaebenchError(f"not enough memory to train: a step of one image could not allocate its memory "
+        raise MaebenchError(f"not enough memory to train: a step of {low} image(s) could not allocate its memory "
                             f"({gb(free if room_as is None else min(free, room_as))} available, {source}); lower "
                             "the image size (--set img_size=...) or the loader workers (--set num_workers=0)") from None
-    per_image = max(p2 - p1, 0)
+    per_image = max(p_high - p_low, 0) / low
+    p1 = p_low - (low - 1) * per_image
+    sizes = [m for m in sizes if m >= low]
 
     def need(m: int) -> tuple[int, int]:
-        own = p1 + (m - 1) * per_image + state
+        own = int(p1 + (m - 1) * per_image + state)
         return own, own + num_workers * (WORKER_BASE + PREFETCH * m * per_worker_sample)
 
     def worker(m: int) -> int:          # a forked worker has the parent's address space and room
@@ -293,9 +308,9 @@ def _on_cpu(trial: Trial, sizes: list[int], num_workers: int, optimizer: str) ->
             if m == sizes[0]:
                 return m, said
             return m, f"would need ~{gb(need(sizes[0])[1])}; {said}"
-    own, total = need(1)
+    own, total = need(low)
     workers = f", {num_workers} loader workers ~{gb(total - own)}" if num_workers else ""
-    raise MaebenchError(f"not enough memory to train: one image per step needs ~{gb(total)} (1 image ~{gb(p1)}, "
+    raise MaebenchError(f"not enough memory to train: {low} image(s) per step need ~{gb(total)} (1 image ~{gb(p1)}, "
                         f"optimizer state ~{gb(state)}{workers}) but {gb(free if room_as is None else min(free, room_as))} "
                         f"is available ({source}); lower the image size (--set img_size=...) or the loader workers "
                         "(--set num_workers=0)")

@@ -68,8 +68,18 @@ def test_when_one_image_does_not_fit_it_stops_before_training_in_one_line(monkey
     with pytest.raises(MaebenchError) as e:
         choose(convnet(), monkeypatch, free=1 << 20)
     text = str(e.value)
-    assert text.startswith("not enough memory to train: one image per step needs ~") and "\n" not in text
+    assert text.startswith("not enough memory to train: 1 image(s) per step need ~") and "\n" not in text
     assert "available (cgroup memory limit)" in text and "--set img_size=" in text and "--set num_workers=0" in text
+
+
+def test_a_model_whose_batchnorm_cannot_train_on_one_image_is_measured_from_two(monkeypatch):
+    """A linear probe's BatchNorm1d refuses a 1-image training batch; the trial steps use 2 and 4."""
+    torch.manual_seed(0)
+    probe = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 256), nn.BatchNorm1d(256, affine=False), nn.Linear(256, 2))
+    tried, call = [], microbatch.Trial.__call__
+    monkeypatch.setattr(microbatch.Trial, "__call__", lambda self, n: (tried.append(n), call(self, n)))
+    m, accum, line = choose(probe, monkeypatch, free=1 << 30)
+    assert tried == [1, 2, 4] and (m, accum) == (32, 1) and "as the recipe" in line
 
 
 def test_trial_steps_leave_the_model_and_the_rng_as_they_were(monkeypatch):
