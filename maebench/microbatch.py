@@ -6,7 +6,8 @@ split suits the hardware it was published on (ViTDet: 64 GPUs x 1 image); on one
 may not fit, and a process that outgrows the machine is killed by the kernel without a word.
 So before the first optimizer step:
 
-  - `--set micro_batch=N` fixes the micro-batch (N must divide the per-process batch);
+  - `--set micro_batch=N` fixes the micro-batch: at most N images per forward, the largest such
+    number that divides the per-process batch;
   - on CUDA, the recipe's micro-batch is tried and halved on out-of-memory (as accelerate's
     find_executable_batch_size does), with one forward and backward per try;
   - on a CPU, short steps of 1 and 2 images are measured (peak resident memory, via
@@ -31,7 +32,7 @@ import torch
 
 from maebench import distributed as dist
 from maebench.batching import micro_batch
-from maebench.errors import MaebenchError, UsageError
+from maebench.errors import MaebenchError
 
 HEADROOM = 0.85          # use at most this share of what is available
 WORKER_BASE = 300 << 20  # a loader worker's own memory before it holds a batch (estimate)
@@ -186,13 +187,13 @@ def choose(*, batch_size: int, world: int, accum_iter: int, requested: int | Non
     """(micro-batch, accum_iter) for this process; see the module docstring."""
     recipe = micro_batch(batch_size, world, accum_iter)
     per_process = recipe * accum_iter
-    if requested is not None:
-        if per_process % requested:
-            raise UsageError(f"config key 'micro_batch' ({requested}) must divide the {per_process} images each of "
-                             f"{world} process(es) takes per optimizer step (batch_size {batch_size})")
-        log(f"micro-batch {requested} per process, accum_iter {per_process // requested} (--set micro_batch; "
+    if requested is not None:           # at most `requested` images per forward: the largest divisor
+        m = max(d for d in range(1, min(requested, per_process) + 1) if per_process % d == 0)
+        why = "" if m == requested else (f", the largest that divides the {per_process} images per process "
+                                         f"and is at most micro_batch {requested}")
+        log(f"micro-batch {m} per process, accum_iter {per_process // m} (config key micro_batch{why}; "
             f"global batch {batch_size} kept)")
-        return requested, per_process // requested
+        return m, per_process // m
     sizes = [m for m in range(recipe, 0, -1) if per_process % m == 0]
     try:
         with Trial(model, train_set, loss_fn, collate_fn, device, amp) as trial:

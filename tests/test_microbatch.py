@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from maebench import microbatch
 from maebench.engine import fit
-from maebench.errors import MaebenchError, UsageError
+from maebench.errors import MaebenchError
 from loop_config import loop_cfg
 
 CPU = torch.device("cpu")
@@ -107,11 +107,11 @@ def test_on_cuda_the_micro_batch_is_halved_until_a_step_fits():
     assert (m, trial.tried) == (4, [16, 8, 4]) and why == "ran out of GPU memory; 4 fit"
 
 
-def test_micro_batch_set_by_hand_must_divide_the_batch():
+def test_micro_batch_set_by_hand_is_at_most_that_many_images_per_forward():
     m, accum, line = choose(convnet(), requested=8)
-    assert (m, accum) == (8, 4) and "(--set micro_batch; global batch 32 kept)" in line
-    with pytest.raises(UsageError, match=r"config key 'micro_batch' \(5\) must divide the 32 images"):
-        choose(convnet(), requested=5)
+    assert (m, accum) == (8, 4) and "(config key micro_batch; global batch 32 kept)" in line
+    assert choose(convnet(), requested=5)[:2] == (4, 8)                 # the largest divisor of 32 up to 5
+    assert choose(convnet(), requested=256)[:2] == (32, 1)              # a recipe's 256 on a batch of 32
 
 
 def test_gradient_accumulation_gives_the_update_of_the_whole_batch(tmp_path):
