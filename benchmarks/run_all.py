@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> str:
                + ("" if s.row_quick else " --full")}
     if args.row_json:
         res["commands"]["row"] = f"{res['row']['command']}` (its own run, started {res['row']['started']}; read " \
-                                 f"by `--row-json {args.row_json}`"
+                                 f"by `--row-json {args.row_json}"
     wall["row"] = time.perf_counter() - t
     peak.sample()
 
