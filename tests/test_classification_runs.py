@@ -60,7 +60,8 @@ def test_finetune_on_embedded_set_stores_a_row(micro, capsys):
     assert 0 <= row.metrics["top1"] <= row.metrics["top5"] <= 100
     assert row.metrics["val_images"] == 200                               # the embedded val split, once each
     assert row.config["labels_per_class"] == 2 and row.config["img_size"] == 16
-    assert row.config["layer_decay"] == 0.75 and row.config["aug"]["mixup"] == 0.8
+    # the effective config: Table 9's layer decay, the vit-micro CPU recipe's lr and augmentation
+    assert row.config["layer_decay"] == 0.75 and row.config["lr"] == 1e-3 and row.config["aug"]["mixup"] == 0.0
 
 
 def test_linprobe_leaves_the_encoder_bit_identical(micro, small_set, tmp_path):
@@ -132,7 +133,7 @@ def test_knn_run_stores_a_row(micro, small_set):
     (["--task", "finetune", "--labels-per-class", 50], 1, "fewer than labels_per_class"),
     (["--task", "finetune", "--labels-per-class", 2, "--label-fraction", 0.5], 2, "at most one"),
     (["--task", "finetune", "--batch-size", 999], 2, "larger than the 40 labelled"),
-    (["--task", "finetune", "--batch-size", 7], 2, "must be even"),
+    (["--task", "finetune", "--batch-size", 7, "--set", "aug.mixup=0.8"], 2, "must be even"),
     (["--task", "finetune", "--blocks", 1], 2, "--blocks applies to --task partial"),
     (["--task", "finetune", "--set", "nope=1"], 2, "unknown config key 'nope'"),
     (["--task", "finetune", "--set", "global_pool=max"], 2, "unknown global_pool"),
