@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from maebench import distributed as dist
 from maebench.amp import autocast, grad_scaler
@@ -144,9 +144,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
         requested=cfg.get("micro_batch") if isinstance(cfg, dict) else None, loss_fn=loss_fn,
         collate_fn=collate_fn, device=device, amp=tc.amp, num_workers=tc.num_workers, optimizer=tc.optimizer, log=log)
     tc = replace(tc, accum_iter=accum)
-    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
-    workers_gen = torch.Generator()
-    loader = train_loader(train_set, micro, sampler, workers_gen, tc, collate_fn, device, log)   # maebench/loading.py
+    sampler, workers_gen, loader = train_loader(train_set, micro, tc, collate_fn, device, seed, log)   # maebench/loading.py
     total_steps = steps * tc.epochs
 
     # ---- model, optimizer, AMP, EMA, DDP, checkpoint ---------------------------------------------

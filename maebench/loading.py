@@ -73,13 +73,27 @@ def workers_for(requested: int) -> int:
     return max(0, min(int(requested), physical_cores() // local))
 
 
-def train_loader(train_set, batch_size: int, sampler, generator: torch.Generator, tc, collate_fn,
-                 device: torch.device, log: Callable[[str], None] = print):
-    """The tensor loader where it applies and is on, else a DataLoader; one line says which."""
+def train_loader(train_set, batch_size: int, tc, collate_fn, device: torch.device, seed: int,
+                 log: Callable[[str], None] = print):
+    """(sampler, loader generator, loader): the engine's DistributedSampler (shuffled from seed,
+    whole batches), the generator the engine reseeds every epoch, and the tensor loader where it
+    applies and is on, else a DataLoader; one line says which."""
+    from torch.utils.data import DistributedSampler
+
     from maebench import distributed as dist
     from maebench.data import tensor_loader as tl
 
     choose_threads(log)
+    sampler = DistributedSampler(train_set, num_replicas=dist.world_size(), rank=dist.rank(), shuffle=True,
+                                 seed=seed, drop_last=True)
+    generator = torch.Generator()
+    return sampler, generator, _loader(train_set, batch_size, sampler, generator, tc, collate_fn, device, log)
+
+
+def _loader(train_set, batch_size, sampler, generator, tc, collate_fn, device, log):
+    from maebench import distributed as dist
+    from maebench.data import tensor_loader as tl
+
     why = "tensor_loader is off" if not getattr(tc, "tensor_loader", None) else tl.supported(train_set, collate_fn)
     if why is None:
         decoded = tl.decode(train_set, log=log if dist.is_main() else (lambda _: None))
