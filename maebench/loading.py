@@ -81,7 +81,6 @@ def train_loader(train_set, batch_size: int, tc, collate_fn, device: torch.devic
     from torch.utils.data import DistributedSampler
 
     from maebench import distributed as dist
-    from maebench.data import tensor_loader as tl
 
     choose_threads(log)
     sampler = DistributedSampler(train_set, num_replicas=dist.world_size(), rank=dist.rank(), shuffle=True,
