@@ -151,13 +151,8 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
     model.to(device)
     optimizer = build_optimizer(param_groups or default_groups(model, weight_decay=tc.weight_decay), tc)
     scaler = grad_scaler(device, tc.amp)
-    ema = None
-    if tc.ema > 0:
-        from timm.utils import ModelEmaV3
-        ema = ModelEmaV3(model, decay=tc.ema)
-    train_model = model if not dist.is_dist() else nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None,
-        find_unused_parameters=find_unused_parameters)
+    ema = _ema(model, tc.ema)
+    train_model = _ddp(model, device, find_unused_parameters)
     loss_fn = maybe_compile(loss_fn, tc.compile, log=log)          # maebench/compiling.py; eager when off or failing
     ckpt = Checkpointer(Path(out_dir) / "checkpoint.pth", model=model, optimizer=optimizer, scaler=scaler,
                         ema=ema, config=asdict(tc), seed=seed)
@@ -235,6 +230,22 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
     metrics = _evaluate(evaluate, final) if evaluate is not None else {}
     return FitResult(model=final, metrics=metrics, history=history, images_per_s=progress.images_per_s,
                      peak_mem_mb=peak_memory_mb(device), wall_s=time.time() - t_start, mfu=progress.mfu)
+
+
+def _ema(model: nn.Module, decay: float):
+    """timm's weight EMA when decay > 0, else None."""
+    if decay <= 0:
+        return None
+    from timm.utils import ModelEmaV3
+    return ModelEmaV3(model, decay=decay)
+
+
+def _ddp(model: nn.Module, device: torch.device, find_unused_parameters: bool) -> nn.Module:
+    """The model as the loop trains it: DDP-wrapped under torchrun, itself otherwise."""
+    if not dist.is_dist():
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=find_unused_parameters)
 
 
 def _accumulate(sums: dict[str, torch.Tensor], first_bad: torch.Tensor, loss: torch.Tensor,
