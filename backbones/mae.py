@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
-from maebench.backbones.mae_names import FAMILY, MASKINGS, TARGETS, check_target  # noqa: F401 (re-exported)
+from maebench.backbones.mae_names import MASKINGS, check_target
 from maebench.backbones.masking import sample as sample_mask
 from maebench.backbones.pos_embed import get_2d_sincos_pos_embed
 from maebench.errors import MaebenchError, UsageError, unknown

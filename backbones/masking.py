@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from maebench.backbones.mae_names import MASKINGS as STRATEGIES, check_masking as check
+from maebench.backbones.mae_names import check_masking as check
 from maebench.errors import UsageError
 
 

@@ -23,7 +23,6 @@ them. Gradient accumulation gives the update of the whole batch (tests/test_micr
 """
 from __future__ import annotations
 
-import os
 import random
 import resource
 from typing import Any, Callable

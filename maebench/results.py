@@ -225,14 +225,6 @@ class ResultsStore:
         finally:
             con.close()
 
-    def find_done(self, *, task: str, backbone: str, dataset: str | None, config: dict,
-                  seed: int | None) -> Row | None:
-        """The finished run with exactly this recipe, if any (used to reuse demo stages)."""
-        h = config_hash(task, backbone, dataset, config, seed)
-        for row in reversed(self.rows(task=task, backbone=backbone)):
-            if row.config_hash == h:
-                return row
-        return None
 
 
 @dataclass

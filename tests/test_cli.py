@@ -100,7 +100,7 @@ def test_an_option_the_task_does_not_take_is_a_usage_error(task, option, capsys)
 def test_an_option_the_pretraining_method_does_not_take_is_a_usage_error(method, option, capsys):
     from maebench.cli import main
     assert main(["pretrain", "--method", method, *_value_for(_subparser("pretrain"), option)]) == 2
-    assert f"applies to --method" in capsys.readouterr().err
+    assert "applies to --method" in capsys.readouterr().err
 
 
 def test_every_task_and_method_entry_point_exists():

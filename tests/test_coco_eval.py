@@ -10,7 +10,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from maebench.errors import MaebenchError
-from maebench.tasks.coco.evaluate import (METRIC_NAMES, ground_truth_as_results, load_ground_truth, load_results,
+from coco_helpers import ground_truth_as_results
+from maebench.tasks.coco.evaluate import (METRIC_NAMES, load_ground_truth, load_results,
                                  score, split_results, to_coco_results)
 
 H = W = 40

@@ -144,7 +144,8 @@ def test_cli_run_stores_a_row_and_its_results_rescore_identically(micro, coco_se
 def test_eval_predictions_scores_ground_truth_100_without_torch(coco_set, tmp_path, monkeypatch):
     """The re-scoring path stores a row and never imports torch (checked in a fresh interpreter)."""
     from maebench.data.layout import resolve_coco
-    from maebench.tasks.coco.evaluate import ground_truth_as_results, load_ground_truth
+    from coco_helpers import ground_truth_as_results
+    from maebench.tasks.coco.evaluate import load_ground_truth
 
     gt_file = tmp_path / "gt_as_predictions.json"
     gt_file.write_text(json.dumps(ground_truth_as_results(load_ground_truth(resolve_coco(coco_set)["val_json"]))))

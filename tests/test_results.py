@@ -47,15 +47,6 @@ def test_body_that_never_reports_is_failed(tmp_path):
     assert store.rows(status=None)[0].status == "failed"
 
 
-def test_find_done_matches_exact_recipe(tmp_path):
-    store = ResultsStore(tmp_path / "r.sqlite")
-    with store.run(task="knn", backbone="b", config={"k": 20}, dataset="shapes", seed=0) as run:
-        run.finish({"top1": 50.0})
-    assert store.find_done(task="knn", backbone="b", dataset="shapes", config={"k": 20}, seed=0)
-    assert store.find_done(task="knn", backbone="b", dataset="shapes", config={"k": 10}, seed=0) is None
-    assert store.find_done(task="knn", backbone="b", dataset="shapes", config={"k": 20}, seed=1) is None
-
-
 def _writer(path, worker, n):
     store = ResultsStore(path)
     for i in range(n):
