@@ -101,7 +101,7 @@ def test_two_identical_commands_started_together_one_trains_the_other_names_it(s
     assert len(lines) == 1 and lines[0].startswith("maebench: error: run directory "), err
     assert f"is in use: pid {winner} on {socket.gethostname()} (started " in lines[0]
     assert "finetune epoch 40/40" in results[winner][1]
-    assert t_loser < results[winner][3] - 5              # the second stopped well before the first finished
+    assert t_loser < results[winner][3]                  # the second stopped while the first still trained
     (row,) = ResultsStore(tmp_path / "results.sqlite").rows(status=None)
     assert row.status == "done"
 
