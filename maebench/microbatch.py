@@ -276,8 +276,9 @@ def _on_cpu(trial: Trial, sizes: list[int], num_workers: int, optimizer: str) ->
     try:
         try:
             p_low = peak_rss_of(lambda: trial(1)) - rss0
-        except ValueError as e:         # BatchNorm over a single value per channel cannot train
-            if not _one_value_per_channel(e) or sizes[0] < 2:
+        except Exception as e:  # noqa: BLE001 - a model that cannot train on one image: BatchNorm over
+            # a single value per channel, mixup / cutmix pairing images; a 2-image step shows which
+            if _out_of_memory(e) or sizes[0] < 2:
                 raise
             low = 2
             p_low = peak_rss_of(lambda: trial(2)) - rss0
@@ -290,7 +291,7 @@ def _on_cpu(trial: Trial, sizes: list[int], num_workers: int, optimizer: str) ->
                             "the image size (--set img_size=...) or the loader workers (--set num_workers=0)") from None
     per_image = max(p_high - p_low, 0) / low
     p1 = p_low - (low - 1) * per_image
-    sizes = [m for m in sizes if m >= low]
+    sizes = [m for m in sizes if m % low == 0]      # pairs stay pairs (mixup), BatchNorm sees >= 2
 
     def need(m: int) -> tuple[int, int]:
         own = int(p1 + (m - 1) * per_image + state)
