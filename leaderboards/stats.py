@@ -5,7 +5,6 @@ number where one applies. Also the cell's text, shared by every text format."""
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 
 from maebench.leaderboards.compare import INTERVAL, Summary
@@ -14,30 +13,17 @@ INTERVAL_TEXT = f"{INTERVAL} interval of the mean over seeds"
 
 
 @dataclass
-class Cell:
-    values: list[float]
+class Cell(Summary):
+    """A Summary of the cell's values (n, mean, sample std, interval) with its runs and paper number."""
     run_ids: list[str] = field(default_factory=list)
     reference: float | None = None     # the paper number this cell is compared with
     reference_source: str | None = None
     paper: bool = False                # a "(paper)" row's cell: the value is the paper's number
 
     @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def std(self) -> float | None:
-        """Sample (n-1) standard deviation; None for a single run."""
-        return statistics.stdev(self.values) if self.n > 1 else None
-
-    @property
     def interval(self) -> tuple[float, float] | None:
-        """The 95 % Student-t interval of the mean (compare.Summary); None for one run."""
-        return None if self.paper else Summary(list(self.values)).interval
+        """The 95 % Student-t interval of the mean; None for one run and for a paper number."""
+        return None if self.paper else Summary.interval.fget(self)
 
     @property
     def delta(self) -> float | None:
