@@ -41,6 +41,8 @@ class Spec:
     img_size: int
     in_chans: int
 
+_VITDET_REL = re.compile(r"blocks\.\d+\.attn\.rel_pos_[hw]")
+
 
 def _one_line(e: BaseException, limit: int = 160) -> str:
     """'Type: first sentence' of an exception: whole sentences only, never cut mid-word."""
@@ -190,6 +192,9 @@ def check_and_fit(conv: Converted, spec: Spec, path) -> Converted:
     for k, shape in expected.items():
         if k in enc and enc[k].shape != shape:
             problems.append(f"{k} {list(enc[k].shape)} (expected {list(shape)})")
+    # ViTDet / SAM checkpoints carry decomposed relative position tables that a plain ViT has no
+    # place for: kept apart, for `--neck vitdet` to start from (tasks/coco/vitdet.py load_rel_pos)
+    rel_pos = {k: enc.pop(k) for k in [k for k in enc if _VITDET_REL.fullmatch(k)]}
     optional = tuple(OPTIONAL_PREFIXES) + (("norm.",) if any(k.startswith("fc_norm.") for k in enc) else ())
     missing = [k for k in expected if k not in enc and not k.startswith(optional)]
     unexpected = [k for k in enc if k not in expected and not k.startswith(OPTIONAL_PREFIXES)]
@@ -210,7 +215,7 @@ def check_and_fit(conv: Converted, spec: Spec, path) -> Converted:
                             f"read as {conv.fmt}){hint}: " + "; ".join(problems[:SHOW_PROBLEMS]))
     if any(k.startswith("fc_norm.") for k in enc) and not any(k.startswith("norm.") for k in enc):
         conv.notes.append("fc_norm but no norm (trained with average pooling): token pooling gets a new norm")
-    return replace(conv, encoder=enc, decoder=dec)
+    return replace(conv, encoder=enc, decoder=dec, rel_pos={**conv.rel_pos, **rel_pos})
 
 
 def _check_decoder(conv: Converted, dim: int, grid: tuple[int, int], problems: list[str]) -> dict:
@@ -233,6 +238,8 @@ def canonical_payload(conv: Converted, spec: Spec, meta: dict[str, Any]) -> dict
     payload: dict[str, Any] = {"model": conv.encoder}
     if conv.decoder:
         payload["decoder"] = conv.decoder
+    if conv.rel_pos:
+        payload["rel_pos"] = conv.rel_pos
     # the source's own maebench metadata (decoder heads, target, mask ratio...) is kept, under
     # what registration decided
     payload["maebench"] = {**conv.meta, **meta, "arch": spec.arch, "patch_size": spec.patch_size,

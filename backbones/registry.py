@@ -365,6 +365,16 @@ def load_mae_state(name: str) -> dict:
     return {**enc, **payload.get("decoder", {})}
 
 
+def rel_pos_tables(name: str) -> dict:
+    """The decomposed relative position tables a ViTDet / SAM-style checkpoint brought
+    (blocks.N.attn.rel_pos_h / _w), kept apart at registration; {} for every other backbone."""
+    e = entry(name)
+    if e.family == "scratch":
+        return {}
+    tables = _read_weights(e).get("rel_pos")
+    return dict(tables) if isinstance(tables, dict) else {}
+
+
 def load_meta(name: str) -> dict:
     """The "maebench" metadata stored with the registered weights: arch, family, model options,
     and, for `maebench pretrain` outputs, everything the run recorded (target, mask ratio,

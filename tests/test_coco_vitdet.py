@@ -152,7 +152,7 @@ def test_vitdet_backbone_maps_match_the_input_extent():
     assert [tuple(m.shape[-2:]) for m in out.values()] == [(12, 16), (6, 8), (3, 4), (2, 2), (1, 1)]
 
 
-def test_coco_runs_end_to_end_with_the_vitdet_neck(tmp_path):
+def test_coco_runs_end_to_end_with_the_vitdet_neck_from_a_checkpoint_with_relative_tables(tmp_path, capsys):
     from maebench.backbones import registry
     from maebench.backbones.vit import create_vit
     from maebench.data import shapes
@@ -160,11 +160,16 @@ def test_coco_runs_end_to_end_with_the_vitdet_neck(tmp_path):
     shapes.prepare(tmp_path, shapes.ShapesOptions(coco_img_size=64, coco_train_images=4, coco_val_images=2),
                    kinds=("coco",))
     torch.manual_seed(0)
-    torch.save(create_vit("vit-micro", img_size=32, patch_size=4).state_dict(), tmp_path / "micro.pth")
+    state = create_vit("vit-micro", img_size=32, patch_size=4).state_dict()
+    tables = {"blocks.0.attn.rel_pos_h": torch.randn(15, 32), "blocks.3.attn.rel_pos_w": torch.randn(15, 32)}
+    torch.save({**state, **tables}, tmp_path / "micro.pth")            # a ViTDet / SAM-style checkpoint
     registry.register("micro", tmp_path / "micro.pth", arch="vit-micro", fmt="timm", img_size=32, patch_size=4)
+    kept = registry.rel_pos_tables("micro")                            # kept apart from the plain ViT's keys
+    assert kept.keys() == tables.keys() and all(torch.equal(kept[k], tables[k]) for k in tables)
     assert main(["run", "--task", "coco", "--backbone", "micro", "--data", str(tmp_path / "coco"), "--epochs", "1",
                  "--batch-size", "2", "--neck", "vitdet", "--set", "num_workers=0", "--set", "warmup_epochs=0",
                  "--set", "eval_batch_size=2"]) == 0
+    assert "coco: 2 relative position tables from micro's checkpoint" in capsys.readouterr().out
     (row,) = ResultsStore().rows(task="coco")
     assert row.status == "done" and row.config["neck"] == "vitdet"
     assert row.config["vitdet"] == {"window_size": 8, "global_blocks": [1, 3]}

@@ -33,6 +33,7 @@ class Converted:
     model: str = "vit"                            # "vit" (timm VisionTransformer) or "beit" (timm Beit)
     vit_kwargs: dict[str, Any] = field(default_factory=dict)  # extra constructor options the weights need
     meta: dict[str, Any] = field(default_factory=dict)        # maebench metadata found in the file
+    rel_pos: dict[str, torch.Tensor] = field(default_factory=dict)  # ViTDet / SAM decomposed tables (blocks.N.attn.rel_pos_h/w)
     notes: list[str] = field(default_factory=list)            # what was dropped or absent, and why that is fine
 
     @property

@@ -150,6 +150,11 @@ def train(args: argparse.Namespace) -> int:
     vit, entry = registry.load(args.backbone, img_size=None if cfg["neck"] == "vitdet" else canvas_size(cfg),
                                drop_path_rate=cfg["drop_path"])
     model = build_mask_rcnn(vit, num_classes=train_set.num_classes, mean=entry.mean, std=entry.std, cfg=cfg)
+    if cfg["neck"] == "vitdet":     # the checkpoint's relative position tables, where it has them; else zero
+        from maebench.tasks.coco.vitdet import load_rel_pos
+        n_tables = load_rel_pos(model.backbone.vit, registry.rel_pos_tables(args.backbone))
+        if n_tables and distributed.is_main():
+            print(f"coco: {n_tables} relative position tables from {args.backbone}'s checkpoint")
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                                 num_layers=len(vit.blocks), vit_prefix="backbone.vit.")
     log = print if distributed.is_main() else (lambda *_: None)
