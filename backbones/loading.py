@@ -87,6 +87,18 @@ def fit_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     return out
 
 
+def load_fitted(model: nn.Module, fitted: dict[str, torch.Tensor], *, fresh: tuple[str, ...], what: str) -> nn.Module:
+    """Load `fitted` (fit_state_dict's output) into `model`; the `fresh` parts it lacks start anew
+    (init_fresh). Any other missing or unexpected key means the registered file no longer fits
+    the model: one line starting with `what`."""
+    result = model.load_state_dict(fitted, strict=False)
+    bad = [k for k in result.missing_keys if not k.startswith(fresh)]
+    if bad or result.unexpected_keys:
+        raise MaebenchError(f"{what}: missing {bad[:4]}, unexpected {result.unexpected_keys[:4]}; register it again")
+    init_fresh(model, result.missing_keys)
+    return model
+
+
 def init_fresh(model: nn.Module, keys: list[str]) -> None:
     """Initialise the parts the weights did not provide (head, pooling norm) the timm way:
     Linear trunc-normal(0.02) with zero bias, norms reset to identity."""
@@ -133,11 +145,5 @@ def build_entry_model(e, state: dict[str, torch.Tensor] | None, *, img_size: int
     if state is None:
         return model
     fitted = fit_state_dict(state, model)
-    result = model.load_state_dict(fitted, strict=False)
     fresh = ("head.", "fc_norm.") + (() if any(k.startswith("norm.") for k in fitted) else ("norm.",))
-    bad_missing = [k for k in result.missing_keys if not k.startswith(fresh)]
-    if bad_missing or result.unexpected_keys:
-        raise MaebenchError(f"{e.weights}: does not fit the model built for '{e.name}': missing "
-                            f"{bad_missing[:4]}, unexpected {result.unexpected_keys[:4]}; register it again")
-    init_fresh(model, result.missing_keys)
-    return model
+    return load_fitted(model, fitted, fresh=fresh, what=f"{e.weights}: does not fit the model built for '{e.name}'")

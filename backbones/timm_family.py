@@ -271,7 +271,7 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
           drop_path_rate: float, extra: dict[str, Any]):
     """The timm model of registry entry `e` for a task, with `state` fitted by timm's filter.
     global_pool "probe" keeps the family's own pool (its probe feature, module docstring)."""
-    from maebench.backbones.loading import fit_state_dict, init_fresh
+    from maebench.backbones.loading import fit_state_dict, load_fitted
     fam = FAMILIES.get(e.model_family or "")
     kw = {**e.timm_kwargs, **extra, "img_size": img_size, "num_classes": num_classes, "drop_path_rate": drop_path_rate}
     if in_chans != 3:
@@ -288,13 +288,8 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
     if state is None:
         return model
     fitted = fit_state_dict(filter_fn(e.timm)(dict(state), model), model)
-    result = model.load_state_dict(fitted, strict=False)
-    bad = [k for k in result.missing_keys if not k.startswith(FRESH_PARTS)]
-    if bad or result.unexpected_keys:
-        raise MaebenchError(f"{e.weights}: does not fit timm {e.timm} built for '{e.name}': missing {bad[:4]}, "
-                            f"unexpected {result.unexpected_keys[:4]}; register it again")
-    init_fresh(model, result.missing_keys)
-    return model
+    return load_fitted(model, fitted, fresh=FRESH_PARTS,
+                       what=f"{e.weights}: does not fit timm {e.timm} built for '{e.name}'")
 
 
 def probe_features(model, x):

@@ -76,12 +76,14 @@ class TrainConfig:
     checkpoint_every: int                 # epochs
     eval_every: int                       # epochs; 0 = only at the end
     log_every: int                        # optimizer steps between progress-line updates
-    compile: bool | None = None           # torch.compile the step (maebench/compiling.py); absent = off
-    tensor_loader: bool | None = None     # in-memory uint8 set, batched augmentation (maebench/loading.py)
+    micro_batch: int | None               # at most this many images per forward; null = chosen by memory
+    compile: bool                         # torch.compile the step (maebench/compiling.py)
+    tensor_loader: bool | None = None     # in-memory uint8 set, batched augmentation (maebench/loading.py);
+                                          # only the protocols whose transform it serves have the key
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> "TrainConfig":
-        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "compile", "tensor_loader"}    # checked below, where they apply
+        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "tensor_loader"}    # checked below, where they apply
         missing = [f.name for f in fields(cls) if f.name not in cfg and f.name not in optional]
         needed = {"step": "milestones"}.get(cfg.get("schedule")), \
             {"adamw": "betas", "lars": "momentum", "sgd": "momentum"}.get(cfg.get("optimizer"))
@@ -141,7 +143,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                             f"{tc.batch_size}: lower batch_size")
     micro, accum = choose_micro_batch(      # the machine's micro-batch; global batch kept via accum_iter
         batch_size=tc.batch_size, world=world, accum_iter=tc.accum_iter, model=model, train_set=train_set,
-        requested=cfg.get("micro_batch") if isinstance(cfg, dict) else None, loss_fn=loss_fn,
+        requested=tc.micro_batch, loss_fn=loss_fn,
         collate_fn=collate_fn, device=device, amp=tc.amp, num_workers=tc.num_workers, optimizer=tc.optimizer, log=log)
     tc = replace(tc, accum_iter=accum)
     sampler, workers_gen, loader = train_loader(train_set, micro, tc, collate_fn, device, seed, log)   # maebench/loading.py

@@ -28,3 +28,12 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    """A generated ImageFolder set: 4 classes x (10 train, 3 val) images of 16 px, once per module."""
+    from maebench.data.shapes import ShapesOptions, prepare
+    root = tmp_path_factory.mktemp("data")
+    return prepare(root, ShapesOptions(img_size=16, classes=4, train_per_class=10, val_per_class=3),
+                   kinds=("classification",))["classification"]

@@ -12,15 +12,6 @@ FAST = ["--set", "num_workers=0", "--set", "eval_batch_size=16", "--set", "warmu
 
 
 @pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    """4 classes x (10 train, 3 val) images of 16 px, generated once for the module."""
-    from maebench.data.shapes import ShapesOptions, prepare
-    root = tmp_path_factory.mktemp("data")
-    return prepare(root, ShapesOptions(img_size=16, classes=4, train_per_class=10, val_per_class=3),
-                   kinds=("classification",))["classification"]
-
-
-@pytest.fixture(scope="module")
 def micro_checkpoint(tmp_path_factory):
     from maebench.backbones.vit import create_vit
     torch.manual_seed(0)

@@ -174,14 +174,6 @@ def test_feature_gathering_restores_dataset_order(monkeypatch, world):
 
 
 # ---- low-label subsets ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    from maebench.data.shapes import ShapesOptions, prepare
-    root = tmp_path_factory.mktemp("data")
-    return prepare(root, ShapesOptions(img_size=16, classes=4, train_per_class=10, val_per_class=3),
-                   kinds=("classification",))["classification"]
-
-
 def test_label_subsets_are_stratified_exact_and_seeded(small_set):
     from collections import Counter
 

@@ -225,7 +225,7 @@ def _fit_worker(rank: int, out: str) -> None:
         model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
         cfg = dict(epochs=2, batch_size=8, accum_iter=1, lr=0.1, min_lr=0.0, warmup_epochs=0, schedule="cosine",
                    optimizer="adamw", betas=[0.9, 0.999], weight_decay=0.0, clip_grad=None, ema=0.0,
-                   num_workers=0, checkpoint_every=1, eval_every=0, log_every=2, amp=False)
+                   num_workers=0, checkpoint_every=1, eval_every=0, log_every=2, amp=False, micro_batch=None, compile=False)
         try:
             result = fit(model, _Data(), loss_fn, cfg, out_dir=f"{out}/{scenario}", device=torch.device("cpu"),
                          seed=0, evaluate=evaluate, log=lambda *_: None)

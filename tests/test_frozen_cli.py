@@ -18,14 +18,6 @@ SWEEP = ["--set", "sweep_lrs=[0.3,3.0,30.0]", "--set", "sweep_weight_decays=[0.0
 
 
 @pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    from maebench.data.shapes import ShapesOptions, prepare
-    root = tmp_path_factory.mktemp("data")
-    return prepare(root, ShapesOptions(img_size=16, classes=4, train_per_class=10, val_per_class=3),
-                   kinds=("classification",))["classification"]
-
-
-@pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     from maebench.backbones.vit import create_vit
     out = []

@@ -140,15 +140,20 @@ def test_vqkd_state_dict_tokens_are_the_nearest_normalised_code(tmp_path):
     assert torch.equal(tok.tokenize(imgs, grid=(4, 4)), want)
 
 
-def test_dalle_format_tokenizer_drives_token_target_pretraining(dalle_pickle, tmp_path, capsys):
-    from maebench.backbones import registry
-    path, _ = dalle_pickle
+def _noise_images(root):
+    """root/train/{a,b}/: two 16 px noise images per class, enough for a pretraining step."""
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
-        d = tmp_path / "data" / "train" / cls
+        d = root / "train" / cls
         d.mkdir(parents=True)
         for i in range(2):
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(d / f"{i}.png")
+
+
+def test_dalle_format_tokenizer_drives_token_target_pretraining(dalle_pickle, tmp_path, capsys):
+    from maebench.backbones import registry
+    path, _ = dalle_pickle
+    _noise_images(tmp_path / "data")
     common = ["pretrain", "--method", "mae", "--arch", "vit-micro", "--data", str(tmp_path / "data"),
               "--img-size", "16", "--patch-size", "4", "--epochs", "1", "--batch-size", "4", "--deterministic",
               "--target", "token", "--tokenizer", str(path), "--set", "decoder_embed_dim=32"]
@@ -164,12 +169,7 @@ def test_dalle_format_tokenizer_drives_token_target_pretraining(dalle_pickle, tm
 
 def test_the_self_trained_dvae_is_labelled_in_the_row_and_the_backbone_name(tmp_path):
     from maebench.backbones.dvae import CONSTRUCTOR_KEYS, DiscreteVAE
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        d = tmp_path / "data" / "train" / cls
-        d.mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    _noise_images(tmp_path / "data")
     dvae = DiscreteVAE(vocab_size=16, downsample=4, hidden=8, code_dim=8)
     meta = {"kind": "dvae", **{k: getattr(dvae, k) for k in CONSTRUCTOR_KEYS if hasattr(dvae, k)},
             "hidden": 8, "code_dim": 8, "num_resblocks": 1, "mean": list(MEAN), "std": list(STD)}

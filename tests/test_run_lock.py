@@ -43,14 +43,6 @@ def test_the_lock_of_a_dead_process_is_taken_over_with_a_note(tmp_path):
 
 
 # ---- through the command line ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def small_set(tmp_path_factory):
-    from maebench.data.shapes import ShapesOptions, prepare
-    root = tmp_path_factory.mktemp("data")
-    return prepare(root, ShapesOptions(img_size=16, classes=3, train_per_class=10, val_per_class=3),
-                   kinds=("classification",))["classification"]
-
-
 def command(data, epochs: int, *extra) -> list[str]:
     return [sys.executable, "-m", "maebench", "run", "--task", "finetune", "--backbone", "scratch-vit-micro",
             "--data", str(data), "--epochs", str(epochs), "--batch-size", "10", "--set", "num_workers=0",
