@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import sqlite3
 import subprocess
 import time
@@ -117,6 +118,23 @@ class Row:
     out_dir: str | None
 
 
+def _set_up(con: sqlite3.Connection, patience_s: float = 60.0) -> None:
+    """WAL mode and the schema. Switching a new file to WAL, or two first writers creating the
+    schema at once, can fail with "database is locked" without SQLite calling its busy handler
+    (it reports a would-be deadlock instead of waiting), so this step retries by itself."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            con.execute("PRAGMA busy_timeout=60000")
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + 0.08 * random.random())
+
+
 class ResultsStore:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = results_path(path)
@@ -126,9 +144,7 @@ class ResultsStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             try:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA busy_timeout=60000")
-                con.executescript(SCHEMA)
+                _set_up(con)
             except BaseException:
                 con.close()
                 raise
