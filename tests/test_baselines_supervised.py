@@ -48,7 +48,7 @@ def test_train_transform_runs_randaugment_at_full_magnitude():
 
 
 def test_mixup_makes_smoothed_soft_targets_for_a_soft_target_loss():
-    cfg = load_config(_args(arch="vit-micro"), "pretrain_supervised", {})
+    cfg = load_config(_args(arch="vit-micro", set=["aug.mixup=0.8", "aug.cutmix=1.0"]), "pretrain_supervised", {})
     loss = classification_loss(cfg, num_classes=4)
     criterion, mixup = loss.criterion, loss.mixup
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])

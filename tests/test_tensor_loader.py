@@ -32,6 +32,19 @@ def test_the_pretraining_transform_is_recognised_with_its_parameters_and_others_
     assert tl.augmentation_of(T.Compose([T.RandomResizedCrop(8), T.ToTensor()])) is None
 
 
+def test_the_fine_tuning_recipe_without_randaug_jitter_or_erasing_is_the_same_augmentation():
+    from maebench.tasks.classification_recipe import train_transform
+    mild = train_transform(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), scale=(0.5, 1.0), rand_augment=None, reprob=0.0)
+    assert tl.augmentation_of(mild) == {"size": (32, 32), "scale": (0.5, 1.0), "ratio": (3 / 4, 4 / 3),
+                                        "mode": "bicubic", "flip": 0.5,
+                                        "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    for strong in ({"rand_augment": "rand-m9-mstd0.5-inc1", "reprob": 0.0},
+                   {"rand_augment": None, "reprob": 0.25},
+                   {"rand_augment": None, "reprob": 0.0, "color_jitter": 0.4}):
+        tf = train_transform(32, (0.5,) * 3, (0.25,) * 3, scale=(0.5, 1.0), **strong)
+        assert tl.augmentation_of(tf) is None, strong
+
+
 def test_crop_boxes_follow_random_resized_crop_rules():
     g = torch.Generator().manual_seed(0)
     boxes = tl.crop_boxes(4000, 28, 20, (0.2, 1.0), (3 / 4, 4 / 3), g)

@@ -94,7 +94,7 @@ def train_transform(cfg: dict):
     from maebench.tasks.classification_recipe import train_transform as recipe_transform
     aug = cfg["aug"]
     return recipe_transform(cfg["img_size"], IMAGENET_MEAN, IMAGENET_STD, scale=(aug["crop_min"], 1.0),
-                            color_jitter=aug["color_jitter"], rand_augment=aug["rand_augment"], reprob=aug["reprob"])
+                            color_jitter=aug["color_jitter"] or None, rand_augment=aug["rand_augment"], reprob=aug["reprob"])
 
 
 def eval_transform(cfg: dict):

@@ -4,7 +4,9 @@ training augmentation run on whole batches on the training device.
 Where it applies (`supported`): an ImageFolder (or a label subset of one) whose images all have
 one size, that fits the memory budget, with the MAE pretraining / linear-probe transform
 `classification_train` (RandomResizedCrop -> RandomHorizontalFlip -> ToTensor -> Normalize,
-maebench/data/transforms.py). Its parameters are read from the transform itself, so the
+maebench/data/transforms.py), or the classification recipe's timm transform when it reduces to
+the same four steps (no RandAugment, colour jitter or random erasing: the fine-tuning entries
+for vit-micro). Its parameters are read from the transform itself, so the
 tensor path is the same augmentation: the same crop-box rule as torchvision's
 RandomResizedCrop.get_params (10 tries of area x log-uniform aspect, then the centre-crop
 fallback), the flip with its probability, bicubic resampling, the same normalisation. It is not
@@ -37,16 +39,23 @@ MEMORY_BUDGET = 2 * 2 ** 30          # bytes of uint8 images at most (and a quar
 
 # ---- which sets and transforms --------------------------------------------------------------
 def augmentation_of(transform) -> dict | None:
-    """The parameters of a classification_train transform, or None for any other transform."""
+    """The parameters of a crop + flip + normalise transform, or None for any other transform.
+
+    Two spellings are the same augmentation: maebench's `classification_train` (torchvision's
+    RandomResizedCrop) and timm's `create_transform` with RandAugment, colour jitter and random
+    erasing off (timm's RandomResizedCropAndInterpolation, whose get_params is torchvision's
+    rule, and MaybeToTensor): the fine-tuning recipe of a mild protocol entry."""
+    from timm.data.transforms import MaybeToTensor, RandomResizedCropAndInterpolation
     from torchvision import transforms as T
     steps = getattr(transform, "transforms", None)
     if not isinstance(transform, T.Compose) or len(steps) != 4:
         return None
     rrc, flip, to_tensor, norm = steps
-    if not (isinstance(rrc, T.RandomResizedCrop) and isinstance(flip, T.RandomHorizontalFlip)
-            and isinstance(to_tensor, T.ToTensor) and isinstance(norm, T.Normalize)):
+    if not (isinstance(rrc, (T.RandomResizedCrop, RandomResizedCropAndInterpolation))
+            and type(flip) is T.RandomHorizontalFlip
+            and isinstance(to_tensor, (T.ToTensor, MaybeToTensor)) and type(norm) is T.Normalize):
         return None
-    if rrc.interpolation.value not in ("bicubic", "bilinear"):
+    if getattr(rrc.interpolation, "value", None) not in ("bicubic", "bilinear"):    # timm's "random": a tuple
         return None
     return {"size": tuple(rrc.size), "scale": tuple(rrc.scale), "ratio": tuple(rrc.ratio),
             "mode": rrc.interpolation.value, "flip": float(flip.p),
