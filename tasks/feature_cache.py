@@ -161,9 +161,10 @@ def _candidates(key: dict) -> list[Path]:
 
 def get(encoder: nn.Module, dataset, *, transform: str, blocks: int, pooling: tuple[str, ...],
         batch_size: int, device: torch.device, num_workers: int = 0, use_cache: bool = True,
-        names: dict | None = None) -> CachedSplit:
+        names: dict | None = None, encode: bool = True) -> CachedSplit | None:
     """The features of every item of `dataset` (an ImageFolder split with its eval transform),
-    from the cache when an entry serves the key, else encoded (and stored when use_cache)."""
+    from the cache when an entry serves the key, else encoded (and stored when use_cache);
+    encode=False: None instead of encoding."""
     from maebench.tasks import features as feats
     pooling = tuple(pooling)
     key = None
@@ -183,6 +184,8 @@ def get(encoder: nn.Module, dataset, *, transform: str, blocks: int, pooling: tu
             idx = [k["pooling"].index(p) for p in pooling]
             f = f[:, idx, f.shape[2] - blocks:, :].contiguous()
             return CachedSplit(f, y, pooling, blocks, "hit", meta_path.with_suffix(".pt"))
+    if not encode:
+        return None
     t0 = time.perf_counter()
     was = next(encoder.parameters()).device
     encoder.to(device)

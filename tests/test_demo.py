@@ -88,3 +88,33 @@ def test_the_summary_states_the_measured_differences_and_the_orderings():
     assert "APbox: MAE norm-pixel 5.0 vs scratch 6.0 (MAE NOT above scratch)" in text
     assert "Linear probe ordering as measured: supervised † 80.0 > MoCo v3 65.0 > MAE norm-pixel 60.0" in text
     assert "mean of 2 seeds" in text
+
+
+def test_lanes_start_the_longest_ready_stage_first_and_a_stage_only_after_what_it_needs(tmp_path):
+    from maebench.commands.demo import Stage
+    from maebench.commands.demo_lanes import run
+    a = Stage("a", ["--version"], "pretrain", estimate=1)
+    b = Stage("b", ["--version"], "finetune", estimate=9, needs=("a",))
+    c = Stage("c", ["--version"], "finetune", estimate=5)
+    events = []
+    run([(1, a), (2, b), (3, c)], lanes=2, threads=1, logs=tmp_path / "logs",
+        started=lambda i, s: events.append(("start", s.label)),
+        finished=lambda s, seconds: events.append(("end", s.label)))
+    assert events[:2] == [("start", "c"), ("start", "a")]      # b is the longest but waits for a
+    assert events.index(("start", "b")) > events.index(("end", "a"))
+    assert sorted(e for e in events if e[0] == "end") == [("end", "a"), ("end", "b"), ("end", "c")]
+    assert (tmp_path / "logs" / "01-a.log").read_text().startswith("maebench ")   # with 2 lanes, output goes to logs
+
+
+def test_a_failed_stage_names_itself_and_its_log_and_what_needs_it_never_starts(tmp_path, capsys):
+    from maebench.commands.demo import Stage
+    from maebench.commands.demo_lanes import run
+    from maebench.errors import MaebenchError
+    bad = Stage("pretrain x", ["run", "--task", "nope"], "pretrain", estimate=1)
+    after = Stage("finetune x", ["--version"], "finetune", estimate=1, needs=("pretrain x",))
+    started = []
+    with pytest.raises(MaebenchError, match=r"demo stage 'pretrain x' failed \(exit 2\); its log: .*01-pretrain_x.log"):
+        run([(1, bad), (2, after)], lanes=2, threads=1, logs=tmp_path / "logs",
+            started=lambda i, s: started.append(s.label), finished=lambda s, seconds: None)
+    assert started == ["pretrain x"]
+    assert "unknown task 'nope'" in capsys.readouterr().out       # the end of its log is shown

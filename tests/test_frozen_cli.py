@@ -114,6 +114,20 @@ def test_one_feature_extraction_serves_linprobe_logreg_and_knn_and_cache_clear_f
     assert main(["cache", "list"]) == 0 and "no cached features" in capsys.readouterr().out
 
 
+def test_a_low_label_run_encodes_only_its_labelled_images_unless_the_whole_split_is_cached(micro, small_set, capsys):
+    from maebench.tasks import feature_cache
+    knn = ["--task", "knn", "--backbone", micro, "--data", small_set, "--set", "num_workers=0"]
+    assert run(*knn, "--labels-per-class", 2) == 0                  # 8 of the 40 training images
+    sizes = sorted(e["shape"][0] for e in feature_cache.entries())
+    assert sizes == [8, 12]                                         # the labelled 8 and the 12 val images
+    assert run(*knn, "--labels-per-class", 2, "--seed", 1) == 0      # another subset: encoded on its own
+    assert sorted(e["shape"][0] for e in feature_cache.entries()) == [8, 8, 12]
+    assert run(*knn) == 0                                           # all labels: the whole split
+    assert run(*knn, "--labels-per-class", 3) == 0                  # now served by the whole split's entry
+    assert rows(task="knn")[-1].metrics["feature_cache"] == {"train": "hit", "val": "hit"}
+    assert sorted(e["shape"][0] for e in feature_cache.entries()) == [8, 8, 12, 40]
+
+
 @pytest.mark.parametrize("flag", [["--labels-per-class", 2], ["--label-fraction", 0.5]])
 def test_low_label_subset_is_drawn_from_the_seed_and_stored_with_the_row(micro, small_set, flag):
     for seed in (0, 1):

@@ -9,7 +9,7 @@ from maebench.cli import main
 from maebench.results import ResultsStore
 
 FAST = ["--set", "num_workers=0", "--set", "eval_batch_size=16", "--set", "warmup_epochs=0",
-        "--set", "micro_batch=8",        # linprobe's vit-micro recipe fixes 256 (its BatchNorm); the batch here is 8
+        "--set", "micro_batch=8",        # linprobe's vit-micro recipe caps it at its batch of 64; the batch here is 8
         "--set", "aug.mixup=0.0"]        # a partial-only key: not passed to the probe
 
 

@@ -49,12 +49,13 @@ PARTIAL_K = ("0", "0.5", "1", "2")       # K = all is the fine-tuning row (parti
 PARTIAL_BACKBONES = ("mae-norm-pixel", "mocov3")
 DATA_KIND = {"coco": "coco", "ade20k": "ade20k"}
 
-# Seconds each stage takes on an idle 2-core machine (docs/cpu-recipes.md): the ETA and the
-# budget rule read them. Keyed by stage kind, then backbone where they differ.
+# Seconds each stage takes in one of two lanes (one torch thread each, side by side) on an idle
+# 2-core machine (docs/cpu-recipes.md): the ETA and the budget rule read them. Keyed by stage
+# kind, then backbone where they differ.
 ESTIMATE = {
     "data": 45, "visualize": 10, "leaderboard": 15,
-    "pretrain": {"mae-norm-pixel": 110, "mae-pixel": 110, "mocov3": 420, "supervised": 170},
-    "finetune": 40, "partial": 30, "linprobe": 25, "knn": 25, "coco": 75, "ade20k": 50,
+    "pretrain": {"mae-norm-pixel": 165, "mae-pixel": 135, "mocov3": 550, "supervised": 210},
+    "finetune": 57, "partial": 45, "linprobe": 45, "knn": 10, "coco": 110, "ade20k": 75,
 }
 # (task, backbone) pairs the full demo leaves out to stay within 25 minutes on 2 cores; the
 # report says so in their cells. `maebench demo --all` runs them too.
@@ -76,6 +77,7 @@ class Stage:
     seed: int | None = None
     estimate: float = 0.0
     extra: dict = field(default_factory=dict)
+    needs: tuple[str, ...] = ()          # labels of the stages that must finish first
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -93,6 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run no stage: write report.md and the leaderboard from the stages finished so far")
     p.add_argument("--fashion-dir", metavar="DIR",
                    help="directory with the Fashion-MNIST IDX files (default: the Debian package's)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="stages run at a time, each in its own process (default: one per free physical core)")
 
 
 def _seeds(args: argparse.Namespace) -> list[int]:
@@ -119,14 +123,15 @@ def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: boo
     data_argv = ["data", "prepare", "fashion", "--out", str(world), *(QUICK_WORLD if quick else [])]
     if fashion_dir:
         data_argv += ["--fashion-dir", fashion_dir]
-    stages = [Stage("prepare the fashion world", data_argv, "data", estimate=ESTIMATE["data"])]
+    data = Stage("prepare the fashion world", data_argv, "data", estimate=ESTIMATE["data"])
+    stages = [data]
     for key, cmd in PRETRAIN.items():
         if cmd is not None:
             epochs = ["--epochs", QUICK_EPOCHS["pretrain"]] if quick else []
             stages.append(Stage(f"pretrain {key}", ["pretrain", *cmd, "--arch", "vit-micro", "--data",
                                                     str(world / "classification"), "--name", backbone_name(key, quick),
                                                     *epochs, *common, "--seed", "0"],
-                                "pretrain", key, estimate=ESTIMATE["pretrain"][key]))
+                                "pretrain", key, estimate=ESTIMATE["pretrain"][key], needs=(data.label,)))
     left_out = []
     for task in TASKS:
         for key in PRETRAIN:
@@ -138,9 +143,26 @@ def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: boo
             for k in (PARTIAL_K if task == "partial" else (None,)):
                 for seed in seeds:
                     stages.append(_transfer(task, key, k, seed, world, common, quick))
-    stages.append(Stage("MAE reconstructions of held-out test images", [], "visualize", "mae-norm-pixel",
-                        estimate=ESTIMATE["visualize"]))
-    return stages, left_out
+    root = Path(results).parent
+    stages.append(Stage("MAE reconstructions of held-out test images",
+                        ["visualize", "--backbone", backbone_name("mae-norm-pixel", quick), "--images",
+                         str(world / "classification" / "val"), "--per-folder", "1",       # one test image per class
+                         "--out", str(root / "reconstructions"), "--grid", str(root / "reconstructions.png")],
+                        "visualize", "mae-norm-pixel", estimate=ESTIMATE["visualize"]))
+    return _with_needs(stages), left_out
+
+
+def _with_needs(stages: list[Stage]) -> list[Stage]:
+    """A stage on a pretrained backbone waits for its pretraining (the others for the data);
+    k-NN waits for the linear probe of the same backbone and seed, whose cached features it reads."""
+    by = {(s.kind, s.backbone, s.seed): s.label for s in stages}
+    for s in stages:
+        if s.kind in ("data", "pretrain"):
+            continue
+        first = by.get(("pretrain", s.backbone, None), stages[0].label)
+        probe = by.get(("linprobe", s.backbone, s.seed)) if s.kind == "knn" else None
+        s.needs = (first,) + ((probe,) if probe else ())
+    return stages
 
 
 def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common: list[str], quick: bool) -> Stage:
@@ -158,7 +180,7 @@ def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common
 
 def main(args: argparse.Namespace) -> int:
     from maebench.cli import main as maebench
-    from maebench.commands import demo_report
+    from maebench.commands import demo_lanes, demo_report
     from maebench.errors import MaebenchError
     from maebench.home import data_dir, home_dir
 
@@ -174,29 +196,40 @@ def main(args: argparse.Namespace) -> int:
     world = data_dir() / ("fashion-quick" if args.quick else "fashion")
     stages, left_out = plan(world, results, seeds, args.quick, args.all, args.fashion_dir)
     t_demo, load_start = time.time(), os.getloadavg()
-    progress = demo_report.Progress(stages)
+    todo = []
     for i, stage in enumerate([] if args.report_only else stages, 1):
-        key = " ".join(stage.argv) if stage.argv else stage.label
-        if stage.kind != "data" and ledger.get(key) == "done":
+        if stage.kind != "data" and ledger.get(" ".join(stage.argv)) == "done":
             print(f"[{i}/{len(stages)}] {stage.label}: done earlier, reused", flush=True)
-            progress.skip(stage)
-            continue
-        print(f"[{i}/{len(stages)}] {stage.label}  ({progress.eta_text(stage)})", flush=True)
-        t0 = time.time()
-        if stage.kind == "visualize":
-            code = _reconstructions(maebench, root, world, backbone_name("mae-norm-pixel", args.quick))
         else:
-            code = _run(maebench, stage.argv)
-        if code != 0:
-            raise MaebenchError(f"demo stage '{stage.label}' failed (exit {code}); rerun `maebench demo"
-                                f"{' --quick' if args.quick else ''}` to resume from it")
-        progress.done(stage, time.time() - t0)
-        ledger[key] = "done"
-        ledger_path.write_text(json.dumps(ledger, indent=1))
-        if stage.kind not in ("data", "visualize"):
-            task = None if stage.kind == "pretrain" else stage.kind
-            shown = demo_report.newest_summary(results, task, backbone_name(stage.backbone, args.quick))
-            print(f"    {stage.label}: {shown} ({time.time() - t0:.0f} s)", flush=True)
+            todo.append((i, stage))
+    if todo:
+        lanes, threads = demo_lanes.choose_lanes(args.jobs)
+        progress = demo_report.Progress([s for _, s in todo], lanes)
+
+        def started(i: int, stage: Stage) -> None:
+            print(f"[{i}/{len(stages)}] {stage.label}  ({progress.eta_text(stage)})", flush=True)
+            if lanes == 1:
+                print("  $ maebench " + " ".join(stage.argv), flush=True)
+
+        def finished(stage: Stage, seconds: float) -> None:
+            progress.done(stage, seconds)
+            ledger[" ".join(stage.argv)] = "done"
+            ledger_path.write_text(json.dumps(ledger, indent=1))
+            shown = "" if stage.kind in ("data", "visualize") else demo_report.newest_summary(
+                results, None if stage.kind == "pretrain" else stage.kind,
+                backbone_name(stage.backbone, args.quick), seed=stage.seed, blocks=stage.extra.get("blocks"))
+            print(f"    {stage.label}: {shown + ' ' if shown else 'done '}({seconds:.0f} s)", flush=True)
+
+        def prepare(stage: Stage) -> None:
+            if stage.kind == "visualize":            # a fresh set of reconstructions
+                shutil.rmtree(root / "reconstructions", ignore_errors=True)
+
+        try:
+            demo_lanes.run(todo, lanes=lanes, threads=threads, logs=root / "logs",
+                           started=started, finished=finished, prepare=prepare)
+        except MaebenchError as e:
+            raise MaebenchError(f"{e}; rerun `maebench demo{' --quick' if args.quick else ''}` "
+                                f"to resume from it") from None
 
     command = "maebench demo" + (" --quick" if args.quick else "") + (" --all" if args.all else "") + \
         (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "")
@@ -223,15 +256,6 @@ def _refuse_source_tree(root: Path) -> None:
 def _run(maebench, argv: list[str]) -> int:
     print("  $ maebench " + " ".join(argv), flush=True)
     return maebench(argv)
-
-
-def _reconstructions(maebench, root: Path, world: Path, backbone: str) -> int:
-    """One held-out test image per class (the val split = Fashion-MNIST's test set)."""
-    out = root / "reconstructions"
-    if out.exists():
-        shutil.rmtree(out)
-    return _run(maebench, ["visualize", "--backbone", backbone, "--images", str(world / "classification" / "val"),
-                           "--per-folder", "1", "--out", str(out), "--grid", str(root / "reconstructions.png")])
 
 
 def _leaderboard(maebench, results: Path, root: Path) -> None:

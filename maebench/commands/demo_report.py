@@ -24,14 +24,13 @@ COLUMNS = (("fine-tune top-1 (100/class)", "finetune", "top1", None),
 
 
 class Progress:
-    """ETA from each stage's estimate, scaled by how the finished stages compared with theirs."""
+    """ETA from each stage's estimate, scaled by how the finished stages compared with theirs
+    and shared over the lanes that run stages side by side."""
 
-    def __init__(self, stages):
+    def __init__(self, stages, lanes: int = 1):
         self.left = {id(s): s.estimate for s in stages}
         self.spent = self.estimated = 0.0
-
-    def skip(self, stage) -> None:
-        self.left.pop(id(stage), None)
+        self.lanes = lanes
 
     def done(self, stage, seconds: float) -> None:
         self.estimated += self.left.pop(id(stage), 0.0)
@@ -39,7 +38,7 @@ class Progress:
 
     def eta_text(self, stage) -> str:
         pace = min(max(self.spent / self.estimated, 0.5), 4.0) if self.estimated > 30 else 1.0
-        eta = sum(self.left.values()) * pace
+        eta = sum(self.left.values()) * pace / self.lanes
         return f"about {stage.estimate * pace / 60:.1f} min; demo ETA {eta / 60:.0f} min, " \
                f"{time.strftime('%H:%M', time.localtime(time.time() + eta))}"
 
@@ -49,10 +48,14 @@ def _rows(results: Path):
     return [r for r in ResultsStore(results).rows() if r.status == "done"]
 
 
-def newest_summary(results: Path, task: str | None = None, backbone: str | None = None) -> str:
-    """The headline metrics of the newest finished row of this task and backbone."""
+def newest_summary(results: Path, task: str | None = None, backbone: str | None = None,
+                   seed: int | None = None, blocks: str | None = None) -> str:
+    """The headline metrics of the newest finished row of this task and backbone (and seed and
+    partial K, when given: stages of the same backbone may finish side by side)."""
     rows = [r for r in _rows(results) if (task is None or r.task in (task, f"pretrain-{task}"))
-            and (backbone is None or r.backbone == backbone)]
+            and (backbone is None or r.backbone == backbone)
+            and (seed is None or (r.seed or 0) == seed)
+            and (blocks is None or _blocks(r.config.get("blocks")) == blocks)]
     if not rows:
         return "no result row"
     row = max(rows, key=lambda r: r.created)
