@@ -27,8 +27,8 @@ def choose_lanes(requested: int | None, log: Callable[[str], None] = print) -> t
     if requested is not None:
         lanes, why = max(1, requested), "--jobs"
     else:
-        load = os.getloadavg()[0]
-        lanes = max(1, min(cores, int(cores - load + 0.5)))
+        load = os.getloadavg()[0]            # lags a minute behind: up to one busy core reads as free
+        lanes = max(1, min(cores, int(cores - max(0.0, load - 1.0) + 0.5)))
         why = f"{cores} physical cores, 1-min load {load:.1f}"
     threads = max(1, cores // lanes)
     log(f"demo: {lanes} stage(s) at a time, {threads} torch thread(s) each ({why}); --jobs N overrides")
