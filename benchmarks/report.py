@@ -335,6 +335,7 @@ def render(res, *, peak, machine, threads, threads_why, settings, args, started,
     lines += report_perf.loader_section(res.get("loader"), cmds.get("loader", ""))
     lines += report_perf.compile_section(res.get("compile"), cmds.get("compile", ""))
     lines += report_perf.row_section(res.get("row"), cmds.get("row", ""))
+    lines += report_perf.lanes_section(res.get("lanes"), cmds.get("lanes", ""))
     lines += _eval(res, peak)
     lines += _official(res, peak)
     lines += _grid(res)

@@ -78,6 +78,18 @@ def row_section(r: dict | None, command: str) -> list[str]:
                   body), ""]
 
 
+def lanes_section(r: dict | None, command: str) -> list[str]:
+    if not r:
+        return []
+    from benchmarks.demo_lanes import table as lanes_table
+    return ["## The demo's lanes: two single-thread stages side by side", "",
+            f"`{command}`: two runs of the same demo stage (seeds 0 and 1, each a fresh `python -m maebench` "
+            "process, after one warm-up run that fills the tensor cache), one after the other with 2 torch threads "
+            "each (A, what a sequential demo does), side by side with 1 thread each (B, what `maebench demo` "
+            "does on 2 cores), and one after the other with 1 thread (C). Wall seconds for both runs.", "",
+            lanes_table(r["rows"]), ""]
+
+
 def summary_lines(res: dict) -> list[str]:
     out = []
     if res.get("compile"):
@@ -88,6 +100,10 @@ def summary_lines(res: dict) -> list[str]:
         out.append(f"- Loader vs the MAE vit-micro step ({r['step_images_per_s']:.0f} images/s): " + "; ".join(
             f"{x['loader'].split(' (')[0]} {x['images_per_s']:.0f} images/s = {pct(x['share_of_step'])} of a step"
             for x in r["loaders"]))
+    lanes = res.get("lanes")
+    if lanes:
+        out.append("- Demo lanes (2 stages side by side, 1 thread each) vs one after the other with 2 threads: " + "; ".join(
+            f"{r['stage']} {r['lanes_gain']:.2f}x" for r in lanes["rows"]))
     row = res.get("row")
     if row:
         base = row["transfer_totals"][row["settings"][0]]

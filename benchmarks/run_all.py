@@ -14,6 +14,7 @@ Sections (each module's docstring says what exactly it measures and why):
     compile_stages.py        eager vs torch.compile per demo stage, compile time included: the protocols' defaults
     loader_speed.py          DataLoader vs the tensor loader vs the MAE step they feed (the fashion world, --world)
     leaderboard_row.py       the demo's transfer suite for one vit-micro backbone: eager / compiled / + tensor loader
+    demo_lanes.py            demo stages one after the other (2 threads) vs side by side (1 thread each)
 
 The machine is shared and its speed moves with other people's jobs, so everything is measured in
 one run, every FLOP/s is a share of the fp32 matmul peak measured in this same run (sampled
@@ -249,6 +250,18 @@ def run(args: argparse.Namespace) -> str:
     wall["row"] = time.perf_counter() - t
     peak.sample()
 
+    t = section("the demo's lanes (benchmarks/demo_lanes.py)")
+    from benchmarks import demo_lanes
+    if args.lanes_json:                # measured by its own run
+        import json
+        res["lanes"] = json.loads(Path(args.lanes_json).read_text())
+        res["commands"]["lanes"] = f"{res['lanes']['command']}` (its own run, started {res['lanes']['started']}; " \
+                                   f"read by `--lanes-json {args.lanes_json}"
+    elif not args.quick:
+        res["lanes"] = {"rows": demo_lanes.measure(world, ["finetune", "knn"], log=log)}
+        res["commands"]["lanes"] = f"python benchmarks/demo_lanes.py --world {world} --stages finetune,knn"
+    wall["lanes"] = time.perf_counter() - t
+
     t = section("MAE step time over image size x mask ratio")
     from benchmarks import mae_scaling
     g = dict(s.grid)
@@ -273,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                    "its classification split prepared now in a temporary directory")
     p.add_argument("--row-json", metavar="FILE", help="the leaderboard-row section from `leaderboard_row.py --json "
                    "FILE` (its own run: that section takes 10-30 minutes) instead of measuring it here")
+    p.add_argument("--lanes-json", metavar="FILE", help="the demo-lanes section from `demo_lanes.py --json FILE` "
+                   "(its own run, about 8 minutes) instead of measuring it here")
     p.add_argument("--out", default=str(HERE / "REPORT.md"), help="report file (default benchmarks/REPORT.md)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: 1 on a busy machine, else torch's)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda (untested here: no GPU was available)")

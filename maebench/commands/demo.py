@@ -53,9 +53,9 @@ DATA_KIND = {"coco": "coco", "ade20k": "ade20k"}
 # 2-core machine (docs/cpu-recipes.md): the ETA and the budget rule read them. Keyed by stage
 # kind, then backbone where they differ.
 ESTIMATE = {
-    "data": 45, "visualize": 10, "leaderboard": 15,
-    "pretrain": {"mae-norm-pixel": 165, "mae-pixel": 135, "mocov3": 550, "supervised": 210},
-    "finetune": 57, "partial": 45, "linprobe": 45, "knn": 10, "coco": 110, "ade20k": 75,
+    "data": 15, "visualize": 10, "leaderboard": 15,
+    "pretrain": {"mae-norm-pixel": 130, "mae-pixel": 120, "mocov3": 615, "supervised": 265},
+    "finetune": 58, "partial": 42, "linprobe": 54, "knn": 8, "coco": 87, "ade20k": 68,
 }
 # (task, backbone) pairs the full demo leaves out to stay within 25 minutes on 2 cores; the
 # report says so in their cells. `maebench demo --all` runs them too.

@@ -37,7 +37,7 @@ class Progress:
         self.spent += seconds
 
     def eta_text(self, stage) -> str:
-        pace = min(max(self.spent / self.estimated, 0.5), 4.0) if self.estimated > 30 else 1.0
+        pace = min(max(self.spent / self.estimated, 0.5), 4.0) if self.estimated > 120 else 1.0
         eta = sum(self.left.values()) * pace / self.lanes
         return f"about {stage.estimate * pace / 60:.1f} min; demo ETA {eta / 60:.0f} min, " \
                f"{time.strftime('%H:%M', time.localtime(time.time() + eta))}"
