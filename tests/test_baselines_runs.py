@@ -44,7 +44,7 @@ def _check_registered(name, family, row, arch="vit-micro"):
 
 def test_tiny_supervised_run_reduces_its_loss_and_registers(shapes_dir, capsys):
     rc = main(["pretrain", "--method", "supervised", "--data", str(shapes_dir), "--epochs", "4",
-               "--name", "sup-tiny", *COMMON, "--set", "lr=2e-3"])
+               "--name", "sup-tiny", *COMMON, "--set", "lr=2e-3", "--set", "aug.mixup=0.8", "--set", "aug.cutmix=1.0"])
     assert rc == 0
     [row] = ResultsStore().rows(task="pretrain-supervised")
     assert row.backbone == "sup-tiny" and row.status == "done"
@@ -52,7 +52,8 @@ def test_tiny_supervised_run_reduces_its_loss_and_registers(shapes_dir, capsys):
     hist = _history(row)
     assert len(hist) == 4 and row.metrics["loss"] == pytest.approx(hist[-1]["loss"])
     assert hist[-1]["loss"] < hist[0]["loss"], hist
-    assert row.config["aug"]["mixup"] == 0.8 and row.config["drop_path"] == 0.1   # the recipe ran
+    assert row.config["aug"]["mixup"] == 0.8 and row.config["drop_path"] == 0.1   # the recipe ran, mixup included
+    assert row.config["aug"]["crop_min"] == 0.5                # the vit-micro entry's mild crops
     _check_registered("sup-tiny", "supervised", row)
     assert "registered backbone 'sup-tiny'" in capsys.readouterr().out
 
@@ -72,7 +73,7 @@ def test_tiny_mocov3_run_reduces_its_loss_and_registers(shapes_dir):
 def test_bad_input_fails_before_any_row(shapes_dir):
     # odd per-process batch with mixup, an invalid name, a missing directory: no training, no row
     assert main(["pretrain", "--method", "supervised", "--data", str(shapes_dir), "--epochs", "1",
-                 "--arch", "vit-micro", "--batch-size", "15"]) == 2
+                 "--arch", "vit-micro", "--batch-size", "15", "--set", "aug.mixup=0.8"]) == 2
     assert main(["pretrain", "--method", "mocov3", "--data", str(shapes_dir), "--epochs", "1",
                  "--arch", "vit-micro", "--name", "Bad Name"]) == 2
     assert main(["pretrain", "--method", "mocov3", "--data", str(shapes_dir / "nope"), "--epochs", "1",

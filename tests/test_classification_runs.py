@@ -52,7 +52,7 @@ def test_finetune_on_embedded_set_stores_a_row(micro, capsys):
     assert row.metrics["val_images"] == 200                               # the embedded val split, once each
     assert row.config["labels_per_class"] == 2 and row.config["img_size"] == 16
     # the effective config: Table 9's layer decay, the vit-micro CPU recipe's lr and augmentation
-    assert row.config["layer_decay"] == 0.75 and row.config["lr"] == 1e-3 and row.config["aug"]["mixup"] == 0.0
+    assert row.config["layer_decay"] == 0.75 and row.config["lr"] == 2e-3 and row.config["aug"]["mixup"] == 0.0
 
 
 def test_linprobe_leaves_the_encoder_bit_identical(micro, small_set, tmp_path):

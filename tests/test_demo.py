@@ -81,11 +81,13 @@ def test_the_summary_states_the_measured_differences_and_the_orderings():
     from maebench.commands.demo_report import summary
     cells = {("mae-norm-pixel", "finetune", "top1", None): [70.0, 72.0], ("scratch", "finetune", "top1", None): [40.0, 41.0],
              ("mae-norm-pixel", "coco", "bbox/AP", None): [5.0], ("scratch", "coco", "bbox/AP", None): [6.0],
+             ("mae-norm-pixel", "ade20k", "mIoU", None): [12.93], ("scratch", "ade20k", "mIoU", None): [12.91],
              ("mae-norm-pixel", "linprobe", "top1", None): [60.0], ("mocov3", "linprobe", "top1", None): [65.0],
              ("supervised", "linprobe", "top1", None): [80.0]}
     text = "\n".join(summary(cells, [0, 1]))
     assert "MAE norm-pixel 71.0 vs scratch 40.5 top-1, +30.5 points (target >= +15: met)" in text
     assert "APbox: MAE norm-pixel 5.0 vs scratch 6.0 (MAE NOT above scratch)" in text
+    assert "mIoU: MAE norm-pixel 12.93 vs scratch 12.91 (MAE above scratch by 0.02)" in text   # a lead 1 decimal hides
     assert "Linear probe ordering as measured: supervised † 80.0 > MoCo v3 65.0 > MAE norm-pixel 60.0" in text
     assert "mean of 2 seeds" in text
 

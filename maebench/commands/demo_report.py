@@ -196,9 +196,10 @@ def summary(cells: dict, seeds: list[int]) -> list[str]:
         a, s = m("mae-norm-pixel", task, metric), m("scratch", task, metric)
         sup = m("supervised", task, metric)
         if a is not None and s is not None:
-            extra = f", supervised {sup:.1f}" if sup is not None else ""
-            out.append(f"{what}: MAE norm-pixel {a:.1f} vs scratch {s:.1f}{extra} "
-                       f"({'MAE above scratch' if a > s else 'MAE NOT above scratch'}).")
+            digits = 1 if f"{a:.1f}" != f"{s:.1f}" else 2       # a lead that one decimal hides is shown
+            extra = f", supervised {sup:.{digits}f}" if sup is not None else ""
+            out.append(f"{what}: MAE norm-pixel {a:.{digits}f} vs scratch {s:.{digits}f}{extra} "
+                       f"({'MAE above scratch by ' + format(a - s, f'.{digits}f') if a > s else 'MAE NOT above scratch'}).")
     for key in ("mae-norm-pixel", "mocov3"):
         curve = [(k, m(key, "partial", k=k)) for k in ("0", "0.5", "1", "2")] + [("all", m(key, "finetune"))]
         if any(v is not None for _k, v in curve):
