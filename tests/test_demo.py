@@ -120,3 +120,14 @@ def test_a_failed_stage_names_itself_and_its_log_and_what_needs_it_never_starts(
             started=lambda i, s: started.append(s.label), finished=lambda s, seconds: None)
     assert started == ["pretrain x"]
     assert "unknown task 'nope'" in capsys.readouterr().out       # the end of its log is shown
+
+
+def test_lanes_are_one_per_core_that_is_free_now_or_what_jobs_says(monkeypatch, capsys):
+    from maebench import loading
+    from maebench.commands import demo_lanes
+    monkeypatch.setattr(loading, "physical_cores", lambda: 4)
+    for busy, lanes in ((0.0, 4), (1.2, 3), (3.9, 1), (6.0, 1)):
+        monkeypatch.setattr(demo_lanes, "busy_cores", lambda busy=busy: busy)
+        assert demo_lanes.choose_lanes(None, log=lambda _: None) == (lanes, 4 // lanes)
+    assert demo_lanes.choose_lanes(3, log=print) == (3, 1)
+    assert "3 stage(s) at a time, 1 torch thread(s) each (--jobs)" in capsys.readouterr().out

@@ -27,12 +27,29 @@ def choose_lanes(requested: int | None, log: Callable[[str], None] = print) -> t
     if requested is not None:
         lanes, why = max(1, requested), "--jobs"
     else:
-        load = os.getloadavg()[0]            # lags a minute behind: up to one busy core reads as free
-        lanes = max(1, min(cores, int(cores - max(0.0, load - 1.0) + 0.5)))
-        why = f"{cores} physical cores, 1-min load {load:.1f}"
+        busy = busy_cores()
+        lanes = max(1, min(cores, int(cores - busy + 0.5)))
+        why = f"{cores} physical cores, {busy:.1f} busy now"
     threads = max(1, cores // lanes)
     log(f"demo: {lanes} stage(s) at a time, {threads} torch thread(s) each ({why}); --jobs N overrides")
     return lanes, threads
+
+
+def busy_cores(seconds: float = 0.5) -> float:
+    """How many cores other work keeps busy now (/proc/stat over `seconds`). The load average
+    would lag a minute behind: right after a finished job it still reads as a busy core."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)          # idle + iowait
+        return sum(fields), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return max(0.0, os.getloadavg()[0] - 1.0)
+    share = 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+    return share * (os.cpu_count() or 1)
 
 
 @dataclass
