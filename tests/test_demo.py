@@ -92,19 +92,20 @@ def test_the_summary_states_the_measured_differences_and_the_orderings():
     assert "mean of 2 seeds" in text
 
 
-def test_lanes_start_the_longest_ready_stage_first_and_a_stage_only_after_what_it_needs(tmp_path):
+def test_lanes_start_the_heaviest_ready_stage_first_and_a_stage_only_after_what_it_needs(tmp_path):
     from maebench.commands.demo import Stage
     from maebench.commands.demo_lanes import run
     a = Stage("a", ["--version"], "pretrain", estimate=1)
     b = Stage("b", ["--version"], "finetune", estimate=9, needs=("a",))
     c = Stage("c", ["--version"], "finetune", estimate=5)
+    d = Stage("d", ["--version"], "finetune", estimate=7)          # heavier than c, lighter than a + b
     events = []
-    run([(1, a), (2, b), (3, c)], lanes=2, threads=1, logs=tmp_path / "logs",
+    run([(1, a), (2, b), (3, c), (4, d)], lanes=2, threads=1, logs=tmp_path / "logs",
         started=lambda i, s: events.append(("start", s.label)),
         finished=lambda s, seconds: events.append(("end", s.label)))
-    assert events[:2] == [("start", "c"), ("start", "a")]      # b is the longest but waits for a
+    assert events[:2] == [("start", "a"), ("start", "d")]      # a weighs 1 + 9 (b waits for it), then d 7
     assert events.index(("start", "b")) > events.index(("end", "a"))
-    assert sorted(e for e in events if e[0] == "end") == [("end", "a"), ("end", "b"), ("end", "c")]
+    assert sorted(e for e in events if e[0] == "end") == [("end", "a"), ("end", "b"), ("end", "c"), ("end", "d")]
     assert (tmp_path / "logs" / "01-a.log").read_text().startswith("maebench ")   # with 2 lanes, output goes to logs
 
 

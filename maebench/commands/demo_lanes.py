@@ -4,8 +4,8 @@ At the demo's scale (a 96-d, 4-block ViT on 32 px images) one process gains litt
 second torch thread: the matmuls are too small to split well (benchmarks/demo_lanes.py measures
 it). Two single-thread processes keep both cores busy instead. A stage starts once the stages it
 needs have finished (a transfer run needs its backbone's pretraining; k-NN waits for the linear
-probe of the same backbone and seed, whose cached features it reads), the longest ready stage
-first. With one lane a stage's output streams to the terminal; with more, each stage writes
+probe of the same backbone and seed, whose cached features it reads), the heaviest ready stage
+first (its own estimate plus those of the stages waiting for it). With one lane a stage's output streams to the terminal; with more, each stage writes
 logs/<label>.log under the demo's directory and the terminal shows one line per start and end.
 """
 from __future__ import annotations
@@ -75,6 +75,13 @@ def run(todo: list[tuple[int, object]], *, lanes: int, threads: int, logs: Path,
 
     waiting = dict(todo)
     pending = {s.label for s in waiting.values()}
+    # a stage's weight: its own estimate plus those of the stages waiting for it, so that the data
+    # stage and MoCo v3's pretraining start before shorter stages that nothing waits for
+    weight = {s.label: s.estimate for s in waiting.values()}
+    for s in waiting.values():
+        for need in s.needs:
+            if need in weight:
+                weight[need] += s.estimate
     running: list[_Running] = []
     failed: list[tuple[object, int, Path | None]] = []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -86,7 +93,7 @@ def run(todo: list[tuple[int, object]], *, lanes: int, threads: int, logs: Path,
         while waiting or running:
             ready = [(i, s) for i, s in waiting.items() if not (set(s.needs) & pending)]
             while ready and len(running) < lanes and not failed:
-                i, stage = max(ready, key=lambda item: item[1].estimate)
+                i, stage = max(ready, key=lambda item: weight[item[1].label])
                 ready.remove((i, stage))
                 del waiting[i]
                 prepare(stage)
