@@ -130,7 +130,7 @@ def _set_up(con: sqlite3.Connection, patience_s: float = 60.0) -> None:
             con.executescript(SCHEMA)
             return
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e) or time.monotonic() > deadline:
+            if not ("locked" in str(e) or "busy" in str(e)) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02 + 0.08 * random.random())
 
@@ -240,7 +240,6 @@ class ResultsStore:
             return out
         finally:
             con.close()
-
 
 
 @dataclass

@@ -70,15 +70,12 @@ def load(args, s: Setup, *, blocks: int, pooling: tuple[str, ...], batch_size: i
     for split in ("train", "val"):
         ds = ImageFolder(s.data.root, split, transform=tf)
         names = {"backbone_name": args.backbone, "dataset_name": s.data.name, "split": split}
+        got = None
         if split == "train" and len(subset) < len(ds):
-            whole = feature_cache.get(encoder, ds, names=names, **kw, encode=False)
-            if whole is None:                     # encode the labelled images only (an entry of their own)
-                out[split] = feature_cache.get(encoder, ds.subset(subset.tolist()), names=names, **kw)
-                subset = torch.arange(len(subset))
-                continue
-            out[split] = whole
-            continue
-        out[split] = feature_cache.get(encoder, ds, names=names, **kw)
+            got = feature_cache.get(encoder, ds, names=names, **kw, encode=False)     # the whole split, if cached
+            if got is None:                       # else the labelled images only (an entry of their own)
+                ds, subset = ds.subset(subset.tolist()), torch.arange(len(subset))
+        out[split] = got if got is not None else feature_cache.get(encoder, ds, names=names, **kw)
     for split in out.values():
         split.pooling = tuple(pooling)            # select() by the names the task asked for
     secs = time.perf_counter() - t0

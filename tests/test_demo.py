@@ -127,8 +127,8 @@ def test_lanes_are_one_per_core_that_is_free_now_or_what_jobs_says(monkeypatch, 
     from maebench import loading
     from maebench.commands import demo_lanes
     monkeypatch.setattr(loading, "physical_cores", lambda: 4)
-    for busy, lanes in ((0.0, 4), (1.2, 3), (3.9, 1), (6.0, 1)):
-        monkeypatch.setattr(demo_lanes, "busy_cores", lambda busy=busy: busy)
+    for busy, lanes in ((0.0, 4), (0.3, 3), (0.975, 1), (1.0, 1)):     # share of the CPUs busy: 0, 1.2, 3.9, 4 cores
+        monkeypatch.setattr(demo_lanes, "busy_share", lambda busy=busy: busy)
         assert demo_lanes.choose_lanes(None, log=lambda _: None) == (lanes, 4 // lanes)
     assert demo_lanes.choose_lanes(3, log=print) == (3, 1)
     assert "3 stage(s) at a time, 1 torch thread(s) each (--jobs)" in capsys.readouterr().out

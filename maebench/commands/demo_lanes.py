@@ -27,7 +27,7 @@ def choose_lanes(requested: int | None, log: Callable[[str], None] = print) -> t
     if requested is not None:
         lanes, why = max(1, requested), "--jobs"
     else:
-        busy = busy_cores()
+        busy = busy_share() * cores
         lanes = max(1, min(cores, int(cores - busy + 0.5)))
         why = f"{cores} physical cores, {busy:.1f} busy now"
     threads = max(1, cores // lanes)
@@ -35,9 +35,9 @@ def choose_lanes(requested: int | None, log: Callable[[str], None] = print) -> t
     return lanes, threads
 
 
-def busy_cores(seconds: float = 0.5) -> float:
-    """How many cores other work keeps busy now (/proc/stat over `seconds`). The load average
-    would lag a minute behind: right after a finished job it still reads as a busy core."""
+def busy_share(seconds: float = 0.5) -> float:
+    """The share of the CPUs other work keeps busy now (/proc/stat over `seconds`). The load
+    average would lag a minute behind: right after a finished job it still reads as busy."""
     def sample() -> tuple[int, int]:
         fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)          # idle + iowait
@@ -47,15 +47,13 @@ def busy_cores(seconds: float = 0.5) -> float:
         time.sleep(seconds)
         total1, idle1 = sample()
     except (OSError, ValueError, IndexError):
-        return max(0.0, os.getloadavg()[0] - 1.0)
-    share = 1.0 - (idle1 - idle0) / max(1, total1 - total0)
-    return share * (os.cpu_count() or 1)
+        return min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 @dataclass
 class _Running:
     stage: object
-    index: int
     proc: subprocess.Popen
     log: Path | None
     t0: float
@@ -104,7 +102,7 @@ def run(todo: list[tuple[int, object]], *, lanes: int, threads: int, logs: Path,
                 proc = subprocess.Popen(cmd, env=env, stdout=out or None, stderr=subprocess.STDOUT if out else None)
                 if out:
                     out.close()
-                running.append(_Running(stage, i, proc, log, time.time()))
+                running.append(_Running(stage, proc, log, time.time()))
             if failed and not running:
                 break
             if not running:
