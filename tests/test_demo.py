@@ -132,3 +132,28 @@ def test_lanes_are_one_per_core_that_is_free_now_or_what_jobs_says(monkeypatch, 
         assert demo_lanes.choose_lanes(None, log=lambda _: None) == (lanes, 4 // lanes)
     assert demo_lanes.choose_lanes(3, log=print) == (3, 1)
     assert "3 stage(s) at a time, 1 torch thread(s) each (--jobs)" in capsys.readouterr().out
+
+
+def test_a_changed_protocol_file_reruns_its_stages_and_those_that_need_them_only(tmp_path, monkeypatch):
+    import shutil
+
+    from maebench import config
+    from maebench.commands import demo
+    stages, _ = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0], quick=False, run_all=False, fashion_dir=None)
+    before = demo.recipe_hashes(stages)
+    protocols = tmp_path / "protocols"
+    shutil.copytree(config.PROTOCOL_DIR, protocols)
+    monkeypatch.setattr(config, "PROTOCOL_DIR", protocols)
+    assert demo.recipe_hashes(stages) == before                 # same files, same ledger entries
+
+    with open(protocols / "coco.yaml", "a") as f:
+        f.write("\n# a recipe change\n")
+    changed = {s.label for s in stages if demo.recipe_hashes(stages)[s.label] != before[s.label]}
+    assert changed == {s.label for s in stages if s.kind == "coco"} and changed
+
+    with open(protocols / "pretrain_mae.yaml", "a") as f:
+        f.write("\n# a recipe change\n")
+    changed = {s.label for s in stages if demo.recipe_hashes(stages)[s.label] != before[s.label]}
+    mae = {s.label for s in stages if s.backbone in ("mae-norm-pixel", "mae-pixel")}
+    assert changed == mae | {s.label for s in stages if s.kind == "coco"}
+    assert any(s.kind == "visualize" for s in stages if s.label in changed)

@@ -12,11 +12,14 @@ Every stage is a literal `maebench` command line, run in this process and printe
 runs, so any stage can be copied and run alone. Everything is written under
 $MAEBENCH_HOME/demo/<full|quick>/ (or --out): the results store, the stage ledger, report.md,
 the leaderboard and figures; the source tree is never written. A second run reuses the stages
-that finished unless --fresh is given.
+that finished with the same recipe (the stage ledger keeps a hash of each stage's protocol file
+and of the stages it needs), so a changed recipe reruns its stages and those downstream of
+them; --fresh reruns everything.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -165,6 +168,24 @@ def _with_needs(stages: list[Stage]) -> list[Stage]:
     return stages
 
 
+def recipe_hashes(stages: list[Stage]) -> dict[str, str]:
+    """label -> a hash of the stage's argv, its protocol file and the hashes of the stages it
+    needs: the stage ledger's record that a finished stage is still the stage planned now."""
+    from maebench.config import PROTOCOL_DIR
+
+    hashes: dict[str, str] = {}
+    for s in stages:                                   # needs come first (plan's order)
+        h = hashlib.sha256(" ".join(s.argv).encode())
+        protocol = (f"pretrain_{s.argv[s.argv.index('--method') + 1]}" if s.kind == "pretrain"
+                    else TASKS[s.kind].protocol if s.kind in TASKS else None)
+        if protocol:
+            h.update((PROTOCOL_DIR / f"{protocol}.yaml").read_bytes())
+        for label in s.needs:
+            h.update(hashes[label].encode())
+        hashes[s.label] = h.hexdigest()[:16]
+    return hashes
+
+
 def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common: list[str], quick: bool) -> Stage:
     opts = list((QUICK_TASK_ARGS if quick else TASK_ARGS).get(task, []))
     if k is not None:
@@ -195,10 +216,11 @@ def main(args: argparse.Namespace) -> int:
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     world = data_dir() / ("fashion-quick" if args.quick else "fashion")
     stages, left_out = plan(world, results, seeds, args.quick, args.all, args.fashion_dir)
+    recipe = recipe_hashes(stages)
     t_demo, load_start = time.time(), os.getloadavg()
     todo = []
     for i, stage in enumerate([] if args.report_only else stages, 1):
-        if stage.kind != "data" and ledger.get(" ".join(stage.argv)) == "done":
+        if stage.kind != "data" and ledger.get(" ".join(stage.argv)) == recipe[stage.label]:
             print(f"[{i}/{len(stages)}] {stage.label}: done earlier, reused", flush=True)
         else:
             todo.append((i, stage))
@@ -213,7 +235,7 @@ def main(args: argparse.Namespace) -> int:
 
         def finished(stage: Stage, seconds: float) -> None:
             progress.done(stage, seconds)
-            ledger[" ".join(stage.argv)] = "done"
+            ledger[" ".join(stage.argv)] = recipe[stage.label]
             ledger_path.write_text(json.dumps(ledger, indent=1))
             shown = "" if stage.kind in ("data", "visualize") else demo_report.newest_summary(
                 results, None if stage.kind == "pretrain" else stage.kind,
