@@ -318,10 +318,11 @@ def render(res, *, peak, machine, threads, threads_why, settings, args, started,
         f"- torch {m['torch']}, timm {m['timm']}, Python {m['python']}",
         f"- torch threads: **{threads}** ({threads_why})",
         f"- load average (1, 5, 15 min) at the start: {', '.join(f'{x:.1f}' for x in m['load'])}; at the end: "
-        f"{', '.join(f'{x:.1f}' for x in m['load_end'])} (other people's jobs on the same cores)",
+        f"{', '.join(f'{x:.1f}' for x in m['load_end'])} "
+        f"({'other jobs on the same cores' if m['load'][0] >= 1 else 'this run alone: its own threads'})",
         f"- **fp32 matmul peak** (maebench.flops.matmul_peak, 1024 x 1024, {threads} thread(s)), sampled before "
         f"and after the measurements: best **{peak.best / 1e9:.1f} GFLOP/s**, samples in order {samples} GFLOP/s "
-        "(the spread is other jobs taking the core). Every \"% of peak\" below (except Table 2's, which "
+        "(the spread: other jobs, or this run's own processes, taking a core). Every \"% of peak\" below (except Table 2's, which "
         "pretrain_speed computes itself) sets a workload's fastest step against the best sample.", "",
         "Section wall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items()) + ".", "",
     ]
