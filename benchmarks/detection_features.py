@@ -43,10 +43,12 @@ def block_maps(vit, images, mean, std, blocks: list[int]) -> list[torch.Tensor]:
         return vit.forward_intermediates(x, indices=blocks, norm=False, output_fmt="NCHW", intermediates_only=True)
 
 
-def roi_features(fmap: torch.Tensor, boxes, stride: int) -> torch.Tensor:
+def roi_features(fmap: torch.Tensor, boxes, image_side: int) -> torch.Tensor:
+    """Boxes in image pixels -> [objects, channels * 4]; the map's scale is read off its size (any patch)."""
     from torchvision.ops import roi_align
 
-    return roi_align(fmap, boxes, output_size=2, spatial_scale=1 / stride, sampling_ratio=2, aligned=True).flatten(1)
+    return roi_align(fmap, boxes, output_size=2, spatial_scale=fmap.shape[-1] / image_side, sampling_ratio=2,
+                     aligned=True).flatten(1)
 
 
 def linear_probe(f_train, y_train, f_val, y_val, num_classes: int) -> float:
@@ -93,10 +95,10 @@ def main(argv=None) -> int:
         torch.manual_seed(0)                      # a scratch backbone's random init
         vit, entry = registry.load(name, img_size=canvas)
         vit.eval()
-        stride = entry.patch_size
+        side = train[0].shape[-1]
         tr_maps = block_maps(vit, train[0], entry.mean, entry.std, blocks)
         va_maps = block_maps(vit, val[0], entry.mean, entry.std, blocks)
-        probe = [linear_probe(roi_features(t, train[1], stride), train[2], roi_features(v, val[1], stride), val[2],
+        probe = [linear_probe(roi_features(t, train[1], side), train[2], roi_features(v, val[1], side), val[2],
                               num_classes) for t, v in zip(tr_maps, va_maps)]
         share = [position_share(v) for v in va_maps]
         print(f"| {name} | " + " | ".join(f"{p:.1f}" for p in probe) + " | " + " | ".join(f"{s:.2f}" for s in share)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
@@ -167,6 +168,13 @@ def fashion_world(world: str | None, *, quick: bool, log) -> Path:
     return out
 
 
+def own_run(path: str, flag: str) -> tuple[dict, str]:
+    """A section measured by its own run (`--row-json`, `--lanes-json`): its JSON, and the command
+    line the report shows for it (with its start time and the flag that read it)."""
+    r = json.loads(Path(path).read_text())
+    return r, f"{r['command']}` (its own run, started {r['started']}; read by `{flag} {path}"
+
+
 def run(args: argparse.Namespace) -> str:
     import torch
 
@@ -232,8 +240,7 @@ def run(args: argparse.Namespace) -> str:
     t = section("the cost of a leaderboard row (benchmarks/leaderboard_row.py)")
     from benchmarks import leaderboard_row
     if args.row_json:                  # measured by its own run (its command and start time go with it)
-        import json
-        res["row"] = json.loads(Path(args.row_json).read_text())
+        res["row"], row_command = own_run(args.row_json, "--row-json")
         quick_world = Path(res["row"].get("world", "?"))
     else:
         quick_world = world if args.quick else fashion_world(None, quick=True, log=log)
@@ -245,18 +252,14 @@ def run(args: argparse.Namespace) -> str:
         "row": f"python benchmarks/leaderboard_row.py --world {quick_world} --settings {','.join(s.row_settings)}"
                + ("" if s.row_quick else " --full")}
     if args.row_json:
-        res["commands"]["row"] = f"{res['row']['command']}` (its own run, started {res['row']['started']}; read " \
-                                 f"by `--row-json {args.row_json}"
+        res["commands"]["row"] = row_command
     wall["row"] = time.perf_counter() - t
     peak.sample()
 
     t = section("the demo's lanes (benchmarks/demo_lanes.py)")
     from benchmarks import demo_lanes
     if args.lanes_json:                # measured by its own run
-        import json
-        res["lanes"] = json.loads(Path(args.lanes_json).read_text())
-        res["commands"]["lanes"] = f"{res['lanes']['command']}` (its own run, started {res['lanes']['started']}; " \
-                                   f"read by `--lanes-json {args.lanes_json}"
+        res["lanes"], res["commands"]["lanes"] = own_run(args.lanes_json, "--lanes-json")
     elif not args.quick:
         res["lanes"] = {"rows": demo_lanes.measure(world, ["finetune", "knn"], log=log)}
         res["commands"]["lanes"] = f"python benchmarks/demo_lanes.py --world {world} --stages finetune,knn"

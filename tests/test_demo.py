@@ -146,14 +146,16 @@ def test_a_changed_protocol_file_reruns_its_stages_and_those_that_need_them_only
     monkeypatch.setattr(config, "PROTOCOL_DIR", protocols)
     assert demo.recipe_hashes(stages) == before                 # same files, same ledger entries
 
-    with open(protocols / "coco.yaml", "a") as f:
-        f.write("\n# a recipe change\n")
-    changed = {s.label for s in stages if demo.recipe_hashes(stages)[s.label] != before[s.label]}
+    def changed_after(edit: str) -> set[str]:
+        with open(protocols / edit, "a") as f:
+            f.write("\n# a recipe change\n")
+        now = demo.recipe_hashes(stages)
+        return {label for label, h in now.items() if h != before[label]}
+
+    changed = changed_after("coco.yaml")
     assert changed == {s.label for s in stages if s.kind == "coco"} and changed
 
-    with open(protocols / "pretrain_mae.yaml", "a") as f:
-        f.write("\n# a recipe change\n")
-    changed = {s.label for s in stages if demo.recipe_hashes(stages)[s.label] != before[s.label]}
+    changed = changed_after("pretrain_mae.yaml")
     mae = {s.label for s in stages if s.backbone in ("mae-norm-pixel", "mae-pixel")}
     assert changed == mae | {s.label for s in stages if s.kind == "coco"}
     assert any(s.kind == "visualize" for s in stages if s.label in changed)
