@@ -89,6 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if old_sigterm is not None:
             signal.signal(signal.SIGTERM, old_sigterm)
+        _destroy_process_group()
+
+
+def _destroy_process_group() -> None:
+    """Under torchrun, every command (finished or failed) destroys its process group before the
+    interpreter exits: gloo work still held by its threads at finalization aborts the worker
+    (SIGABRT) after the run has finished."""
+    distributed = sys.modules.get("maebench.distributed")   # imported only by commands that train
+    if distributed is not None:
+        distributed.cleanup()
 
 
 def _sigterm_as_interrupt():

@@ -49,11 +49,18 @@ TIMEOUT = 600
 # Each torchrun worker runs `python -m maebench ARGS` through this, which appends one line per
 # checkpoint / results-store / registry write, with the worker's rank, to $MAEBENCH_TEST_WRITES.
 BOOT = r'''
-import os, runpy, sys
+import atexit, os, runpy, sys
+import torch.distributed
 from maebench import checkpoint, checkpointer, results
 from maebench.backbones import registry
 
 log, rank = os.environ["MAEBENCH_TEST_WRITES"], os.environ["RANK"]
+
+
+@atexit.register
+def process_group_at_exit():   # after main() returned, before the interpreter's finalization
+    with open(log + ".exit", "a") as f:
+        f.write(f"{rank} {'alive' if torch.distributed.is_initialized() else 'destroyed'}\n")
 
 
 def logged(what, fn):
@@ -90,7 +97,8 @@ def data(tmp_path_factory):
 
 def torchrun(task: str, data: Path, home: Path, work: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
     """`torchrun --nproc-per-node 2 -m maebench <task command>` (through BOOT); returns the
-    process and the logged writes."""
+    process and the logged writes. Each worker's process group state at exit goes to
+    writes.log.exit."""
     boot, writes = work / "boot.py", work / "writes.log"
     boot.write_text(BOOT)
     args = [a.format(data=data) for a in COMMANDS[task]] + COMMON
@@ -108,6 +116,9 @@ def test_torchrun_run_completes_rank0_writes_and_its_evaluation_equals_one_proce
     home = _isolated_home
     r, writes = torchrun(task, data, home, tmp_path)
     assert r.returncode == 0, r.stderr[-4000:]
+    # both workers destroyed their process group before exiting (gloo threads left holding work
+    # at interpreter finalization abort a finished worker)
+    assert sorted((tmp_path / "writes.log.exit").read_text().split("\n")[:-1]) == ["0 destroyed", "1 destroyed"]
     (row,) = ResultsStore(home / "results.sqlite").rows(status=None)
     assert row.status == "done" and row.error is None
     (run_dir,) = (home / "runs").iterdir()

@@ -91,5 +91,4 @@ def run(args: argparse.Namespace) -> int:
     if distributed.is_main():
         print(f"pretrain dvae: {cfg['vocab_size']} codes on {dataset}: loss {last['loss']:.4f}, "
               f"codebook perplexity {last['perplexity']:.1f}; tokenizer '{name}' at {published}")
-    distributed.cleanup()
     return 0

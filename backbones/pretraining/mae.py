@@ -193,5 +193,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"pretrain mae: {cfg['arch']} / {cfg['target']} / mask {mask_ratio} {cfg['masking']} on {dataset}: "
               f"loss per epoch {curve}; {result.images_per_s:.1f} images/s")
         print(f"registered backbone '{name}' (family {family}) from {final}")
-    distributed.cleanup()
     return 0

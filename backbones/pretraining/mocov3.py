@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     if distributed.is_main():
         print(f"pretrain {METHOD}: loss {metrics['loss']:.4f} on {dataset}; "
               f"registered backbone '{name}' (family {FAMILY})")
-    distributed.cleanup()
     return 0
 
 

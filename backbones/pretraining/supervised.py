@@ -80,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
     if distributed.is_main():
         print(f"pretrain {METHOD}: loss {metrics['loss']:.4f}, top-1 {metrics['top1']:.2f}% on {dataset} val; "
               f"registered backbone '{name}' (family {FAMILY})")
-    distributed.cleanup()
     return 0
 
 
