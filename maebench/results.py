@@ -217,6 +217,11 @@ class ResultsStore:
         if not handle.finished:
             self.fail(handle.run_id, "run ended without reporting metrics")
 
+    def remove(self, run_ids: list[str]) -> None:
+        """Delete these rows, all in one transaction."""
+        with self._tx() as con:
+            con.executemany("DELETE FROM runs WHERE run_id=?", [(r,) for r in run_ids])
+
     # -- reading -------------------------------------------------------------------------
     def rows(self, *, task: str | None = None, backbone: str | None = None,
              status: str | None = "done", run_id: str | None = None) -> list[Row]:

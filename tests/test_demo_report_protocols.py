@@ -38,3 +38,22 @@ def test_the_report_names_the_swept_probe_and_keeps_partial_k0_out_of_the_linear
     assert [rows[k][col] for k in ("MAE norm-pixel", "MoCo v3")] == ["50.0", "52.0"]     # not partial K=0's 5.0
     assert "not the paper's single-lr protocol" in report.text and "--no-sweep" in report.text
     assert "not the paper's single-lr protocol" in report.summary_text
+
+
+def test_a_stage_rerun_with_another_recipe_supersedes_its_old_row_and_nothing_else(tmp_path):
+    """A protocol file changed between two demo runs: the rerun stage's row replaces the old
+    recipe's row (the leaderboard would otherwise pool both in one cell); other seeds, other
+    partial K, the other linear-probe protocol and the same recipe's rows stay."""
+    store = ResultsStore(tmp_path / "results.sqlite")
+    old = add(store, "ade20k", "demo-mae", "fashion", {"mIoU": 13.1}, layer_decay=0.5)
+    keep = [add(store, "ade20k", "demo-mae", "fashion", {"mIoU": 12.0}, seed=1, layer_decay=0.5),   # not rerun
+            add(store, "ade20k", "scratch-vit-micro", "fashion", {"mIoU": 12.1}, layer_decay=0.5),
+            add(store, "partial", "demo-mae", "fashion", {"top1": 60.0}, blocks=1, labels_per_class=100),
+            add(store, "partial", "demo-mae", "fashion", {"top1": 61.0}, blocks=2, labels_per_class=100),
+            add(store, "linprobe", "demo-mae", "fashion", {"top1": 5.0}, sweep=False, labels_per_class=100),
+            add(store, "linprobe", "demo-mae", "fashion", {"top1": 50.0}, sweep=True, labels_per_class=1000)]
+    new = add(store, "ade20k", "demo-mae", "fashion", {"mIoU": 11.6}, layer_decay=0.75)
+    assert demo_report.superseded(tmp_path / "results.sqlite") == [old]
+    store.remove([old])
+    assert sorted(r.run_id for r in store.rows()) == sorted([*keep, new])
+    assert demo_report.superseded(tmp_path / "results.sqlite") == []

@@ -71,6 +71,23 @@ def _blocks(value) -> str | None:
     return str(int(f)) if f.is_integer() else str(f)
 
 
+def _stage_key(r) -> tuple:
+    """What one demo stage measures: a row of another recipe with the same key is its rerun."""
+    return (r.backbone, r.dataset, r.task, _blocks(r.config.get("blocks")) if r.task == "partial" else None, r.seed or 0,
+            _variant(r))
+
+
+def superseded(results: Path) -> list[str]:
+    """Run ids of finished rows that a newer row of the same stage with another recipe replaces
+    (a stage rerun because its protocol file changed), so that the demo's leaderboard does not
+    pool two recipes in one cell."""
+    newest: dict[tuple, object] = {}
+    rows = _rows(results)
+    for r in rows:                    # oldest first
+        newest[_stage_key(r)] = r
+    return [r.run_id for r in rows if newest[_stage_key(r)].config_hash != r.config_hash]
+
+
 def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
     """({(backbone key, task, metric, K): [values, one per seed]}, {backbone key: pretraining s})."""
     by_name = {v: k for k, v in names.items()}
