@@ -43,7 +43,7 @@ def test_the_report_names_the_swept_probe_and_keeps_partial_k0_out_of_the_linear
 def test_a_stage_rerun_with_another_recipe_supersedes_its_old_row_and_nothing_else(tmp_path):
     """A protocol file changed between two demo runs: the rerun stage's row replaces the old
     recipe's row (the leaderboard would otherwise pool both in one cell); other seeds, other
-    partial K, the other linear-probe protocol and the same recipe's rows stay."""
+    backbones, other partial K and the other linear-probe protocol stay."""
     store = ResultsStore(tmp_path / "results.sqlite")
     old = add(store, "ade20k", "demo-mae", "fashion", {"mIoU": 13.1}, layer_decay=0.5)
     keep = [add(store, "ade20k", "demo-mae", "fashion", {"mIoU": 12.0}, seed=1, layer_decay=0.5),   # not rerun

@@ -253,13 +253,13 @@ def main(args: argparse.Namespace) -> int:
             raise MaebenchError(f"{e}; rerun `maebench demo{' --quick' if args.quick else ''}` "
                                 f"to resume from it") from None
 
-    command = "maebench demo" + (" --quick" if args.quick else "") + (" --all" if args.all else "") + \
-        (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "")
     stale = demo_report.superseded(results)
     if stale:
         from maebench.results import ResultsStore
         ResultsStore(results).remove(stale)
         print(f"  removed {len(stale)} result row(s) of earlier recipes, replaced by the stages rerun above")
+    command = "maebench demo" + (" --quick" if args.quick else "") + (" --all" if args.all else "") + \
+        (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "")
     _leaderboard(maebench, results, root)
     report = demo_report.write_report(root, results, command=command, quick=args.quick, seeds=seeds,
                                       left_out=left_out, names={k: backbone_name(k, args.quick) for k in PRETRAIN},

@@ -72,7 +72,8 @@ def _blocks(value) -> str | None:
 
 
 def _stage_key(r) -> tuple:
-    """What one demo stage measures: a row of another recipe with the same key is its rerun."""
+    """What one demo stage measures: (backbone, dataset, task, partial K, seed, probe variant). A
+    newer row with the same key is the stage's rerun and replaces the older one."""
     return (r.backbone, r.dataset, r.task, _blocks(r.config.get("blocks")) if r.task == "partial" else None, r.seed or 0,
             _variant(r))
 
@@ -91,7 +92,7 @@ def superseded(results: Path) -> list[str]:
 def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
     """({(backbone key, task, metric, K): [values, one per seed]}, {backbone key: pretraining s})."""
     by_name = {v: k for k, v in names.items()}
-    newest: dict[tuple, object] = {}
+    newest: dict[tuple, tuple] = {}   # stage key -> (backbone key, row)
     pretrain_s: dict[str, float] = {}
     for r in _rows(results):          # oldest first: a rerun of a recipe and seed replaces it
         key = by_name.get(r.backbone)
@@ -100,13 +101,12 @@ def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
         if r.task.startswith("pretrain-"):
             pretrain_s[key] = r.wall_time_s or 0.0
             continue
-        newest[(key, r.task, _blocks(r.config.get("blocks")) if r.task == "partial" else None, r.seed,
-                _variant(r))] = r
+        newest[_stage_key(r)] = key, r
     # partial K=0 writes a single-lr linprobe row of its own: the linear column shows one protocol,
     # the linear-probe stage's (the variant run for the most backbones)
-    lin = _linear_variant(r for r in newest.values() if r.task == "linprobe")
+    lin = _linear_variant(r for _, r in newest.values() if r.task == "linprobe")
     cells: dict[tuple, list[float]] = {}
-    for (key, task, k, _seed, variant), r in newest.items():
+    for (_name, _dataset, task, k, _seed, variant), (key, r) in newest.items():
         if task == "linprobe" and variant != lin:
             continue
         for _h, t, metric, col_k in COLUMNS:
