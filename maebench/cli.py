@@ -13,7 +13,8 @@ from maebench.errors import AlreadyDone, MaebenchError, did_you_mean
 
 # subcommand -> (module under maebench.commands, one-line help)
 COMMANDS = {
-    "demo": ("demo", "run the whole benchmark end to end on the fashion world (real Fashion-MNIST images) and print the leaderboard"),
+    "demo": ("demo", "run the whole benchmark end to end on the fashion world (real Fashion-MNIST images) "
+                     "and print the leaderboard"),
     "pretrain": ("pretrain", "pretrain a ViT (MAE, dVAE tokenizer, supervised or MoCo v3) and register it"),
     "run": ("run", "run a transfer task (finetune, linprobe, partial, knn, coco, ade20k) on a backbone"),
     "backbones": ("backbones", "list, show, register and remove backbones"),
