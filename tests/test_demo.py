@@ -77,6 +77,26 @@ def test_the_plan_repeats_transfer_runs_per_seed_leaves_out_stated_stages_and_se
     assert none_left == [] and {(s.kind, s.backbone) for s in everything} >= set(demo.LEFT_OUT)
 
 
+def test_mae_epochs_lengthens_only_the_mae_pretrainings_and_names_their_backbones_apart(tmp_path, capsys):
+    from maebench.cli import main
+    from maebench.commands import demo
+    stages, _ = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0], quick=False, run_all=False,
+                          fashion_dir=None, mae_epochs=24)
+    pre = {s.backbone: s for s in stages if s.kind == "pretrain"}
+    for key in ("mae-norm-pixel", "mae-pixel"):
+        argv = pre[key].argv
+        assert argv[argv.index("--epochs") + 1] == "24" and argv[argv.index("--name") + 1] == f"demo-{key}-24ep"
+        assert pre[key].estimate == 24 * demo.ESTIMATE["pretrain"][key]      # the ETA knows the longer stage
+    for key in ("mocov3", "supervised"):
+        assert "--epochs" not in pre[key].argv and pre[key].argv[pre[key].argv.index("--name") + 1] == f"demo-{key}"
+    used = {s.argv[s.argv.index("--backbone") + 1] for s in stages if "--backbone" in s.argv}
+    assert used == {"demo-mae-norm-pixel-24ep", "demo-mae-pixel-24ep", "demo-mocov3", "demo-supervised",
+                    "scratch-vit-micro"}
+    assert main(["demo", "--quick", "--mae-epochs", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "--mae-epochs expects a positive number of epochs, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 def test_the_summary_states_the_measured_differences_and_the_orderings():
     from maebench.commands.demo_report import summary
     cells = {("mae-norm-pixel", "finetune", "top1", None): [70.0, 72.0], ("scratch", "finetune", "top1", None): [40.0, 41.0],

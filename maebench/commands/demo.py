@@ -10,7 +10,7 @@ says which stages run.
 
 Every stage is a literal `maebench` command line, run in this process and printed before it
 runs, so any stage can be copied and run alone. Everything is written under
-$MAEBENCH_HOME/demo/<full|quick>/ (or --out): the results store, the stage ledger, report.md,
+$MAEBENCH_HOME/demo/<full|quick>[-mae-Nep]/ (or --out): the results store, the stage ledger, report.md,
 the leaderboard and figures; the source tree is never written. A second run reuses the stages
 that finished with the same recipe (the stage ledger keeps a hash of each stage's protocol file
 and of the stages it needs), so a changed recipe reruns its stages and those downstream of
@@ -88,7 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a reduced fashion world and 1-2 epochs per stage: every stage runs, in a few minutes")
     p.add_argument("--fresh", action="store_true", help="rerun every stage instead of reusing finished ones")
     p.add_argument("--out", metavar="DIR",
-                   help="where the demo writes (default: $MAEBENCH_HOME/demo/full or demo/quick)")
+                   help="where the demo writes (default: $MAEBENCH_HOME/demo/full or demo/quick; "
+                        "with --mae-epochs N, demo/full-mae-Nep)")
     p.add_argument("--seeds", default=None, metavar="S[,S...]",
                    help="seeds of the transfer runs; several give mean ± std (default 0)")
     p.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)   # older spelling of --seeds S
@@ -100,6 +101,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="directory with the Fashion-MNIST IDX files (default: the Debian package's)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="stages run at a time, each in its own process (default: one per free physical core)")
+    p.add_argument("--mae-epochs", type=int, default=None, metavar="N",
+                   help="MAE pretraining epochs for both MAE backbones (default: the protocol's, 1); about 2 min "
+                        "per epoch each, 24 bring MAE level with scratch in detection (docs/cpu-recipes.md); "
+                        "writes to demo/full-mae-Nep")
 
 
 def _seeds(args: argparse.Namespace) -> list[int]:
@@ -115,13 +120,18 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     return seeds
 
 
-def backbone_name(key: str, quick: bool) -> str:
-    return SCRATCH if PRETRAIN[key] is None else ("demo-quick-" if quick else "demo-") + key
+def backbone_name(key: str, quick: bool, mae_epochs: int | None = None) -> str:
+    """demo-<key>, demo-quick-<key>; an MAE backbone pretrained for --mae-epochs N ends in -Nep."""
+    if PRETRAIN[key] is None:
+        return SCRATCH
+    longer = f"-{mae_epochs}ep" if mae_epochs is not None and PRETRAIN[key][1] == "mae" else ""
+    return ("demo-quick-" if quick else "demo-") + key + longer
 
 
 def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: bool,
-         fashion_dir: str | None) -> tuple[list[Stage], list[tuple[str, str]]]:
-    """(stages to run, (task, backbone key) pairs left out for time)."""
+         fashion_dir: str | None, mae_epochs: int | None = None) -> tuple[list[Stage], list[tuple[str, str]]]:
+    """(stages to run, (task, backbone key) pairs left out for time); mae_epochs: the MAE
+    pretrainings' epochs when not the protocol's."""
     common = ["--results", str(results)]
     data_argv = ["data", "prepare", "fashion", "--out", str(world), *(QUICK_WORLD if quick else [])]
     if fashion_dir:
@@ -130,11 +140,13 @@ def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: boo
     stages = [data]
     for key, cmd in PRETRAIN.items():
         if cmd is not None:
-            epochs = ["--epochs", QUICK_EPOCHS["pretrain"]] if quick else []
+            n = mae_epochs if mae_epochs is not None and cmd[1] == "mae" else None
+            epochs = ["--epochs", str(n)] if n else ["--epochs", QUICK_EPOCHS["pretrain"]] if quick else []
             stages.append(Stage(f"pretrain {key}", ["pretrain", *cmd, "--arch", "vit-micro", "--data",
-                                                    str(world / "classification"), "--name", backbone_name(key, quick),
+                                                    str(world / "classification"),
+                                                    "--name", backbone_name(key, quick, mae_epochs),
                                                     *epochs, *common, "--seed", "0"],
-                                "pretrain", key, estimate=ESTIMATE["pretrain"][key], needs=(data.label,)))
+                                "pretrain", key, estimate=ESTIMATE["pretrain"][key] * (n or 1), needs=(data.label,)))
     left_out = []
     for task in TASKS:
         for key in PRETRAIN:
@@ -145,10 +157,10 @@ def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: boo
                 continue
             for k in (PARTIAL_K if task == "partial" else (None,)):
                 for seed in seeds:
-                    stages.append(_transfer(task, key, k, seed, world, common, quick))
+                    stages.append(_transfer(task, key, k, seed, world, common, quick, mae_epochs))
     root = Path(results).parent
     stages.append(Stage("MAE reconstructions of held-out test images",
-                        ["visualize", "--backbone", backbone_name("mae-norm-pixel", quick), "--images",
+                        ["visualize", "--backbone", backbone_name("mae-norm-pixel", quick, mae_epochs), "--images",
                          str(world / "classification" / "val"), "--per-folder", "1",       # one test image per class
                          "--out", str(root / "reconstructions"), "--grid", str(root / "reconstructions.png")],
                         "visualize", "mae-norm-pixel", estimate=ESTIMATE["visualize"]))
@@ -186,13 +198,14 @@ def recipe_hashes(stages: list[Stage]) -> dict[str, str]:
     return hashes
 
 
-def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common: list[str], quick: bool) -> Stage:
+def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common: list[str], quick: bool,
+              mae_epochs: int | None) -> Stage:
     opts = list((QUICK_TASK_ARGS if quick else TASK_ARGS).get(task, []))
     if k is not None:
         opts += ["--blocks", k]
     if quick and task in QUICK_EPOCHS:
         opts += ["--epochs", QUICK_EPOCHS[task]]
-    argv = ["run", "--task", task, "--backbone", backbone_name(key, quick), "--data",
+    argv = ["run", "--task", task, "--backbone", backbone_name(key, quick, mae_epochs), "--data",
             str(world / DATA_KIND.get(task, "classification")), *opts, *common, "--seed", str(seed)]
     swept = task == "linprobe" and "--no-sweep" not in opts and {"--cached-features", "--sweep"} & set(opts)
     label = f"{task}{' (swept)' if swept else ''}{'' if k is None else ' K=' + k} {key} (seed {seed})"
@@ -207,6 +220,9 @@ def main(args: argparse.Namespace) -> int:
 
     mode = "quick" if args.quick else "full"
     seeds = _seeds(args)
+    mae_epochs = _mae_epochs(args)
+    if mae_epochs is not None:
+        mode += f"-mae-{mae_epochs}ep"
     root = Path(args.out).expanduser().resolve() if args.out else home_dir() / "demo" / mode
     _refuse_source_tree(root)
     if args.fresh and root.exists():
@@ -215,7 +231,7 @@ def main(args: argparse.Namespace) -> int:
     results, ledger_path = root / "results.sqlite", root / "stages.json"
     ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
     world = data_dir() / ("fashion-quick" if args.quick else "fashion")
-    stages, left_out = plan(world, results, seeds, args.quick, args.all, args.fashion_dir)
+    stages, left_out = plan(world, results, seeds, args.quick, args.all, args.fashion_dir, mae_epochs)
     recipe = recipe_hashes(stages)
     t_demo, load_start = time.time(), os.getloadavg()
     todo = []
@@ -239,7 +255,7 @@ def main(args: argparse.Namespace) -> int:
             ledger_path.write_text(json.dumps(ledger, indent=1))
             shown = "" if stage.kind in ("data", "visualize") else demo_report.newest_summary(
                 results, None if stage.kind == "pretrain" else stage.kind,
-                backbone_name(stage.backbone, args.quick), seed=stage.seed, blocks=stage.extra.get("blocks"))
+                backbone_name(stage.backbone, args.quick, mae_epochs), seed=stage.seed, blocks=stage.extra.get("blocks"))
             print(f"    {stage.label}: {shown + ' ' if shown else 'done '}({seconds:.0f} s)", flush=True)
 
         def prepare(stage: Stage) -> None:
@@ -259,16 +275,25 @@ def main(args: argparse.Namespace) -> int:
         ResultsStore(results).remove(stale)
         print(f"  removed {len(stale)} result row(s) of earlier recipes, replaced by the stages rerun above")
     command = "maebench demo" + (" --quick" if args.quick else "") + (" --all" if args.all else "") + \
-        (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "")
+        (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "") + \
+        (f" --mae-epochs {mae_epochs}" if mae_epochs is not None else "")
     _leaderboard(maebench, results, root)
     report = demo_report.write_report(root, results, command=command, quick=args.quick, seeds=seeds,
-                                      left_out=left_out, names={k: backbone_name(k, args.quick) for k in PRETRAIN},
+                                      left_out=left_out, names={k: backbone_name(k, args.quick, mae_epochs) for k in PRETRAIN},
                                       seconds=None if args.report_only else time.time() - t_demo,
                                       load=(load_start, os.getloadavg()),
-                                      estimates={t: ESTIMATE[t] for t in ("coco", "ade20k")})
+                                      estimates={t: ESTIMATE[t] for t in ("coco", "ade20k")}, mae_epochs=mae_epochs)
     print(report.summary_text)
     print(f"demo finished in {(time.time() - t_demo) / 60:.1f} min; report: {root / 'report.md'}")
     return 0
+
+
+def _mae_epochs(args: argparse.Namespace) -> int | None:
+    from maebench.errors import UsageError
+
+    if args.mae_epochs is not None and args.mae_epochs < 1:
+        raise UsageError(f"--mae-epochs expects a positive number of epochs, got {args.mae_epochs}")
+    return args.mae_epochs
 
 
 def _refuse_source_tree(root: Path) -> None:

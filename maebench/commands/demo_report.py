@@ -240,7 +240,7 @@ def summary(cells: dict, seeds: list[int]) -> list[str]:
 
 def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds: list[int],
                  left_out: list[tuple[str, str]], names: dict[str, str], seconds: float | None,
-                 load: tuple, estimates: dict) -> Report:
+                 load: tuple, estimates: dict, mae_epochs: int | None = None) -> Report:
     cells, pretrain_s = collect(results, names)
     runs = _rows(results)
     how = protocols(results, names)
@@ -262,7 +262,8 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
         f"{len(runs)} runs took {sum(r.wall_time_s or 0 for r in runs) / 60:.1f} min of run wall time.",
         "",
         f"vit-micro backbones on {scale}. Recipes: the `vit-micro` entries of maebench/protocols/*.yaml "
-        "(docs/cpu-recipes.md).",
+        "(docs/cpu-recipes.md)" + (f"; both MAE backbones pretrained for {mae_epochs} epochs (--mae-epochs) "
+                                   "instead of the protocol's" if mae_epochs is not None else "") + ".",
         "",
         table(cells, pretrain_s, left_out, keys, how),
         "",
