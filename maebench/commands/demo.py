@@ -120,12 +120,17 @@ def _seeds(args: argparse.Namespace) -> list[int]:
     return seeds
 
 
+def _longer(key: str, mae_epochs: int | None) -> int | None:
+    """The epochs --mae-epochs sets for this backbone's pretraining (MAE only), None otherwise."""
+    return mae_epochs if PRETRAIN[key] is not None and PRETRAIN[key][1] == "mae" else None
+
+
 def backbone_name(key: str, quick: bool, mae_epochs: int | None = None) -> str:
     """demo-<key>, demo-quick-<key>; an MAE backbone pretrained for --mae-epochs N ends in -Nep."""
     if PRETRAIN[key] is None:
         return SCRATCH
-    longer = f"-{mae_epochs}ep" if mae_epochs is not None and PRETRAIN[key][1] == "mae" else ""
-    return ("demo-quick-" if quick else "demo-") + key + longer
+    n = _longer(key, mae_epochs)
+    return ("demo-quick-" if quick else "demo-") + key + (f"-{n}ep" if n else "")
 
 
 def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: bool,
@@ -140,7 +145,7 @@ def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: boo
     stages = [data]
     for key, cmd in PRETRAIN.items():
         if cmd is not None:
-            n = mae_epochs if mae_epochs is not None and cmd[1] == "mae" else None
+            n = _longer(key, mae_epochs)
             epochs = ["--epochs", str(n)] if n else ["--epochs", QUICK_EPOCHS["pretrain"]] if quick else []
             stages.append(Stage(f"pretrain {key}", ["pretrain", *cmd, "--arch", "vit-micro", "--data",
                                                     str(world / "classification"),
