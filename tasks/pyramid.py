@@ -10,6 +10,11 @@ ResNet-like pyramid at strides 4, 8, 16, 32. Two ways of building it:
   taps="last"    ViTDet's simple feature pyramid (Li et al. 2022): the last block only,
                  resampled to scales 4, 2, 1, 0.5, channels halved per 2x upsampling.
 
+With tap_norm, each tapped block output first goes through a LayerNorm of its own (as Swin's
+detection and segmentation backbones norm each output they hand to the neck; the MAE and BEiT
+transfer code reads the raw residual stream). A pretrained stream's scale and offsets differ from
+block to block and from a random ViT's; the norm hands the neck maps of one scale.
+
 Between two deconvolutions sits a norm + GELU: LayerNorm over channels (ViTDet; independent of
 the per-GPU batch, often 1 image at detection resolution) or BatchNorm (the MAE/BEiT
 segmentation code). Factors are the power of two nearest p / stride, so any patch works
@@ -83,7 +88,7 @@ class FeaturePyramid(nn.Module):
                    -> 4 x [B, C_i, h * f_i, w * f_i] with f_i = rescale_factor(p, stride_i)."""
 
     def __init__(self, dim: int, patch_size: int, *, taps: str = "groups", norm: str = "layer",
-                 halve_channels: bool | None = None):
+                 halve_channels: bool | None = None, tap_norm: bool = False):
         super().__init__()
         if taps not in TAPS:
             raise unknown("pyramid taps", taps, TAPS)
@@ -100,10 +105,13 @@ class FeaturePyramid(nn.Module):
             mods.append(mod)
             self.out_channels.append(out)
         self.levels = nn.ModuleList(mods)
+        self.tap_norms = nn.ModuleList(LayerNorm2d(dim, eps=1e-6) for _ in range(self.num_inputs)) if tap_norm else None
 
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(maps) != self.num_inputs:
             raise ValueError(f"the pyramid expects {self.num_inputs} feature maps, got {len(maps)}")
+        if self.tap_norms is not None:
+            maps = [n(x) for n, x in zip(self.tap_norms, maps)]
         if self.taps == "last":
             return [level(maps[-1]) for level in self.levels]
         return [level(x) for level, x in zip(self.levels, maps)]

@@ -124,3 +124,20 @@ def test_layer_decay_scales_the_vit_only():
     assert all(scale[n] == 1.0 for n in heads)
     # the unused final norm and head are gone, so every parameter takes part in the loss (DDP)
     assert not any(n.startswith(("backbone.vit.norm.", "backbone.vit.head.")) for n in scale)
+
+
+def test_tap_norm_hands_the_neck_maps_of_one_scale():
+    """With tap_norm each tapped map is LayerNormed over its channels first: the pyramid's output
+    no longer depends on a tap's per-position scale and offset (a pretrained residual stream's),
+    while without it the output follows them."""
+    torch.manual_seed(0)
+    maps = [torch.randn(2, 8, 16, 16) for _ in range(4)]
+    scale = torch.rand(2, 1, 16, 16) * 9 + 1
+    offset = torch.randn(2, 1, 16, 16) * 5
+    moved = [m * scale + offset for m in maps]
+    normed = FeaturePyramid(8, 4, taps="groups", tap_norm=True)
+    for a, b in zip(normed(maps), normed(moved)):
+        assert torch.allclose(a, b, atol=1e-4)
+    raw = FeaturePyramid(8, 4, taps="groups")
+    assert not torch.allclose(raw(maps)[0], raw(moved)[0], atol=1e-2)
+    assert len(normed.tap_norms) == 4 and FeaturePyramid(8, 4, taps="last", tap_norm=True).tap_norms[0].normalized_shape == (8,)

@@ -49,7 +49,7 @@ class ViTDetBackbone(nn.Module):
     the input's extent, because torchvision's anchor generator derives each level's stride
     from the padded batch size divided by the map size."""
 
-    def __init__(self, vit: nn.Module, *, neck: str, canvas: int, fpn_channels: int = 256):
+    def __init__(self, vit: nn.Module, *, neck: str, canvas: int, fpn_channels: int = 256, tap_norm: bool = False):
         super().__init__()
         if neck not in NECKS:
             raise unknown("neck", neck, NECKS)
@@ -66,7 +66,7 @@ class ViTDetBackbone(nn.Module):
         prune_for_taps(vit, self.indices)
         self.vit = vit
         self.patch_size, self.canvas, self.neck_name = patch, canvas, neck
-        self.neck = FeaturePyramid(vit.embed_dim, self.map_stride, taps=NECKS[neck], norm="layer")
+        self.neck = FeaturePyramid(vit.embed_dim, self.map_stride, taps=NECKS[neck], norm="layer", tap_norm=tap_norm)
         self.fpn = FeaturePyramidNetwork(self.neck.out_channels, fpn_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = fpn_channels    # read by torchvision's MaskRCNN
 

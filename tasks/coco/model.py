@@ -57,7 +57,8 @@ def build_mask_rcnn(vit: nn.Module, *, num_classes: int, mean, std, cfg: dict) -
                      mask_head=MaskRCNNHeads(ch, [mask_dim] * 4, dilation=1, norm_layer=layer_norm_2d),
                      box_roi_pool=AlignedRoIPool(7), mask_roi_pool=AlignedRoIPool(14))
     else:
-        backbone = ViTDetBackbone(vit, neck=cfg["neck"], canvas=canvas_size(cfg), fpn_channels=m["fpn_channels"])
+        backbone = ViTDetBackbone(vit, neck=cfg["neck"], canvas=canvas_size(cfg), fpn_channels=m["fpn_channels"],
+                                  tap_norm=cfg["tap_norm"])
         ch = backbone.out_channels
         heads = dict(rpn_conv_depth=1, box_head=TwoMLPHead(ch * 7 * 7, rep),   # RoIAlign 7x7 -> 2 FC layers
                      mask_head=MaskRCNNHeads(ch, [mask_dim] * 4, dilation=1),   # 4 convs on 14x14 RoIs
