@@ -58,7 +58,7 @@ DATA_KIND = {"coco": "coco", "ade20k": "ade20k"}
 ESTIMATE = {
     "data": 15, "visualize": 10, "leaderboard": 15,
     "pretrain": {"mae-norm-pixel": 130, "mae-pixel": 120, "mocov3": 615, "supervised": 265},
-    "finetune": 58, "partial": 42, "linprobe": 54, "knn": 8, "coco": 95, "ade20k": 68,
+    "finetune": 58, "partial": 42, "linprobe": 54, "knn": 8, "coco": 190, "ade20k": 68,
 }
 # (task, backbone) pairs the full demo leaves out to stay within 25 minutes on 2 cores; the
 # report says so in their cells. `maebench demo --all` runs them too.
