@@ -60,6 +60,11 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 holder = _read(fd)
+                for _ in range(20):          # the holder writes its name right after taking the lock
+                    if holder:
+                        break
+                    time.sleep(0.05)
+                    holder = _read(fd)
                 os.close(fd)
                 who = _describe(holder) if holder else "another process (it is just starting)"
                 raise RunLocked(f"run directory {self.out_dir} is in use: {who} is training in it; wait for it "

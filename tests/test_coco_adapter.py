@@ -138,6 +138,25 @@ def test_tap_norm_hands_the_neck_maps_of_one_scale():
     normed = FeaturePyramid(8, 4, taps="groups", tap_norm=True)
     for a, b in zip(normed(maps), normed(moved)):
         assert torch.allclose(a, b, atol=1e-4)
+    last = FeaturePyramid(8, 4, taps="last", tap_norm=True)
+    for a, b in zip(last(maps[-1:]), last(moved[-1:])):
+        assert torch.allclose(a, b, atol=1e-4)
     raw = FeaturePyramid(8, 4, taps="groups")
     assert not torch.allclose(raw(maps)[0], raw(moved)[0], atol=1e-2)
-    assert len(normed.tap_norms) == 4 and FeaturePyramid(8, 4, taps="last", tap_norm=True).tap_norms[0].normalized_shape == (8,)
+
+
+def test_tap_norm_reaches_the_detector_from_the_protocol():
+    """coco.yaml: raw taps in the paper protocol (the MAE/BEiT transfer code), normed taps in
+    the vit-micro entry; `--set tap_norm=...` switches it."""
+    from maebench import config
+    from maebench.tasks.coco import check_config
+    from maebench.tasks.coco.model import build_mask_rcnn
+
+    def neck(arch, sets=()):
+        cfg = check_config(config.load("coco", arch=arch, sets=["img_size=64", *sets]))
+        vit = create_vit("vit-micro", img_size=64, patch_size=4)
+        return build_mask_rcnn(vit, num_classes=3, mean=(0.5,) * 3, std=(0.5,) * 3, cfg=cfg).backbone.neck
+
+    assert neck("vit-micro").tap_norms is not None
+    assert neck("vit-micro", ["tap_norm=false"]).tap_norms is None
+    assert neck("vit-base").tap_norms is None
