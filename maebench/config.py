@@ -51,11 +51,11 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in d.items():
         if isinstance(v, dict) and k != "by_arch":
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -63,7 +63,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def _assign(cfg: dict, key: str, value: Any, source: str, nulls: frozenset = frozenset()) -> None:
     """Set `key`, type- and range-checked; `nulls`: the keys whose protocol default is null."""
-    known = _flatten(cfg)
+    known = flatten(cfg)
     if key not in known:
         if isinstance(value, dict):       # a whole sub-table from a YAML file
             for k, v in value.items():
@@ -112,11 +112,11 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
     defaults = protocol_defaults(protocol)
     by_arch = defaults.pop("by_arch", {}) or {}
     cfg = copy.deepcopy(defaults)
-    nulls = frozenset(k for k, v in _flatten(cfg).items() if v is None)
-    for k, v in _flatten(cfg).items():       # the shipped values obey the same rules
+    nulls = frozenset(k for k, v in flatten(cfg).items() if v is None)
+    for k, v in flatten(cfg).items():       # the shipped values obey the same rules
         config_values.check(k, v, f"{protocol}.yaml", nullable=True)
     if arch and arch in by_arch:
-        for k, v in _flatten(by_arch[arch]).items():
+        for k, v in flatten(by_arch[arch]).items():
             _assign(cfg, k, v, f"{protocol}.yaml by_arch.{arch}", nulls)
     if config_file:
         path = Path(config_file)

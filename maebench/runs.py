@@ -41,7 +41,12 @@ class RunContext:
 
 
 class RunDone(AlreadyDone):
-    """This exact run is finished; cli.main prints the message (stdout) and exits 0."""
+    """This exact run is finished; the runner prints the message (stdout) and goes on. `row`:
+    the finished row (rank 0; None on the other ranks)."""
+
+    def __init__(self, message: str, row: Any = None):
+        super().__init__(message)
+        self.row = row
 
 
 def _done_message(row, out_dir: Path) -> str:
@@ -76,7 +81,7 @@ def _claim(out_dir: Path, store: ResultsStore, run_id: str, resume: bool, force:
             return None, e
         if done:
             lock.release()
-            return None, RunDone(_done_message(done[-1], out_dir))
+            return None, RunDone(_done_message(done[-1], out_dir), done[-1])
     return lock, None
 
 

@@ -3,12 +3,11 @@ effective config, open the data and pick the device. Everything that can be wron
 user's input is found here, before a results row exists (see docs/architecture.md)."""
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from maebench import config
 from maebench.errors import UsageError
+from maebench.runspec import RunSpec
 from maebench.tasks.classification_data import ClassificationData, open_data
 
 
@@ -20,21 +19,14 @@ class Setup:
     device: Any                  # torch.device
 
 
-def task_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """Command-line options that map onto config keys (None = not given)."""
-    return {**config.training_flags(epochs=args.epochs, batch_size=args.batch_size, deterministic=args.deterministic),
-            "labels_per_class": args.labels_per_class, "label_fraction": args.label_fraction}
-
-
-def load_config(protocol: str, args: argparse.Namespace, arch: str, img_size: int,
-                extra: dict[str, Any] | None = None) -> dict:
-    """config.load with the task's flags; fills img_size from the backbone and checks the
-    keys the range checks of maebench.config do not cover."""
-    flags = task_flags(args)
-    if protocol == "knn":
-        flags.pop("epochs")               # no training: --epochs has no key to set
-    cfg = config.load(protocol, config_file=getattr(args, "config", None), sets=getattr(args, "set", []),
-                      flags={**flags, **(extra or {})}, arch=arch)
+def load_config(spec: RunSpec, arch: str, img_size: int, extra: dict[str, Any] | None = None) -> dict:
+    """The effective config with the task's flags; fills img_size from the backbone and checks
+    the keys the range checks of maebench.config do not cover."""
+    flags = {"labels_per_class": spec.option("labels_per_class"), "label_fraction": spec.option("label_fraction"),
+             **(extra or {})}
+    if spec.program.name == "knn":
+        spec = spec.replace(epochs=None)      # no training: --epochs has no key to set
+    cfg = spec.load_config(arch=arch, flags=flags)
     if cfg.get("img_size") is None:
         cfg["img_size"] = int(img_size)
     if cfg.get("labels_per_class") is not None and cfg.get("label_fraction") is not None:
@@ -51,19 +43,19 @@ def load_config(protocol: str, args: argparse.Namespace, arch: str, img_size: in
     return cfg
 
 
-def prepare(args: argparse.Namespace, protocol: str, extra: dict[str, Any] | None = None) -> Setup:
+def prepare(spec: RunSpec, extra: dict[str, Any] | None = None) -> Setup:
     """Backbone entry -> config -> data -> device, each checked; nothing is written yet."""
-    if not getattr(args, "backbone", None):
-        raise UsageError(f"--task {args.task} needs --backbone NAME (see `maebench backbones list`)")
+    if not spec.backbone:
+        raise UsageError(f"--task {spec.program.name} needs --backbone NAME (see `maebench backbones list`)")
     from maebench.backbones import registry
-    entry = registry.entry(args.backbone)                 # unknown name: UsageError with suggestions
+    entry = registry.entry(spec.backbone)                 # unknown name: UsageError with suggestions
     if not entry.present:
         raise registry.missing_weights_error(entry)
-    cfg = load_config(protocol, args, entry.arch, entry.img_size, extra)
-    data = open_data(getattr(args, "data", None), labels_per_class=cfg.get("labels_per_class"),
-                     label_fraction=cfg.get("label_fraction"), seed=getattr(args, "seed", 0) or 0)
+    cfg = load_config(spec, entry.arch, entry.img_size, extra)
+    data = open_data(spec.data, labels_per_class=cfg.get("labels_per_class"),
+                     label_fraction=cfg.get("label_fraction"), seed=spec.seed)
     from maebench import distributed
-    device = distributed.init(getattr(args, "device", None), deterministic=args.deterministic)
+    device = distributed.init(spec.device, deterministic=spec.deterministic)
     return Setup(cfg=cfg, entry=entry, data=data, device=device)
 
 

@@ -1,11 +1,10 @@
 """End-to-end fine-tuning (MAE paper Table 9): the whole ViT trains with layer-wise lr decay,
 drop path, RandAugment, random erasing, mixup / cutmix with a soft-target loss, label
 smoothing, warm-up + cosine and optional EMA; the classifier reads the mean of the patch tokens
-through fc_norm (or the [cls] token). `train_classifier` is also the loop of partial
+through fc_norm (or the [cls] token). `classifier_recipe` is also the recipe of partial
 fine-tuning, which only freezes parameters first."""
 from __future__ import annotations
 
-import argparse
 from typing import Callable
 
 import torch
@@ -13,6 +12,8 @@ import torch.nn as nn
 
 from maebench import distributed as dist
 from maebench import engine, optim, runs
+from maebench.runner import Recipe
+from maebench.runspec import RunSpec
 from maebench.tasks.classification_data import eval_transform, finetune_train_transform
 from maebench.tasks.classification_eval import evaluate
 from maebench.tasks.classification_recipe import ClassificationLoss
@@ -62,10 +63,11 @@ def forward_flops(model: nn.Module, img_size: int) -> int:
     return n
 
 
-def train_classifier(args: argparse.Namespace, task: str, s: Setup, model: nn.Module, *,
-                     flops_per_image: float | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train `model`'s parameters that require grad with the fine-tuning recipe in s.cfg,
-    evaluate on the val split and store the row. Returns the final metrics."""
+def classifier_recipe(spec: RunSpec, task: str, s: Setup, model: nn.Module, *,
+                      flops_per_image: float | None = None, out: str | None = None,
+                      log: Callable[[str], None] = print) -> Recipe:
+    """Train `model`'s parameters that require grad with the fine-tuning recipe in s.cfg and
+    evaluate on the val split."""
     cfg, data, device = s.cfg, s.data, s.device
     train_set = data.train_set(finetune_train_transform(cfg, s.entry.mean, s.entry.std))
     val_set = data.val_set(eval_transform(cfg, s.entry.mean, s.entry.std))
@@ -74,32 +76,28 @@ def train_classifier(args: argparse.Namespace, task: str, s: Setup, model: nn.Mo
     if dist.is_main():
         trainable = sum(p.numel() for g in groups for p in g["params"])
         total = sum(p.numel() for p in model.parameters())
-        log(f"{task}: {args.backbone} on {data.name} ({len(train_set)} labelled / {data.n_train_total} train, "
+        log(f"{task}: {spec.backbone} on {data.name} ({len(train_set)} labelled / {data.n_train_total} train, "
             f"{data.n_val} val, {data.num_classes} classes); training {trainable:,} of {total:,} parameters")
         log(optim.describe_groups(groups, peak_lr))       # layer decay, checkable at a glance
-    loss_fn = classification_loss(cfg, data.num_classes)
-    flops = flops_per_image if flops_per_image is not None else forward_flops(model, cfg["img_size"])
 
     def evaluate_fn(m: nn.Module) -> dict:
         return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device,
                         num_workers=cfg["num_workers"])
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=task, backbone=args.backbone, dataset=data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256,
-                          backbone_info=runs.backbone_info(s.entry)) as run:
-        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
-                            seed=getattr(args, "seed", 0) or 0, param_groups=groups, evaluate=evaluate_fn,
-                            resume=getattr(args, "resume", False), flops_per_image=flops, desc=task, log=log)
-        run.finish(result.metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
-    if dist.is_main():
-        m = result.metrics
+    def report(m: dict, run) -> None:
         log(f"{task}: top1 {m['top1']:.2f}  top5 {m['top5']:.2f}  ({m['val_images']} val images; run {run.run_id})")
-    return result.metrics
+
+    return Recipe(task=task, backbone=spec.backbone, dataset=data.name, config=cfg, device=device,
+                  backbone_info=runs.backbone_info(s.entry), checkpoint_sha256=s.entry.sha256, out=out,
+                  desc=task, log=log, model=model, train_set=train_set,
+                  loss_fn=classification_loss(cfg, data.num_classes), param_groups=groups,
+                  evaluate=evaluate_fn, report=report,
+                  flops_per_image=flops_per_image if flops_per_image is not None
+                  else forward_flops(model, cfg["img_size"]))
 
 
-def run(args: argparse.Namespace) -> int:
-    s = prepare(args, "finetune")
+def recipes(spec: RunSpec):
+    s = prepare(spec)
     check_batch(s.cfg, len(s.data.train_indices), even=uses_mixup(s.cfg))
-    model = build_classifier(args.backbone, s.cfg, s.data.num_classes, getattr(args, "seed", 0) or 0)
-    train_classifier(args, "finetune", s, model)
-    return 0
+    model = build_classifier(spec.backbone, s.cfg, s.data.num_classes, spec.seed)
+    yield classifier_recipe(spec, "finetune", s, model)

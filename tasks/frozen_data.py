@@ -50,14 +50,21 @@ def feature_choice(cfg: dict) -> tuple[str, int]:
     return pooling, blocks
 
 
-def load(args, s: Setup, *, blocks: int, pooling: tuple[str, ...], batch_size: int, task: str) -> Frozen:
+def load_encoder(backbone: str, img_size: int, seed: int) -> torch.nn.Module:
+    """The frozen encoder, in eval mode; a scratch backbone gets a seeded init."""
+    from maebench.backbones import registry
+    torch.manual_seed(seed)
+    encoder, _ = registry.load(backbone, img_size=img_size, num_classes=0, global_pool="probe")
+    return encoder.requires_grad_(False).eval()
+
+
+def load(backbone: str, seed: int, s: Setup, *, blocks: int, pooling: tuple[str, ...], batch_size: int,
+         task: str) -> Frozen:
     """Features of both splits ([N, len(pooling), blocks, D]); the cache unless feature_cache false."""
     from maebench.data.imagefolder import ImageFolder
-    from maebench.tasks.linprobe import load_encoder
     cfg = s.cfg
-    seed = getattr(args, "seed", 0) or 0
     t0 = time.perf_counter()
-    encoder = load_encoder(args.backbone, cfg["img_size"], seed)
+    encoder = load_encoder(backbone, cfg["img_size"], seed)
     tf = eval_transform(cfg, s.entry.mean, s.entry.std)
     # 'probe' (the backbone's own probe feature) is the [cls] token of a plain ViT: read it from
     # the same cache entries as 'cls'; other backbones get an entry of their own
@@ -69,7 +76,7 @@ def load(args, s: Setup, *, blocks: int, pooling: tuple[str, ...], batch_size: i
     out = {}
     for split in ("train", "val"):
         ds = ImageFolder(s.data.root, split, transform=tf)
-        names = {"backbone_name": args.backbone, "dataset_name": s.data.name, "split": split}
+        names = {"backbone_name": backbone, "dataset_name": s.data.name, "split": split}
         got = None
         if split == "train" and len(subset) < len(ds):
             got = feature_cache.get(encoder, ds, names=names, **kw, encode=False)     # the whole split, if cached
@@ -85,7 +92,7 @@ def load(args, s: Setup, *, blocks: int, pooling: tuple[str, ...], batch_size: i
     if dist.is_main():
         d = s.data
         how = ", ".join(f"{k} {v.status}" for k, v in out.items())
-        print(f"{task}: {args.backbone} on {d.name} ({len(subset)} labelled / {d.n_train_total} train, "
+        print(f"{task}: {backbone} on {d.name} ({len(subset)} labelled / {d.n_train_total} train, "
               f"{d.n_val} val, {d.num_classes} classes); features: {how} ({secs:.1f} s)")
     return Frozen(out["train"], out["val"], subset, info)
 

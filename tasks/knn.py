@@ -10,7 +10,6 @@ come from the feature cache shared with the linear probe (tasks/feature_cache.py
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -20,6 +19,8 @@ from maebench import distributed as dist
 from maebench import runs
 from maebench.errors import UsageError
 from maebench.flops import peak_memory_mb
+from maebench.runner import Outcome, Recipe
+from maebench.runspec import RunSpec
 from maebench.tasks import frozen_data
 from maebench.tasks.classification_eval import accuracy_from_counts, topk_correct
 from maebench.tasks.classification_setup import prepare
@@ -80,10 +81,10 @@ def _grid_pairs(cfg: dict) -> list[tuple[int, float]]:
     return list(dict.fromkeys(pairs + [(int(k), float(t)) for k in ks for t in ts]))
 
 
-def run(args: argparse.Namespace) -> int:
-    if getattr(args, "epochs", None) is not None:
+def recipes(spec: RunSpec):
+    if spec.epochs is not None:
         raise UsageError("--task knn trains nothing: --epochs does not apply")
-    s = prepare(args, "knn")
+    s = prepare(spec)
     cfg, data, device = s.cfg, s.data, s.device
     if not (isinstance(cfg["k"], int) and cfg["k"] >= 1):
         raise UsageError(f"config key 'k' must be a whole number >= 1, got {cfg['k']!r}")
@@ -93,31 +94,31 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"config key 'query_chunk' must be a whole number >= 1, got {cfg['query_chunk']!r}")
     pairs = _grid_pairs(cfg)
     pooling, blocks = frozen_data.feature_choice(cfg)
-    seed = getattr(args, "seed", 0) or 0
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="knn", backbone=args.backbone, dataset=data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256,
-                          backbone_info=runs.backbone_info(s.entry)) as run:
+    acc: dict = {}
+
+    def compute(run) -> Outcome:
         t0 = time.perf_counter()
-        fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["batch_size"], task="knn")
+        fr = frozen_data.load(spec.backbone, spec.seed, s, blocks=blocks, pooling=(pooling,),
+                              batch_size=cfg["batch_size"], task="knn")
         bank, bank_y = fr.train.select(pooling, blocks)[fr.subset], fr.train_labels
         rank, world = dist.rank(), dist.world_size()
         val_f, val_y = fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world]   # this shard
         encoded = (len(fr.train.labels) + len(fr.val.labels)) if "hit" not in fr.info["feature_cache"].values() else 0
         counts = knn_grid_counts(bank, bank_y, val_f, val_y, data.num_classes, pairs,
                                  chunk=cfg["query_chunk"], device=device)
-        acc = {p: accuracy_from_counts(dist.all_reduce_sum(c.to(device))) for p, c in counts.items()}
-        headline = acc[pairs[0]]
-        metrics = {**headline, **fr.info,
+        acc.update({p: accuracy_from_counts(dist.all_reduce_sum(c.to(device))) for p, c in counts.items()})
+        metrics = {**acc[pairs[0]], **fr.info,
                    "grid": [{"k": k, "temperature": t, "top1": a["top1"], "top5": a["top5"]} for (k, t), a in acc.items()]}
-        rec = frozen_data.label_subset_record(s, seed, run.out_dir)
+        rec = frozen_data.label_subset_record(s, spec.seed, run.out_dir)
         if rec:
             metrics["label_subset"] = rec
         wall = time.perf_counter() - t0
         # images_per_s is the images/s of optimizer steps everywhere (results.py); k-NN takes none: NULL,
         # and the feature extraction's own rate goes into the metrics
         metrics["encode_images_per_s"] = encoded / wall if encoded else None
-        run.finish(metrics, peak_mem_mb=peak_memory_mb(device), images_per_s=None)
-    if dist.is_main():
+        return Outcome(run.run_id, metrics, peak_mem_mb=peak_memory_mb(device))
+
+    def report(metrics: dict, run) -> None:
         ks = sorted({k for k, _ in pairs})
         ts = sorted({t for _, t in pairs})
         print("knn: top-1 for each k (rows) and T (columns)")
@@ -126,4 +127,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {k:<6d}" + "".join(f"{acc[(k, t)]['top1']:8.2f}" if (k, t) in acc else "       -" for t in ts))
         print(f"knn: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f} at k={pairs[0][0]}, T={pairs[0][1]:g} "
               f"({metrics['val_images']} val images; run {run.run_id})")
-    return 0
+
+    yield Recipe(task="knn", backbone=spec.backbone, dataset=data.name, config=cfg, device=device,
+                 backbone_info=runs.backbone_info(s.entry), checkpoint_sha256=s.entry.sha256,
+                 compute=compute, report=report)

@@ -19,7 +19,6 @@ same way (tasks/logreg.py). Cached features come from the one feature cache
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -29,6 +28,8 @@ from torch.utils.data import TensorDataset
 from maebench import distributed as dist
 from maebench import engine, optim, runs
 from maebench.errors import UsageError
+from maebench.runner import Outcome, Recipe
+from maebench.runspec import RunSpec
 from maebench.tasks import features, frozen_data, linear_sweep
 from maebench.tasks.classification_data import eval_transform, probe_train_transform
 from maebench.tasks.classification_eval import evaluate
@@ -88,28 +89,21 @@ def cross_entropy(model: nn.Module, batch, device: torch.device):
     return nn.functional.cross_entropy(model(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)), {}
 
 
-def load_encoder(backbone: str, img_size: int, seed: int) -> nn.Module:
-    from maebench.backbones import registry
-    torch.manual_seed(seed)                                 # scratch backbones: a seeded init
-    encoder, _ = registry.load(backbone, img_size=img_size, num_classes=0, global_pool="probe")
-    return encoder.requires_grad_(False).eval()
-
-
 def make_head(dim: int, num_classes: int, seed: int) -> ProbeHead:
     torch.manual_seed(seed)                                 # the same probe in both modes
     return ProbeHead(dim, num_classes)
 
 
-def _mode_flags(args: argparse.Namespace) -> dict:
+def _mode_flags(spec: RunSpec) -> dict:
     """Config keys set by --cached-features / --sweep / --no-sweep / --head / --holdout."""
-    head = getattr(args, "head", None)
-    sweep = getattr(args, "sweep", None)
-    cached = bool(getattr(args, "cached_features", None))
+    head = spec.option("head")
+    sweep = spec.options.get("sweep")
+    cached = bool(spec.option("cached_features"))
     if head == "logreg" and sweep is False:
         raise UsageError("--head logreg chooses C on the held-out slice: it has no --no-sweep mode")
     if sweep is None:
         sweep = cached or head == "logreg"      # the sweep is the default with cached features
-    extra: dict = {"head": head, "holdout": getattr(args, "holdout", None)}
+    extra: dict = {"head": head, "holdout": spec.option("holdout")}
     if extra["holdout"] is not None and not sweep:
         raise UsageError("--holdout applies to the sweep (--sweep, --cached-features or --head logreg)")
     if sweep:
@@ -119,8 +113,8 @@ def _mode_flags(args: argparse.Namespace) -> dict:
     return extra
 
 
-def run(args: argparse.Namespace) -> int:
-    s = prepare(args, "linprobe", extra=_mode_flags(args))
+def recipes(spec: RunSpec):
+    s = prepare(spec, extra=_mode_flags(spec))
     cfg = s.cfg
     if cfg["head"] not in ("linear", "logreg"):
         from maebench.errors import unknown
@@ -132,44 +126,40 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--holdout must lie strictly between 0 and 1, got {cfg['holdout']}")
         if cfg["head"] == "logreg":
             from maebench.tasks import logreg
-            return logreg.run(args, s)
-        return train_sweep(args, s)
+            yield logreg.recipe(spec, s)
+            return
+        yield sweep_recipe(spec, s)
+        return
     if cfg["cached_features"] and cfg["augment"]:
         raise UsageError("cached features are computed once with the fixed eval crop: "
                          "they need augment false (drop --set augment=true or --cached-features)")
     check_batch(cfg, len(s.data.train_indices))
-    seed = getattr(args, "seed", 0) or 0
-    encoder = load_encoder(args.backbone, cfg["img_size"], seed)
-    head = make_head(features.feature_dim(encoder), s.data.num_classes, seed)
-    train = train_cached if cfg["cached_features"] else train_direct
-    train(args, s, encoder, head)
-    return 0
+    encoder = frozen_data.load_encoder(spec.backbone, cfg["img_size"], spec.seed)
+    head = make_head(features.feature_dim(encoder), s.data.num_classes, spec.seed)
+    yield (cached_recipe if cfg["cached_features"] else direct_recipe)(spec, s, encoder, head)
 
 
-def _describe(args, s: Setup, groups: list[dict], mode: str) -> None:
+def _recipe(spec: RunSpec, s: Setup, groups: list[dict], mode: str, **fields) -> Recipe:
+    """The row's fields every linprobe mode shares; prints the mode and the optimizer groups."""
     if dist.is_main():
         d = s.data
-        print(f"linprobe ({mode}): {args.backbone} on {d.name} ({len(d.train_indices)} labelled / "
+        print(f"linprobe ({mode}): {spec.backbone} on {d.name} ({len(d.train_indices)} labelled / "
               f"{d.n_train_total} train, {d.n_val} val, {d.num_classes} classes)")
         print(optim.describe_groups(groups, engine.TrainConfig.from_cfg(s.cfg).peak_lr()))
+    return Recipe(task="linprobe", backbone=spec.backbone, dataset=s.data.name, config=s.cfg, device=s.device,
+                  backbone_info=runs.backbone_info(s.entry), checkpoint_sha256=s.entry.sha256, desc="linprobe",
+                  param_groups=groups, loss_fn=cross_entropy, report=_report, **fields)
 
 
-def _finish(run, result, extra_metrics: dict | None = None) -> dict:
-    metrics = {**result.metrics, **(extra_metrics or {})}
-    run.finish(metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
-    if dist.is_main():
-        print(f"linprobe: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  "
-              f"({metrics['val_images']} val images; run {run.run_id})")
-    return metrics
+def _report(metrics: dict, run) -> None:
+    print(f"linprobe: top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f}  "
+          f"({metrics['val_images']} val images; run {run.run_id})")
 
 
-def train_direct(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
+def direct_recipe(spec: RunSpec, s: Setup, encoder: nn.Module, head: ProbeHead) -> Recipe:
     cfg, device = s.cfg, s.device
     model = LinearProbe(encoder, head)
-    train_set = s.data.train_set(probe_train_transform(cfg, s.entry.mean, s.entry.std))
     val_set = s.data.val_set(eval_transform(cfg, s.entry.mean, s.entry.std))
-    groups = lars_groups(model, cfg["weight_decay"])
-    _describe(args, s, groups, "direct: the encoder runs on every batch")
     from maebench.tasks.finetune import forward_flops
     # engine counts 3 x forward per image; the frozen encoder only runs forward
     flops = forward_flops(model, cfg["img_size"]) / 3 + 2 * features.feature_dim(encoder) * s.data.num_classes
@@ -177,49 +167,45 @@ def train_direct(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
     def evaluate_fn(m: nn.Module) -> dict:
         return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device, num_workers=cfg["num_workers"])
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256,
-                          backbone_info=runs.backbone_info(s.entry)) as run:
-        result = engine.fit(model, train_set, cross_entropy, cfg, out_dir=run.out_dir, device=device,
-                            seed=getattr(args, "seed", 0) or 0, param_groups=groups, evaluate=evaluate_fn,
-                            resume=getattr(args, "resume", False), flops_per_image=flops, desc="linprobe")
-        return _finish(run, result)
+    return _recipe(spec, s, lars_groups(model, cfg["weight_decay"]), "direct: the encoder runs on every batch",
+                   model=model, train_set=s.data.train_set(probe_train_transform(cfg, s.entry.mean, s.entry.std)),
+                   evaluate=evaluate_fn, flops_per_image=flops)
 
 
-def train_cached(args, s: Setup, encoder: nn.Module, head: ProbeHead) -> dict:
+def cached_recipe(spec: RunSpec, s: Setup, encoder: nn.Module, head: ProbeHead) -> Recipe:
+    """The probe on stored features: they are extracted (or read from the cache) inside the run,
+    then the head trains on them through the same loop."""
     cfg, device = s.cfg, s.device
-    groups = lars_groups(head, cfg["weight_decay"])
-    _describe(args, s, groups, "cached features: the encoder runs once per image")
     pooling, blocks = frozen_data.feature_choice(cfg)
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone, dataset=s.data.name, config=cfg,
-                          checkpoint_sha256=s.entry.sha256,
-                          backbone_info=runs.backbone_info(s.entry)) as run:
-        fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["eval_batch_size"],
-                              task="linprobe")
+    recipe = _recipe(spec, s, lars_groups(head, cfg["weight_decay"]),
+                     "cached features: the encoder runs once per image", model=head,
+                     fit_overrides={"num_workers": 0})    # features are in memory: workers would only add copies
+
+    def setup(run) -> None:
+        fr = frozen_data.load(spec.backbone, spec.seed, s, blocks=blocks, pooling=(pooling,),
+                              batch_size=cfg["eval_batch_size"], task="linprobe")
         train_f, train_y = fr.train.select(pooling, blocks)[fr.subset], fr.train_labels   # [N, D], [N]
         rank, world = dist.rank(), dist.world_size()
         val_set = TensorDataset(fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world])  # this shard
+        recipe.train_set = TensorDataset(train_f, train_y)
+        recipe.evaluate = lambda m: evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device,
+                                             sharded=True)
+        recipe.flops_per_image = 2 * train_f.shape[1] * s.data.num_classes
+        recipe.extra_metrics = {**fr.info, **_label_subset(s, spec.seed, run)}
 
-        def evaluate_fn(m: nn.Module) -> dict:
-            return evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device, sharded=True)
-
-        # features are in memory: loader workers would only add copies
-        result = engine.fit(head, TensorDataset(train_f, train_y), cross_entropy, {**cfg, "num_workers": 0},
-                            out_dir=run.out_dir, device=device, seed=getattr(args, "seed", 0) or 0,
-                            param_groups=groups, evaluate=evaluate_fn, resume=getattr(args, "resume", False),
-                            flops_per_image=2 * train_f.shape[1] * s.data.num_classes, desc="linprobe")
-        extra = dict(fr.info)
-        rec = frozen_data.label_subset_record(s, getattr(args, "seed", 0) or 0, run.out_dir)
-        if rec:
-            extra["label_subset"] = rec
-        return _finish(run, result, extra)
+    recipe.setup = setup
+    return recipe
 
 
-def train_sweep(args, s: Setup) -> int:
+def _label_subset(s: Setup, seed: int, run) -> dict:
+    rec = frozen_data.label_subset_record(s, seed, run.out_dir)
+    return {"label_subset": rec} if rec else {}
+
+
+def sweep_recipe(spec: RunSpec, s: Setup) -> Recipe:
     """The grid on the fit part of the training set, chosen on its held-out part, the chosen head
     retrained on all of it and scored once on the evaluation split."""
-    cfg, device = s.cfg, s.device
-    seed = getattr(args, "seed", 0) or 0
+    cfg, device, seed = s.cfg, s.device, spec.seed
     probe_kind = getattr(s.entry, "probe", None)          # the family's documented probe feature
     specs, probe_note = linear_sweep.resolve_probe(linear_sweep.grid(cfg), probe_kind)
     pooling = linear_sweep.channels(specs)
@@ -227,11 +213,10 @@ def train_sweep(args, s: Setup) -> int:
     # the held-out slice from the labels alone, so an empty one fails before a row exists
     fit_i, held_i = linear_sweep.holdout_split(torch.tensor(s.data.train_targets), float(cfg["holdout"]), seed)
     nc = s.data.num_classes
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone,
-                          dataset=s.data.name, config=cfg, checkpoint_sha256=s.entry.sha256,
-                          backbone_info=runs.backbone_info(s.entry)) as run:
-        fr = frozen_data.load(args, s, blocks=blocks, pooling=pooling, batch_size=cfg["eval_batch_size"],
-                              task="linprobe (sweep)")
+
+    def compute(run) -> Outcome:
+        fr = frozen_data.load(spec.backbone, seed, s, blocks=blocks, pooling=pooling,
+                              batch_size=cfg["eval_batch_size"], task="linprobe (sweep)")
         x, y = fr.train_features(), fr.train_labels
         t0 = time.perf_counter()
         bank = linear_sweep.train(specs, x[fit_i], y[fit_i], cfg, pooling=pooling, num_classes=nc, seed=seed, device=device)
@@ -257,16 +242,21 @@ def train_sweep(args, s: Setup) -> int:
                              "holdout_images": len(held_i), "diverged": len(bank.diverged),
                              "lr_at_grid_edge": len({h.lr for h in specs}) > 1 and chosen.lr in (
                                  min(h.lr for h in specs), max(h.lr for h in specs)),
-                             "selected_on": "held-out slice of the training set"}}
-        rec = frozen_data.label_subset_record(s, seed, run.out_dir)
-        if rec:
-            metrics["label_subset"] = rec
-        run.finish(metrics)
-    if dist.is_main():
+                             "selected_on": "held-out slice of the training set"},
+                   **_label_subset(s, seed, run)}
+        printed.update(held=held, best=best, final=final)
+        return Outcome(run.run_id, metrics)
+
+    printed: dict = {}
+
+    def report(metrics: dict, run) -> None:
         if probe_note:
             print(f"linprobe (sweep): {probe_note}")
-        _print_sweep(specs, held, best, final, len(fr.val.labels), run.run_id)
-    return 0
+        _print_sweep(specs, printed["held"], printed["best"], printed["final"], metrics["val_images"], run.run_id)
+
+    return Recipe(task="linprobe", backbone=spec.backbone, dataset=s.data.name, config=cfg, device=device,
+                  backbone_info=runs.backbone_info(s.entry), checkpoint_sha256=s.entry.sha256,
+                  compute=compute, report=report)
 
 
 def _print_sweep(specs, held, best, final, n_val, run_id) -> None:

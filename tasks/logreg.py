@@ -9,14 +9,14 @@ chosen C refitted on the whole training set and scored once on the evaluation sp
 The row is a linprobe row with config `head: logreg` and `sweep: true`."""
 from __future__ import annotations
 
-import argparse
-
 import torch
 import torch.nn.functional as F
 
 from maebench import distributed as dist
 from maebench import runs
 from maebench.errors import UsageError
+from maebench.runner import Outcome, Recipe
+from maebench.runspec import RunSpec
 from maebench.tasks import frozen_data
 from maebench.tasks.linear_sweep import holdout_split
 
@@ -72,26 +72,26 @@ def sweep(train_x, train_y, num_classes: int, Cs: list[float], *, holdout: float
     return best["C"], heads, len(fit_i), len(held_i)
 
 
-def run(args: argparse.Namespace, s) -> int:
-    """Called by tasks/linprobe.py with its Setup when --head logreg."""
+def recipe(spec: RunSpec, s) -> Recipe:
+    """tasks/linprobe.py's recipe when --head logreg (s: its Setup)."""
     cfg = s.cfg
     Cs = cfg["logreg_Cs"] if isinstance(cfg["logreg_Cs"], list) else [cfg["logreg_Cs"]]
     if not Cs or any(not isinstance(c, (int, float)) or isinstance(c, bool) or c <= 0 for c in Cs):
         raise UsageError(f"config key 'logreg_Cs' must list numbers > 0, got {cfg['logreg_Cs']!r}")
-    seed = getattr(args, "seed", 0) or 0
+    seed = spec.seed
     pooling, blocks = frozen_data.feature_choice(cfg)
     holdout_split(torch.tensor(s.data.train_targets), cfg["holdout"], seed)   # an empty slice fails before a row
     device = s.device
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="linprobe", backbone=args.backbone,
-                          dataset=s.data.name, config=cfg, checkpoint_sha256=s.entry.sha256,
-                          backbone_info=runs.backbone_info(s.entry)) as run_ctx:
-        fr = frozen_data.load(args, s, blocks=blocks, pooling=(pooling,), batch_size=cfg["eval_batch_size"],
-                              task="linprobe (logreg)")
+    printed: dict = {}
+
+    def compute(run) -> Outcome:
+        fr = frozen_data.load(spec.backbone, seed, s, blocks=blocks, pooling=(pooling,),
+                              batch_size=cfg["eval_batch_size"], task="linprobe (logreg)")
         train_x = fr.train.select(pooling, blocks)[fr.subset].to(device)
         train_y = fr.train_labels.to(device)
         val_x, val_y = fr.val.select(pooling, blocks).to(device), fr.val.labels.to(device)
         C, heads, n_fit, n_held = sweep(train_x, train_y, s.data.num_classes, [float(c) for c in Cs],
-                         holdout=cfg["holdout"], seed=seed, max_iter=cfg["logreg_max_iter"])
+                                        holdout=cfg["holdout"], seed=seed, max_iter=cfg["logreg_max_iter"])
         xt, xv = standardise(train_x, val_x)
         w, b = fit(xt, train_y, C, s.data.num_classes, max_iter=cfg["logreg_max_iter"])
         final = scores(w, b, xv, val_y)
@@ -100,13 +100,19 @@ def run(args: argparse.Namespace, s) -> int:
                              "chosen": {"C": C, "pooling": pooling, "blocks": blocks},
                              "holdout": cfg["holdout"], "fit_images": n_fit, "holdout_images": n_held,
                              "selected_on": "held-out slice of the training set"}}
-        rec = frozen_data.label_subset_record(s, seed, run_ctx.out_dir)
+        rec = frozen_data.label_subset_record(s, seed, run.out_dir)
         if rec:
             metrics["label_subset"] = rec
-        run_ctx.finish(metrics)
-    if dist.is_main():
-        for h in heads:
-            print(f"  C {h['C']:<10g} held-out top1 {h['holdout_top1']:6.2f}" + ("  <- chosen" if h["C"] == C else ""))
-        print(f"linprobe (logreg): chosen C {C:g} ({pooling}, last {blocks} block{'s' * (blocks > 1)}); "
-              f"top1 {final['top1']:.2f}  top5 {final['top5']:.2f} ({len(val_y)} val images; run {run_ctx.run_id})")
-    return 0
+        printed.update(C=C, heads=heads)
+        return Outcome(run.run_id, metrics)
+
+    def report(metrics: dict, run) -> None:
+        for h in printed["heads"]:
+            print(f"  C {h['C']:<10g} held-out top1 {h['holdout_top1']:6.2f}" + ("  <- chosen" if h["C"] == printed["C"] else ""))
+        print(f"linprobe (logreg): chosen C {printed['C']:g} ({pooling}, last {blocks} block{'s' * (blocks > 1)}); "
+              f"top1 {metrics['top1']:.2f}  top5 {metrics['top5']:.2f} ({metrics['val_images']} val images; "
+              f"run {run.run_id})")
+
+    return Recipe(task="linprobe", backbone=spec.backbone, dataset=s.data.name, config=cfg, device=device,
+                  backbone_info=runs.backbone_info(s.entry), checkpoint_sha256=s.entry.sha256,
+                  compute=compute, report=report)

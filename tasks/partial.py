@@ -8,23 +8,24 @@ attention branch (norm1, attn) frozen. `--blocks 0,0.5,1,2,4` runs one training 
 stores one result row per K (config key `blocks`), the points of the Fig. 9 curve.
 
 K = 0 is the paper's linear probe (Fig. 9's 73.5 for ViT-L is Table 1's linear number), not
-the head trained with the fine-tuning recipe: it runs `maebench run --task linprobe` (its
-protocol, maebench/protocols/linprobe.yaml; --epochs, --batch-size and the --set keys linprobe
-knows carry over) and then stores a partial row with blocks 0 that carries that run's metrics
-and id (config keys `protocol: linprobe`, `linprobe_run_id`), so the curve reads one table.
+the head trained with the fine-tuning recipe: it runs the linprobe task's recipe (its protocol,
+maebench/protocols/linprobe.yaml; --epochs, --batch-size and the --set keys linprobe knows carry
+over), then a partial row with blocks 0 that carries that run's metrics and id (config keys
+`protocol: linprobe`, `linprobe_run_id`), so the curve reads one table. With --out, the probe
+runs in <the K = 0 directory>/linprobe.
 """
 from __future__ import annotations
 
-import argparse
-import copy
 import dataclasses
 from pathlib import Path
 
 import torch.nn as nn
 
-from maebench.errors import AlreadyDone, UsageError
+from maebench.errors import UsageError
+from maebench.runner import Outcome, Recipe
+from maebench.runspec import RunSpec
 from maebench.tasks.classification_setup import check_batch, load_config, prepare
-from maebench.tasks.finetune import build_classifier, forward_flops, train_classifier, uses_mixup
+from maebench.tasks.finetune import build_classifier, classifier_recipe, forward_flops, uses_mixup
 
 HALF = 0.5
 MLP_SUB_BLOCK = ("norm2.", "mlp.", "ls2.", "gamma_2")   # timm Block / BEiT Block names
@@ -77,22 +78,30 @@ def freeze(model: nn.Module, k: float) -> list[str]:
     return names
 
 
-def run(args: argparse.Namespace) -> int:
-    ks = parse_blocks(getattr(args, "blocks", None))
-    s = prepare(args, "partial", extra={"blocks": ks[0]})
-    cfgs = [s.cfg] + [load_config("partial", args, s.entry.arch, s.entry.img_size, {"blocks": k}) for k in ks[1:]]
+def recipes(spec: RunSpec):
+    """One recipe per K (K = 0: the linear probe's recipe, then the partial row that carries it);
+    every K is checked before the first row exists."""
+    ks = parse_blocks(spec.option("blocks"))
+    s = prepare(spec, extra={"blocks": ks[0]})
+    cfgs = [s.cfg] + [load_config(spec, s.entry.arch, s.entry.img_size, {"blocks": k}) for k in ks[1:]]
     depth = s.entry.depth                                  # timm families: stored at registration
     for cfg in cfgs:                                       # every K checked before the first row
         check_blocks(cfg["blocks"], depth)
-    if any(cfg["blocks"] == 0 for cfg in cfgs):
-        linear_probe(args, s.data.name, subdir=len(cfgs) > 1)
-    cfgs = [cfg for cfg in cfgs if cfg["blocks"] != 0]
     for cfg in cfgs:
-        check_batch(cfg, len(s.data.train_indices), even=uses_mixup(cfg))
-    seed = getattr(args, "seed", 0) or 0
+        if cfg["blocks"] != 0:
+            check_batch(cfg, len(s.data.train_indices), even=uses_mixup(cfg))
+    probe = linear_probe_spec(spec) if any(cfg["blocks"] == 0 for cfg in cfgs) else None
+    probe_recipes = list(probe.program.recipes()(probe)) if probe else []   # checked before any row too
+
+    def out_for(k) -> str | None:                          # one directory per K of a sweep
+        return str(Path(spec.out) / f"blocks-{k:g}") if spec.out and len(cfgs) > 1 else spec.out
+
     for cfg in cfgs:
         k = cfg["blocks"]
-        model = build_classifier(args.backbone, cfg, s.data.num_classes, seed)
+        if k == 0:
+            yield from linear_probe_recipes(probe, probe_recipes, out_for(0))
+            continue
+        model = build_classifier(spec.backbone, cfg, s.data.num_classes, spec.seed)
         freeze(model, k)
         # The engine counts 3 x forward FLOPs per image (forward + backward); frozen blocks only
         # run forward. Blocks dominate a ViT's FLOPs, so the tuned share is about K / depth
@@ -100,50 +109,40 @@ def run(args: argparse.Namespace) -> int:
         total = forward_flops(model, cfg["img_size"])
         share = (2 / 3 if k == HALF else k) / depth
         flops = total * (1 - share) / 3 + total * share
-        run_args = args
-        if len(cfgs) > 1 and getattr(args, "out", None):  # one directory per K of a sweep
-            run_args = copy.copy(args)
-            run_args.out = str(Path(args.out) / f"blocks-{k:g}")
-        try:
-            train_classifier(run_args, "partial", dataclasses.replace(s, cfg=cfg), model, flops_per_image=flops)
-        except AlreadyDone as done:                        # a sweep goes on past its finished points
-            if str(done):
-                print(done)
-    return 0
+        yield classifier_recipe(spec, "partial", dataclasses.replace(s, cfg=cfg), model,
+                                flops_per_image=flops, out=out_for(k))
 
 
-def linear_probe(args: argparse.Namespace, dataset: str, *, subdir: bool) -> None:
-    """K = 0: the linear-probe protocol through its own run path, then a partial row with its
-    metrics (rank 0 only; the probe's own row stays under task linprobe)."""
-    from maebench import config, distributed
+def linear_probe_spec(spec: RunSpec) -> RunSpec:
+    """The linprobe task's spec for K = 0: the same backbone, data, seed, labels and training
+    flags; the --set keys the linprobe protocol knows; its own default config file."""
+    from maebench import config
+    from maebench.tasks.table import TASKS
+    known = config.flatten(config.protocol_defaults("linprobe"))
+    sets = tuple(item for item in spec.sets if config.parse_set(item)[0] in known)
+    options = {k: spec.options.get(k) for k in ("labels_per_class", "label_fraction")}
+    return spec.replace(program=TASKS["linprobe"], config_file=None, sets=sets, options=options)
+
+
+def linear_probe_recipes(probe: RunSpec, probe_recipes: list[Recipe], out: str | None):
+    """K = 0: the linear probe (its own row, task linprobe), then the partial row with blocks 0
+    that carries the probe's metrics and run id."""
+    from maebench import runs
     from maebench.results import ResultsStore
-    from maebench.tasks import linprobe
-
-    probe = copy.copy(args)
-    known = config._flatten(config.protocol_defaults("linprobe"))
-    probe.task, probe.blocks, probe.config = "linprobe", None, None
-    probe.set = [item for item in (getattr(args, "set", None) or []) if config.parse_set(item)[0] in known]
-    if subdir and getattr(args, "out", None):
-        probe.out = str(Path(args.out) / "blocks-0")
+    (recipe,) = probe_recipes
+    recipe.out = str(Path(out) / "linprobe") if out else None
     print("partial: blocks 0 is the paper's linear probe (Fig. 9): running the linprobe protocol")
-    try:
-        linprobe.run(probe)
-    except AlreadyDone as done:
-        if str(done):
-            print(done)
-    if not distributed.is_main():
-        return
-    store, seed = ResultsStore(getattr(args, "results", None)), getattr(args, "seed", 0) or 0
-    labels = {"labels_per_class": getattr(args, "labels_per_class", None),
-              "label_fraction": getattr(args, "label_fraction", None)}
-    done = [r for r in store.rows(task="linprobe", backbone=args.backbone)
-            if (r.seed or 0) == seed and r.dataset == dataset and all(r.config.get(k) == v for k, v in labels.items())]
-    row = done[-1]                                         # the newest: the one just run (or found done)
-    cfg = {k: v for k, v in row.config.items() if not k.startswith("backbone_")}
-    cfg.update(blocks=0, protocol="linprobe", linprobe_run_id=row.run_id)
-    info = {k[len("backbone_"):]: v for k, v in row.config.items() if k.startswith("backbone_")}
-    with store.run(task="partial", backbone=args.backbone, config=cfg, dataset=row.dataset, split=row.split,
-                   seed=row.seed, checkpoint_sha256=row.checkpoint_sha256, out_dir=row.out_dir,
-                   run_id=f"partial-k0-{row.run_id}", backbone_info=info) as handle:
-        handle.finish(row.metrics, peak_mem_mb=row.peak_mem_mb, images_per_s=row.images_per_s)
-    print(f"partial blocks 0: top1 {row.metrics.get('top1', float('nan')):.2f} (linear probe run {row.run_id})")
+    yield recipe
+    probe_id = runs.run_id_for(recipe.task, recipe.backbone, recipe.dataset, recipe.config, probe.seed)
+
+    def carry(run) -> Outcome:
+        (*_, row) = ResultsStore(probe.results).rows(run_id=probe_id)    # the probe's done row
+        return Outcome(run.run_id, dict(row.metrics), peak_mem_mb=row.peak_mem_mb, images_per_s=row.images_per_s)
+
+    def report(metrics: dict, run) -> None:
+        print(f"partial blocks 0: top1 {metrics.get('top1', float('nan')):.2f} (linear probe run {probe_id})")
+
+    cfg = {**recipe.config, "blocks": 0, "protocol": "linprobe", "linprobe_run_id": probe_id}
+    yield Recipe(task="partial", backbone=recipe.backbone, dataset=recipe.dataset, config=cfg,
+                 backbone_info=recipe.backbone_info, checkpoint_sha256=recipe.checkpoint_sha256, out=out,
+                 compute=carry, report=report)

@@ -9,7 +9,7 @@ from maebench.backbones import registry
 from maebench.backbones.vit import create_vit
 from maebench import cli
 from maebench.results import ResultsStore
-from maebench.tasks.ade20k import open_data, task_flags
+from maebench.tasks.ade20k import label_flags, open_data
 from maebench.tasks.ade20k.transforms import SegTrainTransform
 
 TINY = ["--set", "img_size=32", "--set", "crop_size=32", "--set", "channels=16", "--set", "aux_channels=8"]
@@ -69,7 +69,7 @@ def test_reduce_zero_label_flags_reach_the_training_labels(tmp_path):
     def labels(**flags):
         for k, v in flags.items():
             setattr(Args, k, v)
-        cfg = check_config(config.load("ade20k", flags=task_flags(Args, root)), patch_size=2)
+        cfg = check_config(config.load("ade20k", flags=label_flags(vars(Args), root)), patch_size=2)
         cfg.update(img_size=2, crop_size=2, photometric=False, flip=0.0, ratio_range=[1.0, 1.0])
         train, val = open_data(root, cfg, Entry)
         train.transforms = SegTrainTransform(img_size=2, crop_size=2, mean=Entry.mean, std=Entry.std,

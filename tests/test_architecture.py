@@ -9,12 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"maebench": ROOT / "maebench", "maebench.backbones": ROOT / "backbones",
             "maebench.tasks": ROOT / "tasks", "maebench.leaderboards": ROOT / "leaderboards"}
-# the ground: what every layer above may use, and which must never reach up
-GROUND = ("maebench.config", "maebench.engine", "maebench.results", "maebench.runs", "maebench.data",
-          "maebench.distributed", "maebench.optim", "maebench.checkpoint", "maebench.checkpointer",
-          "maebench.batching", "maebench.amp", "maebench.signals", "maebench.progress", "maebench.flops",
-          "maebench.errors", "maebench.home")
-ABOVE = ("maebench.backbones", "maebench.tasks", "maebench.leaderboards", "maebench.commands", "maebench.cli")
+# the layers above the ground; every other module of the maebench/ folder is the ground, which
+# every layer may use and which never reaches up
+ABOVE = ("maebench.backbones", "maebench.tasks", "maebench.leaderboards", "maebench.commands", "maebench.cli",
+         "maebench.demo", "maebench.__main__")
 
 
 def _modules():
@@ -27,7 +25,13 @@ def _modules():
             yield ".".join([package, *parts]), path
 
 
+def _ground():
+    return [(name, path) for name, path in _modules()
+            if name.startswith("maebench") and not name.startswith(ABOVE) and name != "maebench"]
+
+
 def _imports(path: Path):
+    """Every module a file imports, function-level imports included."""
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             yield from (a.name for a in node.names)
@@ -37,9 +41,106 @@ def _imports(path: Path):
 
 
 def test_ground_modules_never_import_the_layers_above():
-    bad = [(name, imp) for name, path in _modules() if name.startswith(GROUND)
-           for imp in _imports(path) if imp.startswith(ABOVE)]
+    ground = _ground()
+    assert {"maebench.runner", "maebench.engine", "maebench.results", "maebench.config"} <= {n for n, _ in ground}
+    bad = [(name, imp) for name, path in ground for imp in _imports(path) if imp.startswith(ABOVE)]
     assert bad == []
+
+
+def _benchmarks():
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        yield f"benchmarks.{path.stem}", path
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the repository modules it imports, function-level imports included. `from X
+    import Y` is an edge to module X.Y when there is one, else to X (a package's own import of
+    a submodule is not an edge to the package); benchmarks import each other by bare names."""
+    modules = dict(_modules()) | dict(_benchmarks())
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                           for a in node.names]
+            else:
+                continue
+            for target in targets:
+                for candidate in (target, f"benchmarks.{target}"):
+                    if candidate in modules and candidate != name:
+                        found.add(candidate)
+        graph[name] = found
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_anywhere_function_level_imports_included():
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_nothing_below_the_command_line_reads_an_argparse_namespace():
+    """The CLI turns its flags into a RunSpec (maebench/runspec.py) and stops: no function under
+    tasks/, backbones/, leaderboards/ or the ground takes an `args` parameter or an
+    argparse.Namespace, or reads one with getattr. (argparse.Namespace objects inside official
+    checkpoints are data: the checkpoint readers unpickle them.)"""
+    bad = []
+    for name, path in _modules():
+        if name.startswith(("maebench.commands", "maebench.cli", "maebench.__main__")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = node.args
+                for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+                    if arg.arg == "args" or "Namespace" in ast.dump(arg.annotation or ast.Constant(None)):
+                        bad.append((name, node.lineno, f"takes {arg.arg}"))
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+                  and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id == "args"):
+                bad.append((name, node.lineno, "getattr(args, ...)"))
+    assert bad == []
+
+
+def test_one_runner_claims_every_run():
+    """`runs.tracked_run(` is called in one place: maebench/runner.py."""
+    calls = [str(p.relative_to(ROOT)) for _, p in [*_modules(), *_benchmarks()] if "tracked_run(" in p.read_text()
+             and p.name != "runs.py"]
+    assert calls == ["maebench/runner.py"]
 
 
 def test_nothing_imports_the_repository_folders_by_their_bare_names():

@@ -45,7 +45,8 @@ def test_every_task_type_takes_a_step(backbone):
     family, e, img = backbone
     from maebench.tasks import features
     from maebench.tasks.knn import knn_scores
-    from maebench.tasks.linprobe import LinearProbe, lars_groups, load_encoder, make_head
+    from maebench.tasks.frozen_data import load_encoder
+    from maebench.tasks.linprobe import LinearProbe, lars_groups, make_head
 
     x, y = images(4, img), torch.tensor([0, 1, 2, 0])
     # linprobe: the frozen encoder's probe feature -> BatchNorm + linear; only the head moves

@@ -1,7 +1,5 @@
 """The supervised (DeiT) recipe's pieces: config merge per architecture, the training transform
 (RandAugment that survives 0-bit posterize on current Pillow) and the loss with mixup."""
-import argparse
-
 import numpy as np
 import pytest
 import torch
@@ -12,22 +10,21 @@ from maebench.tasks.classification_recipe import posterize_any_bits
 from maebench.errors import UsageError
 
 
-def _args(**kw):
-    base = dict(arch=None, img_size=None, patch_size=None, epochs=None, batch_size=None, config=None, set=[],
-                deterministic=False)
-    base.update(kw)
-    return argparse.Namespace(**base)
+def _spec(*, sets=(), epochs=None, **options):
+    from maebench.backbones.pretraining import METHODS
+    from maebench.runspec import RunSpec
+    return RunSpec(program=METHODS["supervised"], sets=tuple(sets), epochs=epochs, options=options)
 
 
 def test_config_takes_the_arch_table_of_the_run_and_flags_win():
-    cfg = load_config(_args(arch="vit-micro", epochs=3.0), "pretrain_supervised", {})
+    cfg = load_config(_spec(arch="vit-micro", epochs=3.0))
     assert (cfg["arch"], cfg["img_size"], cfg["patch_size"], cfg["epochs"]) == ("vit-micro", 32, 4, 3)
     assert isinstance(cfg["epochs"], int)
     # the architecture may come from --set; its by_arch table still applies
-    cfg = load_config(_args(set=["arch=vit-large"]), "pretrain_supervised", {})
+    cfg = load_config(_spec(sets=["arch=vit-large"]))
     assert (cfg["base_lr"], cfg["weight_decay"], cfg["drop_path"]) == (1e-4, 0.3, 0.2)
     with pytest.raises(UsageError, match="config key 'epochs' in --epochs expects"):
-        load_config(_args(epochs=0.5), "pretrain_supervised", {})
+        load_config(_spec(epochs=0.5))
 
 
 def test_zero_bit_posterize_gives_a_black_image_instead_of_crashing():
@@ -38,8 +35,7 @@ def test_zero_bit_posterize_gives_a_black_image_instead_of_crashing():
 
 
 def test_train_transform_runs_randaugment_at_full_magnitude():
-    cfg = load_config(_args(arch="vit-micro", set=["aug.rand_augment=rand-m10-n4-inc1"]),
-                      "pretrain_supervised", {})
+    cfg = load_config(_spec(arch="vit-micro", sets=["aug.rand_augment=rand-m10-n4-inc1"]))
     t = train_transform(cfg)
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
     for _ in range(50):      # magnitude 10, 4 ops: posterize to 0 bits comes up often
@@ -48,7 +44,7 @@ def test_train_transform_runs_randaugment_at_full_magnitude():
 
 
 def test_mixup_makes_smoothed_soft_targets_for_a_soft_target_loss():
-    cfg = load_config(_args(arch="vit-micro", set=["aug.mixup=0.8", "aug.cutmix=1.0"]), "pretrain_supervised", {})
+    cfg = load_config(_spec(arch="vit-micro", sets=["aug.mixup=0.8", "aug.cutmix=1.0"]))
     loss = classification_loss(cfg, num_classes=4)
     criterion, mixup = loss.criterion, loss.mixup
     x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])

@@ -105,4 +105,4 @@ def test_an_option_the_pretraining_method_does_not_take_is_a_usage_error(method,
 
 def test_every_task_and_method_entry_point_exists():
     for entry in [*TASKS.values(), *METHODS.values()]:
-        assert callable(entry.runner()), entry.name
+        assert callable(entry.recipes()), entry.name

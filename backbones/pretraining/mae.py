@@ -1,7 +1,7 @@
 """`maebench pretrain --method mae`: MAE pretraining of a ViT, registered as a backbone.
 
 Model in backbones/mae.py, recipe in maebench/protocols/pretrain_mae.yaml (the paper's Table 8).
-Training runs through `maebench.engine.fit` (AdamW with per-iteration warm-up + cosine,
+The runner trains its recipe through `maebench.engine.fit` (AdamW with per-iteration warm-up + cosine,
 accumulation, bf16 autocast on CUDA / fp32 on CPU, DDP under torchrun, checkpoints every
 `checkpoint_every` epochs in the official layout {"model", "optimizer", "epoch", ...}, exact
 `--resume`, NaN stop); the run stores a `pretrain-mae` row with metric `loss` (final-epoch mean
@@ -18,11 +18,11 @@ and `maebench visualize --backbone NAME` find it.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 from maebench.errors import MaebenchError, UsageError
+from maebench.runspec import RunSpec
 
 PROTOCOL = "pretrain_mae"
 
@@ -30,7 +30,7 @@ PROTOCOL = "pretrain_mae"
 # --------------------------------------------------------------------------------------------
 # configuration and validation (shared with backbones/pretraining/dvae.py)
 # --------------------------------------------------------------------------------------------
-def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) -> dict[str, Any]:
+def load_config(spec: RunSpec, flags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Protocol defaults <- by_arch <- --config <- named flags <- --set, for the run's arch.
 
     The architecture picks the `by_arch` table and may itself come from --config or --set, so
@@ -38,12 +38,10 @@ def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) 
     from maebench.backbones.catalogue import arch_dims      # torch-free: errors come before torch loads
     from maebench import config
 
-    flags = {"arch": args.arch, "img_size": args.img_size, "patch_size": args.patch_size,
-             **config.training_flags(epochs=args.epochs, batch_size=args.batch_size, deterministic=args.deterministic),
-             **flags}
-    arch = args.arch or config.protocol_defaults(protocol)["arch"]
+    flags = {name: spec.option(name) for name in ("arch", "img_size", "patch_size")} | (flags or {})
+    arch = spec.option("arch") or config.protocol_defaults(spec.program.protocol)["arch"]
     for _ in range(2):
-        cfg = config.load(protocol, config_file=args.config, sets=args.set, flags=flags, arch=arch)
+        cfg = spec.load_config(arch=arch, flags=flags)
         if cfg["arch"] == arch:
             break
         arch = cfg["arch"]
@@ -55,12 +53,12 @@ def load_config(args: argparse.Namespace, protocol: str, flags: dict[str, Any]) 
     return cfg
 
 
-def resolve_data(args: argparse.Namespace) -> tuple[Path, str]:
+def resolve_data(data: str | None) -> tuple[Path, str]:
     """(ImageFolder root, short dataset name for the results row); default: the shapes set."""
     from maebench.data import dataset_name, default_dataset
 
-    if args.data:
-        root = Path(args.data).expanduser()
+    if data:
+        root = Path(data).expanduser()
         if not (root / "train").is_dir():
             raise MaebenchError(f"--data {root}: no train/ split (expected DIR/train/<class>/<image>)")
         return root, dataset_name(root)
@@ -89,15 +87,15 @@ def check_mae_config(cfg: dict) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# the command
+# the recipe
 # --------------------------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
+def recipes(spec: RunSpec):
     from maebench.backbones.mae_names import FAMILY
 
     # 1. validate everything before a results row exists (option typos before torch loads) ---
-    cfg = load_config(args, PROTOCOL, {"target": args.target, "mask_ratio": args.mask_ratio,
-                                       "masking": args.masking, "tokenizer": args.tokenizer})
-    if getattr(args, "trust_tokenizer", False) and cfg["target"] != "token":
+    cfg = load_config(spec, {k: spec.option(k) for k in ("target", "mask_ratio", "masking", "tokenizer")})
+    trust = bool(spec.option("trust_tokenizer"))
+    if trust and cfg["target"] != "token":
         raise UsageError("--trust-tokenizer is only used by --target token")
     check_mae_config(cfg)
 
@@ -106,16 +104,15 @@ def run(args: argparse.Namespace) -> int:
     from maebench.backbones import registry
     from maebench.backbones.dvae import load_tokenizer
     from maebench.backbones.mae import create_mae
-    from maebench import distributed, engine, flops, optim, runs
-    from maebench.checkpoint import save_atomic
+    from maebench import distributed, flops, optim
     from maebench.data.imagefolder import ImageFolder
     from maebench.data.transforms import classification_train
+    from maebench.runner import Recipe
 
     tokenizer = None
     if cfg["target"] == "token":     # any kind backbones/tokenizers.py reads; recorded in the row
         from maebench.backbones import tokenizers
-        tokenizer, tok_meta = tokenizers.load(cfg["tokenizer"], mean=cfg["mean"], std=cfg["std"],
-                                              trust=bool(getattr(args, "trust_tokenizer", False)))
+        tokenizer, tok_meta = tokenizers.load(cfg["tokenizer"], mean=cfg["mean"], std=cfg["std"], trust=trust)
         cfg["tokenizer_kind"] = tok_meta["kind"]
     if cfg["target"] == "dvae" or (tokenizer is not None and tok_meta["kind"] == "maebench-dvae"):
         tokenizer, tok_meta = load_tokenizer(cfg["tokenizer"])
@@ -124,19 +121,19 @@ def run(args: argparse.Namespace) -> int:
             raise MaebenchError(f"tokenizer {tok_meta['path']} was trained on images normalised with mean "
                                 f"{tok_meta.get('mean')} / std {tok_meta.get('std')}, this run uses "
                                 f"{cfg['mean']} / {cfg['std']}: the tokens would not match")
-    data_dir, dataset = resolve_data(args)
+    data_dir, dataset = resolve_data(spec.data)
     family = FAMILY[cfg["target"]]
     # the tokenizer's kind is in a token target's default name, so that the leaderboard, which
     # labels rows by backbone name, shows a self-trained (CPU-scale) dVAE as such
     target_tag = {"token": f"token-{cfg['tokenizer_kind']}", "dvae": "token-selftrained-dvae"}.get(cfg["target"], cfg["target"])
-    name = registry.check_name(args.name or f"mae-{target_tag}-{cfg['arch']}-{dataset}".lower(),
+    name = registry.check_name(spec.backbone or f"mae-{target_tag}-{cfg['arch']}-{dataset}".lower(),
                                arch=cfg["arch"], patch_size=cfg["patch_size"], family=FAMILY[cfg["target"]])
-    device = distributed.init(args.device, deterministic=args.deterministic)
+    device = distributed.init(spec.device, deterministic=spec.deterministic)
     train_set = ImageFolder(data_dir, "train", transform=classification_train(
         cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
 
     # 2. model and loss ---------------------------------------------------------------------------
-    torch.manual_seed(args.seed or 0)
+    torch.manual_seed(spec.seed)
     model = create_mae(cfg["arch"], img_size=cfg["img_size"], patch_size=cfg["patch_size"],
                        decoder_embed_dim=cfg["decoder_embed_dim"], decoder_depth=cfg["decoder_depth"],
                        decoder_num_heads=cfg["decoder_num_heads"], mlp_ratio=cfg["mlp_ratio"],
@@ -155,17 +152,9 @@ def run(args: argparse.Namespace) -> int:
         loss, _, _ = m(imgs.to(dev, non_blocking=True), mask_ratio=mask_ratio)
         return loss, {}
 
-    # 3. train, store, register -----------------------------------------------------------------
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task="pretrain-mae", backbone=name, dataset=dataset, config=cfg,
-                          backbone_info={"family": family, "arch": cfg["arch"]}) as run:
-        result = engine.fit(
-            model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device, seed=args.seed or 0,
-            param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
-            resume=args.resume, flops_per_image=flops_per_image, desc="pretrain mae",
-            # the ablation's encoder replaces the decoder's mask token: DDP must expect it unused
-            find_unused_parameters=cfg["mask_tokens_in_encoder"])
+    # 3. after training: store the full MAE and register its encoder -----------------------------
+    def finish(result, run) -> dict:
         losses = [h["loss"] for h in result.history]
-        final = run.out_dir / "final.pth"
         if distributed.is_main():
             # encoder_mask_token (ablation only) is no part of the official layout: the
             # registered backbone is the encoder every downstream task uses, which never sees [M]
@@ -181,16 +170,34 @@ def run(args: argparse.Namespace) -> int:
                     "tokenizer_kind": cfg["tokenizer_kind"],
                     "mean": list(cfg["mean"]), "std": list(cfg["std"]), "dataset": dataset,
                     "epochs": cfg["epochs"], "run_id": run.run_id, "loss_history": losses}
-            save_atomic({"model": state, "maebench": meta}, final)
-            registry.register(name, final, fmt="maebench", force=True, family=family, arch=cfg["arch"],
-                              patch_size=cfg["patch_size"], img_size=cfg["img_size"],
-                              mean=cfg["mean"], std=cfg["std"],
-                              source=f"maebench pretrain --method mae (run {run.run_id})")
+            save_final(run.out_dir / "final.pth", {"model": state, "maebench": meta}, name, family, cfg, run.run_id)
         distributed.barrier()
-        run.finish({"loss": losses[-1]}, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
-    if distributed.is_main():
-        curve = " ".join(f"{x:.4f}" for x in losses)
+        curves["loss"] = losses
+        curves["images_per_s"] = result.images_per_s
+        return {"loss": losses[-1]}
+
+    curves: dict = {}
+
+    def report(metrics: dict, run) -> None:
+        curve = " ".join(f"{x:.4f}" for x in curves["loss"])
         print(f"pretrain mae: {cfg['arch']} / {cfg['target']} / mask {mask_ratio} {cfg['masking']} on {dataset}: "
-              f"loss per epoch {curve}; {result.images_per_s:.1f} images/s")
-        print(f"registered backbone '{name}' (family {family}) from {final}")
-    return 0
+              f"loss per epoch {curve}; {curves['images_per_s']:.1f} images/s")
+        print(f"registered backbone '{name}' (family {family}) from {run.out_dir / 'final.pth'}")
+
+    yield Recipe(task="pretrain-mae", backbone=name, dataset=dataset, config=cfg, device=device,
+                 backbone_info={"family": family, "arch": cfg["arch"]}, desc="pretrain mae",
+                 model=model, train_set=train_set, loss_fn=loss_fn,
+                 param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
+                 flops_per_image=flops_per_image,
+                 # the ablation's encoder replaces the decoder's mask token: DDP must expect it unused
+                 find_unused_parameters=cfg["mask_tokens_in_encoder"], metrics=finish, report=report)
+
+
+def save_final(path: Path, payload: dict, name: str, family: str, cfg: dict, run_id: str) -> None:
+    """final.pth in the run directory, registered as backbone `name` (rank 0)."""
+    from maebench.backbones import registry
+    from maebench.checkpoint import save_atomic
+    save_atomic(payload, path)
+    registry.register(name, path, fmt="maebench", force=True, family=family, arch=cfg["arch"],
+                      patch_size=cfg["patch_size"], img_size=cfg["img_size"], mean=cfg["mean"], std=cfg["std"],
+                      source=f"maebench pretrain --method mae (run {run_id})")

@@ -1,7 +1,7 @@
 """`maebench pretrain --method mocov3`: MoCo v3 self-supervised pretraining of a ViT.
 
 The contrastive baseline of the MAE paper. Model and loss in backbones/mocov3.py, recipe in
-maebench/protocols/pretrain_mocov3.yaml. Training runs through `maebench.engine.fit` (the same
+maebench/protocols/pretrain_mocov3.yaml. The runner trains the recipe through `maebench.engine.fit` (the same
 loop, checkpoints, --resume, DDP and progress line as MAE pretraining); the run stores a
 `pretrain-mocov3` row (metric `loss`, the final-epoch mean of the symmetric InfoNCE) and
 registers the base encoder (without its projection head) as a backbone of family `contrastive`.
@@ -12,44 +12,44 @@ contrastive batch is the global batch, as in the release.
 """
 from __future__ import annotations
 
-import argparse
-
 from maebench.backbones.pretraining.mae import load_config, resolve_data
 from maebench.backbones.pretraining.supervised import backbone_name, register_encoder
 from maebench.batching import micro_batch
 from maebench.errors import MaebenchError
+from maebench.runspec import RunSpec
 
 METHOD = "mocov3"
 PROTOCOL = "pretrain_mocov3"
 FAMILY = "contrastive"
 
 
-def run(args: argparse.Namespace) -> int:
+def recipes(spec: RunSpec):
     import torch
     import torch.nn as nn
 
     from maebench.backbones.mocov3 import MoCoV3
-    from maebench import distributed, engine, flops, optim, runs
+    from maebench import distributed, flops, optim
     from maebench.data.imagefolder import ImageFolder
+    from maebench.runner import Recipe
 
     # 1. validate everything before a results row exists ------------------------------------
-    cfg = load_config(args, PROTOCOL, {})
+    cfg = load_config(spec)
     moco = cfg["moco"]
     if moco["temperature"] <= 0:
         raise MaebenchError(f"moco.temperature must be > 0, got {moco['temperature']}")
     if not 0 <= moco["momentum"] <= 1:
         raise MaebenchError(f"moco.momentum must lie in [0, 1], got {moco['momentum']}")
-    data_dir, dataset = resolve_data(args)
-    device = distributed.init(args.device, deterministic=args.deterministic)
+    data_dir, dataset = resolve_data(spec.data)
+    device = distributed.init(spec.device, deterministic=spec.deterministic)
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if micro < 2:
         raise MaebenchError(f"the per-process batch is {micro}: BatchNorm in the MoCo heads and the "
                                    "contrastive loss need at least 2 images per process")
     train_set = ImageFolder(data_dir, "train", transform=TwoCrops(cfg))
-    name = backbone_name(args, METHOD, cfg, dataset, FAMILY)
+    name = backbone_name(spec.backbone, METHOD, cfg, dataset, FAMILY)
 
     # 2. model -------------------------------------------------------------------------------------
-    torch.manual_seed(args.seed or 0)
+    torch.manual_seed(spec.seed)
     model = MoCoV3(cfg["arch"], img_size=cfg["img_size"], patch_size=cfg["patch_size"], dim=moco["dim"],
                    mlp_dim=moco["mlp_dim"], temperature=moco["temperature"], base_momentum=moco["momentum"],
                    stop_grad_patch_embed=moco["stop_grad_patch_embed"], drop_path_rate=moco["drop_path"])
@@ -61,22 +61,21 @@ def run(args: argparse.Namespace) -> int:
         (x1, x2), _ = batch                  # two views [N, 3, H, W]; labels unused
         return m(x1.to(dev, non_blocking=True), x2.to(dev, non_blocking=True)), {}
 
-    # 3. train, store, register -------------------------------------------------------------------
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
-                          backbone_info={"family": FAMILY, "arch": cfg["arch"]}) as run:
-        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
-                            seed=args.seed or 0,
-                            param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
-                            resume=args.resume, flops_per_image=flops_per_image, desc=f"pretrain {METHOD}",
-                            on_step=model.on_step)
-        metrics = {"loss": result.history[-1]["loss"]}
+    # 3. after training: register the base encoder ----------------------------------------------
+    def finish(result, run) -> dict:
         register_encoder(name, result.model.encoder_state_dict(), cfg, out_dir=run.out_dir, family=FAMILY,
                          method=METHOD, run_id=run.run_id, dataset=dataset, history=result.history)
-        run.finish(metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
-    if distributed.is_main():
+        return {"loss": result.history[-1]["loss"]}
+
+    def report(metrics: dict, run) -> None:
         print(f"pretrain {METHOD}: loss {metrics['loss']:.4f} on {dataset}; "
               f"registered backbone '{name}' (family {FAMILY})")
-    return 0
+
+    yield Recipe(task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg, device=device,
+                 backbone_info={"family": FAMILY, "arch": cfg["arch"]}, desc=f"pretrain {METHOD}",
+                 model=model, train_set=train_set, loss_fn=loss_fn, on_step=model.on_step,
+                 param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
+                 flops_per_image=flops_per_image, metrics=finish, report=report)
 
 
 def _flops_per_image(model, img_size: int, flops) -> float:

@@ -5,7 +5,7 @@ labelled images instead of by reconstruction. Recipe in maebench/protocols/pretr
 AdamW with warm-up + cosine, RandAugment(9, 0.5) and random erasing in the input pipeline,
 mixup 0.8 / cutmix 1.0 with label smoothing 0.1 folded into soft targets, drop path 0.1.
 
-The run trains through `maebench.engine.fit`, evaluates top-1 on the `val` split, stores a
+The runner trains the recipe through `maebench.engine.fit`, evaluates top-1 on the `val` split, stores a
 `pretrain-supervised` row (metrics `loss` = final-epoch mean training loss, `top1` in percent),
 and registers the encoder (classifier dropped) as a backbone of family `supervised`.
 
@@ -15,31 +15,32 @@ other baseline entry point, backbones/pretraining/mocov3.py.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from maebench.backbones.pretraining.mae import load_config, resolve_data
 from maebench.errors import MaebenchError, UsageError
+from maebench.runspec import RunSpec
 
 METHOD = "supervised"
 PROTOCOL = "pretrain_supervised"
 FAMILY = "supervised"
 
 
-def run(args: argparse.Namespace) -> int:
+def recipes(spec: RunSpec):
     import torch
 
     from maebench.backbones.vit import create_vit
     from maebench.batching import micro_batch
     from maebench.tasks.classification_eval import evaluate as top_k
-    from maebench import distributed, engine, flops, optim, runs
+    from maebench import distributed, flops, optim
     from maebench.data.imagefolder import ImageFolder
+    from maebench.runner import Recipe
 
     # 1. validate everything before a results row exists ------------------------------------
-    cfg = load_config(args, PROTOCOL, {})
+    cfg = load_config(spec)
     aug = cfg["aug"]
-    data_dir, dataset = resolve_data(args)
-    device = distributed.init(args.device, deterministic=args.deterministic)
+    data_dir, dataset = resolve_data(spec.data)
+    device = distributed.init(spec.device, deterministic=spec.deterministic)
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     mixing = aug["mixup"] > 0 or aug["cutmix"] > 0
     if mixing and micro % 2:
@@ -50,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     num_classes = len(train_set.classes)
     if len(val_set) == 0:
         raise MaebenchError(f"{data_dir}/val holds no images: the supervised run reports top-1 on it")
-    name = backbone_name(args, METHOD, cfg, dataset, FAMILY)
+    name = backbone_name(spec.backbone, METHOD, cfg, dataset, FAMILY)
 
     # 2. model, loss ---------------------------------------------------------------------------
-    torch.manual_seed(args.seed or 0)
+    torch.manual_seed(spec.seed)
     model = create_vit(cfg["arch"], img_size=cfg["img_size"], patch_size=cfg["patch_size"],
                        num_classes=num_classes, global_pool="token", drop_path_rate=cfg["drop_path"])
     flops_per_image = flops.count_flops(lambda: model(torch.zeros(1, 3, cfg["img_size"], cfg["img_size"])))
@@ -64,23 +65,22 @@ def run(args: argparse.Namespace) -> int:
         return top_k(m, val_set, batch_size=max(micro, 64), device=device, num_workers=cfg["num_workers"],
                      amp=cfg["amp"])
 
-    # 3. train, store, register -------------------------------------------------------------------
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg,
-                          backbone_info={"family": FAMILY, "arch": cfg["arch"]}) as run:
-        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run.out_dir, device=device,
-                            seed=args.seed or 0,
-                            param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
-                            evaluate=evaluate, resume=args.resume, flops_per_image=flops_per_image,
-                            desc=f"pretrain {METHOD}")
-        metrics = {"loss": result.history[-1]["loss"], "top1": result.metrics["top1"]}
+    # 3. after training: register the encoder ---------------------------------------------------
+    def finish(result, run) -> dict:
         encoder = {k: v for k, v in result.model.state_dict().items() if not k.startswith("head.")}
         register_encoder(name, encoder, cfg, out_dir=run.out_dir, family=FAMILY, method=METHOD,
                          run_id=run.run_id, dataset=dataset, history=result.history)
-        run.finish(metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
-    if distributed.is_main():
+        return {"loss": result.history[-1]["loss"], "top1": result.metrics["top1"]}
+
+    def report(metrics: dict, run) -> None:
         print(f"pretrain {METHOD}: loss {metrics['loss']:.4f}, top-1 {metrics['top1']:.2f}% on {dataset} val; "
               f"registered backbone '{name}' (family {FAMILY})")
-    return 0
+
+    yield Recipe(task=f"pretrain-{METHOD}", backbone=name, dataset=dataset, config=cfg, device=device,
+                 backbone_info={"family": FAMILY, "arch": cfg["arch"]}, desc=f"pretrain {METHOD}",
+                 model=model, train_set=train_set, loss_fn=loss_fn, evaluate=evaluate,
+                 param_groups=optim.param_groups(model, weight_decay=cfg["weight_decay"]),
+                 flops_per_image=flops_per_image, metrics=finish, report=report)
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,10 +112,10 @@ def classification_loss(cfg: dict, num_classes: int):
 # --------------------------------------------------------------------------------------------
 # Shared by the baseline entry points (supervised, mocov3)
 # --------------------------------------------------------------------------------------------
-def backbone_name(args: argparse.Namespace, method: str, cfg: dict, dataset: str, family: str) -> str:
+def backbone_name(given: str | None, method: str, cfg: dict, dataset: str, family: str) -> str:
     """--name, or `<method>-<arch>-<dataset>`, checked as the registry will check it."""
     from maebench.backbones.registry import check_name
-    return check_name(args.name or f"{method}-{cfg['arch']}-{dataset}".lower(), arch=cfg["arch"],
+    return check_name(given or f"{method}-{cfg['arch']}-{dataset}".lower(), arch=cfg["arch"],
                       patch_size=cfg["patch_size"], family=family)
 
 

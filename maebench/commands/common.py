@@ -26,6 +26,16 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="deterministic algorithms and a single data-loading process (exact resume checks)")
 
 
+def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_options: tuple[str, ...] = ()):
+    """The command line as a RunSpec (maebench/runspec.py): here the namespace stops."""
+    from maebench.runspec import RunSpec
+    options = {o: getattr(args, o, None) for o in (*program.options, *extra_options)}
+    return RunSpec(program=program, backbone=backbone, data=args.data, seed=args.seed, out=args.out,
+                   results=args.results, resume=args.resume, force=args.force, device=args.device,
+                   deterministic=args.deterministic, config_file=args.config, sets=tuple(args.set or ()),
+                   epochs=args.epochs, batch_size=args.batch_size, options=options)
+
+
 def reject_foreign_options(args: argparse.Namespace, accepted: tuple[str, ...], all_options: tuple[str, ...],
                            selector: str, chosen: str, takers: dict[str, list[str]]) -> None:
     """An option given on the command line that the chosen task (or method) does not read is a

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 
 from maebench.backbones.pretraining import METHOD_OPTIONS, METHODS
-from maebench.commands.common import add_training_options, reject_foreign_options
+from maebench.commands.common import add_training_options, reject_foreign_options, run_spec
 from maebench.errors import unknown
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", required=True, metavar="METHOD", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--method", required=True, metavar="METHOD", help="; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
     p.add_argument("--arch", metavar="ARCH", help="vit-tiny, vit-small, vit-base, vit-large, vit-huge")
     p.add_argument("--data", metavar="DIR", help="ImageFolder dataset (default: the embedded shapes set)")
     p.add_argument("--img-size", type=int, help="input resolution (config key: img_size)")
@@ -33,4 +33,7 @@ def main(args: argparse.Namespace) -> int:
     method = METHODS[args.method]
     reject_foreign_options(args, method.options, METHOD_OPTIONS, "--method", method.name,
                            {o: [m.name for m in METHODS.values() if o in m.options] for o in METHOD_OPTIONS})
-    return int(method.runner()(args) or 0)
+    spec = run_spec(args, method, backbone=args.name, extra_options=("arch", "img_size", "patch_size"))
+    from maebench import runner
+    runner.execute(spec)
+    return 0

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 
-from maebench.commands.common import add_training_options, reject_foreign_options
+from maebench.commands.common import add_training_options, reject_foreign_options, run_spec
 from maebench.errors import UsageError, unknown
 from maebench.tasks.table import TASK_OPTIONS, TASKS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, metavar="TASK", help=f"one of: {', '.join(TASKS)}")
+    p.add_argument("--task", required=True, metavar="TASK",
+                   help="; ".join(f"{t.name}: {t.summary}" for t in TASKS.values()))
     p.add_argument("--backbone", metavar="NAME", help="registered or catalogued backbone name")
     p.add_argument("--data", metavar="DIR", help="dataset directory (default: the embedded generated set)")
     add_training_options(p)
@@ -57,7 +58,14 @@ def main(args: argparse.Namespace) -> int:
                            {o: [t.name for t in TASKS.values() if o in t.options] for o in TASK_OPTIONS})
     if getattr(args, "labels_per_class", None) is not None and getattr(args, "label_fraction", None) is not None:
         raise UsageError("give at most one of --labels-per-class and --label-fraction")
-    if getattr(args, "seeds", None):
-        from maebench.commands.run_seeds import run_seeds
-        return run_seeds(args, task.runner(), task.headline)
-    return int(task.runner()(args) or 0)
+    if task.name == "coco" and args.eval_predictions:     # re-scores a file: no run, no model, no torch
+        from maebench.tasks.coco.rescore import rescore
+        return rescore(args.eval_predictions, data=args.data, backbone=args.backbone, results=args.results,
+                       train_json=args.train_json, val_json=args.val_json, images=args.images)
+    spec = run_spec(args, task, backbone=args.backbone)
+    if args.seeds:
+        from maebench.commands.run_seeds import parse_seeds, run_seeds
+        return run_seeds(spec, parse_seeds(args.seeds))
+    from maebench import runner
+    runner.execute(spec)
+    return 0

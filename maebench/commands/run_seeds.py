@@ -4,13 +4,9 @@ then, per recipe and headline metric, the mean, sample std and 95 % Student-t in
 the seeds, printed and written as JSON next to the runs."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import re
-import time
 from pathlib import Path
-from typing import Callable
 
 from maebench.errors import UsageError
 
@@ -25,53 +21,41 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_seeds(args: argparse.Namespace, runner: Callable, headline: tuple[str, ...]) -> int:
+def run_seeds(spec, seeds: list[int]) -> int:
+    """Run `spec` once per seed (each under --out/seed-S when --out is given), then summarise."""
+    from maebench import runner
     from maebench.home import runs_dir
     from maebench.leaderboards.compare import INTERVAL, Summary
     from maebench.results import ResultsStore
-    from maebench.errors import AlreadyDone
-    seeds = parse_seeds(args.seeds)
-    out = args.out
-    t0 = time.time()
-    done_before: set[str] = set()                 # run ids of seeds already finished earlier
+    task = spec.program
+    run_ids: set[str] = set()                     # this command's rows, run now or found done
     for seed in seeds:
-        args.seed = seed
-        if out:
-            args.out = str(Path(out) / f"seed-{seed}")
         print(f"== seed {seed} ({seeds.index(seed) + 1}/{len(seeds)})")
-        try:
-            rc = int(runner(args) or 0)
-        except AlreadyDone as e:                  # a finished seed: say so, count its row
-            print(e)
-            m = re.match(r"run (\S+) is already done", str(e))
-            done_before.update([m.group(1)] if m else [])
-            continue
-        if rc:
-            return rc
-    args.out = out
-    rows = [r for r in ResultsStore(args.results).rows(task=args.task, backbone=args.backbone)
-            if (r.created >= t0 - 1 or r.run_id in done_before) and r.seed in seeds]
+        out = str(Path(spec.out) / f"seed-{seed}") if spec.out else None
+        run_ids.update(o.run_id for o in runner.execute(spec.replace(seed=seed, out=out)))
+    rows = [r for r in ResultsStore(spec.results).rows(task=task.row_task, backbone=spec.backbone)
+            if r.run_id in run_ids and r.seed in seeds]
     groups: dict[str, dict[int, object]] = {}
     for r in rows:                                  # newest per recipe and seed
         groups.setdefault(json.dumps(r.config, sort_keys=True, default=str), {})[r.seed] = r
     summary = []
     for cfg_key, per_seed in groups.items():
         got = [per_seed[s] for s in seeds if s in per_seed]
-        for metric in headline:
+        for metric in task.headline:
             vals = [r.metrics.get(metric) for r in got]
             if not vals or any(not isinstance(v, (int, float)) for v in vals):
                 continue
             s = Summary([float(v) for v in vals])
-            summary.append({"task": args.task, "backbone": args.backbone, "dataset": got[0].dataset,
+            summary.append({"task": task.name, "backbone": spec.backbone, "dataset": got[0].dataset,
                             "metric": metric, "seeds": [r.seed for r in got], "run_ids": [r.run_id for r in got],
                             **s.as_dict()})
             lo_hi = f"{INTERVAL} interval [{s.interval[0]:.2f}, {s.interval[1]:.2f}]" if s.interval else "no interval"
             std = f" ± {s.std:.2f} (sample std)" if s.std is not None else ""
-            print(f"seeds {','.join(str(r.seed) for r in got)}: {args.task} {metric} {s.mean:.2f}{std}, "
+            print(f"seeds {','.join(str(r.seed) for r in got)}: {task.name} {metric} {s.mean:.2f}{std}, "
                   f"{lo_hi}, n={s.n}")
     if summary:
         tag = hashlib.sha256(json.dumps([r["run_ids"] for r in summary]).encode()).hexdigest()[:10]
-        path = runs_dir() / f"seeds-{args.task}-{args.backbone}-{tag}.json"
+        path = runs_dir() / f"seeds-{task.name}-{spec.backbone}-{tag}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"interval": INTERVAL, "summaries": summary}, indent=1))
         print(f"seed summary: {path}")

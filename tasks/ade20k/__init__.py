@@ -8,8 +8,8 @@ DIR is an ADEChallengeData2016-layout directory (images/{training,validation}/*.
 annotations/{training,validation}/*.png: 150 classes, 0 = "other" ignored) or any set of
 image / label-PNG pairs in that layout with its own class count and ignore value; without
 --data, the embedded generated set (its meta.json gives 8 classes). Training runs through
-engine.fit (AdamW, warm-up + poly, layer decay, AMP on CUDA, DDP under torchrun, checkpoints,
---resume); the result row holds mIoU, mAcc, aAcc (percent) and per_class_iou.
+the runner's engine.fit (AdamW, warm-up + poly, layer decay, AMP on CUDA, DDP under torchrun,
+checkpoints, --resume); the result row holds mIoU, mAcc, aAcc (percent) and per_class_iou.
 
 Package layout: transforms.py (joint image/label augmentation), relpos.py (zero-init relative
 position bias), model.py (ViT + the shared pyramid + UperNet +
@@ -17,30 +17,28 @@ auxiliary FCN, the loss), evaluate.py (whole / sliding-window inference, confusi
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from maebench.data import dataset_name, default_dataset
 from maebench.errors import MaebenchError, UsageError, unknown
+from maebench.runspec import RunSpec
 
 TASK = "ade20k"
 EVAL_MODES = ("whole", "slide")
 SCHEDULES = ("poly", "cosine")
 
 
-def run(args: argparse.Namespace) -> int:
+def recipes(spec: RunSpec):
     from maebench.backbones import registry
-    from maebench import config
 
-    if not args.backbone:
+    if not spec.backbone:
         raise UsageError("--task ade20k needs --backbone NAME")
-    entry = registry.entry(args.backbone)
-    root, dataset = data_root(args)
-    cfg = check_config(config.load(TASK, config_file=args.config, sets=args.set, arch=entry.arch,
-                                   flags=task_flags(args, root)), entry.patch_size)
+    entry = registry.entry(spec.backbone)
+    root, dataset = data_root(spec.data)
+    cfg = check_config(spec.load_config(arch=entry.arch, flags=label_flags(spec.options, root)), entry.patch_size)
     if not entry.any_size and cfg["eval_mode"] == "whole":
-        raise UsageError(f"backbone '{args.backbone}' ({entry.model}) has relative position tables fixed to the crop "
+        raise UsageError(f"backbone '{spec.backbone}' ({entry.model}) has relative position tables fixed to the crop "
                          "size: use --set eval_mode=slide")
     if not entry.present:
         raise registry.missing_weights_error(entry)
@@ -48,19 +46,20 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from maebench import distributed, engine, optim, runs
+    from maebench import distributed, optim, runs
     from maebench.flops import count_flops
+    from maebench.runner import Recipe
     from maebench.tasks.ade20k.evaluate import evaluate
     from maebench.tasks.ade20k.model import segmentation_loss
 
-    device = distributed.init(args.device, deterministic=args.deterministic)
+    device = distributed.init(spec.device, deterministic=spec.deterministic)
     from maebench.batching import micro_batch
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if micro < 2:
         raise UsageError(f"the per-process batch is {micro} image(s): the heads' BatchNorm needs at least 2 "
                          "(raise batch_size or lower accum_iter)")
-    torch.manual_seed(args.seed)          # the heads' initialisation is part of the run's recipe
-    model, entry = build_model(args.backbone, cfg, device)
+    torch.manual_seed(spec.seed)          # the heads' initialisation is part of the run's recipe
+    model, entry = build_model(spec.backbone, cfg, device)
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                                 num_layers=len(model.backbone.vit.blocks), vit_prefix="backbone.vit.")
     crop = cfg["crop_size"]
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     flops = count_flops(lambda: model(torch.zeros(1, 3, crop, crop, device=device)))
     model.train()
     log = print if distributed.is_main() else (lambda *_: None)
-    log(f"ade20k: {args.backbone} ({entry.arch}, patch {entry.patch_size}) + UperNet, {len(train_set)} train / "
+    log(f"ade20k: {spec.backbone} ({entry.arch}, patch {entry.patch_size}) + UperNet, {len(train_set)} train / "
         f"{len(val_set)} val images, {cfg['num_classes']} classes, crop {crop}, "
         f"out_indices {model.backbone.out_indices}, rel_pos_bias {cfg['rel_pos_bias']}, "
         f"eval {cfg['eval_mode']}, {flops / 1e9:.2f} GFLOPs/image")
@@ -84,31 +83,30 @@ def run(args: argparse.Namespace) -> int:
                         device=device, mode=cfg["eval_mode"], crop=crop, stride=cfg["stride"],
                         num_workers=cfg["num_workers"], amp=cfg["amp"])
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
-                          checkpoint_sha256=entry.sha256,
-                          backbone_info=runs.backbone_info(entry)) as run_ctx:
-        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run_ctx.out_dir, device=device,
-                            seed=args.seed, param_groups=groups, evaluate=evaluate_fn, resume=args.resume,
-                            flops_per_image=flops, desc=TASK, log=log)
-        run_ctx.finish(result.metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
-    log(f"ade20k {args.backbone} on {dataset}: {summary(result.metrics)}  (run {run_ctx.run_id})")
-    return 0
+    def report(metrics: dict, run) -> None:
+        log(f"ade20k {spec.backbone} on {dataset}: {summary(metrics)}  (run {run.run_id})")
+
+    yield Recipe(task=TASK, backbone=spec.backbone, dataset=dataset, config=cfg, device=device,
+                 backbone_info=runs.backbone_info(entry), checkpoint_sha256=entry.sha256, desc=TASK, log=log,
+                 model=model, train_set=train_set, loss_fn=loss_fn, param_groups=groups, evaluate=evaluate_fn,
+                 flops_per_image=flops, report=report)
 
 
 # ---- inputs -----------------------------------------------------------------------------------
-def data_root(args: argparse.Namespace) -> tuple[Path, str]:
+def data_root(data: str | None) -> tuple[Path, str]:
     """(dataset directory, the row's dataset name): --data DIR or the embedded generated set."""
-    if args.data:
-        root = Path(args.data).expanduser().resolve()
+    if data:
+        root = Path(data).expanduser().resolve()
         if (root / "ADEChallengeData2016").is_dir() and not (root / "images").is_dir():
             root = root / "ADEChallengeData2016"     # the folder holding it, as resolve_ade20k accepts
         return root, dataset_name(root)
     return default_dataset("ade20k"), "shapes"
 
 
-def task_flags(args: argparse.Namespace, root: Path) -> dict:
-    """Command-line options that map onto config keys (None = not given). A directory written by
-    maebench (meta.json) supplies its own label conventions unless the command line overrides."""
+def label_flags(options: dict, root: Path) -> dict:
+    """The label options (--num-classes, --ignore-index, --reduce-zero-label; None = not given)
+    as config keys. A directory written by maebench (meta.json) supplies its own label
+    conventions unless the command line overrides."""
     meta = {}
     meta_file = root / "meta.json"
     if meta_file.is_file():
@@ -120,13 +118,10 @@ def task_flags(args: argparse.Namespace, root: Path) -> dict:
         raise MaebenchError(f"{root} holds a generated '{meta.get('kind')}' set, not an ADE20K-layout one")
 
     def pick(name):
-        given = getattr(args, name, None)
+        given = options.get(name)
         return given if given is not None else meta.get(name)
 
-    from maebench import config
-    return {**config.training_flags(epochs=args.epochs, batch_size=args.batch_size, deterministic=args.deterministic),
-            "num_classes": pick("num_classes"), "ignore_index": pick("ignore_index"),
-            "reduce_zero_label": pick("reduce_zero_label")}
+    return {name: pick(name) for name in ("num_classes", "ignore_index", "reduce_zero_label")}
 
 
 def check_config(cfg: dict, patch_size: int) -> dict:

@@ -3,25 +3,21 @@
     maebench run --task coco --backbone NAME [--data DIR] [--neck vit-fpn|simple-pyramid|vitdet]
     maebench run --task coco --data DIR --eval-predictions FILE.json [--backbone NAME]
 
-Training goes through engine.fit (AdamW, warm-up, step/cosine, AMP, DDP, checkpoints,
---resume, periodic evaluation); evaluation is pycocotools COCOeval on the val split, with the
-detections written to <run dir>/coco_results.json. --eval-predictions re-scores such a file
-against the dataset's val split with the same evaluator and stores a row, without building a
-model or importing torch.
+`recipes(spec)` builds the run; the runner trains it through engine.fit (AdamW, warm-up,
+step/cosine, AMP, DDP, checkpoints, --resume, periodic evaluation); evaluation is pycocotools
+COCOeval on the val split, with the detections written to <run dir>/coco_results.json.
+--eval-predictions re-scores such a file against the dataset's val split with the same
+evaluator and stores a row, without building a model or importing torch (rescore.py).
 
 Package layout: adapter.py (ViT -> FPN necks), vitdet.py (ViTDet as published: window attention,
 relative position bias, its pyramid), model.py (Mask R-CNN), data.py (transforms), evaluate.py
-(COCOeval, results files).
+(COCOeval, results files), rescore.py (--eval-predictions).
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
-import re
-from pathlib import Path
-
 from maebench.data import dataset_name, default_dataset
 from maebench.errors import MaebenchError, UsageError, unknown
+from maebench.runspec import RunSpec
 
 TASK = "coco"
 AUG_MODES = ("lsj", "resize")
@@ -31,23 +27,17 @@ LOSS_NAMES = {"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mas
               "loss_objectness": "rpn_obj", "loss_rpn_box_reg": "rpn_box"}
 
 
-def run(args: argparse.Namespace) -> int:
-    if getattr(args, "eval_predictions", None):
-        return eval_predictions(args)
-    return train(args)
-
-
 # ---- inputs --------------------------------------------------------------------------------
-def data_paths(args: argparse.Namespace, *, need_train: bool = True) -> tuple[dict[str, str], str]:
+def data_paths(data: str | None, train_json: str | None = None, val_json: str | None = None,
+               images: str | None = None, *, need_train: bool = True) -> tuple[dict[str, str], str]:
     """({train_json, val_json, train_images, val_images}, dataset name) from --data DIR (COCO
     2017 or embedded layout), --train-json/--val-json/--images, or the embedded generated set."""
     from maebench.data.files import require_dir, require_file
 
-    custom = [getattr(args, k, None) for k in ("train_json", "val_json", "images")]
+    custom = [train_json, val_json, images]
     if any(custom):
-        if args.data:
+        if data:
             raise UsageError("give either --data DIR or --train-json/--val-json/--images, not both")
-        train_json, val_json, images = custom
         if not images or not val_json or (need_train and not train_json):
             need = "--val-json and --images" + (" (and --train-json to train)" if need_train else "")
             raise UsageError(f"a COCO-format set needs {need}")
@@ -57,8 +47,8 @@ def data_paths(args: argparse.Namespace, *, need_train: bool = True) -> tuple[di
                  "train_images": images, "val_images": images}
         return paths, dataset_name(images)
     from maebench.data.layout import resolve_coco
-    if args.data:
-        return resolve_coco(args.data), dataset_name(args.data)
+    if data:
+        return resolve_coco(data), dataset_name(data)
     return resolve_coco(default_dataset("coco")), "shapes"
 
 
@@ -114,24 +104,21 @@ def loss_fn(model, batch, device):
     return sum(losses.values()), {LOSS_NAMES.get(k, k): v.detach() for k, v in losses.items()}
 
 
-def train(args: argparse.Namespace) -> int:
+def recipes(spec: RunSpec):
     from maebench.backbones import registry
-    from maebench import config
 
-    if not args.backbone:
+    if not spec.backbone:
         raise UsageError("--task coco needs --backbone NAME (or --eval-predictions FILE.json to re-score a file)")
-    entry = registry.entry(args.backbone)
-    cfg = check_config(config.load(TASK, config_file=args.config, sets=args.set, arch=entry.arch,
-                                   flags={**config.training_flags(epochs=args.epochs, batch_size=args.batch_size,
-                                                                  deterministic=args.deterministic),
-                                          "neck": args.neck}))
-    paths, dataset = data_paths(args)
+    entry = registry.entry(spec.backbone)
+    cfg = check_config(spec.load_config(arch=entry.arch, flags={"neck": spec.option("neck")}))
+    paths, dataset = data_paths(spec.data, spec.option("train_json"), spec.option("val_json"), spec.option("images"))
     if not entry.present:
         raise registry.missing_weights_error(entry)
 
     # torch only from here on
     from maebench import distributed, engine, optim, runs
     from maebench.data.coco import CocoInstances
+    from maebench.runner import Recipe
     from maebench.tasks.coco.data import ReportLoadErrors, collate, eval_transform, train_transform
     from maebench.tasks.coco.evaluate import RESULTS_FILE, make_evaluator, summary
     from maebench.tasks.coco.model import build_mask_rcnn, canvas_size
@@ -143,59 +130,36 @@ def train(args: argparse.Namespace) -> int:
     if train_set.cat_ids != val_set.cat_ids:
         raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
                             f"declares {val_set.cat_ids}: labels would not match")
-    device = distributed.init(args.device, deterministic=args.deterministic)
+    device = distributed.init(spec.device, deterministic=spec.deterministic)
     import torch
-    torch.manual_seed(args.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
+    torch.manual_seed(spec.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
     # vitdet keeps the pretraining grid's position embedding and resizes it per forward (detectron2)
-    vit, entry = registry.load(args.backbone, img_size=None if cfg["neck"] == "vitdet" else canvas_size(cfg),
+    vit, entry = registry.load(spec.backbone, img_size=None if cfg["neck"] == "vitdet" else canvas_size(cfg),
                                drop_path_rate=cfg["drop_path"])
     model = build_mask_rcnn(vit, num_classes=train_set.num_classes, mean=entry.mean, std=entry.std, cfg=cfg)
     if cfg["neck"] == "vitdet":     # the checkpoint's relative position tables, where it has them; else zero
         from maebench.tasks.coco.vitdet import load_rel_pos
-        n_tables = load_rel_pos(model.backbone.vit, registry.rel_pos_tables(args.backbone))
+        n_tables = load_rel_pos(model.backbone.vit, registry.rel_pos_tables(spec.backbone))
         if n_tables and distributed.is_main():
-            print(f"coco: {n_tables} relative position tables from {args.backbone}'s checkpoint")
+            print(f"coco: {n_tables} relative position tables from {spec.backbone}'s checkpoint")
     groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                                 num_layers=len(vit.blocks), vit_prefix="backbone.vit.")
     log = print if distributed.is_main() else (lambda *_: None)
-    log(f"coco: {args.backbone} ({entry.arch}, patch {entry.patch_size}) + {cfg['neck']} + Mask R-CNN, "
+    log(f"coco: {spec.backbone} ({entry.arch}, patch {entry.patch_size}) + {cfg['neck']} + Mask R-CNN, "
         f"{len(train_set)} train / {len(val_set)} val images, {train_set.num_classes} classes, "
         f"canvas {canvas_size(cfg)} px; skipped for training: {train_set.skipped}")
     log(optim.describe_groups(groups, engine.TrainConfig.from_cfg(cfg).peak_lr()))
+    recipe = Recipe(task=TASK, backbone=spec.backbone, dataset=dataset, config=cfg, device=device,
+                    backbone_info=runs.backbone_info(entry), checkpoint_sha256=entry.sha256, desc="coco", log=log,
+                    model=model, train_set=train_set, loss_fn=loss_fn, param_groups=groups, collate_fn=collate)
 
-    with runs.tracked_run(seed=args.seed, out=args.out, results=args.results, resume=args.resume, force=args.force, task=TASK, backbone=args.backbone, dataset=dataset, config=cfg,
-                          checkpoint_sha256=entry.sha256,
-                          backbone_info=runs.backbone_info(entry)) as run_ctx:
-        evaluate = make_evaluator(val_set, out_dir=run_ctx.out_dir, device=device,
-                                  batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"], log=log)
-        result = engine.fit(model, train_set, loss_fn, cfg, out_dir=run_ctx.out_dir, device=device,
-                            seed=args.seed, param_groups=groups, collate_fn=collate, evaluate=evaluate,
-                            resume=args.resume, desc="coco", log=log)
-        run_ctx.finish(result.metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s)
-    log(f"coco {args.backbone}: {summary(result.metrics)}")
-    log(f"detections: {run_ctx.out_dir / RESULTS_FILE}  (run {run_ctx.run_id})")
-    return 0
+    def setup(run) -> None:          # the evaluator writes its detections into the run directory
+        recipe.evaluate = make_evaluator(val_set, out_dir=run.out_dir, device=device,
+                                         batch_size=cfg["eval_batch_size"], num_workers=cfg["num_workers"], log=log)
 
+    def report(metrics: dict, run) -> None:
+        log(f"coco {spec.backbone}: {summary(metrics)}")
+        log(f"detections: {run.out_dir / RESULTS_FILE}  (run {run.run_id})")
 
-# ---- re-scoring a saved results file -----------------------------------------------------------
-def eval_predictions(args: argparse.Namespace) -> int:
-    """Score FILE.json against the val split and store a row; no model, no torch."""
-    from maebench.results import ResultsStore, config_hash
-    from maebench.tasks.coco.evaluate import load_ground_truth, load_results, score, summary
-
-    paths, dataset = data_paths(args, need_train=False)
-    path = Path(args.eval_predictions).expanduser().resolve()
-    results = load_results(path)
-    coco_gt = load_ground_truth(paths["val_json"])
-    metrics = score(coco_gt, results, source=str(path))      # validates before any row exists
-    backbone = args.backbone or path.stem
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    cfg = {"eval_predictions": str(path), "predictions_sha256": sha, "val_json": paths["val_json"]}
-    run_id = f"coco-eval-{re.sub(r'[^A-Za-z0-9._-]+', '_', backbone)}-{config_hash(TASK, backbone, dataset, cfg, None)[:10]}"
-    store = ResultsStore(getattr(args, "results", None))
-    with store.run(task=TASK, backbone=backbone, config=cfg, dataset=dataset, split="val",
-                   seed=None, out_dir=str(path.parent), run_id=run_id) as handle:
-        handle.finish(metrics)
-    print(f"coco {path.name} on {paths['val_json']} ({len(results)} detections): {summary(metrics)}")
-    print(f"stored as run {run_id}")
-    return 0
+    recipe.setup, recipe.report = setup, report
+    yield recipe

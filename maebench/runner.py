@@ -1,0 +1,115 @@
+"""The one runner: every transfer task and every pretraining method runs through `execute`.
+
+A program's module turns a `RunSpec` into recipes (`recipes(spec)`, a generator): it checks the
+backbone, the config and the data and builds the model, the training data, the loss, the
+parameter groups and the evaluation, writing nothing. For each recipe the runner then
+
+    claims the run (runs.tracked_run: a `running` row, the run directory and its lock)
+    -> builds what needs the run (feature extraction: `setup`)
+    -> trains (engine.fit) or computes (`compute`, for protocols that train no network)
+    -> finishes the row with the metrics, and prints the recipe's report.
+
+A run already done in the same directory is not trained again (the runner prints so and goes
+on with the next recipe); its outcome is returned like the others.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from maebench.runspec import RunSpec
+
+
+@dataclass
+class Outcome:
+    """What one recipe left in the results store."""
+    run_id: str
+    metrics: dict[str, Any]
+    out_dir: str | None = None
+    done_before: bool = False              # found done, not trained again
+    peak_mem_mb: float | None = None
+    images_per_s: float | None = None
+
+
+@dataclass
+class Recipe:
+    """One results row's worth of work, checked and built; nothing written yet.
+
+    Either the training fields (model ... on_step), run through engine.fit, or `compute(run)`
+    for a protocol that trains no network through the loop (k-NN, the swept probe)."""
+    task: str                                       # the row's task (finetune, pretrain-mae, ...)
+    backbone: str                                   # the row's backbone name
+    dataset: str | None
+    config: dict                                    # the effective config; with the seed, the run id
+    device: Any = None
+    backbone_info: dict | None = None               # {"family", "arch", "paper"} stored with the row
+    checkpoint_sha256: str | None = None
+    out: str | None = None                          # run directory (None: $MAEBENCH_HOME/runs/<run id>)
+    desc: str = ""
+    log: Callable[[str], None] = print
+    # trained through engine.fit
+    model: Any = None
+    train_set: Any = None
+    loss_fn: Callable | None = None
+    param_groups: list | None = None
+    evaluate: Callable | None = None
+    flops_per_image: float | None = None
+    collate_fn: Callable | None = None
+    on_step: Callable | None = None
+    find_unused_parameters: bool = False
+    fit_overrides: dict = field(default_factory=dict)   # config keys the loop reads differently
+    # hooks, each optional
+    setup: Callable[[Any], None] | None = None      # inside the run, before training (may fill fields)
+    compute: Callable[[Any], Outcome] | None = None  # instead of training: run -> metrics
+    metrics: Callable[[Any, Any], dict] | None = None  # (FitResult, run) -> the row's metrics
+    extra_metrics: dict = field(default_factory=dict)
+    report: Callable[[dict, Any], None] | None = None  # rank 0, after the row is done
+
+
+def execute(spec: RunSpec) -> list[Outcome]:
+    """Run every recipe of the spec's program; returns their outcomes in order."""
+    return [run_recipe(spec, recipe) for recipe in spec.program.recipes()(spec)]
+
+
+def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
+    from maebench import distributed, runs
+
+    try:
+        with runs.tracked_run(task=recipe.task, backbone=recipe.backbone, dataset=recipe.dataset,
+                              config=recipe.config, seed=spec.seed, out=recipe.out or spec.out,
+                              results=spec.results, resume=spec.resume, force=spec.force,
+                              checkpoint_sha256=recipe.checkpoint_sha256,
+                              backbone_info=recipe.backbone_info) as run:
+            if recipe.setup is not None:
+                recipe.setup(run)
+            if recipe.compute is not None:
+                outcome = recipe.compute(run)
+                metrics = outcome.metrics
+            else:
+                outcome, metrics = _train(spec, recipe, run)
+            run.finish(metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s)
+    except runs.RunDone as done:
+        if str(done):
+            print(done)
+        row = done.row
+        return Outcome(row.run_id if row else "", row.metrics if row else {}, row.out_dir if row else None,
+                       done_before=True)
+    outcome.run_id, outcome.out_dir, outcome.metrics = run.run_id, str(run.out_dir), metrics
+    if recipe.report is not None and distributed.is_main():
+        recipe.report(metrics, run)
+    return outcome
+
+
+def _train(spec: RunSpec, recipe: Recipe, run) -> tuple[Outcome, dict]:
+    from maebench import engine
+
+    cfg = {**recipe.config, **recipe.fit_overrides}
+    result = engine.fit(recipe.model, recipe.train_set, recipe.loss_fn, cfg, out_dir=run.out_dir,
+                        device=recipe.device, seed=spec.seed, param_groups=recipe.param_groups,
+                        collate_fn=recipe.collate_fn, evaluate=recipe.evaluate, resume=spec.resume,
+                        flops_per_image=recipe.flops_per_image, desc=recipe.desc or recipe.task,
+                        find_unused_parameters=recipe.find_unused_parameters, on_step=recipe.on_step,
+                        log=recipe.log)
+    metrics = recipe.metrics(result, run) if recipe.metrics is not None else dict(result.metrics)
+    metrics = {**metrics, **recipe.extra_metrics}
+    return Outcome(run.run_id, metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s), metrics

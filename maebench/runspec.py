@@ -1,0 +1,79 @@
+"""What a command asks to run, as plain values: the program (a transfer task or a pretraining
+method, one row of tasks/table.py `TASKS` or backbones/pretraining `METHODS`) and a `RunSpec`.
+
+Both are small frozen dataclasses of strings, numbers and tuples, so a spec pickles: a search
+runs one spec many times with other `--set` values, a launcher ships one to another process or
+machine, and `maebench.runner.execute(spec)` runs it there. The command line builds the spec
+from its flags and stops; nothing below the runner reads an argparse namespace.
+
+Torch-free, so that `maebench --help` answers at once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from maebench import config
+
+
+@dataclass(frozen=True)
+class Program:
+    """One row of the task table or the method table: the same shape for both."""
+    name: str                              # `--task NAME` / `--method NAME`
+    kind: str                              # "task" or "method"
+    protocol: str                          # maebench/protocols/<protocol>.yaml
+    entry: str                             # "module:function": spec -> iterable of runner.Recipe
+    options: tuple[str, ...] = ()          # its own command-line options (argparse dests)
+    summary: str = ""                      # one line for --help
+    label: str = ""                        # short display name (leaderboard headers)
+    metrics: tuple[tuple[str, str], ...] = ()   # (stored metric name, display label), display order
+    headline: tuple[str, ...] = ()         # the metrics a summary column (and --seeds) shows
+
+    @property
+    def row_task(self) -> str:
+        """The results row's task: the task's name, or pretrain-<method>."""
+        return self.name if self.kind == "task" else f"pretrain-{self.name}"
+
+    def recipes(self) -> Callable:
+        module, function = self.entry.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one command line says about a run, with the defaults of `maebench run`."""
+    program: Program
+    backbone: str | None = None            # run: the backbone; pretrain: the name to register (--name)
+    data: str | None = None
+    seed: int = 0
+    out: str | None = None
+    results: str | None = None
+    resume: bool = False
+    force: bool = False
+    device: str | None = None
+    deterministic: bool = False
+    config_file: str | None = None
+    sets: tuple[str, ...] = ()
+    epochs: int | None = None
+    batch_size: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)   # the program's own options; None = not given
+
+    def option(self, name: str, default: Any = None) -> Any:
+        value = self.options.get(name)
+        return default if value is None else value
+
+    def replace(self, **changes: Any) -> "RunSpec":
+        return dataclasses.replace(self, **changes)
+
+    def training_flags(self) -> dict[str, Any]:
+        """--epochs / --batch-size / --deterministic as config keys (None = not given)."""
+        return config.training_flags(epochs=self.epochs, batch_size=self.batch_size,
+                                     deterministic=self.deterministic)
+
+    def load_config(self, *, arch: str | None, flags: dict[str, Any] | None = None,
+                    protocol: str | None = None) -> dict:
+        """The effective config: protocol defaults <- by_arch <- --config <- flags <- --set."""
+        return config.load(protocol or self.program.protocol, config_file=self.config_file,
+                           sets=list(self.sets), flags={**self.training_flags(), **(flags or {})}, arch=arch)
