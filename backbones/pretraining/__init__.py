@@ -1,23 +1,22 @@
 """Pretraining programs, apart from the models they train (backbones/mae.py, dvae.py,
 mocov3.py, vit.py). `METHODS` is the one table of `maebench pretrain --method` names, of the
-same shape as the task table (tasks/table.py); each program is imported only when it runs, so
+same shape as the task table (tasks/table.py; the display fields label, metrics and headline are
+the leaderboard's, which shows transfer tasks only); each program is imported only when it runs, so
 `maebench --help` stays fast. A method's results rows are task `pretrain-<name>`, metric `loss`."""
 from __future__ import annotations
 
 from maebench.runspec import Program
 
-_LOSS = (("loss", "loss"),)
-
 METHODS: dict[str, Program] = {m.name: m for m in (
     Program("mae", "method", "pretrain_mae", "maebench.backbones.pretraining.mae:recipes",
             ("target", "mask_ratio", "masking", "tokenizer", "trust_tokenizer"),
-            "MAE: random masking, pixel / norm-pixel / token targets (Table 8)", "MAE", _LOSS, ("loss",)),
+            "MAE: random masking, pixel / norm-pixel / token targets (Table 8)"),
     Program("dvae", "method", "pretrain_dvae", "maebench.backbones.pretraining.dvae:recipes", (),
-            "the dVAE tokenizer that token targets read", "dVAE", _LOSS, ("loss",)),
+            "the dVAE tokenizer that token targets read"),
     Program("supervised", "method", "pretrain_supervised", "maebench.backbones.pretraining.supervised:recipes", (),
-            "supervised ViT on the labels (the paper's baseline)", "supervised", _LOSS, ("loss",)),
+            "supervised ViT on the labels (the paper's baseline)"),
     Program("mocov3", "method", "pretrain_mocov3", "maebench.backbones.pretraining.mocov3:recipes", (),
-            "MoCo v3 contrastive baseline", "MoCo v3", _LOSS, ("loss",)),
+            "MoCo v3 contrastive baseline"),
 )}
 
 METHOD_OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(o for m in METHODS.values() for o in m.options))
