@@ -14,7 +14,8 @@ GROUND = ("maebench.config", "maebench.engine", "maebench.results", "maebench.ru
           "maebench.distributed", "maebench.optim", "maebench.checkpoint", "maebench.checkpointer",
           "maebench.batching", "maebench.amp", "maebench.signals", "maebench.progress", "maebench.flops",
           "maebench.errors", "maebench.home")
-ABOVE = ("maebench.backbones", "maebench.tasks", "maebench.leaderboards", "maebench.commands", "maebench.cli")
+ABOVE = ("maebench.backbones", "maebench.tasks", "maebench.leaderboards", "maebench.commands", "maebench.cli",
+         "maebench.demo")
 
 
 def _modules():
@@ -39,6 +40,13 @@ def _imports(path: Path):
 def test_ground_modules_never_import_the_layers_above():
     bad = [(name, imp) for name, path in _modules() if name.startswith(GROUND)
            for imp in _imports(path) if imp.startswith(ABOVE)]
+    assert bad == []
+
+
+def test_only_the_cli_imports_the_demo():
+    """The demo drives maebench from above: the leaderboard finds its store without importing it."""
+    bad = [(name, imp) for name, path in _modules() if not name.startswith(("maebench.demo", "maebench.commands.demo"))
+           for imp in _imports(path) if imp.startswith("maebench.demo")]
     assert bad == []
 
 

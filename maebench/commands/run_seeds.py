@@ -28,7 +28,7 @@ def parse_seeds(text: str) -> list[int]:
 def run_seeds(args: argparse.Namespace, runner: Callable, headline: tuple[str, ...]) -> int:
     from maebench.home import runs_dir
     from maebench.leaderboards.compare import INTERVAL, Summary
-    from maebench.results import ResultsStore
+    from maebench.results import ResultsStore, by_recipe
     from maebench.errors import AlreadyDone
     seeds = parse_seeds(args.seeds)
     out = args.out
@@ -51,9 +51,7 @@ def run_seeds(args: argparse.Namespace, runner: Callable, headline: tuple[str, .
     args.out = out
     rows = [r for r in ResultsStore(args.results).rows(task=args.task, backbone=args.backbone)
             if (r.created >= t0 - 1 or r.run_id in done_before) and r.seed in seeds]
-    groups: dict[str, dict[int, object]] = {}
-    for r in rows:                                  # newest per recipe and seed
-        groups.setdefault(json.dumps(r.config, sort_keys=True, default=str), {})[r.seed] = r
+    groups = by_recipe(rows)                        # newest per recipe and seed
     summary = []
     for cfg_key, per_seed in groups.items():
         got = [per_seed[s] for s in seeds if s in per_seed]
