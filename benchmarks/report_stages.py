@@ -1,14 +1,9 @@
-"""Markdown for REPORT.md's issue-19 sections: compile on/off per stage, the loader against the
-step it feeds, and the cost of a leaderboard row (no measuring here; run_all.py measures)."""
+"""Markdown for REPORT.md's sections on the demo's stages: compile on/off per stage, the loader
+against the step it feeds, the cost of a leaderboard row, the demo's lanes; and their lines of
+the summary (no measuring here; run_all.py measures, report.py assembles)."""
 from __future__ import annotations
 
-from benchmarks.report import pct, table
-
-THROUGHPUT = ("Throughput, everywhere in maebench (the results row's images_per_s, the progress line, the "
-              "leaderboard's cost table, this report): images per second of optimizer steps, forward + backward + "
-              "optimizer, evaluation and feature extraction excluded (maebench/progress.py); a task without "
-              "optimizer steps (k-NN) has none. Every MFU / \"% of peak\" is against a matmul peak measured in "
-              "the same run.")
+from benchmarks.markdown import pct, table
 
 
 def compile_section(rows: list[dict] | None, command: str) -> list[str]:
