@@ -63,7 +63,7 @@ def row_section(r: dict | None, command: str) -> list[str]:
     load = ", ".join(f"{x[0]:.1f}" for x in r["load"])
     return ["## The cost of a leaderboard row", "",
             f"`{command}`: the demo's {'quick ' if r['quick'] else ''}transfer stages for `scratch-vit-micro` "
-            "(their literal command lines from maebench/commands/demo.py) and the MAE pretraining stage, each a "
+            "(their literal command lines from maebench/demo/stages.py) and the MAE pretraining stage, each a "
             "fresh `python -m maebench` process, the three settings in rotation per stage; wall seconds per "
             "process (start-up, data, training, evaluation), images/s from the results row (a compiled run's "
             "includes its compile, which happens inside the first optimizer step). The compiled "
