@@ -1,7 +1,7 @@
 """The cost of a leaderboard row: the demo's whole transfer suite for one vit-micro backbone,
 eager vs compiled vs compiled + tensor loader, and the MAE pretraining stage that feeds it.
 
-Every stage is the demo's own command line (maebench/commands/demo.py `_transfer`, the quick
+Every stage is the demo's own command line (maebench/demo/stages.py `_transfer`, the quick
 recipe by default: the reduced fashion world and 1-2 epochs per stage; --full: the demo's
 recipe) for the random-init `scratch-vit-micro` backbone, run as `python -m maebench ...` in a
 fresh process, with `--set compile=...` / `--set tensor_loader=...` where the task's protocol
@@ -38,7 +38,7 @@ PROTOCOL_OF = {"finetune": "finetune", "partial": "partial", "linprobe": "linpro
 
 def stages(world: Path, quick: bool) -> list[tuple[str, list[str]]]:
     """(label, argv without --results) for the MAE pretraining stage and every transfer stage."""
-    from maebench.commands import demo
+    from maebench.demo import stages as demo
     from maebench.tasks.table import TASKS
     pre = ["pretrain", "--method", "mae", "--target", "norm-pixel", "--arch", "vit-micro", "--data",
            str(world / "classification"), "--name", "bench-mae", "--seed", "0"]

@@ -1,15 +1,16 @@
-"""Markdown for benchmarks/REPORT.md from run_all.py's measurements (no measuring here)."""
+"""Markdown for benchmarks/REPORT.md from run_all.py's measurements (no measuring here): the
+document, the summary and the sections on training steps; the sections on the demo's stages
+come from report_stages.py."""
 from __future__ import annotations
 
+from benchmarks import report_stages
+from benchmarks.markdown import pct, table
 
-def table(head: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def pct(x: float) -> str:
-    return f"{100 * x:.0f}%" if abs(x) >= 0.095 else f"{100 * x:.1f}%"
+THROUGHPUT = ("Throughput, everywhere in maebench (the results row's images_per_s, the progress line, the "
+              "leaderboard's cost table, this report): images per second of optimizer steps, forward + backward + "
+              "optimizer, evaluation and feature extraction excluded (maebench/progress.py); a task without "
+              "optimizer steps (k-NN) has none. Every MFU / \"% of peak\" is against a matmul peak measured in "
+              "the same run.")
 
 
 def _threads(res) -> list[str]:
@@ -334,12 +335,11 @@ def render(res, *, peak, machine, threads, threads_why, settings, args, started,
     lines += _table2(res, peak)
     lines += _steps(res, peak, settings)
     lines += _loading(res)
-    from benchmarks import report_perf            # the loader, compile and leaderboard-row sections (issue 19)
     cmds = res.get("commands", {})
-    lines += report_perf.loader_section(res.get("loader"), cmds.get("loader", ""))
-    lines += report_perf.compile_section(res.get("compile"), cmds.get("compile", ""))
-    lines += report_perf.row_section(res.get("row"), cmds.get("row", ""))
-    lines += report_perf.lanes_section(res.get("lanes"), cmds.get("lanes", ""))
+    lines += report_stages.loader_section(res.get("loader"), cmds.get("loader", ""))
+    lines += report_stages.compile_section(res.get("compile"), cmds.get("compile", ""))
+    lines += report_stages.row_section(res.get("row"), cmds.get("row", ""))
+    lines += report_stages.lanes_section(res.get("lanes"), cmds.get("lanes", ""))
     lines += _eval(res, peak)
     lines += _official(res, peak)
     lines += _grid(res)
@@ -357,7 +357,7 @@ def render(res, *, peak, machine, threads, threads_why, settings, args, started,
               "- Models are random-init (`scratch-*` catalogue entries): speed does not depend on the weights "
               "(detection post-processing does a little: an untrained Mask R-CNN keeps many low-score boxes).",
               "- No timed assertion exists in the tests; this report is the only place these numbers live.",
-              "- " + report_perf.THROUGHPUT, ""]
+              "- " + THROUGHPUT, ""]
     return "\n".join(lines)
 
 
@@ -380,8 +380,7 @@ def _summary(res, peak) -> list[str]:
     for r in res["loading"]:
         per.setdefault(r.reader, []).append(f"{r.workers}w {r.per_worker:.0f}")
     out.append("- Data loading, images/s per worker: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in per.items()))
-    from benchmarks import report_perf
-    out += report_perf.summary_lines(res)
+    out += report_stages.summary_lines(res)
     f = res.get("grid_fit")
     if f:
         out.append(f"- MAE step time over the size x ratio grid: fit on visible + all tokens R^2 {f['r2']:.3f}, "

@@ -161,7 +161,7 @@ def fashion_world(world: str | None, *, quick: bool, log) -> Path:
     import tempfile
     if world:
         return Path(world)
-    from maebench.commands import demo
+    from maebench import demo
     out = Path(tempfile.mkdtemp(prefix="maebench-world-")) / "fashion"
     extra = demo.QUICK_WORLD if quick else ["--only", "classification"]
     log(f"  preparing the fashion world in {out}")

@@ -103,8 +103,9 @@ def recipe_label(config: dict) -> str:
 
 def by_seed(rows) -> dict[str, dict[int, object]]:
     """{recipe key: {seed: newest done row}} (rows oldest first, as ResultsStore.rows gives them)."""
+    from maebench.results import newest_done
     out: dict[str, dict[int, object]] = defaultdict(dict)
-    for r in rows:
+    for r in newest_done(rows):
         out[recipe_key(r.task, r.dataset, r.config)][r.seed or 0] = r
     return out
 

@@ -2,8 +2,8 @@
 
 An explicit --results path must exist (a typo is an error naming it, never an empty board).
 Without one, the default store ($MAEBENCH_RESULTS or $MAEBENCH_HOME/results.sqlite); when that
-has no finished transfer run but `maebench demo` has run, the newest demo store
-($MAEBENCH_HOME/demo/**/results.sqlite), with a line saying so."""
+has no finished transfer run, the newest known store with one (a store a command recorded in
+$MAEBENCH_HOME/stores.json, as `maebench demo` records its own), with a line saying so."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maebench.errors import MaebenchError
-from maebench.home import home_dir
+from maebench.home import known_stores
 from maebench.leaderboards.columns import TASKS
 from maebench.results import ResultsStore
 
@@ -27,15 +27,6 @@ def has_transfer_runs(store: ResultsStore) -> bool:
     return any(r.task in TASKS for r in store.rows(status="done"))
 
 
-def demo_stores() -> list[Path]:
-    """Every demo results store under $MAEBENCH_HOME/demo/, newest first."""
-    root = home_dir() / "demo"
-    if not root.is_dir():
-        return []
-    found = [p for p in root.rglob("results.sqlite") if p.is_file()]
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
 def choose_store(results: str | os.PathLike | None) -> Choice:
     if results:
         path = Path(results).expanduser()
@@ -47,9 +38,9 @@ def choose_store(results: str | os.PathLike | None) -> Choice:
     default = ResultsStore(None)
     if has_transfer_runs(default):
         return Choice(default)
-    for path in demo_stores():
-        demo = ResultsStore(path)
-        if has_transfer_runs(demo):
-            return Choice(demo, f"{default.path} has no finished transfer runs; showing the demo's store "
-                                f"{path} (the same as `maebench leaderboard --results {shlex.quote(str(path))}`)")
+    for path, what in known_stores():
+        known = ResultsStore(path)
+        if has_transfer_runs(known):
+            return Choice(known, f"{default.path} has no finished transfer runs; showing {what} "
+                                 f"{path} (the same as `maebench leaderboard --results {shlex.quote(str(path))}`)")
     return Choice(default)

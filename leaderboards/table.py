@@ -21,7 +21,7 @@ from maebench.leaderboards.columns import (PAPER_DATASETS, PER_K_TASKS, PROTOCOL
 from maebench.leaderboards.reference import Reference, default_reference
 from maebench.leaderboards.stats import INTERVAL_TEXT, Cell, finite
 from maebench.errors import unknown
-from maebench.results import ResultsStore, Row
+from maebench.results import ResultsStore, Row, newest_done
 
 MEASURED, PAPER = "measured", "paper"
 ARCH_ORDER = ("vit-tiny", "vit-small", "vit-base", "vit-large", "vit-huge")
@@ -214,13 +214,6 @@ def _paper_rows(reference: Reference, measured: list[BoardRow]) -> list[BoardRow
     return list(rows.values())
 
 
-def _newest_per_recipe(runs: list[Row]) -> list[Row]:
-    """One run per recipe and seed (config_hash): a repeated run replaces the earlier one, so
-    n counts seeds, not repetitions. `runs` are oldest first (ResultsStore.rows order)."""
-    newest = {r.config_hash or r.run_id: r for r in runs}
-    return [r for r in runs if newest[r.config_hash or r.run_id] is r]
-
-
 def _check_filters(tasks: Sequence[str] | None, backbones: Sequence[str] | None,
                    datasets: Sequence[str] | None, done: list[Row]) -> None:
     for t in tasks or ():
@@ -259,7 +252,7 @@ def build_leaderboard(store: ResultsStore, *, tasks: Sequence[str] | None = None
                 and (backbones is None or r.backbone in backbones)
                 and (wanted_datasets is None or canonical_dataset(r.dataset) in wanted_datasets))
 
-    transfer = [r for r in _newest_per_recipe(done) if wanted(r)]
+    transfer = [r for r in newest_done(done) if wanted(r)]
     ignored = Counter(r.status for r in all_runs if r.status != "done" and wanted(r))
     by_backbone: dict[str, list[Row]] = defaultdict(list)
     for r in transfer:

@@ -6,9 +6,12 @@ MAEBENCH_HOME (default ~/.maebench) holds:
     data/             datasets written by `maebench data prepare`
     runs/<run_id>/    checkpoints, logs and predictions of each run
     results.sqlite    the results store (MAEBENCH_RESULTS or --results overrides it)
+    stores.json       other results stores a command keeps (the demo's), so that the leaderboard
+                      can find them without knowing who wrote them
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -38,3 +41,33 @@ def data_dir() -> Path:
 
 def runs_dir() -> Path:
     return home_dir() / "runs"
+
+
+def _stores_path() -> Path:
+    return home_dir() / "stores.json"
+
+
+def remember_store(path: str | os.PathLike, what: str) -> None:
+    """Record a results store kept outside the default one; `what` names it in messages
+    ("the demo's store")."""
+    known = _read_stores()
+    known[str(Path(path).expanduser().absolute())] = what
+    target = _stores_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(known, indent=1))
+    os.replace(tmp, target)
+
+
+def known_stores() -> list[tuple[Path, str]]:
+    """(path, what) of every recorded results store that exists, the newest written first."""
+    found = [(Path(p), what) for p, what in _read_stores().items() if Path(p).is_file()]
+    return sorted(found, key=lambda item: item[0].stat().st_mtime, reverse=True)
+
+
+def _read_stores() -> dict[str, str]:
+    try:
+        known = json.loads(_stores_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}

@@ -24,7 +24,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from maebench.home import results_path
 
@@ -246,6 +246,33 @@ class ResultsStore:
         finally:
             con.close()
 
+
+
+# -- which rows count: the newest finished run per recipe and seed -------------------------
+def recipe(row: Row) -> str:
+    """What makes two runs the same run but for the seed: task, backbone, dataset and config,
+    less the backbone description stored beside the config (`backbone_*`, outside
+    config_hash). config_hash is the hash of this and the seed."""
+    cfg = {k: v for k, v in row.config.items() if not k.startswith("backbone_")}
+    return json.dumps([row.task, row.backbone, row.dataset, cfg], sort_keys=True, default=str)
+
+
+def newest_done(rows: Iterable[Row], key: Callable[[Row], Any] | None = None) -> list[Row]:
+    """The finished rows, the newest one per recipe and seed (or per `key(row)`) alone, in the
+    given order (oldest first, as ResultsStore.rows gives them): a repeated run replaces the
+    earlier one, so n counts seeds, not repetitions."""
+    key = key or (lambda r: (recipe(r), r.seed))
+    done = [r for r in rows if r.status == "done"]
+    newest = {key(r): r for r in done}
+    return [r for r in done if newest[key(r)] is r]
+
+
+def by_recipe(rows: Iterable[Row]) -> dict[str, dict[int | None, Row]]:
+    """{recipe: {seed: the newest finished row}}, recipes in the order they first appear."""
+    out: dict[str, dict[int | None, Row]] = {}
+    for r in newest_done(rows):
+        out.setdefault(recipe(r), {})[r.seed] = r
+    return out
 
 @dataclass
 class RunHandle:

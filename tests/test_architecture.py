@@ -143,6 +143,13 @@ def test_one_runner_claims_every_run():
     assert calls == ["maebench/runner.py"]
 
 
+def test_only_the_cli_imports_the_demo():
+    """The demo drives maebench from above: the leaderboard finds its store without importing it."""
+    bad = [(name, imp) for name, path in _modules() if not name.startswith(("maebench.demo", "maebench.commands.demo"))
+           for imp in _imports(path) if imp.startswith("maebench.demo")]
+    assert bad == []
+
+
 def test_nothing_imports_the_repository_folders_by_their_bare_names():
     bad = [(name, imp) for name, path in [*_modules(), *((p.stem, p) for p in (ROOT / "tests").glob("*.py"))]
            for imp in _imports(path) if imp.split(".")[0] in ("backbones", "tasks", "leaderboards")]

@@ -63,7 +63,7 @@ def test_demo_refuses_an_out_dir_inside_the_source_tree(tmp_path, capsys):
 
 
 def test_the_plan_repeats_transfer_runs_per_seed_leaves_out_stated_stages_and_sets_no_recipe(tmp_path):
-    from maebench.commands import demo
+    from maebench import demo
     stages, left_out = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0, 1, 2], quick=False,
                                  run_all=False, fashion_dir=None)
     assert sorted(left_out) == sorted(demo.LEFT_OUT)
@@ -79,7 +79,7 @@ def test_the_plan_repeats_transfer_runs_per_seed_leaves_out_stated_stages_and_se
 
 def test_mae_epochs_lengthens_only_the_mae_pretrainings_and_names_their_backbones_apart(tmp_path, capsys):
     from maebench.cli import main
-    from maebench.commands import demo
+    from maebench import demo
     stages, _ = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0], quick=False, run_all=False,
                           fashion_dir=None, mae_epochs=24)
     pre = {s.backbone: s for s in stages if s.kind == "pretrain"}
@@ -98,7 +98,7 @@ def test_mae_epochs_lengthens_only_the_mae_pretrainings_and_names_their_backbone
 
 
 def test_the_summary_states_the_measured_differences_and_the_orderings():
-    from maebench.commands.demo_report import summary
+    from maebench.demo.report import summary
     cells = {("mae-norm-pixel", "finetune", "top1", None): [70.0, 72.0], ("scratch", "finetune", "top1", None): [40.0, 41.0],
              ("mae-norm-pixel", "coco", "bbox/AP", None): [5.0], ("scratch", "coco", "bbox/AP", None): [6.0],
              ("mae-norm-pixel", "ade20k", "mIoU", None): [12.93], ("scratch", "ade20k", "mIoU", None): [12.91],
@@ -113,8 +113,8 @@ def test_the_summary_states_the_measured_differences_and_the_orderings():
 
 
 def test_lanes_start_the_heaviest_ready_stage_first_and_a_stage_only_after_what_it_needs(tmp_path):
-    from maebench.commands.demo import Stage
-    from maebench.commands.demo_lanes import run
+    from maebench.demo import Stage
+    from maebench.demo.lanes import run
     a = Stage("a", ["--version"], "pretrain", estimate=1)
     b = Stage("b", ["--version"], "finetune", estimate=9, needs=("a",))
     c = Stage("c", ["--version"], "finetune", estimate=5)
@@ -130,8 +130,8 @@ def test_lanes_start_the_heaviest_ready_stage_first_and_a_stage_only_after_what_
 
 
 def test_a_failed_stage_names_itself_and_its_log_and_what_needs_it_never_starts(tmp_path, capsys):
-    from maebench.commands.demo import Stage
-    from maebench.commands.demo_lanes import run
+    from maebench.demo import Stage
+    from maebench.demo.lanes import run
     from maebench.errors import MaebenchError
     bad = Stage("pretrain x", ["run", "--task", "nope"], "pretrain", estimate=1)
     after = Stage("finetune x", ["--version"], "finetune", estimate=1, needs=("pretrain x",))
@@ -145,7 +145,7 @@ def test_a_failed_stage_names_itself_and_its_log_and_what_needs_it_never_starts(
 
 def test_lanes_are_one_per_core_that_is_free_now_or_what_jobs_says(monkeypatch, capsys):
     from maebench import loading
-    from maebench.commands import demo_lanes
+    from maebench.demo import lanes as demo_lanes
     monkeypatch.setattr(loading, "physical_cores", lambda: 4)
     for busy, lanes in ((0.0, 4), (0.3, 3), (0.975, 1), (1.0, 1)):     # share of the CPUs busy: 0, 1.2, 3.9, 4 cores
         monkeypatch.setattr(demo_lanes, "busy_share", lambda busy=busy: busy)
@@ -158,7 +158,7 @@ def test_a_changed_protocol_file_reruns_its_stages_and_those_that_need_them_only
     import shutil
 
     from maebench import config
-    from maebench.commands import demo
+    from maebench import demo
     stages, _ = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0], quick=False, run_all=False, fashion_dir=None)
     before = demo.recipe_hashes(stages)
     protocols = tmp_path / "protocols"

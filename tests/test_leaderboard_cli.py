@@ -14,6 +14,7 @@ from leaderboard_helpers import add, known_store, markdown_tables
 
 from maebench.cli import build_parser
 from maebench.cli import main as cli_main
+from maebench.home import remember_store
 from maebench.leaderboards.table import build_leaderboard
 from maebench.results import ResultsStore
 
@@ -32,6 +33,7 @@ def home(tmp_path, monkeypatch):
 
 def _demo_store(home, mode: str, backbone: str, age_s: float) -> ResultsStore:
     store = ResultsStore(home / "demo" / mode / "results.sqlite")
+    remember_store(store.path, "the demo's store")         # as `maebench demo` does
     add(store, "knn", backbone, "shapes", {"top1": 11.0})
     t = time.time() - age_s
     os.utime(store.path, (t, t))

@@ -81,3 +81,25 @@ def test_results_path_env_and_override(tmp_path, monkeypatch):
     monkeypatch.setenv("MAEBENCH_RESULTS", str(tmp_path / "env.sqlite"))
     assert results_path() == tmp_path / "env.sqlite"
     assert results_path(tmp_path / "x.sqlite") == tmp_path / "x.sqlite"
+
+
+def test_the_newest_finished_row_per_recipe_and_seed_is_computed_once(tmp_path):
+    """results.newest_done: a repeated run of a recipe and seed replaces the earlier one; another
+    seed, dataset or config key is another row; the backbone description beside the config is not."""
+    from maebench.results import by_recipe, newest_done
+    store = ResultsStore(tmp_path / "r.sqlite")
+
+    def add(seed=0, dataset="shapes", info=None, **cfg):
+        run_id = store.start(task="knn", backbone="b", dataset=dataset, config={"k": 20, **cfg}, seed=seed,
+                             backbone_info=info)
+        store.finish(run_id, {"top1": 1.0})
+        return run_id
+
+    add(info={"family": "mae"})                          # replaced by the last one
+    keep = [add(seed=1), add(dataset="other"), add(k=10)]
+    new = add(info={"family": "moco"})                   # same recipe and seed, other description
+    rows = store.rows()
+    assert [r.run_id for r in newest_done(rows)] == [*keep, new]             # not `old`
+    assert {r.config_hash for r in newest_done(rows)} == {r.config_hash for r in rows}      # config_hash agrees
+    groups = by_recipe(rows)
+    assert sorted(len(g) for g in groups.values()) == [1, 1, 2] and groups[next(iter(groups))][0].run_id == new

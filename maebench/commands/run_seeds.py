@@ -26,7 +26,7 @@ def run_seeds(spec, seeds: list[int]) -> int:
     from maebench import runner
     from maebench.home import runs_dir
     from maebench.leaderboards.compare import INTERVAL, Summary
-    from maebench.results import ResultsStore
+    from maebench.results import ResultsStore, by_recipe
     task = spec.program
     run_ids: set[str] = set()                     # this command's rows, run now or found done
     for seed in seeds:
@@ -35,9 +35,7 @@ def run_seeds(spec, seeds: list[int]) -> int:
         run_ids.update(o.run_id for o in runner.execute(spec.replace(seed=seed, out=out)))
     rows = [r for r in ResultsStore(spec.results).rows(task=task.row_task, backbone=spec.backbone)
             if r.run_id in run_ids and r.seed in seeds]
-    groups: dict[str, dict[int, object]] = {}
-    for r in rows:                                  # newest per recipe and seed
-        groups.setdefault(json.dumps(r.config, sort_keys=True, default=str), {})[r.seed] = r
+    groups = by_recipe(rows)                        # newest per recipe and seed
     summary = []
     for cfg_key, per_seed in groups.items():
         got = [per_seed[s] for s in seeds if s in per_seed]

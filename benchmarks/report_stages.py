@@ -1,14 +1,9 @@
-"""Markdown for REPORT.md's issue-19 sections: compile on/off per stage, the loader against the
-step it feeds, and the cost of a leaderboard row (no measuring here; run_all.py measures)."""
+"""Markdown for REPORT.md's sections on the demo's stages: compile on/off per stage, the loader
+against the step it feeds, the cost of a leaderboard row, the demo's lanes; and their lines of
+the summary (no measuring here; run_all.py measures, report.py assembles)."""
 from __future__ import annotations
 
-from benchmarks.report import pct, table
-
-THROUGHPUT = ("Throughput, everywhere in maebench (the results row's images_per_s, the progress line, the "
-              "leaderboard's cost table, this report): images per second of optimizer steps, forward + backward + "
-              "optimizer, evaluation and feature extraction excluded (maebench/progress.py); a task without "
-              "optimizer steps (k-NN) has none. Every MFU / \"% of peak\" is against a matmul peak measured in "
-              "the same run.")
+from benchmarks.markdown import pct, table
 
 
 def compile_section(rows: list[dict] | None, command: str) -> list[str]:
@@ -68,7 +63,7 @@ def row_section(r: dict | None, command: str) -> list[str]:
     load = ", ".join(f"{x[0]:.1f}" for x in r["load"])
     return ["## The cost of a leaderboard row", "",
             f"`{command}`: the demo's {'quick ' if r['quick'] else ''}transfer stages for `scratch-vit-micro` "
-            "(their literal command lines from maebench/commands/demo.py) and the MAE pretraining stage, each a "
+            "(their literal command lines from maebench/demo/stages.py) and the MAE pretraining stage, each a "
             "fresh `python -m maebench` process, the three settings in rotation per stage; wall seconds per "
             "process (start-up, data, training, evaluation), images/s from the results row (a compiled run's "
             "includes its compile, which happens inside the first optimizer step). The compiled "

@@ -1,14 +1,17 @@
-"""The demo's progress line and its report: one table of every backbone x stage (mean ± std
-over seeds, "left out for time" where a stage did not run, supervised marked where it has seen
-all labels) and a short summary of the signal as measured."""
+"""The demo's report, read from its results store: one table of every backbone x stage (mean ±
+std over seeds, by the leaderboard's Summary; "left out for time" where a stage did not run,
+supervised marked where it has seen all labels) and a short summary of the signal as measured.
+Also the one-line result printed as each stage ends, and the rows a rerun stage supersedes."""
 from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from maebench.leaderboards.compare import Summary
+from maebench.results import newest_done
 
 LABELS = {"mae-norm-pixel": "MAE norm-pixel", "mae-pixel": "MAE pixel", "mocov3": "MoCo v3",
           "supervised": "supervised", "scratch": "scratch"}
@@ -23,29 +26,9 @@ COLUMNS = (("fine-tune top-1 (100/class)", "finetune", "top1", None),
            ("mIoU", "ade20k", "mIoU", None))
 
 
-class Progress:
-    """ETA from each stage's estimate, scaled by how the finished stages compared with theirs
-    and shared over the lanes that run stages side by side."""
-
-    def __init__(self, stages, lanes: int = 1):
-        self.left = {id(s): s.estimate for s in stages}
-        self.spent = self.estimated = 0.0
-        self.lanes = lanes
-
-    def done(self, stage, seconds: float) -> None:
-        self.estimated += self.left.pop(id(stage), 0.0)
-        self.spent += seconds
-
-    def eta_text(self, stage) -> str:
-        pace = min(max(self.spent / self.estimated, 0.5), 4.0) if self.estimated > 120 else 1.0
-        eta = sum(self.left.values()) * pace / self.lanes
-        return f"about {stage.estimate * pace / 60:.1f} min; demo ETA {eta / 60:.0f} min, " \
-               f"{time.strftime('%H:%M', time.localtime(time.time() + eta))}"
-
-
 def _rows(results: Path):
     from maebench.results import ResultsStore
-    return [r for r in ResultsStore(results).rows() if r.status == "done"]
+    return ResultsStore(results).rows(status="done")
 
 
 def newest_summary(results: Path, task: str | None = None, backbone: str | None = None,
@@ -82,31 +65,24 @@ def superseded(results: Path) -> list[str]:
     """Run ids of finished rows that a newer row of the same stage with another recipe replaces
     (a stage rerun because its protocol file changed), so that the demo's leaderboard does not
     pool two recipes in one cell."""
-    newest: dict[tuple, object] = {}
     rows = _rows(results)
-    for r in rows:                    # oldest first
-        newest[_stage_key(r)] = r
+    newest = {_stage_key(r): r for r in newest_done(rows, key=_stage_key)}
     return [r.run_id for r in rows if newest[_stage_key(r)].config_hash != r.config_hash]
 
 
 def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
     """({(backbone key, task, metric, K): [values, one per seed]}, {backbone key: pretraining s})."""
     by_name = {v: k for k, v in names.items()}
-    newest: dict[tuple, tuple] = {}   # stage key -> (backbone key, row)
-    pretrain_s: dict[str, float] = {}
-    for r in _rows(results):          # oldest first: a rerun of a recipe and seed replaces it
-        key = by_name.get(r.backbone)
-        if key is None:
-            continue
-        if r.task.startswith("pretrain-"):
-            pretrain_s[key] = r.wall_time_s or 0.0
-            continue
-        newest[_stage_key(r)] = key, r
+    rows = [r for r in _rows(results) if r.backbone in by_name]
+    pretrain_s = {by_name[r.backbone]: r.wall_time_s or 0.0 for r in rows if r.task.startswith("pretrain-")}
+    # a rerun of a stage replaces its older row
+    newest = newest_done((r for r in rows if not r.task.startswith("pretrain-")), key=_stage_key)
     # partial K=0 writes a single-lr linprobe row of its own: the linear column shows one protocol,
     # the linear-probe stage's (the variant run for the most backbones)
-    lin = _linear_variant(r for _, r in newest.values() if r.task == "linprobe")
+    lin = _linear_variant(r for r in newest if r.task == "linprobe")
     cells: dict[tuple, list[float]] = {}
-    for (_name, _dataset, task, k, _seed, variant), (key, r) in newest.items():
+    for r in newest:
+        key, (_name, _dataset, task, k, _seed, variant) = by_name[r.backbone], _stage_key(r)
         if task == "linprobe" and variant != lin:
             continue
         for _h, t, metric, col_k in COLUMNS:
@@ -116,15 +92,14 @@ def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
 
 
 def _mean(values):
-    return statistics.fmean(values) if values else None
+    return Summary(values).mean if values else None
 
 
 def _cell(values) -> str:
     if not values:
         return ""
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
+    s = Summary(values)
+    return f"{s.mean:.1f}" if s.std is None else f"{s.mean:.1f} ± {s.std:.1f}"
 
 
 @dataclass
