@@ -70,7 +70,7 @@ def prepare(args: argparse.Namespace, protocol: str, extra: dict[str, Any] | Non
 def check_batch(cfg: dict, n_train: int, *, even: bool = False) -> None:
     """The engine needs at least one full global batch; mixup needs an even per-process batch."""
     from maebench import distributed
-    from maebench.batching import micro_batch
+    from maebench.microbatch import micro_batch
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if cfg["batch_size"] > n_train:
         raise UsageError(f"batch_size {cfg['batch_size']} is larger than the {n_train} labelled training "

@@ -12,7 +12,7 @@ PACKAGES = {"maebench": ROOT / "maebench", "maebench.backbones": ROOT / "backbon
 # the ground: what every layer above may use, and which must never reach up
 GROUND = ("maebench.config", "maebench.engine", "maebench.results", "maebench.runs", "maebench.data",
           "maebench.distributed", "maebench.optim", "maebench.checkpoint", "maebench.checkpointer",
-          "maebench.batching", "maebench.amp", "maebench.signals", "maebench.progress", "maebench.flops",
+          "maebench.microbatch", "maebench.amp", "maebench.signals", "maebench.progress", "maebench.flops",
           "maebench.errors", "maebench.home")
 ABOVE = ("maebench.backbones", "maebench.tasks", "maebench.leaderboards", "maebench.commands", "maebench.cli")
 

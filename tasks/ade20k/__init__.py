@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from maebench.tasks.ade20k.model import segmentation_loss
 
     device = distributed.init(args.device, deterministic=args.deterministic)
-    from maebench.batching import micro_batch
+    from maebench.microbatch import micro_batch
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if micro < 2:
         raise UsageError(f"the per-process batch is {micro} image(s): the heads' BatchNorm needs at least 2 "
