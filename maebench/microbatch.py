@@ -1,7 +1,8 @@
 """The per-process micro-batch, chosen to fit the machine; the global batch stays the recipe's.
 
 A protocol's batch_size is global (images per optimizer step, all processes). Each process
-runs it as accum_iter micro-batches: global = micro x processes x accum_iter. The recipe's
+runs it as accum_iter micro-batches: global = micro x processes x accum_iter (`micro_batch`,
+`steps_per_epoch`: the arithmetic the tasks check their batches with). The recipe's
 split suits the hardware it was published on (ViTDet: 64 GPUs x 1 image); on one GPU or a CPU it
 may not fit, and a process that outgrows the machine is killed by the kernel without a word.
 So before the first optimizer step:
@@ -17,7 +18,8 @@ So before the first optimizer step:
   - when not even one image fits, the command stops before training, in one line naming the
     memory it would need and the flags that lower it.
 
-One log line says what was chosen and why. The trial steps leave no trace: the RNG states and
+`plan` makes the choice once, before the training loop, which never changes it (engine.fit
+records it in its FitResult). One log line says what was chosen and why. The trial steps leave no trace: the RNG states and
 the model's buffers are restored and the gradients cleared, so a run is the same with or without
 them. Gradient accumulation gives the update of the whole batch (tests/test_microbatch.py).
 """
