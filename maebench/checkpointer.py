@@ -27,7 +27,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def rng_state() -> dict:
+def rng_snapshot() -> dict:
+    """Every RNG this process draws from (torch, CUDA, numpy, python), to put back with `restore_rng`:
+    a checkpoint's mid-epoch state, and the memory probe's trial steps that must leave no trace."""
     _, keys, pos, has_gauss, gauss = np.random.get_state()
     # plain tensors and numbers only, so the checkpoint loads with weights_only=True
     state = {"torch": torch.get_rng_state(), "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
@@ -37,7 +39,7 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     keys, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
@@ -65,7 +67,7 @@ class Checkpointer:
 
     def save(self, epoch: int, step_in_epoch: int, history: list[dict], sums: dict | None = None) -> None:
         """Collective. `step_in_epoch` > 0 marks a mid-epoch checkpoint, which keeps `sums`."""
-        states = dist.all_gather_objects(rng_state())
+        states = dist.all_gather_objects(rng_snapshot())
         partial = dist.all_gather_objects({k: v.detach().cpu() for k, v in sums.items()}) \
             if step_in_epoch and sums is not None else None
         if dist.is_main():

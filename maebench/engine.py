@@ -1,9 +1,11 @@
 """The one training loop, shared by pretraining (MAE, dVAE, supervised, MoCo v3) and the
-transfer tasks (finetune, linprobe, partial, coco, ade20k). Read `fit` top to bottom.
+transfer tasks (finetune, linprobe, partial, coco, ade20k), in the shape of the official MAE
+engine_pretrain.py: `fit` sets up, runs `train_one_epoch` per epoch, evaluates and checkpoints.
 
 A task hands `fit` a model, a training set and a `loss_fn(model, batch, device) -> (loss, logs)`;
-`fit` owns the rest: the distributed sampler, the optimizer and its per-iteration schedule,
-gradient accumulation, AMP, DDP, EMA, periodic evaluation, checkpoints and `--resume`
+`fit` owns the rest: the micro-batch (chosen before the loop, maebench/microbatch.py), the
+distributed sampler and loader (maebench/loading.py), the optimizer and its per-iteration
+schedule, gradient accumulation, AMP, DDP, EMA, periodic evaluation, checkpoints and `--resume`
 (maebench/checkpointer.py), SIGINT/SIGTERM and non-finite losses (maebench/signals.py), and the
 progress line (maebench/progress.py). `on_step(step, total_steps)` runs before every optimizer
 step, for schedules that live in the model (MoCo momentum, dVAE temperature).
@@ -27,15 +29,14 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from maebench import distributed as dist
+from maebench import microbatch, optim
 from maebench.amp import autocast, grad_scaler
-from maebench.batching import micro_batch, steps_per_epoch
-from maebench.checkpointer import Checkpointer, Resume, seed_everything, set_rng_state
+from maebench.checkpointer import Checkpointer, Resume, restore_rng, seed_everything
 from maebench.compiling import maybe_compile
 from maebench.errors import MaebenchError, unknown
 from maebench.flops import peak_memory_mb
 from maebench.loading import train_loader
-from maebench.microbatch import choose as choose_micro_batch
-from maebench.optim import lr_at, param_groups as default_groups
+from maebench.optim import lr_at            # looked up here at every step: tests wrap engine.lr_at
 from maebench.progress import Progress
 from maebench.signals import StopFlag, agree
 
@@ -83,7 +84,7 @@ class TrainConfig:
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> "TrainConfig":
-        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "tensor_loader"}    # checked below, where they apply
+        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "tensor_loader"}   # checked below
         missing = [f.name for f in fields(cls) if f.name not in cfg and f.name not in optional]
         needed = {"step": "milestones"}.get(cfg.get("schedule")), \
             {"adamw": "betas", "lars": "momentum", "sgd": "momentum"}.get(cfg.get("optimizer"))
@@ -96,11 +97,7 @@ class TrainConfig:
         return cls(**{f.name: cfg.get(f.name) for f in fields(cls)})
 
     def peak_lr(self) -> float:
-        if self.lr is not None:
-            return float(self.lr)
-        if self.base_lr is None:
-            raise MaebenchError("config sets neither 'lr' nor 'base_lr'")
-        return float(self.base_lr) * self.batch_size / 256
+        return optim.peak_lr(self.base_lr, self.batch_size, self.lr)
 
 
 @dataclass
@@ -112,6 +109,9 @@ class FitResult:
     peak_mem_mb: float
     wall_s: float
     mfu: float | None                     # achieved FLOP/s / measured matmul peak
+    micro_batch: int                      # images per forward per process, chosen before the loop
+    accum_iter: int                       # forwards per optimizer step: batch = micro x processes x accum
+    threads: int                          # torch intra-op threads per process
 
 
 def build_optimizer(groups: list[dict], tc: TrainConfig) -> torch.optim.Optimizer:
@@ -133,107 +133,219 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
         flops_per_image: float | None = None, desc: str = "train", find_unused_parameters: bool = False,
         on_step: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> FitResult:
     tc = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_cfg(cfg)
-    world, rank, t_start = dist.world_size(), dist.rank(), time.time()
+    t_start = time.time()
+    # the machine's micro-batch, chosen here once for the whole run; accum_iter keeps the global batch
+    plan = microbatch.plan(
+        batch_size=tc.batch_size, world=dist.world_size(), accum_iter=tc.accum_iter, requested=tc.micro_batch,
+        model=model, train_set=train_set, loss_fn=loss_fn, collate_fn=collate_fn, device=device, amp=tc.amp,
+        num_workers=tc.num_workers, optimizer=tc.optimizer, log=log)
+    tc = replace(tc, accum_iter=plan.accum_iter)
+    sampler, workers_gen, loader = train_loader(train_set, plan.micro_batch, tc, collate_fn, device, seed, log)
+    threads = torch.get_num_threads()                   # as train_loader set them (loading.choose_threads)
+    if dist.is_main():
+        log(f"{desc}: micro-batch {plan.micro_batch} x accum_iter {plan.accum_iter} x {dist.world_size()} "
+            f"process(es) = batch {tc.batch_size}; {threads} torch thread(s) per process")
+    loop = _setup(model, loss_fn, tc, plan, out_dir=out_dir, device=device, seed=seed,
+                  param_groups=param_groups, find_unused_parameters=find_unused_parameters,
+                  flops_per_image=flops_per_image, desc=desc, on_step=on_step, log=log)
+    start = loop.ckpt.restore(log) if resume else Resume()
+    history = start.history
 
-    # ---- data: global batch = micro-batch x processes x accumulation steps -------------------
-    micro = micro_batch(tc.batch_size, world, tc.accum_iter)
-    steps = steps_per_epoch(len(train_set), world, micro, tc.accum_iter)
-    if steps < 1:
-        raise MaebenchError(f"the training set has {len(train_set)} samples, fewer than one batch of "
-                            f"{tc.batch_size}: lower batch_size")
-    micro, accum = choose_micro_batch(      # the machine's micro-batch; global batch kept via accum_iter
-        batch_size=tc.batch_size, world=world, accum_iter=tc.accum_iter, model=model, train_set=train_set,
-        requested=tc.micro_batch, loss_fn=loss_fn,
-        collate_fn=collate_fn, device=device, amp=tc.amp, num_workers=tc.num_workers, optimizer=tc.optimizer, log=log)
-    tc = replace(tc, accum_iter=accum)
-    sampler, workers_gen, loader = train_loader(train_set, micro, tc, collate_fn, device, seed, log)   # maebench/loading.py
-    total_steps = steps * tc.epochs
+    with StopFlag() as stop, contextlib.closing(loop.progress):
+        for epoch in range(start.epoch, tc.epochs):
+            _reseed(sampler, workers_gen, seed, epoch)
+            means = train_one_epoch(loop, loader, epoch, start, stop, history)
+            history.append({"epoch": epoch + 1, **means})
+            if evaluate is not None and _eval_due(tc, epoch):
+                metrics = _evaluate(evaluate, loop.final_model)
+                history[-1].update({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+            loop.progress.end_epoch(epoch, means)
+            if (epoch + 1) % tc.checkpoint_every == 0 or epoch + 1 == tc.epochs:
+                loop.ckpt.save(epoch + 1, 0, history)
 
-    # ---- model, optimizer, AMP, EMA, DDP, checkpoint ---------------------------------------------
+    metrics = _evaluate(evaluate, loop.final_model) if evaluate is not None else {}
+    return FitResult(model=loop.final_model, metrics=metrics, history=history,
+                     images_per_s=loop.progress.images_per_s, peak_mem_mb=peak_memory_mb(device),
+                     wall_s=time.time() - t_start, mfu=loop.progress.mfu, micro_batch=plan.micro_batch,
+                     accum_iter=plan.accum_iter, threads=threads)
+
+
+def train_one_epoch(loop: Loop, loader, epoch: int, start: Resume, stop: StopFlag,
+                    history: list[dict]) -> dict[str, float]:
+    """One epoch of optimizer steps -- from `start`'s step when it resumes this epoch mid-way -- and
+    the epoch's mean of every logged value over all processes. Raises NonFiniteLoss, and after a
+    checkpoint Interrupted on SIGINT/SIGTERM."""
+    accum, steps = loop.tc.accum_iter, loop.plan.steps_per_epoch
+    loop.train_model.train()
+    sums, skip = EpochSums.at(start, epoch, accum, loop.device)
+    loop.progress.start_epoch(epoch, skip // accum)
+    for micro_step, batch in enumerate(_batches_from(loader, skip, start.rng), start=skip):
+        step = epoch * steps + micro_step // accum
+        if micro_step % accum == 0:
+            lr = _begin_step(loop, step)
+        last_micro = (micro_step + 1) % accum == 0
+        loss, logs = _forward_backward(loop, batch, step, last_micro=last_micro)
+        sums.add(loss, logs, step)
+        if not last_micro:
+            continue
+        _optimizer_step(loop.model, loop.optimizer, loop.scaler, loop.tc.clip_grad)
+        if loop.ema is not None:
+            loop.ema.update(loop.model, step=step)
+        _check_in(loop, stop, sums, epoch, micro_step // accum + 1, lr, history)
+    return sums.epoch_means(steps * accum)
+
+
+# ---- set-up ----------------------------------------------------------------------------------------
+@dataclass
+class Loop:
+    """What every step touches, built once before the first epoch."""
+    tc: TrainConfig                       # accum_iter as the plan chose it
+    plan: microbatch.Plan
+    model: nn.Module                      # the weights the checkpoint holds
+    train_model: nn.Module                # the model as the loss sees it: DDP-wrapped under torchrun
+    loss_fn: LossFn                       # compiled when the config says so (maebench/compiling.py)
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: Any                              # timm's ModelEmaV3, or None
+    ckpt: Checkpointer
+    progress: Progress
+    device: torch.device
+    on_step: Callable[[int, int], None] | None
+
+    @property
+    def total_steps(self) -> int:
+        return self.plan.steps_per_epoch * self.tc.epochs
+
+    @property
+    def final_model(self) -> nn.Module:
+        """The model `fit` evaluates and returns: the EMA weights when ema > 0."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _setup(model: nn.Module, loss_fn: LossFn, tc: TrainConfig, plan: microbatch.Plan, *, out_dir, device,
+           seed: int, param_groups, find_unused_parameters: bool, flops_per_image, desc: str, on_step,
+           log: Callable[[str], None]) -> Loop:
+    """Model on the device, optimizer, loss scaler, EMA, DDP, the (compiled) step, checkpointer, progress."""
     model.to(device)
-    optimizer = build_optimizer(param_groups or default_groups(model, weight_decay=tc.weight_decay), tc)
+    optimizer = build_optimizer(param_groups or optim.param_groups(model, weight_decay=tc.weight_decay), tc)
     scaler = grad_scaler(device, tc.amp)
     ema = _ema(model, tc.ema)
     train_model = _ddp(model, device, find_unused_parameters)
-    loss_fn = maybe_compile(loss_fn, tc.compile, log=log)          # maebench/compiling.py; eager when off or failing
+    step_fn = maybe_compile(loss_fn, tc.compile, log=log)           # eager when off or failing
     ckpt = Checkpointer(Path(out_dir) / "checkpoint.pth", model=model, optimizer=optimizer, scaler=scaler,
                         ema=ema, config=asdict(tc), seed=seed)
-    start = ckpt.restore(log) if resume else Resume()
-    history = start.history
-    progress = Progress(desc=desc, epochs=tc.epochs, steps_per_epoch=steps, batch_size=tc.batch_size,
-                        log_every=tc.log_every, device=device, flops_per_image=flops_per_image, log=log)
-
-    # ---- the loop ----------------------------------------------------------------------------------
-    with StopFlag() as stop, contextlib.closing(progress):
-        for epoch in range(start.epoch, tc.epochs):
-            sampler.set_epoch(epoch)
-            workers_gen.manual_seed(seed * 100_003 + epoch)
-            seed_everything(seed * 100_003 + epoch * 1009 + rank)
-            train_model.train()
-            skip = start.step * tc.accum_iter if epoch == start.epoch else 0     # mid-epoch resume
-            sums = {k: v.to(device) for k, v in start.sums.items()} if skip and start.sums else {}
-            counted_from = 0 if skip and start.sums is not None else skip       # first micro-step in sums
-            first_bad = torch.full((), -1, dtype=torch.long, device=device)
-            progress.start_epoch(epoch, skip // tc.accum_iter)
-            it = iter(loader)
-            for _ in range(skip):                                               # replay the sampler order
-                next(it)
-            if skip and start.rng is not None:
-                set_rng_state(start.rng)
-            for micro_step, batch in enumerate(it, start=skip):
-                step = epoch * steps + micro_step // tc.accum_iter
-                if micro_step % tc.accum_iter == 0:
-                    lr = lr_at(step, lr=tc.peak_lr(), min_lr=tc.min_lr, warmup_steps=tc.warmup_epochs * steps,
-                               total_steps=total_steps, schedule=tc.schedule, milestones=tuple(tc.milestones or ()))
-                    for g in optimizer.param_groups:
-                        g["lr"] = lr * g.get("lr_scale", 1.0)
-                    if on_step is not None:
-                        on_step(step, total_steps)
-                last_micro = (micro_step + 1) % tc.accum_iter == 0
-                sync = contextlib.nullcontext() if last_micro or not dist.is_dist() else train_model.no_sync()
-                try:
-                    with sync:
-                        with autocast(device, tc.amp):
-                            loss, logs = loss_fn(train_model, batch, device)
-                        scaler.scale(loss / tc.accum_iter).backward()
-                except torch.OutOfMemoryError:
-                    raise MaebenchError(f"out of memory at step {step} with {micro} images per process: "
-                                        "lower batch_size or raise accum_iter") from None
-                first_bad = _accumulate(sums, first_bad, loss, logs, step)
-                if not last_micro:
-                    continue
-                _optimizer_step(model, optimizer, scaler, tc.clip_grad)
-                if ema is not None:
-                    ema.update(model, step=step)
-                done = micro_step // tc.accum_iter + 1
-                at_log, signum = progress.step_done(done), stop.signum
-                if dist.is_dist():      # agreed at the (common) log steps only
-                    signum, first_bad = agree(signum, first_bad) if at_log else (None, first_bad)
-                if at_log or signum is not None:
-                    if int(first_bad) >= 0:
-                        raise NonFiniteLoss(f"loss became non-finite at step {int(first_bad)} (epoch {epoch + 1}); "
-                                            f"the last good checkpoint ({ckpt.path}) is intact")
-                    n = done * tc.accum_iter - counted_from
-                    progress.update({k: float(v) / n for k, v in sums.items()}, lr)
-                if signum is not None:
-                    ckpt.save(epoch, done, history, sums)
-                    raise Interrupted(f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, "
-                                      f"step {done}; checkpoint {ckpt.path}; continue with --resume")
-            n_micro = steps * tc.accum_iter - counted_from
-            means = {k: float(dist.all_reduce_sum(v.clone())) / (n_micro * world) for k, v in sums.items()}
-            history.append({"epoch": epoch + 1, **means})
-            if evaluate is not None and tc.eval_every and (epoch + 1) % tc.eval_every == 0 and epoch + 1 < tc.epochs:
-                metrics = _evaluate(evaluate, ema.module if ema is not None else model)
-                history[-1].update({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-            progress.end_epoch(epoch, means)
-            if (epoch + 1) % tc.checkpoint_every == 0 or epoch + 1 == tc.epochs:
-                ckpt.save(epoch + 1, 0, history)
-    final = ema.module if ema is not None else model
-    metrics = _evaluate(evaluate, final) if evaluate is not None else {}
-    return FitResult(model=final, metrics=metrics, history=history, images_per_s=progress.images_per_s,
-                     peak_mem_mb=peak_memory_mb(device), wall_s=time.time() - t_start, mfu=progress.mfu)
+    progress = Progress(desc=desc, epochs=tc.epochs, steps_per_epoch=plan.steps_per_epoch,
+                        batch_size=tc.batch_size, log_every=tc.log_every, device=device,
+                        flops_per_image=flops_per_image, log=log)
+    return Loop(tc=tc, plan=plan, model=model, train_model=train_model, loss_fn=step_fn, optimizer=optimizer,
+                scaler=scaler, ema=ema, ckpt=ckpt, progress=progress, device=device, on_step=on_step)
 
 
+# ---- one epoch ---------------------------------------------------------------------------------
+def _reseed(sampler, workers_gen: torch.Generator, seed: int, epoch: int) -> None:
+    """The epoch's shuffle, loader-worker and model RNGs from (seed, epoch, rank) alone: exact resume."""
+    sampler.set_epoch(epoch)
+    workers_gen.manual_seed(seed * 100_003 + epoch)
+    seed_everything(seed * 100_003 + epoch * 1009 + dist.rank())
+
+
+def _batches_from(loader, skip: int, rng: dict | None):
+    """The epoch's micro-batches from micro-step `skip` on. Resuming mid-epoch draws the skipped
+    ones (the sampler order and the workers' draws replay), then puts back the saved RNG states."""
+    it = iter(loader)
+    for _ in range(skip):
+        next(it)
+    if skip and rng is not None:
+        restore_rng(rng)
+    return it
+
+
+class EpochSums:
+    """The epoch's logged values, summed on the device (no sync per step) from micro-step
+    `counted_from` on, and the first step whose loss was not finite (-1: none)."""
+
+    def __init__(self, device: torch.device, sums: dict[str, torch.Tensor], counted_from: int):
+        self.sums, self.counted_from = sums, counted_from
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    @classmethod
+    def at(cls, start: Resume, epoch: int, accum: int, device: torch.device) -> "tuple[EpochSums, int]":
+        """(the sums, micro-steps to skip): a mid-epoch resume continues the checkpoint's sums;
+        an older checkpoint without them counts from the resumed step."""
+        skip = start.step * accum if epoch == start.epoch else 0
+        sums = {k: v.to(device) for k, v in start.sums.items()} if skip and start.sums else {}
+        counted_from = 0 if skip and start.sums is not None else skip
+        return cls(device, sums, counted_from), skip
+
+    def add(self, loss: torch.Tensor, logs: dict, step: int) -> None:
+        device = self.first_bad.device
+        bad = ~torch.isfinite(loss.detach())
+        for k, v in {"loss": loss, **logs}.items():
+            v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
+            self.sums[k] = self.sums.get(k, torch.zeros((), device=device)) + v.to(device)
+        self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step),
+                                     self.first_bad)
+
+    def means(self, micro_steps: int) -> dict[str, float]:
+        """This process's means after `micro_steps` micro-steps of the epoch."""
+        n = micro_steps - self.counted_from
+        return {k: float(v) / n for k, v in self.sums.items()}
+
+    def epoch_means(self, micro_steps: int) -> dict[str, float]:
+        """The means over all processes (collective)."""
+        n = (micro_steps - self.counted_from) * dist.world_size()
+        return {k: float(dist.all_reduce_sum(v.clone())) / n for k, v in self.sums.items()}
+
+
+# ---- one optimizer step ----------------------------------------------------------------------------
+def _begin_step(loop: Loop, step: int) -> float:
+    """The schedule's lr at this optimizer step, set in every group (x its lr_scale); then on_step."""
+    tc = loop.tc
+    lr = lr_at(step, lr=tc.peak_lr(), min_lr=tc.min_lr, total_steps=loop.total_steps,
+               warmup_steps=tc.warmup_epochs * loop.plan.steps_per_epoch, schedule=tc.schedule,
+               milestones=tuple(tc.milestones or ()))
+    for g in loop.optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+    if loop.on_step is not None:
+        loop.on_step(step, loop.total_steps)
+    return lr
+
+
+def _forward_backward(loop: Loop, batch, step: int, *, last_micro: bool):
+    """One micro-batch: forward under autocast, backward of loss / accum_iter. Under DDP the
+    gradients are all-reduced on an optimizer step's last micro-batch only."""
+    sync = contextlib.nullcontext() if last_micro or not dist.is_dist() else loop.train_model.no_sync()
+    try:
+        with sync:
+            with autocast(loop.device, loop.tc.amp):
+                loss, logs = loop.loss_fn(loop.train_model, batch, loop.device)
+            loop.scaler.scale(loss / loop.tc.accum_iter).backward()
+    except torch.OutOfMemoryError:
+        raise MaebenchError(f"out of memory at step {step} with {loop.plan.micro_batch} images per process: "
+                            "lower batch_size or raise accum_iter") from None
+    return loss, logs
+
+
+def _check_in(loop: Loop, stop: StopFlag, sums: EpochSums, epoch: int, done: int, lr: float,
+              history: list[dict]) -> None:
+    """After optimizer step `done` of the epoch: at a log step, stop on a non-finite loss and show
+    the running means; on SIGINT/SIGTERM, checkpoint and stop. Under DDP the processes agree on
+    both at the log steps (the same on all), so that all stop at the same step."""
+    at_log, signum = loop.progress.step_done(done), stop.signum
+    if dist.is_dist():
+        signum, sums.first_bad = agree(signum, sums.first_bad) if at_log else (None, sums.first_bad)
+    if at_log or signum is not None:
+        if int(sums.first_bad) >= 0:
+            raise NonFiniteLoss(f"loss became non-finite at step {int(sums.first_bad)} (epoch {epoch + 1}); "
+                                f"the last good checkpoint ({loop.ckpt.path}) is intact")
+        loop.progress.update(sums.means(done * loop.tc.accum_iter), lr)
+    if signum is not None:
+        loop.ckpt.save(epoch, done, history, sums.sums)
+        raise Interrupted(f"stopped by {signal.Signals(signum).name} at epoch {epoch + 1}, "
+                          f"step {done}; checkpoint {loop.ckpt.path}; continue with --resume")
+
+
+# ---- parts -------------------------------------------------------------------------------------
 def _ema(model: nn.Module, decay: float):
     """timm's weight EMA when decay > 0, else None."""
     if decay <= 0:
@@ -246,19 +358,9 @@ def _ddp(model: nn.Module, device: torch.device, find_unused_parameters: bool) -
     """The model as the loop trains it: DDP-wrapped under torchrun, itself otherwise."""
     if not dist.is_dist():
         return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                find_unused_parameters=find_unused_parameters)
-
-
-def _accumulate(sums: dict[str, torch.Tensor], first_bad: torch.Tensor, loss: torch.Tensor,
-                logs: dict, step: int) -> torch.Tensor:
-    """Add the micro-step's logged values to the epoch's sums (on the device: no sync per step);
-    return the first non-finite step so far (-1: none)."""
-    bad = ~torch.isfinite(loss.detach())
-    for k, v in {"loss": loss, **logs}.items():
-        v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
-        sums[k] = sums.get(k, torch.zeros((), device=first_bad.device)) + v.to(first_bad.device)
-    return torch.where(bad & (first_bad < 0), torch.full_like(first_bad, step), first_bad)
 
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -269,6 +371,11 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: 
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+
+
+def _eval_due(tc: TrainConfig, epoch: int) -> bool:
+    """Every eval_every epochs (0: never), but not after the last: fit's final evaluation follows it."""
+    return bool(tc.eval_every) and (epoch + 1) % tc.eval_every == 0 and epoch + 1 < tc.epochs
 
 
 def _evaluate(evaluate: Callable[[nn.Module], dict], model: nn.Module) -> dict:

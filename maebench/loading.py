@@ -2,9 +2,11 @@
 machine and printed once per process.
 
 - Torch threads: the machine's physical cores shared among the processes torchrun started on
-  it, and at most the cores other jobs leave free (1-minute load average): on a shared machine
-  OpenMP threads waiting for a core that another job holds cost more than they bring
-  (benchmarks/threads.py). MAEBENCH_THREADS or OMP_NUM_THREADS, when set, win.
+  it (LOCAL_WORLD_SIZE); MAEBENCH_THREADS or OMP_NUM_THREADS, when set, win. Never the machine's
+  load: the thread count changes a kernel's reduction order, so a count read from how busy the
+  machine happened to be would change a run's numbers. On a shared machine, where OpenMP
+  threads waiting for a core another job holds cost more than they bring (benchmarks/threads.py),
+  set MAEBENCH_THREADS (the demo's lanes do).
 - Loader workers: the protocol's num_workers, at most the physical cores per process (a 2-core
   machine gains nothing from 10 decoding processes). The count depends on the machine, not on
   its load, so a run resumed on the same machine draws the same augmentation as the original.
@@ -20,7 +22,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
-_CHOSEN: tuple | None = None
+_CHOSEN: int | None = None         # the count, once chosen: fixed for the process
 
 
 def physical_cores() -> int:
@@ -47,20 +49,16 @@ def choose_threads(log: Callable[[str], None] = print) -> int:
     """Set and return torch's intra-op thread count (once per process; see the module text)."""
     global _CHOSEN
     if _CHOSEN is not None:
-        return _CHOSEN[0]
+        return _CHOSEN
     cores = physical_cores()
     local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    per_process = max(1, cores // local)
-    load = os.getloadavg()[0]
     forced = os.environ.get("MAEBENCH_THREADS") or os.environ.get("OMP_NUM_THREADS")
     if forced:
         threads, why = max(1, int(forced)), "set in the environment"
     else:
-        free = max(1, int(cores - max(0.0, load - 1.0) + 0.5))       # this process counts itself in the load
-        threads = min(per_process, free)
-        why = f"{cores} physical cores, {local} process(es), 1-min load {load:.1f}"
+        threads, why = max(1, cores // local), f"{cores} physical cores, {local} process(es)"
     torch.set_num_threads(threads)
-    _CHOSEN = (threads, cores, load)
+    _CHOSEN = threads
     from maebench import distributed as dist
     if dist.is_main():
         log(f"threads: {threads} torch thread(s) per process ({why})")

@@ -1,7 +1,8 @@
 """The per-process micro-batch, chosen to fit the machine; the global batch stays the recipe's.
 
 A protocol's batch_size is global (images per optimizer step, all processes). Each process
-runs it as accum_iter micro-batches: global = micro x processes x accum_iter. The recipe's
+runs it as accum_iter micro-batches: global = micro x processes x accum_iter (`micro_batch`,
+`steps_per_epoch`: the arithmetic the tasks check their batches with). The recipe's
 split suits the hardware it was published on (ViTDet: 64 GPUs x 1 image); on one GPU or a CPU it
 may not fit, and a process that outgrows the machine is killed by the kernel without a word.
 So before the first optimizer step:
@@ -17,26 +18,42 @@ So before the first optimizer step:
   - when not even one image fits, the command stops before training, in one line naming the
     memory it would need and the flags that lower it.
 
-One log line says what was chosen and why. The trial steps leave no trace: the RNG states and
+`plan` makes the choice once, before the training loop, which never changes it (engine.fit
+records it in its FitResult). One log line says what was chosen and why. The trial steps leave no trace: the RNG states and
 the model's buffers are restored and the gradients cleared, so a run is the same with or without
 them. Gradient accumulation gives the update of the whole batch (tests/test_microbatch.py).
 """
 from __future__ import annotations
 
-import random
 import resource
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from maebench import distributed as dist
-from maebench.batching import micro_batch
-from maebench.errors import MaebenchError
+from maebench.checkpointer import restore_rng, rng_snapshot
+from maebench.errors import MaebenchError, UsageError
 
 HEADROOM = 0.85          # use at most this share of what is available
 WORKER_BASE = 300 << 20  # a loader worker's own memory before it holds a batch (estimate)
 PREFETCH = 2             # batches a worker keeps ready (DataLoader's prefetch_factor)
 ACTIVATION_FACTOR = 4096 # bound on a training step's memory per byte of input (ViT estimate: 200-800)
+
+
+# ---- the arithmetic: global batch = micro-batch x processes x accum_iter ---------------------------
+def micro_batch(batch_size: int, world: int, accum_iter: int) -> int:
+    """Images per process per forward in the recipe's split of the global batch."""
+    if batch_size % (world * accum_iter):
+        raise UsageError(f"batch_size {batch_size} is not divisible by processes ({world}) x "
+                         f"accum_iter ({accum_iter})")
+    return batch_size // (world * accum_iter)
+
+
+def steps_per_epoch(n_samples: int, world: int, micro: int, accum_iter: int) -> int:
+    """Optimizer steps per epoch: a DistributedSampler with drop_last gives each process
+    n // world samples, the loader keeps whole micro-batches, the loop whole accumulation groups."""
+    return n_samples // world // micro // accum_iter
 
 
 def gb(n: float) -> str:
@@ -111,21 +128,6 @@ def peak_rss_of(fn: Callable[[], Any]) -> int:
 
 
 # ---- trial steps that leave no trace ---------------------------------------------------------------
-def _rng_state() -> tuple:
-    import numpy as np
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-    return torch.get_rng_state(), cuda, np.random.get_state(), random.getstate()
-
-
-def _set_rng_state(state: tuple) -> None:
-    import numpy as np
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
-    np.random.set_state(state[2])
-    random.setstate(state[3])
-
-
 class Trial:
     """Forward + backward of the first n training samples, as the loop runs them."""
 
@@ -143,7 +145,7 @@ class Trial:
         self.model.zero_grad(set_to_none=True)
 
     def __enter__(self):
-        self.rng, self.mode = _rng_state(), self.model.training
+        self.rng, self.mode = rng_snapshot(), self.model.training
         self.buffers = [b.detach().clone() for b in self.model.buffers()]
         self.model.to(self.device).train()
         return self
@@ -154,7 +156,7 @@ class Trial:
                 b.copy_(saved)
         self.model.zero_grad(set_to_none=True)
         self.model.train(self.mode)
-        _set_rng_state(self.rng)
+        restore_rng(self.rng)
         return False
 
 
@@ -180,6 +182,26 @@ def _out_of_memory(e: BaseException) -> bool:
 
 
 # ---- the choice ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """How this process runs the global batch, fixed before the first step and never changed in the
+    loop: micro_batch images per forward, accum_iter forwards per optimizer step."""
+    micro_batch: int
+    accum_iter: int
+    steps_per_epoch: int
+
+
+def plan(*, batch_size: int, world: int, accum_iter: int, train_set, **probe) -> Plan:
+    """Check that an epoch holds a step, then choose the micro-batch (`choose`, which takes `probe`).
+    Steps per epoch do not depend on the split: only the per-process batch micro x accum_iter counts."""
+    steps = steps_per_epoch(len(train_set), world, micro_batch(batch_size, world, accum_iter), accum_iter)
+    if steps < 1:
+        raise MaebenchError(f"the training set has {len(train_set)} samples, fewer than one batch of "
+                            f"{batch_size}: lower batch_size")
+    m, accum = choose(batch_size=batch_size, world=world, accum_iter=accum_iter, train_set=train_set, **probe)
+    return Plan(micro_batch=m, accum_iter=accum, steps_per_epoch=steps)
+
+
 def choose(*, batch_size: int, world: int, accum_iter: int, requested: int | None, model, train_set,
            loss_fn, collate_fn, device, amp: bool, num_workers: int, optimizer: str,
            log: Callable[[str], None] = print) -> tuple[int, int]:

@@ -76,6 +76,19 @@ def param_groups(model: nn.Module, *, weight_decay: float, layer_decay: float = 
     return [groups[k] for k in sorted(groups)]
 
 
+def peak_lr(base_lr: float | None, batch_size: int, lr: float | None = None) -> float:
+    """The peak learning rate: `lr` when given, else base_lr x batch_size / 256, the MAE recipe's
+    linear scaling rule (He et al. 2022, appendix A; main_pretrain.py / main_finetune.py /
+    main_linprobe.py: `args.lr = args.blr * eff_batch_size / 256`), so a protocol's base_lr
+    holds at any global batch."""
+    if lr is not None:
+        return float(lr)
+    if base_lr is None:
+        from maebench.errors import MaebenchError
+        raise MaebenchError("config sets neither 'lr' nor 'base_lr'")
+    return float(base_lr) * batch_size / 256
+
+
 def lr_at(step: float, *, lr: float, min_lr: float, warmup_steps: float, total_steps: float,
           schedule: str = "cosine", milestones: tuple[float, ...] = (), gamma: float = 0.1,
           power: float = 1.0) -> float:

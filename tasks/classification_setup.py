@@ -62,7 +62,7 @@ def prepare(spec: RunSpec, extra: dict[str, Any] | None = None) -> Setup:
 def check_batch(cfg: dict, n_train: int, *, even: bool = False) -> None:
     """The engine needs at least one full global batch; mixup needs an even per-process batch."""
     from maebench import distributed
-    from maebench.batching import micro_batch
+    from maebench.microbatch import micro_batch
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if cfg["batch_size"] > n_train:
         raise UsageError(f"batch_size {cfg['batch_size']} is larger than the {n_train} labelled training "

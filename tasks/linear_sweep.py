@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from maebench.errors import UsageError
-from maebench.optim import lr_at
+from maebench.optim import lr_at, peak_lr
 
 BN_MOMENTUM, BN_EPS, INIT_STD, TRUST_COEFF = 0.1, 1e-6, 0.01, 0.001
 
@@ -279,7 +279,7 @@ def train(specs: list[HeadSpec], feats: torch.Tensor, y: torch.Tensor, cfg: dict
                     optimizer=cfg.get("optimizer", "lars"), momentum=cfg.get("momentum", 0.9))
     peaks = sorted({s.lr for s in specs})
     which = torch.tensor([peaks.index(s.lr) for s in specs], device=device)
-    scale = batch / 256
+    peak_lrs = [peak_lr(p, batch) for p in peaks]                       # the grid holds base lrs
     x_all, y = bank.inputs(feats), y.to(device)                         # [N, width], once
     g = torch.Generator().manual_seed(seed)
     step = 0
@@ -287,9 +287,9 @@ def train(specs: list[HeadSpec], feats: torch.Tensor, y: torch.Tensor, cfg: dict
         perm = torch.randperm(n, generator=g)
         for i in range(steps_per_epoch):
             idx = perm[i * batch:(i + 1) * batch].to(device)
-            lrs = torch.tensor([lr_at(step, lr=p * scale, min_lr=cfg.get("min_lr", 0.0), warmup_steps=warmup,
-                                      total_steps=total, schedule=cfg.get("schedule", "cosine")) for p in peaks],
-                               device=device)
+            lrs = torch.tensor([lr_at(step, lr=p, min_lr=cfg.get("min_lr", 0.0), warmup_steps=warmup,
+                                      total_steps=total, schedule=cfg.get("schedule", "cosine"))
+                                for p in peak_lrs], device=device)
             bank.step(x_all.index_select(0, idx), y.index_select(0, idx), lrs[which])
             step += 1
     bank.diverged = [s.as_dict() for s, ok in zip(specs, bank.finite()) if not ok]

@@ -236,7 +236,7 @@ def sweep_recipe(spec: RunSpec, s: Setup) -> Recipe:
                                                         "probe_feature": probe_kind or "token"},
                              "heads": [{**h.as_dict(), "holdout_top1": sc["top1"], "holdout_loss": sc["loss"]}
                                        for h, sc in zip(specs, held)],
-                             "chosen": {**chosen.as_dict(), "peak_lr": chosen.lr * batch / 256,
+                             "chosen": {**chosen.as_dict(), "peak_lr": optim.peak_lr(chosen.lr, batch),
                                         "holdout_top1": held[best]["top1"]},
                              "holdout": float(cfg["holdout"]), "fit_images": len(fit_i),
                              "holdout_images": len(held_i), "diverged": len(bank.diverged),

@@ -161,12 +161,6 @@ def test_no_source_file_is_over_400_lines():
     assert long == {}
 
 
-def test_the_training_loop_is_about_a_hundred_lines():
-    tree = ast.parse((ROOT / "maebench" / "engine.py").read_text())
-    fit = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "fit")
-    assert fit.end_lineno - fit.lineno + 1 <= 110
-
-
 def test_a_built_wheel_installs_the_name_maebench_alone(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
                         "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)

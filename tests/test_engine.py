@@ -153,3 +153,28 @@ def test_on_step_runs_once_before_every_optimizer_step_with_the_total(tmp_path, 
     fit(nn.Linear(8, 2), Noisy(), Trap(), cfg, out_dir=tmp_path, device=torch.device("cpu"),
         on_step=lambda step, total: seen.append((step, total)), log=lambda s: None)
     assert seen == [(s, 8) for s in range(8)]             # 128 images / 32 per step x 2 epochs
+
+
+def test_the_micro_batch_is_chosen_before_the_loop_recorded_and_logged_once(tmp_path):
+    sizes, lines = [], []
+
+    def loss_fn(model, batch, device):
+        sizes.append(len(batch[0]))
+        return nn.functional.cross_entropy(model(batch[0]), batch[1]), {}
+
+    cfg = loop_cfg(epochs=2, batch_size=16, micro_batch=4, lr=0.1, num_workers=0)
+    result = fit(nn.Linear(8, 2), Noisy(), loss_fn, cfg, out_dir=tmp_path, device=torch.device("cpu"),
+                 log=lines.append)
+    assert (result.micro_batch, result.accum_iter) == (4, 4)
+    assert result.threads == torch.get_num_threads()
+    assert sizes == [4] * (2 * 128 // 4)                  # every forward, both epochs
+    plan = [s for s in lines if "micro-batch 4 x accum_iter 4 x 1 process(es) = batch 16" in s]
+    assert len(plan) == 1 and f"{result.threads} torch thread(s)" in plan[0]
+
+
+def test_peak_lr_scales_the_base_lr_by_batch_over_256_unless_lr_is_given():
+    from maebench.optim import peak_lr
+    assert peak_lr(1.5e-4, 4096) == pytest.approx(2.4e-3)          # the MAE pretraining recipe
+    assert peak_lr(1.5e-4, 4096, lr=0.01) == 0.01
+    with pytest.raises(MaebenchError, match="neither 'lr' nor 'base_lr'"):
+        peak_lr(None, 256)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from maebench.backbones.pretraining.mae import load_config, resolve_data
 from maebench.backbones.pretraining.supervised import backbone_name, register_encoder
-from maebench.batching import micro_batch
 from maebench.errors import MaebenchError
 from maebench.runspec import RunSpec
+from maebench.microbatch import micro_batch
 
 METHOD = "mocov3"
 PROTOCOL = "pretrain_mocov3"

@@ -30,7 +30,7 @@ def recipes(spec: RunSpec):
     import torch
 
     from maebench.backbones.vit import create_vit
-    from maebench.batching import micro_batch
+    from maebench.microbatch import micro_batch
     from maebench.tasks.classification_eval import evaluate as top_k
     from maebench import distributed, flops, optim
     from maebench.data.imagefolder import ImageFolder

@@ -53,7 +53,7 @@ def recipes(spec: RunSpec):
     from maebench.tasks.ade20k.model import segmentation_loss
 
     device = distributed.init(spec.device, deterministic=spec.deterministic)
-    from maebench.batching import micro_batch
+    from maebench.microbatch import micro_batch
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
     if micro < 2:
         raise UsageError(f"the per-process batch is {micro} image(s): the heads' BatchNorm needs at least 2 "
