@@ -167,24 +167,15 @@ def render(results: list[dict], a: str, b: str, fmt: str = "github") -> str:
     return tabulate(body, headers=head, tablefmt="github") + "\n\n" + note + "\n"
 
 
-def main(args) -> int:
-    """`maebench leaderboard --compare A B [--task T ...] [--format github|csv|json] [--out FILE]`."""
-    import sys
+def compare_text(store, a: str, b: str, *, tasks: list[str] | None, fmt: str | None, out: str | None) -> str:
+    """`maebench leaderboard --compare A B` as text: github (markdown, the default), csv or json,
+    the format taken from the --out suffix when not given."""
     from pathlib import Path
     from maebench.errors import UsageError
-    from maebench.results import ResultsStore
-    a, b = args.compare
-    fmt = getattr(args, "format", None)
-    if fmt is None and getattr(args, "out", None):
-        fmt = {".json": "json", ".csv": "csv"}.get(Path(args.out).suffix.lower(), "github")
+    if fmt is None and out:
+        fmt = {".json": "json", ".csv": "csv"}.get(Path(out).suffix.lower(), "github")
     fmt = {"markdown": "github", "terminal": "github", None: "github"}.get(fmt, fmt)
     if fmt not in ("github", "csv", "json"):
         raise UsageError(f"--compare writes github (markdown), csv or json, not {fmt}")
-    tasks = [t for item in (getattr(args, "tasks", None) or []) for t in item.split(",") if t] or None
-    text = render(compare(ResultsStore(args.results), a, b, tasks), a, b, fmt)
-    if getattr(args, "out", None):
-        Path(args.out).write_text(text if text.endswith("\n") else text + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0
+    text = render(compare(store, a, b, tasks), a, b, fmt)
+    return text if text.endswith("\n") else text + "\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from maebench.commands.common import add_results_option
 from maebench.tasks.table import TASKS
@@ -50,9 +51,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if getattr(args, "compare", None):
-        from maebench.leaderboards.compare import main as compare_main
-        return compare_main(args)
+    if args.compare:
+        from maebench.leaderboards.compare import compare_text
+        from maebench.results import ResultsStore
+        text = compare_text(ResultsStore(args.results), *args.compare, tasks=_names(args.tasks), fmt=args.format,
+                            out=args.out)
+        if args.out:
+            Path(args.out).write_text(text)
+            print(f"wrote {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
     from maebench.leaderboards.render import format_for, write_board
     from maebench.leaderboards.stores import choose_store
     from maebench.leaderboards.table import build_leaderboard
