@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from maebench.errors import MaebenchError, UsageError
+from maebench.errors import MaebenchError, UsageError, first_line
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def create(name: str, *, meta: bool = False, **kwargs):
             raise unknown("timm model", name, timm.list_models(name.split("_")[0] + "*")[:20]) from None
         raise
     except (TypeError, AssertionError, ValueError) as e:
-        raise UsageError(f"timm model '{name}' does not take {kwargs}: {' '.join(str(e).split())[:160]}") from None
+        raise UsageError(f"timm model '{name}' does not take {kwargs}: {first_line(e, 160)}") from None
 
 
 def model_facts(model) -> dict[str, Any]:
@@ -220,7 +220,7 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
         state = filter_fn(name)(_pre_filter(raw, want, notes), model)
     except Exception as e:  # noqa: BLE001 - a filter failing on foreign keys is a mismatch
         raise MaebenchError(f"{path}: timm's filter for {name} cannot read it ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:160]}); nothing registered") from None
+                            f"{first_line(e, 160)}); nothing registered") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 releases (CLIP)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     if "norm.weight" in state and "norm.weight" not in expected and "fc_norm.weight" in expected \
