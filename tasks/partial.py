@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from maebench.classification import uses_mixup
 from maebench.errors import AlreadyDone, UsageError
 from maebench.tasks.classification_setup import check_batch, load_config, prepare
-from maebench.tasks.finetune import build_classifier, forward_flops, train_classifier, uses_mixup
+from maebench.tasks.finetune import build_classifier, forward_flops, train_classifier
 
 HALF = 0.5
 MLP_SUB_BLOCK = ("norm2.", "mlp.", "ls2.", "gamma_2")   # timm Block / BEiT Block names

@@ -13,7 +13,7 @@ PACKAGES = {"maebench": ROOT / "maebench", "maebench.backbones": ROOT / "backbon
 GROUND = ("maebench.config", "maebench.engine", "maebench.results", "maebench.runs", "maebench.data",
           "maebench.distributed", "maebench.optim", "maebench.checkpoint", "maebench.checkpointer",
           "maebench.batching", "maebench.amp", "maebench.signals", "maebench.progress", "maebench.flops",
-          "maebench.errors", "maebench.home")
+          "maebench.errors", "maebench.home", "maebench.classification")
 ABOVE = ("maebench.backbones", "maebench.tasks", "maebench.leaderboards", "maebench.commands", "maebench.cli")
 
 

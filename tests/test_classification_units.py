@@ -13,7 +13,7 @@ from maebench.backbones.vit import create_vit
 from maebench import config
 from maebench.errors import MaebenchError, UsageError
 from maebench.tasks import features
-from maebench.tasks.classification_eval import evaluate, topk_correct
+from maebench.classification import evaluate, topk_correct
 from maebench.tasks.finetune import layer_decay_groups
 from maebench.tasks.knn import knn_scores
 from maebench.tasks.partial import check_blocks, freeze, parse_blocks

@@ -71,7 +71,7 @@ def test_selection_takes_the_best_held_out_top1_then_the_lower_loss_and_never_a_
 
 
 def test_knn_grid_gives_for_every_k_and_T_what_a_separate_knn_gives():
-    from maebench.tasks.classification_eval import topk_correct
+    from maebench.classification import topk_correct
     from maebench.tasks.knn import knn_grid_counts, knn_scores
     g = torch.Generator().manual_seed(0)
     bank, bank_y = torch.randn(300, 16, generator=g), torch.randint(0, 5, (300,), generator=g)
