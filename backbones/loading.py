@@ -54,8 +54,9 @@ def prefix_tokens(model: nn.Module) -> int:
 
 
 def fit_pos_embed(pos: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> torch.Tensor:
-    """[1, P + h*w, D] -> [1, P + H*W, D]; identity when the grid already matches."""
-    return resize_pos_embed(pos, tuple(grid), num_prefix_tokens=num_prefix)
+    """[1, P + h*w, D] -> [1, P + H*W, D]; identity when the grid already matches. No antialias:
+    the official MAE `interpolate_pos_embed`, so official checkpoints load as they do there."""
+    return resize_pos_embed(pos, tuple(grid), num_prefix_tokens=num_prefix, antialias=False)
 
 
 def fit_rel_table(table: torch.Tensor, grid: tuple[int, int], shape: torch.Size) -> torch.Tensor:

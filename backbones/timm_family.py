@@ -271,7 +271,8 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
           drop_path_rate: float, extra: dict[str, Any]):
     """The timm model of registry entry `e` for a task, with `state` fitted by timm's filter.
     global_pool "probe" keeps the family's own pool (its probe feature, module docstring)."""
-    from maebench.backbones.loading import fit_state_dict, load_fitted
+    from maebench.backbones.loading import fit_state_dict, load_fitted, prefix_tokens
+    from maebench.backbones.pos_embed import resize_pos_embed
     fam = FAMILIES.get(e.model_family or "")
     kw = {**e.timm_kwargs, **extra, "img_size": img_size, "num_classes": num_classes, "drop_path_rate": drop_path_rate}
     if in_chans != 3:
@@ -287,7 +288,12 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
     model.arch = e.arch
     if state is None:
         return model
-    fitted = fit_state_dict(filter_fn(e.timm)(dict(state), model), model)
+    state = dict(state)
+    if "pos_embed" in state and getattr(model, "pos_embed", None) is not None:
+        # resized here, so timm's filter finds its grid; antialias as timm's resample_abs_pos_embed
+        state["pos_embed"] = resize_pos_embed(state["pos_embed"], tuple(model.patch_embed.grid_size),
+                                              num_prefix_tokens=prefix_tokens(model), antialias=True)
+    fitted = fit_state_dict(filter_fn(e.timm)(state, model), model)
     return load_fitted(model, fitted, fresh=FRESH_PARTS,
                        what=f"{e.weights}: does not fit timm {e.timm} built for '{e.name}'")
 
