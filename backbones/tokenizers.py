@@ -142,12 +142,12 @@ class VQKDTokenizer(nn.Module):
 
     def __init__(self, state: dict[str, torch.Tensor]):
         super().__init__()
+        from maebench.backbones.catalogue import infer_arch
         from maebench.backbones.loading import build_model
-        from maebench.backbones.vit import ARCHS
 
         enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
         dim, depth = enc["cls_token"].shape[-1], 1 + max(int(k.split(".")[1]) for k in enc if k.startswith("blocks."))
-        arch = next((a for a, d in ARCHS.items() if d[0] == dim and d[1] == depth), None)
+        arch = infer_arch(dim, depth)
         if arch is None:
             raise MaebenchError(f"VQ-KD encoder of width {dim} and depth {depth} matches no known ViT size")
         patch = enc["patch_embed.proj.weight"].shape[-1]
