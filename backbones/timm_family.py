@@ -315,11 +315,3 @@ def probe_from_tokens(model, tokens):
 
 def probe_dim(model) -> int:
     return int(model.num_features) * (2 if getattr(model, "probe_feature", None) == "cls+avg" else 1)
-
-
-def own_position_scheme(model) -> bool:
-    """True for models whose attention carries positions itself (EVA-02 RoPE, BEiT relative
-    tables): no maebench relative position bias is added at ADE20K transfer."""
-    return getattr(model, "rope", None) is not None or any(
-        hasattr(b.attn, "relative_position_bias_table") and type(b.attn).__name__ != "RelPosAttention"
-        for b in model.blocks)
