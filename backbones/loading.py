@@ -135,11 +135,8 @@ def build_entry_model(e, state: dict[str, torch.Tensor] | None, *, img_size: int
 
     With weights, a ViT's random init is skipped (every encoder tensor is loaded; ViT-L init alone
     takes seconds) and only the parts the weights lack are initialised, by init_fresh. Model kind
-    "timm" (DINOv2, CLIP, EVA-02, ...) is built by backbones/timm_family.py."""
-    if e.model == "timm":
-        from maebench.backbones.timm_family import build
-        return build(e, state, img_size=img_size, in_chans=in_chans, num_classes=num_classes,
-                     global_pool=global_pool, drop_path_rate=drop_path_rate, extra=vit_kwargs)
+    "timm" (DINOv2, CLIP, EVA-02, ...) is built by backbones/timm_family.py `build`, which uses
+    this module (registry.load picks one of the two)."""
     skip = {"weight_init": "skip"} if state is not None and e.model == "vit" else {}
     model = build_model(e.model, e.arch, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
                         num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,

@@ -81,3 +81,20 @@ def test_results_path_env_and_override(tmp_path, monkeypatch):
     monkeypatch.setenv("MAEBENCH_RESULTS", str(tmp_path / "env.sqlite"))
     assert results_path() == tmp_path / "env.sqlite"
     assert results_path(tmp_path / "x.sqlite") == tmp_path / "x.sqlite"
+
+
+def test_tasks_done_reads_finished_runs_only_and_creates_nothing(tmp_path):
+    from maebench.errors import MaebenchError
+    absent = ResultsStore(tmp_path / "none.sqlite")
+    assert absent.tasks_done() == {} and not absent.path.exists()
+    store = ResultsStore(tmp_path / "r.sqlite")
+    for task in ("linprobe", "finetune", "linprobe"):
+        with store.run(task=task, backbone="b", config={"t": task}, seed=len(task)) as run:
+            run.finish({"top1": 1.0})
+    with pytest.raises(RuntimeError):
+        with store.run(task="coco", backbone="b", config={}):
+            raise RuntimeError("boom")
+    assert store.tasks_done() == {"b": ["finetune", "linprobe"]}           # distinct, sorted, done only
+    (tmp_path / "bad.sqlite").write_text("not a database")
+    with pytest.raises(MaebenchError, match="cannot read results store"):
+        ResultsStore(tmp_path / "bad.sqlite").tasks_done()
