@@ -1,12 +1,11 @@
 """The built-in catalogue (catalogue.yaml) and architecture arithmetic, without torch.
 
 `maebench backbones list` must answer at once, so nothing here imports torch or timm: the
-architecture dimensions come from the catalogue's `architectures` table (kept equal to
-backbones/vit.py ARCHS by a test) and parameter counts are computed from them.
+architecture dimensions come from the catalogue's `architectures` table, the one table of
+them (backbones/vit.py builds from it), and parameter counts are computed from them.
 """
 from __future__ import annotations
 
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -44,26 +43,15 @@ def catalogue() -> dict[str, dict[str, Any]]:
 
 
 def arch_names() -> list[str]:
-    names = set(_raw()["architectures"])
-    vit = sys.modules.get("maebench.backbones.vit")
-    if vit is not None:
-        names |= set(vit.ARCHS)
-    return sorted(names)
+    return sorted(_raw()["architectures"])
 
 
 def arch_dims(arch: str) -> tuple[int, int, int, int]:
-    """(embed_dim, depth, num_heads, default patch size); falls back to backbones.vit (imports
-    torch) only for an architecture added there but not yet to the catalogue table."""
+    """(embed_dim, depth, num_heads, default patch size) of a `vit-<size>` architecture."""
     a = _raw()["architectures"].get(arch)
-    if a is not None:
-        return a["embed_dim"], a["depth"], a["num_heads"], a["patch_size"]
-    try:
-        from maebench.backbones.vit import ARCHS
-    except ImportError:  # pragma: no cover - torch missing
-        ARCHS = {}
-    if arch in ARCHS:
-        return ARCHS[arch]
-    raise unknown("architecture", arch, arch_names())
+    if a is None:
+        raise unknown("architecture", arch, arch_names())
+    return a["embed_dim"], a["depth"], a["num_heads"], a["patch_size"]
 
 
 def infer_arch(embed_dim: int, depth: int) -> str | None:

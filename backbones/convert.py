@@ -1,7 +1,7 @@
 """Checkpoint file -> canonical backbone weights: safe reading, conversion, shape checks.
 
 A checkpoint is a pickle, and full unpickling runs whatever code the file carries, so files are
-read with torch.load(weights_only=True) (tensors, containers, numbers, strings, and
+read with maebench.checkpoint.load (weights_only: tensors, containers, numbers, strings, and
 argparse.Namespace, which training scripts store as "args"); anything more is refused unless
 the caller trusts the file. `.safetensors` files are read with safetensors.
 
@@ -14,9 +14,7 @@ The canonical file ($MAEBENCH_HOME/weights/NAME.pth) is
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import pickle
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,10 +25,10 @@ import torch
 from maebench.backbones.catalogue import arch_dims, arch_names, infer_arch
 from maebench.backbones.formats import Converted, convert, detect
 from maebench.backbones.formats.common import OPTIONAL_PREFIXES, square_side
+from maebench import checkpoint
 from maebench.backbones.loading import REL_TABLE, build_model, fit_pos_embed, fit_rel_table
-from maebench.errors import MaebenchError, UsageError
+from maebench.errors import MaebenchError, UsageError, first_line
 
-SAFE_GLOBALS = [argparse.Namespace]
 SHOW_PROBLEMS = 4
 
 
@@ -44,19 +42,6 @@ class Spec:
 _VITDET_REL = re.compile(r"blocks\.\d+\.attn\.rel_pos_[hw]")
 
 
-def _one_line(e: BaseException, limit: int = 160) -> str:
-    """'Type: first sentence' of an exception: whole sentences only, never cut mid-word."""
-    text = " ".join(str(e).split())
-    kept = ""
-    for sentence in re.split(r"(?<=[.!?])\s+", text):
-        if kept and len(kept) + 1 + len(sentence) > limit:
-            break
-        kept = f"{kept} {sentence}".strip()
-    if len(kept) > limit:                     # one sentence longer than the limit: end at a word
-        kept = kept[:limit].rsplit(" ", 1)[0] + " ..."
-    return f"{type(e).__name__}: {kept.rstrip('.')}"
-
-
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
     """The loaded file; MaebenchError when it is missing, corrupt, or needs untrusted unpickling."""
     path = Path(path)
@@ -67,7 +52,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
         try:
             return load_file(str(path))
         except Exception as e:  # noqa: BLE001 - any failure means an unreadable file
-            raise MaebenchError(f"{path}: cannot read safetensors file, truncated or corrupt ({_one_line(e)}).") from None
+            raise MaebenchError(f"{path}: cannot read safetensors file, truncated or corrupt ({first_line(e, 160, typed=True)}).") from None
     if _is_torchscript(path):
         if not trust:
             raise MaebenchError(f"{path}: refused: a TorchScript archive (as OpenAI CLIP's ViT-*.pt are); reading it "
@@ -75,24 +60,8 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
         try:
             return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         except Exception as e:  # noqa: BLE001 - a damaged archive
-            raise MaebenchError(f"{path}: cannot read TorchScript archive ({_one_line(e)})") from None
-    try:
-        if trust:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
-        if not trust and (found or "Weights only load failed" in msg):
-            detail = " ".join(msg.split("WeightsUnpickler error:")[-1].split())[:200]
-            why = f"it contains {found.group(1)}" if found else detail
-            raise MaebenchError(
-                f"{path}: refused: reading it needs full unpickling, which can run arbitrary code ({why}); "
-                "if you trust its source, pass --trust-checkpoint.") from None
-        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)}).") from None
-    except Exception as e:  # noqa: BLE001 - zip, EOF, key and runtime errors all mean a damaged file
-        raise MaebenchError(f"{path}: cannot read checkpoint, truncated or corrupt ({_one_line(e)}).") from None
+            raise MaebenchError(f"{path}: cannot read TorchScript archive ({first_line(e, 160, typed=True)})") from None
+    return checkpoint.load(path, trust=trust)
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from maebench import checkpoint
 from maebench.backbones.catalogue import arch_dims
 from maebench.backbones.pos_embed import resize_pos_embed
 from maebench.backbones.vit import create_vit
@@ -53,8 +54,9 @@ def prefix_tokens(model: nn.Module) -> int:
 
 
 def fit_pos_embed(pos: torch.Tensor, grid: tuple[int, int], num_prefix: int) -> torch.Tensor:
-    """[1, P + h*w, D] -> [1, P + H*W, D]; identity when the grid already matches."""
-    return resize_pos_embed(pos, tuple(grid), num_prefix_tokens=num_prefix)
+    """[1, P + h*w, D] -> [1, P + H*W, D]; identity when the grid already matches. No antialias:
+    the official MAE `interpolate_pos_embed`, so official checkpoints load as they do there."""
+    return resize_pos_embed(pos, tuple(grid), num_prefix_tokens=num_prefix, antialias=False)
 
 
 def fit_rel_table(table: torch.Tensor, grid: tuple[int, int], shape: torch.Size) -> torch.Tensor:
@@ -117,9 +119,9 @@ def init_fresh(model: nn.Module, keys: list[str]) -> None:
 def read_weights(path: Path, *, name: str, mmap: bool = False) -> dict[str, Any]:
     """A canonical weights file ({"model", "decoder"?, "maebench"}); mmap leaves tensors on disk."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # noqa: BLE001 - any failure means a damaged file
-        raise MaebenchError(f"{path}: unreadable weights file ({type(e).__name__}); register '{name}' "
+        payload = checkpoint.load(path, mmap=mmap)
+    except checkpoint.CheckpointError as e:
+        raise MaebenchError(f"{path}: unreadable weights file ({e.cause}); register '{name}' "
                             "again with --force") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):
         raise MaebenchError(f"{path}: not a maebench weights file; register '{name}' again with --force")
@@ -133,11 +135,8 @@ def build_entry_model(e, state: dict[str, torch.Tensor] | None, *, img_size: int
 
     With weights, a ViT's random init is skipped (every encoder tensor is loaded; ViT-L init alone
     takes seconds) and only the parts the weights lack are initialised, by init_fresh. Model kind
-    "timm" (DINOv2, CLIP, EVA-02, ...) is built by backbones/timm_family.py."""
-    if e.model == "timm":
-        from maebench.backbones.timm_family import build
-        return build(e, state, img_size=img_size, in_chans=in_chans, num_classes=num_classes,
-                     global_pool=global_pool, drop_path_rate=drop_path_rate, extra=vit_kwargs)
+    "timm" (DINOv2, CLIP, EVA-02, ...) is built by backbones/timm_family.py `build`, which uses
+    this module (registry.load picks one of the two)."""
     skip = {"weight_init": "skip"} if state is not None and e.model == "vit" else {}
     model = build_model(e.model, e.arch, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
                         num_classes=num_classes, global_pool=global_pool, drop_path_rate=drop_path_rate,

@@ -276,8 +276,8 @@ def _mae(embed_dim, depth, num_heads, patch_size, decoder=(512, 8, 16), **kwargs
 def create_mae(arch: str, *, img_size: int = 224, patch_size: int | None = None, in_chans: int = 3,
                decoder_embed_dim: int = 512, decoder_depth: int = 8, decoder_num_heads: int = 16,
                mlp_ratio: float = 4.0, **kwargs) -> MaskedAutoencoderViT:
-    """An MAE over a `vit-<size>` encoder (backbones/vit.py ARCHS) with any decoder."""
-    from maebench.backbones.vit import arch_dims
+    """An MAE over a `vit-<size>` encoder (catalogue.yaml `architectures`) with any decoder."""
+    from maebench.backbones.catalogue import arch_dims
     embed_dim, depth, num_heads, default_patch = arch_dims(arch)
     model = _mae(embed_dim, depth, num_heads, patch_size or default_patch,
                  decoder=(decoder_embed_dim, decoder_depth, decoder_num_heads),

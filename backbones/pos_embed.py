@@ -1,7 +1,9 @@
 """Fixed 2-D sin-cos position embeddings (MAE) and position-embedding resizing.
 
 Shapes: a position-embedding tensor is [1, num_prefix + H*W, D]; the prefix tokens ([cls])
-are carried over unchanged and the H x W grid part is resized bicubically.
+are carried over unchanged and the H x W grid part is resized bicubically. `resize_pos_embed` is
+the one resizer: every caller states `antialias` (False: the official MAE `interpolate_pos_embed`,
+bit for bit; True: what timm's `resample_abs_pos_embed` does for timm's own families).
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int | tuple[int, int],
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int],
-                     num_prefix_tokens: int = 1, old_grid: tuple[int, int] | None = None) -> torch.Tensor:
-    """Resize [1, P + h*w, D] to [1, P + H*W, D]; returns the input unchanged when the grid matches."""
+                     num_prefix_tokens: int = 1, old_grid: tuple[int, int] | None = None, *,
+                     antialias: bool) -> torch.Tensor:
+    """Resize [1, P + h*w, D] to [1, P + H*W, D] (bicubic, align_corners=False); returns the
+    input unchanged when the grid matches."""
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     n = grid.shape[1]
     if old_grid is None:
@@ -45,6 +49,6 @@ def resize_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int],
         return pos_embed
     d = grid.shape[-1]
     grid = grid.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=tuple(new_grid), mode="bicubic", align_corners=False)
+    grid = F.interpolate(grid, size=tuple(new_grid), mode="bicubic", align_corners=False, antialias=antialias)
     grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d).to(pos_embed.dtype)
     return torch.cat([prefix, grid], dim=1)

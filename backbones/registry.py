@@ -340,6 +340,7 @@ def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global
     (timm families: backbones/timm_family.py). Position embeddings are resized to the task's grid. `scratch-*`
     entries are randomly initialised (any patch size)."""
     from maebench.backbones.loading import build_entry_model
+    from maebench.backbones.timm_family import build as build_timm
 
     e = entry(name)
     if patch_size is not None and patch_size != e.patch_size and e.family != "scratch":
@@ -347,10 +348,11 @@ def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global
     if global_pool == "probe" and e.model != "timm":
         global_pool = "token"       # the [cls] output after the final norm (paper's linear probe, k-NN)
     state = None if e.family == "scratch" else _read_weights(e)["model"]
-    model = build_entry_model(e, state, img_size=img_size or e.img_size, patch_size=patch_size or e.patch_size,
-                              in_chans=in_chans or e.in_chans, num_classes=num_classes, global_pool=global_pool,
-                              drop_path_rate=drop_path_rate, vit_kwargs=vit_kwargs)
-    return model, e
+    kw = dict(img_size=img_size or e.img_size, in_chans=in_chans or e.in_chans, num_classes=num_classes,
+              global_pool=global_pool, drop_path_rate=drop_path_rate)
+    if e.model == "timm":           # DINOv2, CLIP, EVA-02, ...: timm builds them
+        return build_timm(e, state, **kw, extra=vit_kwargs), e
+    return build_entry_model(e, state, **kw, patch_size=patch_size or e.patch_size, vit_kwargs=vit_kwargs), e
 
 
 def load_mae_state(name: str) -> dict:

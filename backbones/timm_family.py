@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from maebench.errors import MaebenchError, UsageError
+from maebench.errors import MaebenchError, UsageError, first_line
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def create(name: str, *, meta: bool = False, **kwargs):
             raise unknown("timm model", name, timm.list_models(name.split("_")[0] + "*")[:20]) from None
         raise
     except (TypeError, AssertionError, ValueError) as e:
-        raise UsageError(f"timm model '{name}' does not take {kwargs}: {' '.join(str(e).split())[:160]}") from None
+        raise UsageError(f"timm model '{name}' does not take {kwargs}: {first_line(e, 160)}") from None
 
 
 def model_facts(model) -> dict[str, Any]:
@@ -220,7 +220,7 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
         state = filter_fn(name)(_pre_filter(raw, want, notes), model)
     except Exception as e:  # noqa: BLE001 - a filter failing on foreign keys is a mismatch
         raise MaebenchError(f"{path}: timm's filter for {name} cannot read it ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:160]}); nothing registered") from None
+                            f"{first_line(e, 160)}); nothing registered") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 releases (CLIP)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     if "norm.weight" in state and "norm.weight" not in expected and "fc_norm.weight" in expected \
@@ -271,7 +271,8 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
           drop_path_rate: float, extra: dict[str, Any]):
     """The timm model of registry entry `e` for a task, with `state` fitted by timm's filter.
     global_pool "probe" keeps the family's own pool (its probe feature, module docstring)."""
-    from maebench.backbones.loading import fit_state_dict, load_fitted
+    from maebench.backbones.loading import fit_state_dict, load_fitted, prefix_tokens
+    from maebench.backbones.pos_embed import resize_pos_embed
     fam = FAMILIES.get(e.model_family or "")
     kw = {**e.timm_kwargs, **extra, "img_size": img_size, "num_classes": num_classes, "drop_path_rate": drop_path_rate}
     if in_chans != 3:
@@ -287,7 +288,12 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
     model.arch = e.arch
     if state is None:
         return model
-    fitted = fit_state_dict(filter_fn(e.timm)(dict(state), model), model)
+    state = dict(state)
+    if "pos_embed" in state and getattr(model, "pos_embed", None) is not None:
+        # resized here, so timm's filter finds its grid; antialias as timm's resample_abs_pos_embed
+        state["pos_embed"] = resize_pos_embed(state["pos_embed"], tuple(model.patch_embed.grid_size),
+                                              num_prefix_tokens=prefix_tokens(model), antialias=True)
+    fitted = fit_state_dict(filter_fn(e.timm)(state, model), model)
     return load_fitted(model, fitted, fresh=FRESH_PARTS,
                        what=f"{e.weights}: does not fit timm {e.timm} built for '{e.name}'")
 
@@ -309,11 +315,3 @@ def probe_from_tokens(model, tokens):
 
 def probe_dim(model) -> int:
     return int(model.num_features) * (2 if getattr(model, "probe_feature", None) == "cls+avg" else 1)
-
-
-def own_position_scheme(model) -> bool:
-    """True for models whose attention carries positions itself (EVA-02 RoPE, BEiT relative
-    tables): no maebench relative position bias is added at ADE20K transfer."""
-    return getattr(model, "rope", None) is not None or any(
-        hasattr(b.attn, "relative_position_bias_table") and type(b.attn).__name__ != "RelPosAttention"
-        for b in model.blocks)

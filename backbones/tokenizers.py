@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maebench.errors import MaebenchError
+from maebench import checkpoint
+from maebench.errors import MaebenchError, first_line
 
 KIND_LABELS = {"dall-e": "DALL-E dVAE (openai/DALL-E encoder.pkl)",
                "beit-v2-vqkd": "BEiT v2 VQ-KD",
@@ -141,12 +142,12 @@ class VQKDTokenizer(nn.Module):
 
     def __init__(self, state: dict[str, torch.Tensor]):
         super().__init__()
+        from maebench.backbones.catalogue import infer_arch
         from maebench.backbones.loading import build_model
-        from maebench.backbones.vit import ARCHS
 
         enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
         dim, depth = enc["cls_token"].shape[-1], 1 + max(int(k.split(".")[1]) for k in enc if k.startswith("blocks."))
-        arch = next((a for a, d in ARCHS.items() if d[0] == dim and d[1] == depth), None)
+        arch = infer_arch(dim, depth)
         if arch is None:
             raise MaebenchError(f"VQ-KD encoder of width {dim} and depth {depth} matches no known ViT size")
         patch = enc["patch_embed.proj.weight"].shape[-1]
@@ -207,8 +208,10 @@ def load(name_or_path: str, *, mean, std, trust: bool = False) -> tuple[nn.Modul
 
     path = tokenizer_path(name_or_path)
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+        ck = checkpoint.load(path)
+    except checkpoint.CheckpointError as e:
+        if not e.needs_trust:
+            raise MaebenchError(f"{path}: cannot read tokenizer file ({e.cause})") from None
         if not trust:
             raise MaebenchError(f"{path}: a pickled module (e.g. DALL-E's encoder.pkl); reading it runs code "
                                 "inside the file: pass --trust-tokenizer if you trust its source, or save "
@@ -218,10 +221,7 @@ def load(name_or_path: str, *, mean, std, trust: bool = False) -> tuple[nn.Modul
         except MaebenchError:
             raise
         except Exception as e:  # noqa: BLE001 - a pickle that is not DALL-E's module
-            raise MaebenchError(f"{path}: cannot read the pickled tokenizer ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
-        raise MaebenchError(f"{path}: cannot read tokenizer file ({type(e).__name__})") from None
+            raise MaebenchError(f"{path}: cannot read the pickled tokenizer ({first_line(e, 160, typed=True)})") from None
     if isinstance(ck, dict) and isinstance(ck.get("maebench"), dict) and ck["maebench"].get("kind") == "dvae":
         model, meta = load_tokenizer(str(path))
         return model, {**meta, "kind": "maebench-dvae", "label": KIND_LABELS["maebench-dvae"]}
@@ -237,6 +237,6 @@ def load(name_or_path: str, *, mean, std, trust: bool = False) -> tuple[nn.Modul
         net = DalleEncoder.from_state_dict(state) if kind == "dall-e" else VQKDTokenizer(state)
     except (KeyError, RuntimeError, ValueError) as e:
         raise MaebenchError(f"{path}: {kind} tokenizer weights do not fit its architecture "
-                            f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+                            f"({first_line(e, 160, typed=True)})") from None
     tok = PixelTokenizer(kind, net, mean=mean, std=std).eval().requires_grad_(False)
     return tok, {"kind": kind, "label": KIND_LABELS[kind], "path": str(path), "vocab_size": tok.vocab_size}

@@ -12,24 +12,9 @@ from functools import partial
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from maebench.errors import unknown
-
-# name -> (embed_dim, depth, num_heads, default patch size)
-ARCHS: dict[str, tuple[int, int, int, int]] = {
-    "vit-micro": (96, 4, 3, 4),       # CPU scale: tests and `maebench demo` (32-128 px images)
-    "vit-tiny": (192, 12, 3, 16),
-    "vit-small": (384, 12, 6, 16),
-    "vit-base": (768, 12, 12, 16),
-    "vit-large": (1024, 24, 16, 16),
-    "vit-huge": (1280, 32, 16, 14),
-    "vit-giant": (1536, 40, 24, 14),  # DINOv2 ViT-g's width and depth (its SwiGLU MLP is timm's, not this one)
-}
-
-
-def arch_dims(arch: str) -> tuple[int, int, int, int]:
-    if arch not in ARCHS:
-        raise unknown("architecture", arch, ARCHS)
-    return ARCHS[arch]
+# the architecture table (vit-micro ... vit-giant) is catalogue.yaml's `architectures`, read
+# without torch by backbones/catalogue.py, so `maebench backbones list` never imports torch
+from maebench.backbones.catalogue import arch_dims
 
 
 def create_vit(arch: str, *, img_size: int = 224, patch_size: int | None = None, in_chans: int = 3,

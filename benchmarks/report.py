@@ -106,7 +106,7 @@ def _eval(res, peak) -> list[str]:
     return ["## 4. Evaluation throughput (eval mode, no grad)", "",
             "Forward only: the model in eval mode on an in-memory batch of val images (ADE20K: one image per "
             "forward, as its evaluate() feeds them; COCO: detection post-processing and mask pasting included). "
-            "End to end: the task's own evaluation function (tasks.classification_eval.evaluate, "
+            "End to end: the task's own evaluation function (maebench.classification.evaluate, "
             "maebench.tasks.coco.evaluate.predict + COCOeval, tasks.ade20k.evaluate.evaluate) on the first val images, "
             "0 loader workers: reading, transforms, forward, metrics.", "",
             table(["model", "batch", "forward images/s (median)", "GFLOP/image", "% of peak (fastest)",

@@ -41,6 +41,8 @@ def one(arch: str, img_size: int, batch_size: int, threads: int, steps: int = 2)
 def measure(arch: str = "vit-tiny", img_size: int = 64, batch_size: int = 4, steps: int = 2,
             timeout: float = 300, log=print) -> list[dict]:
     """Each configuration in a fresh process; a configuration that times out is reported as such."""
+    from maebench.errors import first_line
+
     rows = []
     for label, threads, policy in CONFIGS:
         env = dict(os.environ)
@@ -55,7 +57,7 @@ def measure(arch: str = "vit-tiny", img_size: int = 64, batch_size: int = 4, ste
         except subprocess.TimeoutExpired:
             row = {"threads": threads, "step_s": None, "error": f"over {timeout:.0f} s"}
         except (subprocess.CalledProcessError, ValueError, IndexError) as e:
-            row = {"threads": threads, "step_s": None, "error": str(e).splitlines()[0][:200]}
+            row = {"threads": threads, "step_s": None, "error": first_line(e, 200)}
         row["config"] = label
         log(f"  {label}: " + (f"{row['step_s']:.2f} s/step" if row.get("step_s") else row.get("error", "?")))
         rows.append(row)

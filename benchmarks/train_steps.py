@@ -2,7 +2,7 @@
 
     MAE pretraining   backbones.mae.create_mae + the pretrain_mae protocol (norm-pixel, mask 0.75,
                       512-d x 8 decoder, AdamW betas 0.9/0.95), pretraining transform (RRC + flip)
-    fine-tuning       tasks.finetune.build_classifier + classification_loss (mixup / cutmix, label
+    fine-tuning       tasks.finetune.build_classifier + classification.classification_loss (mixup / cutmix, label
                       smoothing), layer-decay groups, finetune transform (RandAug, erasing)
     COCO Mask R-CNN   tasks.coco.model.build_mask_rcnn on the vit-fpn neck, LSJ transform,
                       tasks.coco.loss_fn (the five Mask R-CNN losses)
@@ -134,8 +134,8 @@ def finetune(arch: str, img_size: int, batch_size: int, device, amp: bool = Fals
     from maebench.backbones import registry
     from maebench import config, engine
     from maebench.tasks.classification_data import eval_transform, finetune_train_transform, open_data
-    from maebench.tasks.classification_eval import evaluate
-    from maebench.tasks.finetune import build_classifier, classification_loss, layer_decay_groups
+    from maebench.classification import classification_loss, evaluate
+    from maebench.tasks.finetune import build_classifier, layer_decay_groups
 
     name = SCRATCH[arch]
     entry = registry.entry(name)

@@ -7,7 +7,8 @@ import re
 
 from maebench.leaderboards.markdown import results_line
 from maebench.leaderboards.table import PAPER, Leaderboard
-from maebench.leaderboards.views import View, views_for
+from maebench.leaderboards.view_model import View
+from maebench.leaderboards.views import views_for
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Sequence
 
 from maebench.leaderboards.table import PAPER, Leaderboard
-from maebench.leaderboards.views import View, views_for
+from maebench.leaderboards.view_model import View
+from maebench.leaderboards.views import views_for
 
 
 def results_line(board: Leaderboard) -> str:

@@ -1,6 +1,6 @@
 """The summary table (backbone x each task's headline metric, one column per task, dataset,
 protocol and label budget) and the cost table, built from a Leaderboard as leaderboards.views
-builds the per-task tables."""
+builds the per-task tables, from the same parts (leaderboards/view_model.py)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -8,8 +8,10 @@ from collections import defaultdict
 from maebench.leaderboards.columns import METRIC_LABELS, PER_K_TASKS, Column, dataset_label, format_blocks, protocol_label
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.table import MEASURED, Leaderboard
-from maebench.leaderboards.views import (SUMMARY_WIDTH, Part, VCell, View, VRow, _groups, _mark_best, _sort_column,
-                                         format_duration, group_id, markdown_width)
+from maebench.leaderboards.view_model import (Part, VCell, View, VRow, format_duration, group_id, groups, mark_best,
+                                              markdown_width, sort_column)
+
+SUMMARY_WIDTH = 100   # characters of a summary table's markdown line
 
 
 def summary_views(board: Leaderboard) -> list[View]:
@@ -19,8 +21,8 @@ def summary_views(board: Leaderboard) -> list[View]:
     marked; split into several tables where one would be wider than SUMMARY_WIDTH."""
     rows = board.measured_rows
     picked: list[tuple[str, str, Column]] = []
-    for (task, dataset, _p, _l), cols in _groups(board).items():
-        col = _sort_column(task, [c for c in cols if any(c in r.cells for r in rows)], rows)
+    for (task, dataset, _p, _l), cols in groups(board).items():
+        col = sort_column(task, [c for c in cols if any(c in r.cells for r in rows)], rows)
         if col is not None:
             picked.append((task, dataset, col))
     datasets_per_task = defaultdict(set)
@@ -43,7 +45,7 @@ def summary_views(board: Leaderboard) -> list[View]:
         view = View(key, "Summary", headers, [False] + [True] * len(part))
         cols = [c for _, _, c in part]
         shown = [r for r in rows if any(c in r.cells for c in cols)]
-        best = _mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(shown) if c in r.cells] for c in cols}, 1)
+        best = mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(shown) if c in r.cells] for c in cols}, 1)
         for i, r in enumerate(shown):
             cells = [VCell((Part(text(r.cells[c], with_std), best.get((i, c), False)),), r.cells[c].mean,
                            group_id(r.backbone, c), f"{r.cells[c].text(interval=True)} (n={r.cells[c].n})")

@@ -8,7 +8,8 @@ import textwrap
 
 from maebench.leaderboards.markdown import results_line
 from maebench.leaderboards.table import PAPER, Leaderboard
-from maebench.leaderboards.views import View, views_for
+from maebench.leaderboards.view_model import View
+from maebench.leaderboards.views import views_for
 
 GAP = "  "
 

@@ -1,88 +1,25 @@
 """The tables people read, built from a Leaderboard: one per (task, dataset), like the paper's
 Tables 3-5 and Fig. 9; a summary (backbone x headline metric of each task); a cost table.
 
-Each is a View: a title, headers, rows of cells (text parts, a value to sort by, whether the
-part is the column's best, the runs behind it) and caption lines. The formats (markdown,
-terminal, latex, html) only choose the markup, so every format shows the same tables."""
+Each is a View (leaderboards/view_model.py). The formats (markdown, terminal, latex, html) only
+choose the markup, so every format shows the same tables."""
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
-from maebench.leaderboards.columns import (HEADLINE, METRIC_LABELS, PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES,
+from maebench.leaderboards.columns import (METRIC_LABELS, PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES,
                                            Column, dataset_label, format_blocks, labels_label, protocol_label)
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.stats import INTERVAL_TEXT, delta_text, interval_text
+from maebench.leaderboards.summary import cost_view, summary_views
 from maebench.leaderboards.table import MEASURED, PAPER, BoardRow, Leaderboard, natural
+from maebench.leaderboards.view_model import (Part, VCell, View, VRow, group_id, groups, mark_best, markdown_width,
+                                              sort_column)
 from maebench.tasks.table import TASKS as TASK_TABLE
 
 MAX_COLUMNS = 12      # a per-task table never has more columns than this
 MAX_WIDTH = 160       # characters of a per-task table's markdown line
-SUMMARY_WIDTH = 100   # characters of a summary table's markdown line
-
-
-@dataclass(frozen=True)
-class Part:
-    text: str
-    best: bool = False
-
-
-@dataclass
-class VCell:
-    parts: tuple[Part, ...] = ()
-    value: float | None = None     # what the column sorts by
-    group: str | None = None       # id of the runs behind the cell (html links to them)
-    title: str = ""                # a longer description (html tooltip)
-
-    def text(self, mark: Callable[[str], str] | None = None) -> str:
-        return " / ".join(mark(p.text) if mark and p.best else p.text for p in self.parts)
-
-    @property
-    def best(self) -> bool:
-        return any(p.best for p in self.parts)
-
-
-@dataclass
-class VRow:
-    label: str
-    kind: str                      # MEASURED or PAPER
-    cells: list[VCell]
-    backbone: str | None = None
-    family: str = ""
-
-
-@dataclass
-class View:
-    key: str                       # "summary", "cost", "finetune-shapes": anchors and labels
-    title: str
-    headers: list[str]             # the first is the row label's
-    numeric: list[bool]            # right-aligned columns
-    rows: list[VRow] = field(default_factory=list)
-    caption: list[str] = field(default_factory=list)
-
-    @property
-    def measured(self) -> list[VRow]:
-        return [r for r in self.rows if r.kind == MEASURED]
-
-    @property
-    def paper(self) -> list[VRow]:
-        return [r for r in self.rows if r.kind == PAPER]
-
-
-def group_id(backbone: str, col: Column) -> str:
-    """The id of the runs of one backbone behind one (task, dataset, K, protocol, labels): every
-    metric of a run links to the same place."""
-    key = f"{backbone}|{col.task}|{col.dataset}|{col.blocks}"
-    if col.protocol or col.labels:
-        key += f"|{col.protocol}|{col.labels}"
-    return "runs-" + hashlib.sha1(key.encode()).hexdigest()[:10]
-
-
-GroupKey = tuple[str, str, str, str]       # (task, dataset, protocol, labels): one per-task table
 
 
 def group_title(task: str, dataset: str, protocol: str = "", labels: str = "") -> str:
@@ -95,72 +32,11 @@ def _view_key(task: str, dataset: str, protocol: str = "", labels: str = "") -> 
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(x for x in (task, dataset, protocol, labels) if x))
 
 
-def markdown_width(view: View) -> int:
-    """Characters of the widest line of `view` as a github markdown table (bold best marks)."""
-    widths = [len(h) for h in view.headers]
-    for row in view.rows:
-        label = f"*{row.label}*" if row.kind == PAPER else row.label
-        texts = [label, *(c.text(lambda s: f"**{s}**") for c in row.cells)]
-        widths = [max(w, len(t)) for w, t in zip(widths, texts)]
-    return 1 + sum(w + 3 for w in widths)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
-
-
-def _mark_best(cells_by_col: dict[Column, list[tuple[int, float]]],
-               digits: int = 2) -> dict[tuple[int, Column], bool]:
-    """(row index, column) -> best, per column over measured rows (to the printed precision);
-    nothing is marked in a column with fewer than two values or with all values equal."""
-    best = {}
-    for col, values in cells_by_col.items():
-        if len({round(v, digits) for _, v in values}) < 2:
-            continue
-        top = max(round(v, digits) for _, v in values)
-        for i, v in values:
-            best[(i, col)] = round(v, digits) == top
-    return best
-
-
-def _per_k_column(cols: list[Column], rows: Iterable[BoardRow]) -> Column | None:
-    """The K a per-K task is summarised and sorted by: measured for the most backbones, then the
-    largest K."""
-    rows = list(rows)
-    counted = [(sum(c in r.cells for r in rows), c.blocks or 0.0, c) for c in cols]
-    counted = [t for t in counted if t[0]]
-    return max(counted, key=lambda t: t[:2])[2] if counted else None
-
-
-def _sort_column(task: str, cols: list[Column], rows: list[BoardRow]) -> Column | None:
-    if task in PER_K_TASKS:
-        return _per_k_column(cols, rows)
-    for metric in HEADLINE.get(task, ()):
-        for c in cols:
-            if c.metric == metric:
-                return c
-    return cols[0] if cols else None
-
-
 def _by_value(col: Column | None):
     def key(row: BoardRow):
         cell = row.cells.get(col) if col is not None else None
         return (cell is None, -(cell.mean if cell else 0.0), row.label)
     return key
-
-
-def _groups(board: Leaderboard) -> dict[GroupKey, list[Column]]:
-    """Columns per table: one table per task, dataset, protocol and low-label setting."""
-    groups: dict[GroupKey, list[Column]] = defaultdict(list)
-    for col in board.columns:                      # already in display order
-        groups[(col.task, col.dataset, col.protocol, col.labels)].append(col)
-    return groups
 
 
 def _n_text(ns: list[int]) -> str:
@@ -177,13 +53,13 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
     if not measured:
         return []
     cols = [c for c in cols if any(c in r.cells for r in measured)]
-    sort_col = _sort_column(task, cols, measured)
+    sort_col = sort_column(task, cols, measured)
     measured.sort(key=_by_value(sort_col))
     paper = []
     if dataset in PAPER_DATASETS and not protocol and not labels:
         paper = sorted((r for r in board.rows if r.kind == PAPER and any(c in r.cells for c in cols)),
                        key=_by_value(sort_col))
-    best = _mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(measured) if c in r.cells] for c in cols})
+    best = mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(measured) if c in r.cells] for c in cols})
     ns = [sorted({r.cells[c].n for c in cols if c in r.cells}) for r in measured]
     shared_n = ns[0] if all(n == ns[0] for n in ns) and len(ns[0]) == 1 else None
     deltas = [c for c in cols if any(c in r.cells and r.cells[c].reference is not None for r in measured)]
@@ -277,7 +153,7 @@ def _units(task: str, cols: list[Column]) -> str:
 
 
 def task_views(board: Leaderboard) -> list[View]:
-    return [v for (task, dataset, protocol, labels), cols in _groups(board).items()
+    return [v for (task, dataset, protocol, labels), cols in groups(board).items()
             for v in task_view(board, task, dataset, cols, protocol, labels)]
 
 
@@ -286,7 +162,6 @@ VIEWS = ("all", "tasks", "summary", "cost")
 
 def views_for(board: Leaderboard, which: str = "all") -> list[View]:
     """Summary, then the per-task tables, then cost ('all'), or one kind of them."""
-    from maebench.leaderboards.summary import cost_view, summary_views
     out = []
     if which in ("all", "summary"):
         out += summary_views(board)

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(message: str) -> str:
+def _unwrap_worker_error(message: str) -> str:
     """A MaebenchError raised in a DataLoader worker comes back with the worker's traceback
     folded into its message; keep the error's own line, which names the file at fault."""
     if "Original Traceback" in message:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._handler(args) or 0)
     except MaebenchError as e:
-        print(f"maebench: error: {_one_line(str(e))}", file=sys.stderr)
+        print(f"maebench: error: {_unwrap_worker_error(str(e))}", file=sys.stderr)
         return e.exit_code
     except AlreadyDone as e:         # a finished run asked for again: say so, train nothing
         if str(e):

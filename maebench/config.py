@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from maebench import config_values
-from maebench.errors import MaebenchError, UsageError, did_you_mean
+from maebench.errors import MaebenchError, UsageError, did_you_mean, first_line
 
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 
@@ -125,7 +125,7 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
         except OSError as e:
             raise MaebenchError(f"cannot read config file {path}: {e.strerror}") from None
         except yaml.YAMLError as e:
-            raise MaebenchError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise MaebenchError(f"config file {path} is not valid YAML: {first_line(e)}") from None
         if not isinstance(user, dict):
             raise MaebenchError(f"config file {path} must hold a mapping of keys to values")
         for k, v in user.items():

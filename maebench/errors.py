@@ -6,6 +6,7 @@ command line or an unknown name; `cli.main` prints `maebench: error: <message>` 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -42,3 +43,23 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 def unknown(kind: str, name: str, choices: Iterable[str]) -> UsageError:
     """UsageError for an unknown name of some kind, with suggestions."""
     return UsageError(f"unknown {kind} '{name}'{did_you_mean(name, choices)}")
+
+
+def first_line(e: BaseException, limit: int | None = None, *, typed: bool = False) -> str:
+    """An exception as one line, for messages that must stay one line (cli.main prints one):
+    its first non-blank line with whitespace folded (its type name when it has none); past
+    `limit` characters, whole sentences only, or a word cut with ' ...'; `typed`: 'Type: ...'."""
+    lines = [" ".join(line.split()) for line in str(e).splitlines()]
+    text = next((line for line in lines if line), "")
+    if not text:
+        return type(e).__name__
+    if limit is not None and len(text) > limit:
+        kept = ""
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            if kept and len(kept) + 1 + len(sentence) > limit:
+                break
+            kept = f"{kept} {sentence}".strip()
+        if len(kept) > limit:                 # one sentence longer than the limit: end at a word
+            kept = kept[:limit].rsplit(" ", 1)[0] + " ..."
+        text = kept
+    return f"{type(e).__name__}: {text.rstrip('.')}" if typed else text

@@ -223,6 +223,25 @@ class ResultsStore:
             con.executemany("DELETE FROM runs WHERE run_id=?", [(r,) for r in run_ids])
 
     # -- reading -------------------------------------------------------------------------
+    def tasks_done(self) -> dict[str, list[str]]:
+        """backbone -> its tasks with a finished run, sorted. Read-only (never creates the file or
+        its schema: `maebench backbones list` only looks); {} without a store."""
+        if not self.path.is_file():
+            return {}
+        try:
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            try:
+                rows = con.execute("SELECT DISTINCT backbone, task FROM runs WHERE status='done'").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as e:
+            from maebench.errors import MaebenchError
+            raise MaebenchError(f"cannot read results store {self.path}: {e}") from None
+        out: dict[str, list[str]] = {}
+        for backbone, task in rows:
+            out.setdefault(backbone, []).append(task)
+        return {k: sorted(v) for k, v in out.items()}
+
     def rows(self, *, task: str | None = None, backbone: str | None = None,
              status: str | None = "done", run_id: str | None = None) -> list[Row]:
         sql, args = "SELECT * FROM runs WHERE 1=1", []

@@ -76,7 +76,7 @@ def probe_train_transform(cfg: dict, mean, std):
 def finetune_train_transform(cfg: dict, mean, std):
     """Fine-tuning (Table 9): random-resized crop (bicubic), flip, RandAugment, random erasing,
     no colour jitter, as the released MAE recipe builds it."""
-    from maebench.tasks.classification_recipe import train_transform
+    from maebench.classification import train_transform
     aug = cfg["aug"]
     return train_transform(cfg["img_size"], mean, std, scale=aug["scale"], hflip=aug["hflip"],
                            rand_augment=aug["rand_augment"], reprob=aug["reprob"], remode=aug["remode"])

@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from maebench import distributed as dist
-from maebench.tasks.classification_eval import shard_loader
+from maebench.classification import shard_loader
 
 
 def cls_features(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -12,11 +12,10 @@ import torch.nn as nn
 
 from maebench import distributed as dist
 from maebench import engine, optim, runs
+from maebench.classification import classification_loss, evaluate, uses_mixup
 from maebench.runner import Recipe
 from maebench.runspec import RunSpec
 from maebench.tasks.classification_data import eval_transform, finetune_train_transform
-from maebench.tasks.classification_eval import evaluate
-from maebench.tasks.classification_recipe import ClassificationLoss
 from maebench.tasks.classification_setup import Setup, check_batch, prepare
 
 HEAD_INIT_STD = 2e-5    # the released recipe's head init: near-zero logits, so the first
@@ -35,22 +34,11 @@ def build_classifier(backbone: str, cfg: dict, num_classes: int, seed: int) -> n
     return model
 
 
-def classification_loss(cfg: dict, num_classes: int) -> ClassificationLoss:
-    aug = cfg["aug"]
-    return ClassificationLoss(num_classes, mixup=aug["mixup"], cutmix=aug["cutmix"], mixup_prob=aug["mixup_prob"],
-                              switch_prob=aug["mixup_switch_prob"], label_smoothing=aug["label_smoothing"])
-
-
 def layer_decay_groups(model: nn.Module, cfg: dict) -> list[dict]:
     """Optimizer groups of the trainable parameters: block i of L trains at
     lr x layer_decay ** (L - i), embeddings at layer_decay ** (L + 1), head and norms at lr."""
     return optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
                               num_layers=len(model.blocks))
-
-
-def uses_mixup(cfg: dict) -> bool:
-    aug = cfg["aug"]
-    return (aug["mixup"] > 0 or aug["cutmix"] > 0) and aug["mixup_prob"] > 0
 
 
 def forward_flops(model: nn.Module, img_size: int) -> int:

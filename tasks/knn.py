@@ -22,36 +22,17 @@ from maebench.flops import peak_memory_mb
 from maebench.runner import Outcome, Recipe
 from maebench.runspec import RunSpec
 from maebench.tasks import frozen_data
-from maebench.tasks.classification_eval import accuracy_from_counts, topk_correct
+from maebench.classification import accuracy_from_counts, topk_correct
 from maebench.tasks.classification_setup import prepare
-
-
-def knn_scores(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, num_classes: int, *,
-               k: int = 20, temperature: float = 0.07, chunk: int = 1024,
-               device: torch.device | str = "cpu") -> torch.Tensor:
-    """[Q, classes] vote totals (on CPU). bank [N, D] and queries [Q, D] are L2-normalised here,
-    so a dot product is the cosine similarity; k is capped at N. Computed on `device`, `chunk`
-    queries at a time (a [chunk, N] similarity block)."""
-    bank = F.normalize(bank.float().to(device), dim=1)
-    queries = F.normalize(queries.float().to(device), dim=1)
-    bank_labels = bank_labels.to(device)
-    k = min(k, bank.shape[0])
-    out = torch.zeros(queries.shape[0], num_classes)
-    for start in range(0, queries.shape[0], chunk):
-        sim = queries[start:start + chunk] @ bank.T               # [q, N]
-        top_sim, top_idx = sim.topk(k, dim=1)                     # [q, k]
-        weights = (top_sim / temperature).exp()                   # [q, k]
-        votes = torch.zeros(sim.shape[0], num_classes, device=device)
-        votes.scatter_add_(1, bank_labels[top_idx], weights)      # sum of weights per class
-        out[start:start + chunk] = votes.cpu()
-    return out
 
 
 def knn_grid_counts(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
                     query_labels: torch.Tensor, num_classes: int, pairs: list[tuple[int, float]], *,
                     chunk: int = 1024, device: torch.device | str = "cpu") -> dict[tuple[int, float], torch.Tensor]:
     """{(k, T): [n, correct@1, correct@5]} for every pair, from one top-max(k) search per query
-    chunk; each pair's votes are those knn_scores(k=k, temperature=T) gives."""
+    chunk. bank [N, D] and queries [Q, D] are L2-normalised here, so a dot product is the cosine
+    similarity; each query's k most similar bank images vote for their class with weight
+    exp(similarity / T); k is capped at N."""
     bank = F.normalize(bank.float().to(device), dim=1)
     queries = F.normalize(queries.float().to(device), dim=1)
     bank_labels, query_labels = bank_labels.to(device), query_labels.to(device)

@@ -177,9 +177,6 @@ class HeadBank:
         grp = next(g for g in self.groups if h in g.heads)
         return grp.w[:, grp.heads.index(h)]
 
-    def head_bias(self, h: int) -> torch.Tensor:
-        return self.b[self.order.index(h)]
-
     def finite(self) -> list[bool]:
         return [bool(torch.isfinite(self.head_weight(h)).all()) for h in range(len(self.specs))]
 

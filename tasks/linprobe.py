@@ -27,12 +27,12 @@ from torch.utils.data import TensorDataset
 
 from maebench import distributed as dist
 from maebench import engine, optim, runs
+from maebench.classification import evaluate
 from maebench.errors import UsageError
 from maebench.runner import Outcome, Recipe
 from maebench.runspec import RunSpec
 from maebench.tasks import features, frozen_data, linear_sweep
 from maebench.tasks.classification_data import eval_transform, probe_train_transform
-from maebench.tasks.classification_eval import evaluate
 from maebench.tasks.classification_setup import Setup, check_batch, prepare
 
 HEAD_INIT_STD = 0.01     # the released recipe's probe init

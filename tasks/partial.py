@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch.nn as nn
 
+from maebench.classification import uses_mixup
 from maebench.errors import UsageError
 from maebench.runner import Outcome, Recipe
 from maebench.runspec import RunSpec
 from maebench.tasks.classification_setup import check_batch, load_config, prepare
-from maebench.tasks.finetune import build_classifier, classifier_recipe, forward_flops, uses_mixup
+from maebench.tasks.finetune import build_classifier, classifier_recipe, forward_flops
 
 HALF = 0.5
 MLP_SUB_BLOCK = ("norm2.", "mlp.", "ls2.", "gamma_2")   # timm Block / BEiT Block names

@@ -1,4 +1,4 @@
-"""The catalogue is consistent: architectures as in backbones/vit.py, valid families and paper
+"""The catalogue is consistent: one architecture table (backbones/vit.py builds from it), valid families and paper
 rows, addresses that match their file names, parameter counts equal to the models'."""
 from __future__ import annotations
 
@@ -16,10 +16,16 @@ from maebench.commands.backbones import FORMAT_CHOICES
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_architecture_table_equals_vit_archs():
-    from maebench.backbones.vit import ARCHS
+def test_the_vit_is_built_from_the_one_architecture_table():
+    from maebench.backbones import vit
     table = yaml.safe_load(cat.CATALOGUE_PATH.read_text())["architectures"]
-    assert {k: (v["embed_dim"], v["depth"], v["num_heads"], v["patch_size"]) for k, v in table.items()} == ARCHS
+    assert {k: (v["embed_dim"], v["depth"], v["num_heads"], v["patch_size"]) for k, v in table.items()} \
+        == {a: cat.arch_dims(a) for a in cat.arch_names()}
+    assert not hasattr(vit, "ARCHS")
+    for arch in ("vit-micro", "vit-tiny"):
+        d, depth, heads, patch = cat.arch_dims(arch)
+        m = vit.create_vit(arch, img_size=4 * patch)
+        assert (m.embed_dim, len(m.blocks), m.blocks[0].attn.num_heads, m.patch_embed.patch_size[0]) == (d, depth, heads, patch)
 
 
 def test_cli_format_choices_equal_converter_formats():

@@ -156,3 +156,19 @@ def test_patch_size_flag_resamples_a_patch_14_release_to_16_through_timms_filter
     model, _ = registry.load("b", img_size=64, global_pool="probe")
     assert model.patch_embed.proj.weight.shape[-1] == 16
     assert tf.probe_features(model, torch.randn(1, 3, 64, 64)).shape == (1, 32)
+
+
+@pytest.mark.parametrize("family", ["dinov2-reg4", "deit3"])
+def test_a_timm_family_at_another_size_gets_timms_antialiased_resampling(family, tmp_path):
+    """maebench.backbones.pos_embed resizes timm families' pos_embed as timm's own filter would
+    (resample_abs_pos_embed, antialiased), shrinking and growing; [cls]/register rows as timm counts them."""
+    from timm.layers import resample_abs_pos_embed
+    src, path, name, img = make_release(tmp_path, family, "dinov2" if family.startswith("dinov2") else family)
+    assert register(path, name, img) == 0
+    stored = registry.load("b", img_size=img)[0].pos_embed.detach()
+    patch = src.patch_embed.patch_size[0]
+    for side in (img - 2 * patch, img + 2 * patch):
+        model, _ = registry.load("b", img_size=side)
+        prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
+        want = resample_abs_pos_embed(stored, [side // patch] * 2, num_prefix_tokens=prefix, antialias=True)
+        assert torch.equal(model.pos_embed.detach(), want)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from maebench.backbones.pretraining.supervised import classification_loss, load_config, train_transform
-from maebench.tasks.classification_recipe import posterize_any_bits
+from maebench.backbones.pretraining.supervised import load_config, train_transform
+from maebench.classification import classification_loss, posterize_any_bits
 from maebench.errors import UsageError
 
 
@@ -58,3 +58,18 @@ def test_mixup_makes_smoothed_soft_targets_for_a_soft_target_loss():
     loss = classification_loss(cfg, num_classes=4)
     criterion, mixup = loss.criterion, loss.mixup
     assert mixup is None and criterion(logits, y).item() > 0
+
+
+def test_one_mixup_rule_for_fine_tuning_and_supervised_pretraining():
+    """Both protocols read the same classification_loss / uses_mixup (maebench.classification):
+    mixup_prob 0 means no mixing, so no even-batch rule; label smoothing from either layout."""
+    from maebench import config
+    from maebench.classification import uses_mixup
+    sup = load_config(_args(arch="vit-micro", set=["aug.mixup=0.8", "aug.cutmix=1.0"]), "pretrain_supervised", {})
+    fin = config.load("finetune", arch="vit-tiny")
+    for cfg in (sup, fin):
+        assert uses_mixup(cfg) and classification_loss(cfg, 4).mixup is not None
+        cfg["aug"]["mixup_prob"] = 0.0
+        assert not uses_mixup(cfg) and classification_loss(cfg, 4).mixup is None
+    assert classification_loss(sup, 4).criterion.smoothing == sup["label_smoothing"]
+    assert classification_loss(fin, 4).criterion.smoothing == fin["aug"]["label_smoothing"]

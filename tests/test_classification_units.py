@@ -13,9 +13,9 @@ from maebench.backbones.vit import create_vit
 from maebench import config
 from maebench.errors import MaebenchError, UsageError
 from maebench.tasks import features
-from maebench.tasks.classification_eval import evaluate, topk_correct
+from maebench.classification import evaluate, topk_correct
 from maebench.tasks.finetune import layer_decay_groups
-from maebench.tasks.knn import knn_scores
+from maebench.tasks.knn import knn_grid_counts
 from maebench.tasks.partial import check_blocks, freeze, parse_blocks
 
 
@@ -94,11 +94,13 @@ def brute_force_knn(bank, labels, queries, num_classes, k, t):
 def test_knn_matches_brute_force_vote():
     g = torch.Generator().manual_seed(0)
     bank, queries = torch.randn(300, 16, generator=g), torch.randn(50, 16, generator=g)
-    labels = torch.randint(0, 6, (300,), generator=g)
-    ours = knn_scores(bank, labels, queries, 6, k=20, temperature=0.07, chunk=7)   # chunks of 7: ragged end
-    ref = brute_force_knn(bank.double().numpy(), labels.numpy(), queries.double().numpy(), 6, 20, 0.07)
-    np.testing.assert_allclose(ours.numpy(), ref, rtol=2e-4)
-    assert (ours.argmax(1).numpy() == ref.argmax(1)).all()
+    labels, q_labels = torch.randint(0, 6, (300,), generator=g), torch.randint(0, 6, (50,), generator=g)
+    pairs = [(20, 0.07), (5, 0.2), (300, 0.07)]
+    ours = knn_grid_counts(bank, labels, queries, q_labels, 6, pairs, chunk=7)    # chunks of 7: ragged end
+    for k, t in pairs:
+        ref = brute_force_knn(bank.double().numpy(), labels.numpy(), queries.double().numpy(), 6, k, t)
+        want = topk_correct(torch.from_numpy(ref), q_labels)
+        assert ours[(k, t)].tolist() == [50, *want.tolist()], (k, t)
 
 
 def test_knn_on_separable_features_is_exact():
@@ -110,8 +112,7 @@ def test_knn_on_separable_features_is_exact():
     bank = centres[labels] + 0.1 * torch.randn(200, 32, generator=g)
     q_labels = torch.arange(5).repeat(6)
     queries = centres[q_labels] + 0.1 * torch.randn(30, 32, generator=g)
-    scores = knn_scores(bank, labels, queries, 5, k=20, temperature=0.07)
-    assert topk_correct(scores, q_labels).tolist() == [30, 30]
+    assert knn_grid_counts(bank, labels, queries, q_labels, 5, [(20, 0.07)])[(20, 0.07)].tolist() == [30, 30, 30]
 
 
 def test_topk_counts_and_few_classes():

@@ -153,7 +153,7 @@ def test_torchrun_run_completes_rank0_writes_and_its_evaluation_equals_one_proce
 def _finetune(state, cfg, data, _tmp):
     from maebench.backbones import registry
     from maebench.tasks.classification_data import eval_transform, open_data
-    from maebench.tasks.classification_eval import evaluate
+    from maebench.classification import evaluate
     from maebench.tasks.finetune import build_classifier
     e = registry.entry("scratch-vit-micro")
     model = build_classifier("scratch-vit-micro", cfg, 3, 0)

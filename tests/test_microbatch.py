@@ -85,7 +85,7 @@ def test_a_model_whose_batchnorm_cannot_train_on_one_image_is_measured_from_two(
 def test_a_loss_that_pairs_images_gets_an_even_micro_batch(monkeypatch):
     """Mixup / cutmix pair the images of a batch (timm's Mixup refuses an odd one): the trial
     steps use 2 and 4 images, and on a small machine the chosen micro-batch stays even."""
-    from maebench.tasks.classification_recipe import ClassificationLoss
+    from maebench.classification import ClassificationLoss
     mixing = ClassificationLoss(2, mixup=0.8, cutmix=1.0, mixup_prob=1.0, switch_prob=0.5, label_smoothing=0.1)
     m, accum, line = choose(convnet(), monkeypatch, free=64 << 20, loss_fn=mixing)
     assert m % 2 == 0 and m < 32 and m * accum == 32

@@ -103,3 +103,18 @@ def test_the_newest_finished_row_per_recipe_and_seed_is_computed_once(tmp_path):
     assert {r.config_hash for r in newest_done(rows)} == {r.config_hash for r in rows}      # config_hash agrees
     groups = by_recipe(rows)
     assert sorted(len(g) for g in groups.values()) == [1, 1, 2] and groups[next(iter(groups))][0].run_id == new
+def test_tasks_done_reads_finished_runs_only_and_creates_nothing(tmp_path):
+    from maebench.errors import MaebenchError
+    absent = ResultsStore(tmp_path / "none.sqlite")
+    assert absent.tasks_done() == {} and not absent.path.exists()
+    store = ResultsStore(tmp_path / "r.sqlite")
+    for task in ("linprobe", "finetune", "linprobe"):
+        with store.run(task=task, backbone="b", config={"t": task}, seed=len(task)) as run:
+            run.finish({"top1": 1.0})
+    with pytest.raises(RuntimeError):
+        with store.run(task="coco", backbone="b", config={}):
+            raise RuntimeError("boom")
+    assert store.tasks_done() == {"b": ["finetune", "linprobe"]}           # distinct, sorted, done only
+    (tmp_path / "bad.sqlite").write_text("not a database")
+    with pytest.raises(MaebenchError, match="cannot read results store"):
+        ResultsStore(tmp_path / "bad.sqlite").tasks_done()

@@ -33,7 +33,7 @@ def test_the_pretraining_transform_is_recognised_with_its_parameters_and_others_
 
 
 def test_the_fine_tuning_recipe_without_randaug_jitter_or_erasing_is_the_same_augmentation():
-    from maebench.tasks.classification_recipe import train_transform
+    from maebench.classification import train_transform
     mild = train_transform(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), scale=(0.5, 1.0), rand_augment=None, reprob=0.0)
     assert tl.augmentation_of(mild) == {"size": (32, 32), "scale": (0.5, 1.0), "ratio": (3 / 4, 4 / 3),
                                         "mode": "bicubic", "flip": 0.5,

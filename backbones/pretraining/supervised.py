@@ -30,19 +30,19 @@ def recipes(spec: RunSpec):
     import torch
 
     from maebench.backbones.vit import create_vit
+    from maebench.classification import classification_loss, uses_mixup
+    from maebench.classification import evaluate as top_k
     from maebench.microbatch import micro_batch
-    from maebench.tasks.classification_eval import evaluate as top_k
     from maebench import distributed, flops, optim
     from maebench.data.imagefolder import ImageFolder
     from maebench.runner import Recipe
 
     # 1. validate everything before a results row exists ------------------------------------
     cfg = load_config(spec)
-    aug = cfg["aug"]
     data_dir, dataset = resolve_data(spec.data)
     device = distributed.init(spec.device, deterministic=spec.deterministic)
     micro = micro_batch(cfg["batch_size"], distributed.world_size(), cfg["accum_iter"])
-    mixing = aug["mixup"] > 0 or aug["cutmix"] > 0
+    mixing = uses_mixup(cfg)
     if mixing and micro % 2:
         raise UsageError(f"mixup/cutmix pair images within a batch: the per-process batch ({micro}) must be "
                          "even; change batch_size or set aug.mixup=0 aug.cutmix=0")
@@ -87,10 +87,10 @@ def recipes(spec: RunSpec):
 # Recipe pieces
 # --------------------------------------------------------------------------------------------
 def train_transform(cfg: dict):
-    """The classification recipe's training transform (tasks/classification_recipe.py) with this
+    """The classification recipe's training transform (maebench/classification.py) with this
     protocol's keys: DeiT's random-resized crop, flip, RandAugment, random erasing."""
     from maebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-    from maebench.tasks.classification_recipe import train_transform as recipe_transform
+    from maebench.classification import train_transform as recipe_transform
     aug = cfg["aug"]
     return recipe_transform(cfg["img_size"], IMAGENET_MEAN, IMAGENET_STD, scale=(aug["crop_min"], 1.0),
                             color_jitter=aug["color_jitter"] or None, rand_augment=aug["rand_augment"], reprob=aug["reprob"])
@@ -99,14 +99,6 @@ def train_transform(cfg: dict):
 def eval_transform(cfg: dict):
     from maebench.data.transforms import classification_eval
     return classification_eval(cfg["img_size"], crop_pct=cfg["aug"]["eval_crop_pct"])
-
-
-def classification_loss(cfg: dict, num_classes: int):
-    """The recipe's loss with this protocol's keys (label smoothing at the top level)."""
-    from maebench.tasks.classification_recipe import ClassificationLoss
-    aug = cfg["aug"]
-    return ClassificationLoss(num_classes, mixup=aug["mixup"], cutmix=aug["cutmix"], mixup_prob=aug["mixup_prob"],
-                              switch_prob=aug["mixup_switch_prob"], label_smoothing=cfg["label_smoothing"])
 
 
 # --------------------------------------------------------------------------------------------

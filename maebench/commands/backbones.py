@@ -6,13 +6,11 @@ they answer at once. `register` converts a checkpoint (backbones/convert.py) and
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import time
 
 from maebench.backbones.catalogue import FAMILIES
 from maebench.commands.common import add_results_option
-from maebench.home import results_path
 
 # = backbones.formats.FORMATS (which imports torch); a test keeps them equal
 FORMAT_CHOICES = ("auto", "mae", "mae-full", "mocov3", "beit", "timm", "deit", "maebench")
@@ -83,23 +81,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def tasks_run(results: str | None) -> dict[str, list[str]]:
-    """backbone -> distinct tasks with a finished run, read-only from the results store."""
-    path = results_path(results)
-    if not path.is_file():
-        return {}
+    """backbone -> distinct tasks with a finished run; an unreadable store is a warning."""
+    from maebench.errors import MaebenchError
+    from maebench.results import ResultsStore
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = con.execute("SELECT DISTINCT backbone, task FROM runs WHERE status='done'").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error as e:
-        print(f"maebench: warning: cannot read results store {path}: {e}", file=sys.stderr)
+        return ResultsStore(results).tasks_done()
+    except MaebenchError as e:
+        print(f"maebench: warning: {e}", file=sys.stderr)
         return {}
-    out: dict[str, list[str]] = {}
-    for backbone, task in rows:
-        out.setdefault(backbone, []).append(task)
-    return {k: sorted(v) for k, v in out.items()}
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from maebench.errors import MaebenchError
+from maebench.errors import MaebenchError, first_line
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -50,7 +50,7 @@ def load_rgb(path: str | os.PathLike):
     except FileNotFoundError:
         raise MaebenchError(f"image file not found: {path}") from None
     except _PIL_ERRORS as e:
-        raise MaebenchError(f"cannot read image {path}: {_one_line(e)}") from None
+        raise MaebenchError(f"cannot read image {path}: {first_line(e)}") from None
 
 
 def load_label(path: str | os.PathLike):
@@ -69,7 +69,7 @@ def load_label(path: str | os.PathLike):
     except FileNotFoundError:
         raise MaebenchError(f"label file not found: {path}") from None
     except _PIL_ERRORS as e:
-        raise MaebenchError(f"cannot read label map {path}: {_one_line(e)}") from None
+        raise MaebenchError(f"cannot read label map {path}: {first_line(e)}") from None
 
 
 def verify_image(path: str | os.PathLike, decode: bool = True) -> str | None:
@@ -86,7 +86,7 @@ def verify_image(path: str | os.PathLike, decode: bool = True) -> str | None:
     except FileNotFoundError:
         return "file not found"
     except _PIL_ERRORS as e:
-        return _one_line(e)
+        return first_line(e)
     return None
 
 
@@ -99,8 +99,3 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
             return img.size
     except _PIL_ERRORS:
         return None
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().replace("\n", " ") or type(e).__name__
-    return text

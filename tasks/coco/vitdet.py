@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from torchvision.ops import MultiScaleRoIAlign
 
+from maebench.backbones.pos_embed import resize_pos_embed
 from maebench.errors import MaebenchError
 from maebench.tasks.pyramid import STRIDES, LayerNorm2d, rescale_factor, tap_indices
 
@@ -188,11 +189,9 @@ class ViTDetEncoder(nn.Module):
         """The position embedding on an h x w grid, [1, h, w, D] (bicubic, no [cls] row)."""
         pos = self.pos_embed[:, self.num_prefix:]
         g = math.isqrt(pos.shape[1])
-        pos = pos.reshape(1, g, g, -1)
-        if (g, g) != (h, w):
-            pos = F.interpolate(pos.permute(0, 3, 1, 2), size=(h, w), mode="bicubic",
-                                align_corners=False).permute(0, 2, 3, 1)
-        return pos
+        # no antialias: the official ViTDet get_abs_pos
+        pos = resize_pos_embed(pos, (h, w), num_prefix_tokens=0, old_grid=(g, g), antialias=False)
+        return pos.reshape(1, h, w, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed.norm(self.patch_embed.proj(x).permute(0, 2, 3, 1))     # [B, h, w, D]
