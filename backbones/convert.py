@@ -1,7 +1,7 @@
 """Checkpoint file -> canonical backbone weights: safe reading, conversion, shape checks.
 
 A checkpoint is a pickle, and full unpickling runs whatever code the file carries, so files are
-read with maebench.checkpoint.load (weights_only: tensors, containers, numbers, strings, and
+read with maebench.torch_io.load (weights_only: tensors, containers, numbers, strings, and
 argparse.Namespace, which training scripts store as "args"); anything more is refused unless
 the caller trusts the file. `.safetensors` files are read with safetensors.
 
@@ -24,9 +24,9 @@ import torch
 
 from maebench.backbones.catalogue import arch_dims, arch_names, infer_arch
 from maebench.backbones.formats import Converted, convert, detect
-from maebench.backbones.formats.common import OPTIONAL_PREFIXES, square_side
-from maebench import checkpoint
-from maebench.backbones.loading import REL_TABLE, build_model, fit_pos_embed, fit_rel_table
+from maebench.backbones.formats.canonical import OPTIONAL_PREFIXES, square_side
+from maebench import torch_io
+from maebench.backbones.build import REL_TABLE, build_model, fit_pos_embed, fit_rel_table
 from maebench.errors import MaebenchError, UsageError, first_line
 
 SHOW_PROBLEMS = 4
@@ -61,7 +61,7 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> Any:
             return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
         except Exception as e:  # noqa: BLE001 - a damaged archive
             raise MaebenchError(f"{path}: cannot read TorchScript archive ({first_line(e, 160, typed=True)})") from None
-    return checkpoint.load(path, trust=trust)
+    return torch_io.load(path, trust=trust)
 
 
 def _is_torchscript(path: Path) -> bool:

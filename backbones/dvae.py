@@ -158,7 +158,7 @@ def tokenizer_path(name_or_path: str):
 
 def load_tokenizer(name_or_path: str) -> tuple[DiscreteVAE, dict]:
     """-> (frozen DiscreteVAE in eval mode, its metadata)."""
-    from maebench.checkpoint import load
+    from maebench.torch_io import load
     path = tokenizer_path(name_or_path)
     ck = load(path)
     meta = ck.get("maebench") if isinstance(ck, dict) else None

@@ -325,7 +325,7 @@ def remove(name: str) -> Path | None:
 def _read_weights(e: BackboneEntry, *, mmap: bool = False) -> dict[str, Any]:
     if not e.present or e.weights is None:
         raise missing_weights_error(e)
-    from maebench.backbones.loading import read_weights
+    from maebench.backbones.build import read_weights
     return read_weights(e.weights, name=e.name, mmap=mmap)
 
 
@@ -339,7 +339,7 @@ def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global
     as MAE fine-tuning does; "probe" builds the pool of the backbone's documented probe feature
     (timm families: backbones/timm_family.py). Position embeddings are resized to the task's grid. `scratch-*`
     entries are randomly initialised (any patch size)."""
-    from maebench.backbones.loading import build_entry_model
+    from maebench.backbones.build import build_entry_model
     from maebench.backbones.timm_family import build as build_timm
 
     e = entry(name)

@@ -188,7 +188,7 @@ def model_facts(model) -> dict[str, Any]:
 def _pre_filter(state: dict, family: str | None, notes: list[str]) -> dict:
     """What timm's filter leaves to the caller: BEiT v2's shared relative position table copied
     into every block (as BEiT fine-tuning does) and pretraining-only parts dropped."""
-    from maebench.backbones.formats.common import depth_of, drop
+    from maebench.backbones.formats.canonical import depth_of, drop
     state = dict(state)
     if family in ("beit2",) or "rel_pos_bias.relative_position_bias_table" in state:
         drop(state, lambda k: k.startswith(("lm_head.", "cls_pt_layers.")) or k == "mask_token", notes,
@@ -206,7 +206,7 @@ def convert_release(top: Any, name: str, kwargs: dict[str, Any], path) -> dict[s
 
     Returns {"state", "format", "family", "facts", "notes"}; MaebenchError (one line: found vs
     expected) when the file is another family, another size, or lacks tensors."""
-    from maebench.backbones.formats.common import strip_prefixes, unwrap
+    from maebench.backbones.formats.canonical import strip_prefixes, unwrap
     raw = strip_prefixes(unwrap(top, path))
     found = recognise(raw)
     want = family_of_model(name)
@@ -271,7 +271,7 @@ def build(e, state: dict | None, *, img_size: int, in_chans: int, num_classes: i
           drop_path_rate: float, extra: dict[str, Any]):
     """The timm model of registry entry `e` for a task, with `state` fitted by timm's filter.
     global_pool "probe" keeps the family's own pool (its probe feature, module docstring)."""
-    from maebench.backbones.loading import fit_state_dict, load_fitted, prefix_tokens
+    from maebench.backbones.build import fit_state_dict, load_fitted, prefix_tokens
     from maebench.backbones.pos_embed import resize_pos_embed
     fam = FAMILIES.get(e.model_family or "")
     kw = {**e.timm_kwargs, **extra, "img_size": img_size, "num_classes": num_classes, "drop_path_rate": drop_path_rate}

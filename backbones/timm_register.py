@@ -29,7 +29,7 @@ def recognised_model(top: Any, path) -> tuple[str, dict] | None:
     for maebench's own weights file of a timm-built backbone; None for any other file (it goes
     through today's detection). MaebenchError for a recognised family at a size no release has:
     the user names the model with --timm."""
-    from maebench.backbones.formats.common import strip_prefixes, unwrap
+    from maebench.backbones.formats.canonical import strip_prefixes, unwrap
     if isinstance(top, Mapping) and isinstance(top.get("maebench"), Mapping):
         meta = top["maebench"]
         if meta.get("model") != "timm":
@@ -51,7 +51,7 @@ def recognised_model(top: Any, path) -> tuple[str, dict] | None:
 
 def suggestion(top: Any, path) -> list[str]:
     """A note naming the timm model of a DeiT III / BEiT v2 file that today's formats read."""
-    from maebench.backbones.formats.common import strip_prefixes, unwrap
+    from maebench.backbones.formats.canonical import strip_prefixes, unwrap
     try:
         raw = strip_prefixes(unwrap(top, path))
     except MaebenchError:

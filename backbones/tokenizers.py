@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from maebench import checkpoint
+from maebench import torch_io
 from maebench.errors import MaebenchError, first_line
 
 KIND_LABELS = {"dall-e": "DALL-E dVAE (openai/DALL-E encoder.pkl)",
@@ -143,7 +143,7 @@ class VQKDTokenizer(nn.Module):
     def __init__(self, state: dict[str, torch.Tensor]):
         super().__init__()
         from maebench.backbones.catalogue import infer_arch
-        from maebench.backbones.loading import build_model
+        from maebench.backbones.build import build_model
 
         enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
         dim, depth = enc["cls_token"].shape[-1], 1 + max(int(k.split(".")[1]) for k in enc if k.startswith("blocks."))
@@ -208,8 +208,8 @@ def load(name_or_path: str, *, mean, std, trust: bool = False) -> tuple[nn.Modul
 
     path = tokenizer_path(name_or_path)
     try:
-        ck = checkpoint.load(path)
-    except checkpoint.CheckpointError as e:
+        ck = torch_io.load(path)
+    except torch_io.CheckpointError as e:
         if not e.needs_trust:
             raise MaebenchError(f"{path}: cannot read tokenizer file ({e.cause})") from None
         if not trust:

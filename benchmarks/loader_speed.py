@@ -48,7 +48,7 @@ def measure(data: str | Path, *, batches: int = 8, steps: int = 5, log=print) ->
     from maebench.data import tensor_loader as tl
     from maebench.data.imagefolder import ImageFolder
     from maebench.data.transforms import classification_train
-    from maebench.loading import physical_cores
+    from maebench.dataloaders import physical_cores
 
     c = config.load("pretrain_mae", arch="vit-micro")
     bs, size = c["batch_size"], c["img_size"]

@@ -4,7 +4,7 @@ come from report_stages.py."""
 from __future__ import annotations
 
 from benchmarks import report_stages
-from benchmarks.markdown import pct, table
+from benchmarks.md_tables import pct, table
 
 THROUGHPUT = ("Throughput, everywhere in maebench (the results row's images_per_s, the progress line, the "
               "leaderboard's cost table, this report): images per second of optimizer steps, forward + backward + "

@@ -3,7 +3,7 @@ against the step it feeds, the cost of a leaderboard row, the demo's lanes; and 
 the summary (no measuring here; run_all.py measures, report.py assembles)."""
 from __future__ import annotations
 
-from benchmarks.markdown import pct, table
+from benchmarks.md_tables import pct, table
 
 
 def compile_section(rows: list[dict] | None, command: str) -> list[str]:

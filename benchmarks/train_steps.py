@@ -113,7 +113,7 @@ def mae(arch: str, img_size: int, batch_size: int, device, amp: bool = False) ->
                                  engine.TrainConfig.from_cfg(cfg))
     ratio = cfg["mask_ratio"]
 
-    def loss_fn(m, b, dev):                       # as backbones/pretraining/mae.py
+    def loss_fn(m, b, dev):                       # as backbones/pretraining/mae_method.py
         loss, _, _ = m(b[0].to(dev, non_blocking=True), mask_ratio=ratio)
         return loss, {}
 

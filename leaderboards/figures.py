@@ -15,7 +15,7 @@ from maebench.leaderboards.columns import (METRIC_LABELS, PER_K_TASKS, Column, d
                                            labels_label, protocol_label)
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.reference import ARCH_LABELS
-from maebench.leaderboards.table import PAPER, Leaderboard
+from maebench.leaderboards.board import PAPER, Leaderboard
 
 DPI = 110
 

@@ -15,7 +15,7 @@ from typing import Sequence
 from maebench.leaderboards.columns import format_blocks
 from maebench.leaderboards.html_assets import SCRIPT, STYLE
 from maebench.leaderboards.markdown import results_line
-from maebench.leaderboards.table import PAPER, Leaderboard
+from maebench.leaderboards.board import PAPER, Leaderboard
 from maebench.leaderboards.view_model import View, group_id
 from maebench.leaderboards.views import group_title, views_for
 from maebench.results import Row

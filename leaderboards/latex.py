@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from maebench.leaderboards.markdown import results_line
-from maebench.leaderboards.table import PAPER, Leaderboard
+from maebench.leaderboards.board import PAPER, Leaderboard
 from maebench.leaderboards.view_model import View
 from maebench.leaderboards.views import views_for
 

@@ -22,7 +22,7 @@ import io
 import json
 
 from maebench.leaderboards.stats import INTERVAL
-from maebench.leaderboards.table import PAPER, Leaderboard
+from maebench.leaderboards.board import PAPER, Leaderboard
 
 FIELDS = ("kind", "backbone", "family", "arch", "task", "dataset", "k", "protocol", "labels", "metric", "value",
           "seed", "run_id", "config_hash", "wall_time_s", "peak_mem_mb", "images_per_s", "n", "mean", "std",

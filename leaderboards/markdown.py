@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from maebench.leaderboards.table import PAPER, Leaderboard
+from maebench.leaderboards.board import PAPER, Leaderboard
 from maebench.leaderboards.view_model import View
 from maebench.leaderboards.views import views_for
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from maebench.leaderboards.table import Leaderboard
+from maebench.leaderboards.board import Leaderboard
 from maebench.leaderboards.views import VIEWS
 from maebench.errors import MaebenchError, unknown
 

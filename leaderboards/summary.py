@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from maebench.leaderboards.columns import METRIC_LABELS, PER_K_TASKS, Column, dataset_label, format_blocks, protocol_label
 from maebench.leaderboards.families import family_label
-from maebench.leaderboards.table import MEASURED, Leaderboard
+from maebench.leaderboards.board import MEASURED, Leaderboard
 from maebench.leaderboards.view_model import (Part, VCell, View, VRow, format_duration, group_id, groups, mark_best,
                                               markdown_width, sort_column)
 

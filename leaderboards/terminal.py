@@ -7,7 +7,7 @@ import shutil
 import textwrap
 
 from maebench.leaderboards.markdown import results_line
-from maebench.leaderboards.table import PAPER, Leaderboard
+from maebench.leaderboards.board import PAPER, Leaderboard
 from maebench.leaderboards.view_model import View
 from maebench.leaderboards.views import views_for
 

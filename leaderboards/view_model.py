@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from maebench.leaderboards.columns import HEADLINE, PER_K_TASKS, Column
-from maebench.leaderboards.table import MEASURED, PAPER, BoardRow, Leaderboard
+from maebench.leaderboards.board import MEASURED, PAPER, BoardRow, Leaderboard
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from maebench.leaderboards.columns import (METRIC_LABELS, PAPER_DATASETS, PER_K_
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.stats import INTERVAL_TEXT, delta_text, interval_text
 from maebench.leaderboards.summary import cost_view, summary_views
-from maebench.leaderboards.table import MEASURED, PAPER, BoardRow, Leaderboard, natural
+from maebench.leaderboards.board import MEASURED, PAPER, BoardRow, Leaderboard, natural
 from maebench.leaderboards.view_model import (Part, VCell, View, VRow, group_id, groups, mark_best, markdown_width,
                                               sort_column)
 from maebench.tasks.table import TASKS as TASK_TABLE

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from maebench import distributed as dist
-from maebench.checkpoint import load, save_atomic
+from maebench.torch_io import load, save_atomic
 from maebench.errors import MaebenchError
 
 

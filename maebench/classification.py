@@ -1,5 +1,5 @@
 """The one image-classification recipe, shared by fine-tuning, partial fine-tuning (tasks/) and
-supervised pretraining (backbones/pretraining/supervised.py), hence in the ground: the training
+supervised pretraining (backbones/pretraining/supervised_method.py), hence in the ground: the training
 transform (timm's pipeline with the posterize fix), the mixup / cutmix / label-smoothing loss,
 and top-k evaluation on the val split, distributed so that every image counts exactly once.
 

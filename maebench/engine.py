@@ -4,7 +4,7 @@ engine_pretrain.py: `fit` sets up, runs `train_one_epoch` per epoch, evaluates a
 
 A task hands `fit` a model, a training set and a `loss_fn(model, batch, device) -> (loss, logs)`;
 `fit` owns the rest: the micro-batch (chosen before the loop, maebench/microbatch.py), the
-distributed sampler and loader (maebench/loading.py), the optimizer and its per-iteration
+distributed sampler and loader (maebench/dataloaders.py), the optimizer and its per-iteration
 schedule, gradient accumulation, AMP, DDP, EMA, periodic evaluation, checkpoints and `--resume`
 (maebench/checkpointer.py), SIGINT/SIGTERM and non-finite losses (maebench/signals.py), and the
 progress line (maebench/progress.py). `on_step(step, total_steps)` runs before every optimizer
@@ -35,7 +35,7 @@ from maebench.checkpointer import Checkpointer, Resume, restore_rng, seed_everyt
 from maebench.compiling import maybe_compile
 from maebench.errors import MaebenchError, unknown
 from maebench.flops import peak_memory_mb
-from maebench.loading import train_loader
+from maebench.dataloaders import train_loader
 from maebench.optim import lr_at            # looked up here at every step: tests wrap engine.lr_at
 from maebench.progress import Progress
 from maebench.signals import StopFlag, agree
@@ -79,7 +79,7 @@ class TrainConfig:
     log_every: int                        # optimizer steps between progress-line updates
     micro_batch: int | None               # at most this many images per forward; null = chosen by memory
     compile: bool                         # torch.compile the step (maebench/compiling.py)
-    tensor_loader: bool | None = None     # in-memory uint8 set, batched augmentation (maebench/loading.py);
+    tensor_loader: bool | None = None     # in-memory uint8 set, batched augmentation (maebench/dataloaders.py);
                                           # only the protocols whose transform it serves have the key
 
     @classmethod
@@ -141,7 +141,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
         num_workers=tc.num_workers, optimizer=tc.optimizer, log=log)
     tc = replace(tc, accum_iter=plan.accum_iter)
     sampler, workers_gen, loader = train_loader(train_set, plan.micro_batch, tc, collate_fn, device, seed, log)
-    threads = torch.get_num_threads()                   # as train_loader set them (loading.choose_threads)
+    threads = torch.get_num_threads()                   # as train_loader set them (dataloaders.choose_threads)
     if dist.is_main():
         log(f"{desc}: micro-batch {plan.micro_batch} x accum_iter {plan.accum_iter} x {dist.world_size()} "
             f"process(es) = batch {tc.batch_size}; {threads} torch thread(s) per process")

@@ -65,7 +65,7 @@ def test_entry_fields(name, e):
 
 
 def test_parameter_counts_equal_the_models():
-    from maebench.backbones.loading import build_model
+    from maebench.backbones.build import build_model
     seen = set()
     for e in cat.catalogue().values():
         if e.get("model") == "timm":

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from test_backbones_support import IMG, PATCH, home, save, tiny_vit  # noqa: F401
 
 from maebench.backbones import registry
-from maebench.backbones.loading import fit_pos_embed
+from maebench.backbones.build import fit_pos_embed
 from maebench.backbones.pos_embed import resize_pos_embed
 
 

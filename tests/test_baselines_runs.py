@@ -24,13 +24,13 @@ def shapes_dir(tmp_path_factory):
 
 
 def _history(row):
-    from maebench.checkpoint import load
+    from maebench.torch_io import load
     return load(f"{row.out_dir}/checkpoint.pth")["history"]
 
 
 def _check_registered(name, family, row, arch="vit-micro"):
     from maebench.backbones import registry
-    from maebench.checkpoint import load
+    from maebench.torch_io import load
     e = registry.entry(name)
     assert (e.family, e.arch, e.patch_size, e.img_size) == (family, arch, 4, 32)
     model, _ = registry.load(name)

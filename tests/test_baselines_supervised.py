@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maebench.backbones.pretraining.supervised import load_config, train_transform
+from maebench.backbones.pretraining.supervised_method import load_config, train_transform
 from maebench.classification import classification_loss, posterize_any_bits
 from maebench.errors import UsageError
 

@@ -4,7 +4,7 @@ partial sweep, k-NN, and bad input that must leave no row."""
 import pytest
 import torch
 
-from maebench.checkpoint import load as load_checkpoint
+from maebench.torch_io import load as load_checkpoint
 from maebench.cli import main
 from maebench.results import ResultsStore
 

@@ -189,7 +189,7 @@ def test_a_patch_that_is_not_a_power_of_two_is_resampled_to_the_nearest_one():
 
 def test_bad_vitdet_settings_and_models_are_refused_in_one_line():
     from maebench import config
-    from maebench.backbones.loading import build_model
+    from maebench.backbones.build import build_model
     from maebench.errors import MaebenchError, UsageError
     from maebench.tasks.coco import check_config
 

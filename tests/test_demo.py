@@ -98,7 +98,7 @@ def test_mae_epochs_lengthens_only_the_mae_pretrainings_and_names_their_backbone
 
 
 def test_the_summary_states_the_measured_differences_and_the_orderings():
-    from maebench.demo.report import summary
+    from maebench.demo.report_md import summary
     cells = {("mae-norm-pixel", "finetune", "top1", None): [70.0, 72.0], ("scratch", "finetune", "top1", None): [40.0, 41.0],
              ("mae-norm-pixel", "coco", "bbox/AP", None): [5.0], ("scratch", "coco", "bbox/AP", None): [6.0],
              ("mae-norm-pixel", "ade20k", "mIoU", None): [12.93], ("scratch", "ade20k", "mIoU", None): [12.91],
@@ -144,9 +144,9 @@ def test_a_failed_stage_names_itself_and_its_log_and_what_needs_it_never_starts(
 
 
 def test_lanes_are_one_per_core_that_is_free_now_or_what_jobs_says(monkeypatch, capsys):
-    from maebench import loading
+    from maebench import dataloaders
     from maebench.demo import lanes as demo_lanes
-    monkeypatch.setattr(loading, "physical_cores", lambda: 4)
+    monkeypatch.setattr(dataloaders, "physical_cores", lambda: 4)
     for busy, lanes in ((0.0, 4), (0.3, 3), (0.975, 1), (1.0, 1)):     # share of the CPUs busy: 0, 1.2, 3.9, 4 cores
         monkeypatch.setattr(demo_lanes, "busy_share", lambda busy=busy: busy)
         assert demo_lanes.choose_lanes(None, log=lambda _: None) == (lanes, 4 // lanes)

@@ -4,7 +4,7 @@ column trained, read from the rows; the single-lr probe rows that partial fine-t
 writes never mix into the linear column."""
 from leaderboard_helpers import add
 
-from maebench.demo import report as demo_report
+from maebench.demo import report_md as demo_report
 from maebench.results import ResultsStore
 
 NAMES = {"mae-norm-pixel": "demo-mae", "mae-pixel": "demo-pix", "mocov3": "demo-moco", "supervised": "demo-sup",

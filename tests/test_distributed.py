@@ -51,7 +51,7 @@ TIMEOUT = 600
 BOOT = r'''
 import atexit, os, runpy, sys
 import torch.distributed
-from maebench import checkpoint, checkpointer, results
+from maebench import checkpointer, results, torch_io
 from maebench.backbones import registry
 
 log, rank = os.environ["MAEBENCH_TEST_WRITES"], os.environ["RANK"]
@@ -71,7 +71,7 @@ def logged(what, fn):
     return wrapper
 
 
-checkpoint.save_atomic = logged("save", checkpoint.save_atomic)
+torch_io.save_atomic = logged("save", torch_io.save_atomic)
 checkpointer.save_atomic = logged("save", checkpointer.save_atomic)
 for name in ("start", "finish", "fail"):
     setattr(results.ResultsStore, name, logged(f"results.{name}", getattr(results.ResultsStore, name)))

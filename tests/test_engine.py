@@ -98,7 +98,7 @@ def test_unwritable_output_is_one_clear_error(tmp_path):
 
 def test_full_disk_keeps_previous_checkpoint_intact(tmp_path, monkeypatch):
     import errno
-    import maebench.checkpoint as ckpt
+    import maebench.torch_io as ckpt
     train(tmp_path / "run", Trap())
     before = (tmp_path / "run" / "checkpoint.pth").read_bytes()
     real_save = torch.save

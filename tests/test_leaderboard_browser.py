@@ -14,7 +14,7 @@ import pytest
 from leaderboard_helpers import paper_scale_store
 
 from maebench.leaderboards.render import write_board
-from maebench.leaderboards.table import build_leaderboard
+from maebench.leaderboards.board import build_leaderboard
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no headless browser: install Debian's `chromium` "

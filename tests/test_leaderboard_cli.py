@@ -15,7 +15,7 @@ from leaderboard_helpers import add, known_store, markdown_tables
 from maebench.cli import build_parser
 from maebench.cli import main as cli_main
 from maebench.home import remember_store
-from maebench.leaderboards.table import build_leaderboard
+from maebench.leaderboards.board import build_leaderboard
 from maebench.results import ResultsStore
 
 

@@ -8,7 +8,7 @@ import pytest
 from leaderboard_helpers import PAPER_SCALE_BACKBONES, add, known_store, paper_scale_store
 
 from maebench.leaderboards import figures
-from maebench.leaderboards.table import build_leaderboard
+from maebench.leaderboards.board import build_leaderboard
 from maebench.results import ResultsStore
 
 

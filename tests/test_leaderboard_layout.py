@@ -12,7 +12,7 @@ import pytest
 from leaderboard_helpers import PAPER_SCALE_BACKBONES, PARTIAL_K, add, markdown_tables, paper_scale_store, plain
 
 from maebench.leaderboards.render import write_board
-from maebench.leaderboards.table import build_leaderboard
+from maebench.leaderboards.board import build_leaderboard
 from maebench.leaderboards.terminal import to_terminal
 from maebench.results import ResultsStore
 

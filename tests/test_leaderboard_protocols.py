@@ -15,7 +15,7 @@ from leaderboard_helpers import add, markdown_tables, plain
 from scipy import stats as sps
 
 from maebench.leaderboards.render import write_board
-from maebench.leaderboards.table import build_leaderboard
+from maebench.leaderboards.board import build_leaderboard
 from maebench.results import ResultsStore
 
 L = dict(family="mae-norm-pixel", arch="vit-large")     # the paper's MAE ViT-L: linear 75.8 (Table 12)

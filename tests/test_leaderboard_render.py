@@ -16,7 +16,7 @@ import pytest
 from leaderboard_helpers import add, known_store, markdown_tables, plain
 
 from maebench.leaderboards.render import write_board
-from maebench.leaderboards.table import build_leaderboard
+from maebench.leaderboards.board import build_leaderboard
 from maebench.results import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,7 +11,7 @@ from leaderboard_helpers import add, known_store
 from maebench.leaderboards import families
 from maebench.leaderboards.columns import Column
 from maebench.leaderboards.stats import delta_text
-from maebench.leaderboards.table import MEASURED, PAPER, build_leaderboard
+from maebench.leaderboards.board import MEASURED, PAPER, build_leaderboard
 from maebench.errors import UsageError
 from maebench.results import ResultsStore
 

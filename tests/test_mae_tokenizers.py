@@ -119,7 +119,7 @@ def test_dalle_pickle_needs_trust_and_its_state_dict_does_not(dalle_pickle, tmp_
 
 
 def test_vqkd_state_dict_tokens_are_the_nearest_normalised_code(tmp_path):
-    from maebench.backbones.loading import build_model
+    from maebench.backbones.build import build_model
     torch.manual_seed(0)
     enc = build_model("beit", "vit-micro", img_size=16, patch_size=4, global_pool="avg",
                       vit_kwargs={"use_abs_pos_emb": True, "use_rel_pos_bias": False})

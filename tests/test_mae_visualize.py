@@ -4,10 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from maebench.backbones.figures import PANELS, reconstruct
+from maebench.backbones.reconstruction import PANELS, reconstruct
 from maebench.backbones.mae import create_mae
 from maebench import cli
-from maebench.checkpoint import save_atomic
+from maebench.torch_io import save_atomic
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from maebench.backbones.formats.beit import convert_beit, is_beit
-from maebench.backbones.formats.common import Converted, is_decoder_key, strip_prefixes, unwrap
-from maebench.backbones.formats.mae import convert_mae, convert_maebench
-from maebench.backbones.formats.mocov3 import convert_mocov3, is_mocov3
+from maebench.backbones.formats.beit_release import convert_beit, is_beit
+from maebench.backbones.formats.canonical import Converted, is_decoder_key, strip_prefixes, unwrap
+from maebench.backbones.formats.mae_release import convert_mae, convert_maebench
+from maebench.backbones.formats.mocov3_release import convert_mocov3, is_mocov3
 from maebench.backbones.formats.timm_vit import convert_timm
 from maebench.errors import unknown
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from maebench.backbones.formats.common import is_decoder_key, strip_prefixes, unwrap
+from maebench.backbones.formats.canonical import is_decoder_key, strip_prefixes, unwrap
 from maebench.errors import UsageError
 
 MAE_FAMILIES = ("mae-pixel", "mae-norm-pixel", "mae-token")

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from maebench.backbones.formats.common import Converted, drop, square_side, strip_prefixes, unwrap
+from maebench.backbones.formats.canonical import Converted, drop, square_side, strip_prefixes, unwrap
 
 DEIT3_LAYER_SCALE_INIT = 1e-6  # only its being non-zero matters: the loaded gammas replace it
 

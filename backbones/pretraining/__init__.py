@@ -8,14 +8,14 @@ from __future__ import annotations
 from maebench.runspec import Program
 
 METHODS: dict[str, Program] = {m.name: m for m in (
-    Program("mae", "method", "pretrain_mae", "maebench.backbones.pretraining.mae:recipes",
+    Program("mae", "method", "pretrain_mae", "maebench.backbones.pretraining.mae_method:recipes",
             ("target", "mask_ratio", "masking", "tokenizer", "trust_tokenizer"),
             "MAE: random masking, pixel / norm-pixel / token targets (Table 8)"),
-    Program("dvae", "method", "pretrain_dvae", "maebench.backbones.pretraining.dvae:recipes", (),
+    Program("dvae", "method", "pretrain_dvae", "maebench.backbones.pretraining.dvae_method:recipes", (),
             "the dVAE tokenizer that token targets read"),
-    Program("supervised", "method", "pretrain_supervised", "maebench.backbones.pretraining.supervised:recipes", (),
+    Program("supervised", "method", "pretrain_supervised", "maebench.backbones.pretraining.supervised_method:recipes", (),
             "supervised ViT on the labels (the paper's baseline)"),
-    Program("mocov3", "method", "pretrain_mocov3", "maebench.backbones.pretraining.mocov3:recipes", (),
+    Program("mocov3", "method", "pretrain_mocov3", "maebench.backbones.pretraining.mocov3_method:recipes", (),
             "MoCo v3 contrastive baseline"),
 )}
 

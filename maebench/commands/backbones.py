@@ -10,7 +10,7 @@ import sys
 import time
 
 from maebench.backbones.catalogue import FAMILIES
-from maebench.commands.common import add_results_option
+from maebench.commands.options import add_results_option
 
 # = backbones.formats.FORMATS (which imports torch); a test keeps them equal
 FORMAT_CHOICES = ("auto", "mae", "mae-full", "mocov3", "beit", "timm", "deit", "maebench")

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from maebench.commands.common import add_results_option
+from maebench.commands.options import add_results_option
 from maebench.tasks.table import TASKS
 
 _FORMATS = ("github", "markdown", "terminal", "latex", "html", "csv", "json")
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from maebench.leaderboards.render import format_for, write_board
     from maebench.leaderboards.stores import choose_store
-    from maebench.leaderboards.table import build_leaderboard
+    from maebench.leaderboards.board import build_leaderboard
 
     fmt = args.format
     if fmt is None and not args.out and sys.stdout.isatty():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from maebench.backbones.pretraining import METHOD_OPTIONS, METHODS
-from maebench.commands.common import add_training_options, reject_foreign_options, run_spec
+from maebench.commands.options import add_training_options, reject_foreign_options, run_spec
 from maebench.errors import unknown
 
 

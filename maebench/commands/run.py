@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from maebench.commands.common import add_training_options, reject_foreign_options, run_spec
+from maebench.commands.options import add_training_options, reject_foreign_options, run_spec
 from maebench.errors import UsageError, unknown
 from maebench.tasks.table import TASK_OPTIONS, TASKS
 

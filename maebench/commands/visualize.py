@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from maebench.backbones import registry
-    from maebench.backbones.figures import PANELS, reconstruct, save_grid, to_numpy
+    from maebench.backbones.reconstruction import PANELS, reconstruct, save_grid, to_numpy
     from maebench.backbones.mae import from_state_dict
     from maebench.backbones.catalogue import arch_dims
     from maebench.data.files import is_image_file, load_rgb, require_dir

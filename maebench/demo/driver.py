@@ -9,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from maebench.demo import eta, lanes, report
+from maebench.demo import eta, lanes, report_md
 from maebench.demo.ledger import Ledger, recipe_hashes
 from maebench.demo.stages import ESTIMATE, PRETRAIN, Stage, backbone_name, plan
 from maebench.errors import MaebenchError, UsageError
@@ -51,7 +51,7 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
         def finished(stage: Stage, seconds: float) -> None:
             clock.done(stage, seconds)
             ledger.record(stage, recipe[stage.label])
-            shown = "" if stage.kind in ("data", "visualize") else report.newest_summary(
+            shown = "" if stage.kind in ("data", "visualize") else report_md.newest_summary(
                 results, None if stage.kind == "pretrain" else stage.kind,
                 backbone_name(stage.backbone, quick, mae_epochs), seed=stage.seed, blocks=stage.extra.get("blocks"))
             print(f"    {stage.label}: {shown + ' ' if shown else 'done '}({seconds:.0f} s)", flush=True)
@@ -67,7 +67,7 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
             raise MaebenchError(f"{e}; rerun `maebench demo{' --quick' if quick else ''}` "
                                 f"to resume from it") from None
 
-    stale = report.superseded(results)
+    stale = report_md.superseded(results)
     if stale:
         from maebench.results import ResultsStore
         ResultsStore(results).remove(stale)
@@ -76,7 +76,7 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
         (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "") + \
         (f" --mae-epochs {mae_epochs}" if mae_epochs is not None else "")
     _leaderboard(results, root)
-    written = report.write_report(root, results, command=command, quick=quick, seeds=seeds,
+    written = report_md.write_report(root, results, command=command, quick=quick, seeds=seeds,
                                   left_out=left_out, names={k: backbone_name(k, quick, mae_epochs) for k in PRETRAIN},
                                   seconds=None if report_only else time.time() - t_demo,
                                   load=(load_start, os.getloadavg()),

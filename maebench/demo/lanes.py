@@ -22,7 +22,7 @@ from typing import Callable
 
 def choose_lanes(requested: int | None, log: Callable[[str], None] = print) -> tuple[int, int]:
     """(lanes, torch threads per stage): one lane per free physical core unless --jobs says."""
-    from maebench.loading import physical_cores
+    from maebench.dataloaders import physical_cores
     cores = physical_cores()
     if requested is not None:
         lanes, why = max(1, requested), "--jobs"

@@ -149,7 +149,7 @@ class ViTDetEncoder(nn.Module):
     def __init__(self, vit: nn.Module, *, canvas: int, window: int = WINDOW_SIZE,
                  global_indices: list[int] | None = None):
         super().__init__()
-        from maebench.backbones.loading import prefix_tokens
+        from maebench.backbones.build import prefix_tokens
         if not hasattr(vit, "blocks") or not hasattr(vit.blocks[0], "ls1") or getattr(vit, "pos_embed", None) is None:
             raise MaebenchError("--neck vitdet needs a plain ViT with absolute position embeddings "
                                 "(a BEiT-style model is not one); use --neck vit-fpn")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from maebench.backbones.formats.common import Converted, split_decoder, strip_prefixes, tensors_only, unwrap
+from maebench.backbones.formats.canonical import Converted, split_decoder, strip_prefixes, tensors_only, unwrap
 from maebench.errors import MaebenchError
 
 

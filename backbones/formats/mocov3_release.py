@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from maebench.backbones.formats.common import Converted, strip_prefixes, unwrap
+from maebench.backbones.formats.canonical import Converted, strip_prefixes, unwrap
 from maebench.errors import MaebenchError
 
 

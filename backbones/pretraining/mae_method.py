@@ -28,7 +28,7 @@ PROTOCOL = "pretrain_mae"
 
 
 # --------------------------------------------------------------------------------------------
-# configuration and validation (shared with backbones/pretraining/dvae.py)
+# configuration and validation (shared with backbones/pretraining/dvae_method.py)
 # --------------------------------------------------------------------------------------------
 def load_config(spec: RunSpec, flags: dict[str, Any] | None = None) -> dict[str, Any]:
     """Protocol defaults <- by_arch <- --config <- named flags <- --set, for the run's arch.
@@ -196,7 +196,7 @@ def recipes(spec: RunSpec):
 def save_final(path: Path, payload: dict, name: str, family: str, cfg: dict, run_id: str) -> None:
     """final.pth in the run directory, registered as backbone `name` (rank 0)."""
     from maebench.backbones import registry
-    from maebench.checkpoint import save_atomic
+    from maebench.torch_io import save_atomic
     save_atomic(payload, path)
     registry.register(name, path, fmt="maebench", force=True, family=family, arch=cfg["arch"],
                       patch_size=cfg["patch_size"], img_size=cfg["img_size"], mean=cfg["mean"], std=cfg["std"],

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from maebench import checkpoint
+from maebench import torch_io
 from maebench.backbones.catalogue import arch_dims
 from maebench.backbones.pos_embed import resize_pos_embed
 from maebench.backbones.vit import create_vit
@@ -119,8 +119,8 @@ def init_fresh(model: nn.Module, keys: list[str]) -> None:
 def read_weights(path: Path, *, name: str, mmap: bool = False) -> dict[str, Any]:
     """A canonical weights file ({"model", "decoder"?, "maebench"}); mmap leaves tensors on disk."""
     try:
-        payload = checkpoint.load(path, mmap=mmap)
-    except checkpoint.CheckpointError as e:
+        payload = torch_io.load(path, mmap=mmap)
+    except torch_io.CheckpointError as e:
         raise MaebenchError(f"{path}: unreadable weights file ({e.cause}); register '{name}' "
                             "again with --force") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict):

@@ -9,15 +9,15 @@ The runner trains the recipe through `maebench.engine.fit`, evaluates top-1 on t
 `pretrain-supervised` row (metrics `loss` = final-epoch mean training loss, `top1` in percent),
 and registers the encoder (classifier dropped) as a backbone of family `supervised`.
 
-Configuration and data resolution are those of MAE pretraining (backbones/pretraining/mae.py); the
+Configuration and data resolution are those of MAE pretraining (backbones/pretraining/mae_method.py); the
 helpers at the bottom (`backbone_name`, `register_encoder`) are shared with the
-other baseline entry point, backbones/pretraining/mocov3.py.
+other baseline entry point, backbones/pretraining/mocov3_method.py.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from maebench.backbones.pretraining.mae import load_config, resolve_data
+from maebench.backbones.pretraining.mae_method import load_config, resolve_data
 from maebench.errors import MaebenchError, UsageError
 from maebench.runspec import RunSpec
 
@@ -117,7 +117,7 @@ def register_encoder(name: str, encoder: dict, cfg: dict, *, out_dir: Path, fami
     backbone `name` (rank 0; the others wait, so that every process returns after it exists)."""
     from maebench.backbones import registry
     from maebench import distributed
-    from maebench.checkpoint import save_atomic
+    from maebench.torch_io import save_atomic
     from maebench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     if distributed.is_main():

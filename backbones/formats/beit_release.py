@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from maebench.backbones.formats.common import Converted, depth_of, drop, strip_prefixes, unwrap
+from maebench.backbones.formats.canonical import Converted, depth_of, drop, strip_prefixes, unwrap
 from maebench.errors import MaebenchError
 
 SHARED_TABLE = "rel_pos_bias.relative_position_bias_table"

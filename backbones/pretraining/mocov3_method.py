@@ -12,8 +12,8 @@ contrastive batch is the global batch, as in the release.
 """
 from __future__ import annotations
 
-from maebench.backbones.pretraining.mae import load_config, resolve_data
-from maebench.backbones.pretraining.supervised import backbone_name, register_encoder
+from maebench.backbones.pretraining.mae_method import load_config, resolve_data
+from maebench.backbones.pretraining.supervised_method import backbone_name, register_encoder
 from maebench.errors import MaebenchError
 from maebench.runspec import RunSpec
 from maebench.microbatch import micro_batch

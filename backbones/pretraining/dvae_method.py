@@ -22,10 +22,10 @@ def recipes(spec: RunSpec):
     import torch
 
     from maebench.backbones.dvae import CONSTRUCTOR_KEYS, DiscreteVAE
-    from maebench.backbones.pretraining.mae import load_config, resolve_data
+    from maebench.backbones.pretraining.mae_method import load_config, resolve_data
     from maebench.backbones.registry import check_name
     from maebench import distributed, flops, optim
-    from maebench.checkpoint import save_atomic
+    from maebench.torch_io import save_atomic
     from maebench.data.imagefolder import ImageFolder
     from maebench.data.transforms import classification_train
     from maebench.home import weights_dir
