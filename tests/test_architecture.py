@@ -174,3 +174,13 @@ def test_a_built_wheel_installs_the_name_maebench_alone(tmp_path):
     for data in ("maebench/protocols/coco.yaml", "maebench/backbones/catalogue.yaml",
                  "maebench/leaderboards/reference.yaml"):
         assert data in names
+
+
+def test_the_architecture_doc_names_every_module_and_no_other():
+    """docs/architecture.md's "Every module" list is the tree: a module added, renamed or removed
+    without its line fails here."""
+    import re
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    listed = set(re.findall(r"^\| `([^`]+\.py)` \|", text.split("## Every module", 1)[1], flags=re.M))
+    on_disk = {str(path.relative_to(ROOT)) for _, path in _modules()}
+    assert (sorted(on_disk - listed), sorted(listed - on_disk)) == ([], [])
