@@ -34,6 +34,3 @@ TASKS: dict[str, Program] = {t.name: t for t in (
             "UperNet + auxiliary FCN, mIoU (A.4, Table 5)", "ADE20K", (("mIoU", "mIoU"), ("mAcc", "mAcc")),
             ("mIoU",)),
 )}
-
-# every task-specific option, so that one given to a task that does not take it is an error
-TASK_OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(o for t in TASKS.values() for o in t.options))

@@ -83,8 +83,11 @@ def _foreign(table, all_options):
     return [(name, opt) for name, entry in table.items() for opt in all_options if opt not in entry.options]
 
 
-from maebench.backbones.pretraining import METHOD_OPTIONS, METHODS   # noqa: E402
-from maebench.tasks.table import TASK_OPTIONS, TASKS                 # noqa: E402
+from maebench.backbones.pretraining import METHODS   # noqa: E402
+from maebench.tasks.table import TASKS               # noqa: E402
+
+TASK_OPTIONS = tuple(dict.fromkeys(o for t in TASKS.values() for o in t.options))
+METHOD_OPTIONS = tuple(dict.fromkeys(o for m in METHODS.values() for o in m.options))
 
 
 @pytest.mark.parametrize("task, option", _foreign(TASKS, TASK_OPTIONS))

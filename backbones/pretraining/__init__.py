@@ -18,5 +18,3 @@ METHODS: dict[str, Program] = {m.name: m for m in (
     Program("mocov3", "method", "pretrain_mocov3", "maebench.backbones.pretraining.mocov3_method:recipes", (),
             "MoCo v3 contrastive baseline"),
 )}
-
-METHOD_OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(o for m in METHODS.values() for o in m.options))

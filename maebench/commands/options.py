@@ -36,13 +36,17 @@ def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_o
                    epochs=args.epochs, batch_size=args.batch_size, options=options)
 
 
-def reject_foreign_options(args: argparse.Namespace, accepted: tuple[str, ...], all_options: tuple[str, ...],
-                           selector: str, chosen: str, takers: dict[str, list[str]]) -> None:
-    """An option given on the command line that the chosen task (or method) does not read is a
-    usage error naming the ones that do, instead of a flag silently ignored. Task options
-    default to None, so False (`--no-...`) counts as given."""
-    from maebench.errors import UsageError
-    for dest in all_options:
-        if dest not in accepted and getattr(args, dest, None) is not None:
-            flag = "--" + dest.replace("_", "-")
-            raise UsageError(f"{flag} applies to {selector} {' / '.join(takers[dest])}, not {chosen}")
+def choose_program(args: argparse.Namespace, table: dict, name: str, selector: str):
+    """The table row named `name` (`--task` or `--method`); unknown names and options the chosen
+    program does not read are usage errors naming the ones that do, instead of a flag silently
+    ignored. Program options default to None, so False (`--no-...`) counts as given."""
+    from maebench.errors import UsageError, unknown
+    if name not in table:
+        raise unknown(selector.lstrip("-"), name, table)
+    program = table[name]
+    every = tuple(dict.fromkeys(o for p in table.values() for o in p.options))
+    for dest in every:
+        if dest not in program.options and getattr(args, dest, None) is not None:
+            takers = " / ".join(p.name for p in table.values() if dest in p.options)
+            raise UsageError(f"--{dest.replace('_', '-')} applies to {selector} {takers}, not {program.name}")
+    return program

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from maebench.backbones.pretraining import METHOD_OPTIONS, METHODS
-from maebench.commands.options import add_training_options, reject_foreign_options, run_spec
-from maebench.errors import unknown
+from maebench.backbones.pretraining import METHODS
+from maebench.commands.options import add_training_options, choose_program, run_spec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,11 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.method not in METHODS:
-        raise unknown("method", args.method, METHODS)
-    method = METHODS[args.method]
-    reject_foreign_options(args, method.options, METHOD_OPTIONS, "--method", method.name,
-                           {o: [m.name for m in METHODS.values() if o in m.options] for o in METHOD_OPTIONS})
+    method = choose_program(args, METHODS, args.method, "--method")
     spec = run_spec(args, method, backbone=args.name, extra_options=("arch", "img_size", "patch_size"))
     from maebench import runner
     runner.execute(spec)

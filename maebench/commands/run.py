@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from maebench.commands.options import add_training_options, reject_foreign_options, run_spec
-from maebench.errors import UsageError, unknown
-from maebench.tasks.table import TASK_OPTIONS, TASKS
+from maebench.commands.options import add_training_options, choose_program, run_spec
+from maebench.errors import UsageError
+from maebench.tasks.table import TASKS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,11 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.task not in TASKS:
-        raise unknown("task", args.task, TASKS)
-    task = TASKS[args.task]
-    reject_foreign_options(args, task.options, TASK_OPTIONS, "--task", task.name,
-                           {o: [t.name for t in TASKS.values() if o in t.options] for o in TASK_OPTIONS})
+    task = choose_program(args, TASKS, args.task, "--task")
     if getattr(args, "labels_per_class", None) is not None and getattr(args, "label_fraction", None) is not None:
         raise UsageError("give at most one of --labels-per-class and --label-fraction")
     if task.name == "coco" and args.eval_predictions:     # re-scores a file: no run, no model, no torch
