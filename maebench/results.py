@@ -192,11 +192,14 @@ class ResultsStore:
         return run_id
 
     def finish(self, run_id: str, metrics: dict[str, Any], *, wall_time_s: float | None = None,
-               peak_mem_mb: float | None = None, images_per_s: float | None = None) -> None:
+               peak_mem_mb: float | None = None, images_per_s: float | None = None,
+               execution: str | None = None) -> None:
+        """`execution`: how a trained run ran (threads, micro-batch), appended to its hardware."""
         with self._tx() as con:
             con.execute("UPDATE runs SET status='done', metrics=?, wall_time_s=?, peak_mem_mb=?,"
-                        " images_per_s=?, error=NULL WHERE run_id=?",
-                        (json.dumps(metrics), wall_time_s, peak_mem_mb, images_per_s, run_id))
+                        " images_per_s=?, error=NULL, hardware=COALESCE(hardware || ?, hardware) WHERE run_id=?",
+                        (json.dumps(metrics), wall_time_s, peak_mem_mb, images_per_s,
+                         f"; {execution}" if execution else None, run_id))
 
     def fail(self, run_id: str, error: str, *, resumable: bool = False) -> None:
         with self._tx() as con:
@@ -301,7 +304,7 @@ class RunHandle:
     finished: bool = field(default=False)
 
     def finish(self, metrics: dict[str, Any], *, peak_mem_mb: float | None = None,
-               images_per_s: float | None = None) -> None:
+               images_per_s: float | None = None, execution: str | None = None) -> None:
         self.store.finish(self.run_id, metrics, wall_time_s=time.time() - self.t0,
-                          peak_mem_mb=peak_mem_mb, images_per_s=images_per_s)
+                          peak_mem_mb=peak_mem_mb, images_per_s=images_per_s, execution=execution)
         self.finished = True

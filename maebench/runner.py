@@ -7,8 +7,8 @@ parameter groups and the evaluation, writing nothing. For each recipe the runner
     claims the run (runs.tracked_run: a `running` row, the run directory and its lock)
     -> builds what needs the run (feature extraction: `setup`)
     -> trains (engine.fit) or computes (`compute`, for protocols that train no network)
-    -> finishes the row with the metrics (a trained run's also record the micro-batch,
-       accumulation and torch threads it ran with), and prints the recipe's report.
+    -> finishes the row with the metrics (a trained run's hardware column also records the
+       torch threads and the micro-batch x accumulation it ran with), and prints the report.
 
 A run already done in the same directory is not trained again (the runner prints so and goes
 on with the next recipe); its outcome is returned like the others.
@@ -30,6 +30,7 @@ class Outcome:
     done_before: bool = False              # found done, not trained again
     peak_mem_mb: float | None = None
     images_per_s: float | None = None
+    execution: str | None = None           # a trained run's threads and micro-batch
 
 
 @dataclass
@@ -88,7 +89,8 @@ def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
                 metrics = outcome.metrics
             else:
                 outcome, metrics = _train(spec, recipe, run)
-            run.finish(metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s)
+            run.finish(metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s,
+                       execution=outcome.execution)
     except runs.RunDone as done:
         if str(done):
             print(done)
@@ -112,7 +114,9 @@ def _train(spec: RunSpec, recipe: Recipe, run) -> tuple[Outcome, dict]:
                         find_unused_parameters=recipe.find_unused_parameters, on_step=recipe.on_step,
                         log=recipe.log)
     metrics = recipe.metrics(result, run) if recipe.metrics is not None else dict(result.metrics)
-    # how the batch was run: chosen before the loop (maebench/microbatch.py), never inside it
-    plan = {"micro_batch": result.micro_batch, "accum_iter": result.accum_iter, "threads": result.threads}
-    metrics = {**metrics, **recipe.extra_metrics, **plan}
-    return Outcome(run.run_id, metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s), metrics
+    metrics = {**metrics, **recipe.extra_metrics}
+    # how it ran, chosen before the loop (maebench/microbatch.py, dataloaders.py), never inside it
+    execution = (f"{result.threads} torch thread{'s' * (result.threads != 1)} per process, "
+                 f"micro-batch {result.micro_batch} x accum_iter {result.accum_iter}")
+    return Outcome(run.run_id, metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s,
+                   execution=execution), metrics

@@ -35,9 +35,9 @@ class RunContext:
     _handle: Any = None
 
     def finish(self, metrics: dict[str, Any], *, peak_mem_mb: float | None = None,
-               images_per_s: float | None = None) -> None:
+               images_per_s: float | None = None, execution: str | None = None) -> None:
         if self._handle is not None:
-            self._handle.finish(metrics, peak_mem_mb=peak_mem_mb, images_per_s=images_per_s)
+            self._handle.finish(metrics, peak_mem_mb=peak_mem_mb, images_per_s=images_per_s, execution=execution)
 
 
 class RunDone(AlreadyDone):

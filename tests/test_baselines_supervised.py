@@ -65,7 +65,7 @@ def test_one_mixup_rule_for_fine_tuning_and_supervised_pretraining():
     mixup_prob 0 means no mixing, so no even-batch rule; label smoothing from either layout."""
     from maebench import config
     from maebench.classification import uses_mixup
-    sup = load_config(_args(arch="vit-micro", set=["aug.mixup=0.8", "aug.cutmix=1.0"]), "pretrain_supervised", {})
+    sup = load_config(_spec(arch="vit-micro", sets=["aug.mixup=0.8", "aug.cutmix=1.0"]))
     fin = config.load("finetune", arch="vit-tiny")
     for cfg in (sup, fin):
         assert uses_mixup(cfg) and classification_loss(cfg, 4).mixup is not None

@@ -32,6 +32,8 @@ def test_a_pickled_spec_runs_and_a_done_run_is_not_trained_again(micro, small_se
     (row,) = ResultsStore().rows(task="finetune")
     assert (row.run_id, row.status, row.seed) == (first.run_id, "done", 0)
     assert first.metrics["top1"] == row.metrics["top1"] and not first.done_before
+    # how it ran, planned before the loop: the conftest's one thread, the whole batch of 8 at once
+    assert row.hardware.endswith("; 1 torch thread per process, micro-batch 8 x accum_iter 1"), row.hardware
 
     (again,) = runner.execute(spec)
     assert again.done_before and again.run_id == first.run_id and again.metrics == row.metrics
