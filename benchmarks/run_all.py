@@ -97,14 +97,13 @@ def machine() -> dict:
 
 
 def choose_threads(requested: int | None) -> tuple[int, str]:
-    """--threads, else 1 when the machine is busier than its cores (see threads.py), else torch's default."""
-    import torch
+    """--threads, else the rule every maebench run uses (maebench/dataloaders.py: the physical
+    cores, or MAEBENCH_THREADS / OMP_NUM_THREADS), never the machine's load: the same command
+    measures the same configuration whatever else runs; the load is recorded beside it."""
     if requested:
         return requested, "--threads"
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load >= cores:
-        return 1, f"1-minute load average {load:.1f} >= {cores} cores: one thread (see the threads section)"
-    return torch.get_num_threads(), f"torch's default (load average {load:.1f} < {cores} cores)"
+    from maebench.dataloaders import choose_threads as cores_rule
+    return cores_rule(log=lambda _: None), "physical cores (maebench/dataloaders.py), as a run chooses"
 
 
 # ---- the sections ----------------------------------------------------------------------------------
