@@ -143,13 +143,17 @@ def test_a_failed_stage_names_itself_and_its_log_and_what_needs_it_never_starts(
     assert "unknown task 'nope'" in capsys.readouterr().out       # the end of its log is shown
 
 
-def test_lanes_are_one_per_core_that_is_free_now_or_what_jobs_says(monkeypatch, capsys):
+def test_lanes_are_one_per_core_whatever_the_load_or_what_jobs_says(monkeypatch, capsys):
+    """A stage's thread count decides its numbers (reduction order): it comes from the cores or
+    --jobs, never from how busy the machine is when the demo starts."""
+    import os
     from maebench import dataloaders
     from maebench.demo import lanes as demo_lanes
     monkeypatch.setattr(dataloaders, "physical_cores", lambda: 4)
-    for busy, lanes in ((0.0, 4), (0.3, 3), (0.975, 1), (1.0, 1)):     # share of the CPUs busy: 0, 1.2, 3.9, 4 cores
-        monkeypatch.setattr(demo_lanes, "busy_share", lambda busy=busy: busy)
-        assert demo_lanes.choose_lanes(None, log=lambda _: None) == (lanes, 4 // lanes)
+    for load in (0.0, 3.9, 100.0):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert demo_lanes.choose_lanes(None, log=lambda _: None) == (4, 1)
+    assert demo_lanes.choose_lanes(2, log=lambda _: None) == (2, 2)
     assert demo_lanes.choose_lanes(3, log=print) == (3, 1)
     assert "3 stage(s) at a time, 1 torch thread(s) each (--jobs)" in capsys.readouterr().out
 

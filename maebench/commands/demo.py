@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fashion-dir", metavar="DIR",
                    help="directory with the Fashion-MNIST IDX files (default: the Debian package's)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="stages run at a time, each in its own process (default: one per free physical core)")
+                   help="stages run at a time, each in its own process (default: one per physical core, one torch thread each)")
     p.add_argument("--mae-epochs", type=int, default=None, metavar="N",
                    help="MAE pretraining epochs for both MAE backbones (default: the protocol's, 1); about 2 min "
                         "per epoch each, 24 bring MAE level with scratch in detection (docs/cpu-recipes.md); "

@@ -11,7 +11,7 @@ through the public APIs (results store, leaderboard); nothing below imports it.
 
     stages.py   which stages run: literal `maebench` command lines, what each needs, estimates
     ledger.py   the stage ledger: recipe hashes, so a second run reuses unchanged stages
-    lanes.py    runs stages as subprocesses, several at a time (one per free core)
+    lanes.py    runs stages as subprocesses, several at a time (one per physical core)
     eta.py      the ETA printed as each stage starts
     report.py   report.md and the per-stage result lines, from the demo's results store
     driver.py   one demo: the above in order, then the leaderboard and the report

@@ -21,34 +21,16 @@ from typing import Callable
 
 
 def choose_lanes(requested: int | None, log: Callable[[str], None] = print) -> tuple[int, int]:
-    """(lanes, torch threads per stage): one lane per free physical core unless --jobs says."""
+    """(lanes, torch threads per stage): one single-thread lane per physical core unless --jobs
+    says. Never from how busy the machine is: a stage's thread count changes its reduction order
+    and so its numbers, which must be a function of the command and the machine alone (on a busy
+    machine the demo is slower, not different)."""
     from maebench.dataloaders import physical_cores
     cores = physical_cores()
-    if requested is not None:
-        lanes, why = max(1, requested), "--jobs"
-    else:
-        busy = busy_share() * cores
-        lanes = max(1, min(cores, int(cores - busy + 0.5)))
-        why = f"{cores} physical cores, {busy:.1f} busy now"
+    lanes, why = (max(1, requested), "--jobs") if requested is not None else (cores, f"{cores} physical cores")
     threads = max(1, cores // lanes)
     log(f"demo: {lanes} stage(s) at a time, {threads} torch thread(s) each ({why}); --jobs N overrides")
     return lanes, threads
-
-
-def busy_share(seconds: float = 0.5) -> float:
-    """The share of the CPUs other work keeps busy now (/proc/stat over `seconds`). The load
-    average would lag a minute behind: right after a finished job it still reads as busy."""
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)          # idle + iowait
-        return sum(fields), idle
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
-    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 @dataclass
