@@ -19,7 +19,9 @@ def summary_views(board: Leaderboard) -> list[View]:
     """Backbone x (task, dataset, protocol, labels): the task's headline metric (the first of the
     task table's headline; for partial fine-tuning at the K measured most), one decimal as in the
     paper, mean ± std where n > 1 when that keeps as few tables as the mean alone, best per column
-    marked; split into several tables where one would be wider than SUMMARY_WIDTH."""
+    marked, rows sorted by the first column (highest first, rows without a value there last), the
+    † mark of leaderboards/label_mark.py; split into several tables where one would be wider than
+    SUMMARY_WIDTH, each then titled by what it holds."""
     rows = board.measured_rows
     picked: list[tuple[str, str, Column]] = []
     for (task, dataset, _p, _l), cols in groups(board).items():

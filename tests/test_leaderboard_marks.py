@@ -80,6 +80,21 @@ def test_no_two_sections_share_a_title_and_split_summaries_say_what_they_hold(bo
     assert terminal.count("\nSUMMARY\n") == 0 and terminal.count("SUMMARY: TOP-1") == 1
 
 
+def test_split_summaries_of_one_task_are_named_by_their_columns(tmp_path):
+    """Ten label budgets of the linear probe: two summary tables of the same task and metric,
+    told apart by the columns they hold."""
+    store = ResultsStore(tmp_path / "r.sqlite")
+    for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000):
+        for name in ("a", "b"):
+            add(store, "linprobe", name, "fashion", {"top1": float(n % 97) + (name == "b")}, labels_per_class=n)
+    markdown = to_markdown(build_leaderboard(store))
+    titles = re.findall(r"^## (Summary.*)$", markdown, re.M)
+    assert len(titles) >= 2 and len(set(titles)) == len(titles)
+    summaries = _summaries(markdown)
+    for title, (header, _rows) in summaries.items():
+        assert all(h in title for h in header[1:]), (title, header)
+
+
 def test_one_summary_table_keeps_its_plain_title(tmp_path):
     store = ResultsStore(tmp_path / "r.sqlite")
     add(store, "finetune", "a", "fashion", {"top1": 50.0})
