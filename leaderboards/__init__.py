@@ -5,6 +5,7 @@ Layout (one job per module):
     columns.py                      what a column is (task, metric, dataset, K) and its header
     families.py                     a backbone's pretraining family and size (from its rows)
     stats.py                        mean / sample std / n of one cell, and its text
+    label_mark.py                   the † mark: a supervised backbone scored on its own pretraining dataset
     table.py                        ResultsStore -> Leaderboard (rows, cells, deltas, paper rows, cost)
     views.py                        Leaderboard -> the tables people read: summary, one per
                                     task and dataset, cost (headers, cells, best marks, captions)

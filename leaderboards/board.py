@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from maebench.leaderboards import families
+from maebench.leaderboards import families, label_mark
 from maebench.leaderboards.columns import (PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES, TASK_METRICS, TASKS, Column,
                                            canonical_dataset, labels_of, parse_blocks, protocol_of)
 from maebench.leaderboards.reference import Reference, default_reference
@@ -182,6 +182,9 @@ def _measured_row(name: str, runs: list[Row], pretrain_runs: list[Row], lookup: 
             cell = row.cells.setdefault(_column(run, metric), Cell([]))
             cell.values.append(value)
             cell.run_ids.append(run.run_id)
+    pretrained_on = label_mark.pretraining_datasets(pretrain_runs)
+    for col, cell in row.cells.items():
+        cell.seen_all_labels = label_mark.seen_all_labels(info.family, col.task, col.dataset, pretrained_on)
     if reference is not None:
         for col, cell in row.cells.items():
             target = (reference.delta_target(info.family, info.arch, col, info.paper)

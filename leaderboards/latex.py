@@ -13,7 +13,7 @@ from maebench.leaderboards.views import views_for
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
                   "−": "--", "–": "--", "Δ": r"$\Delta$", "±": r"$\pm$", "·": r"\textperiodcentered{}",
-                  "…": r"\ldots{}"}
+                  "…": r"\ldots{}", "†": r"\textdagger{}"}
 
 
 def latex_escape(text: str) -> str:

@@ -19,6 +19,7 @@ class Cell(Summary):
     reference: float | None = None     # the paper number this cell is compared with
     reference_source: str | None = None
     paper: bool = False                # a "(paper)" row's cell: the value is the paper's number
+    seen_all_labels: bool = False      # carries the † mark (leaderboards/label_mark.py)
 
     @property
     def interval(self) -> tuple[float, float] | None:

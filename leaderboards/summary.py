@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from maebench.leaderboards.columns import METRIC_LABELS, PER_K_TASKS, Column, dataset_label, format_blocks, protocol_label
+from maebench.leaderboards.columns import (METRIC_LABELS, PER_K_TASKS, TASK_LABELS, Column, dataset_label,
+                                           format_blocks, protocol_label)
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.board import MEASURED, Leaderboard
-from maebench.leaderboards.view_model import (Part, VCell, View, VRow, format_duration, group_id, groups, mark_best,
-                                              markdown_width, sort_column)
+from maebench.leaderboards.view_model import (Part, VCell, View, VRow, by_value, format_duration, group_id, groups,
+                                              mark_best, mark_notes, markdown_width, note_mark, sort_column)
 
 SUMMARY_WIDTH = 100   # characters of a summary table's markdown line
 
@@ -18,7 +19,9 @@ def summary_views(board: Leaderboard) -> list[View]:
     """Backbone x (task, dataset, protocol, labels): the task's headline metric (the first of the
     task table's headline; for partial fine-tuning at the K measured most), one decimal as in the
     paper, mean ± std where n > 1 when that keeps as few tables as the mean alone, best per column
-    marked; split into several tables where one would be wider than SUMMARY_WIDTH."""
+    marked, rows sorted by the first column (highest first, rows without a value there last), the
+    † mark of leaderboards/label_mark.py; split into several tables where one would be wider than
+    SUMMARY_WIDTH, each then titled by what it holds."""
     rows = board.measured_rows
     picked: list[tuple[str, str, Column]] = []
     for (task, dataset, _p, _l), cols in groups(board).items():
@@ -40,15 +43,17 @@ def summary_views(board: Leaderboard) -> list[View]:
     def text(cell, with_std: bool) -> str:
         return f"{cell.mean:.1f}" + (f" ± {cell.std:.1f}" if with_std and cell.std is not None else "")
 
-    def build(part: list[tuple[str, str, Column]], key: str, with_std: bool) -> View:
+    def build(part: list[tuple[str, str, Column]], key: str, with_std: bool, title: str = "Summary") -> View:
         headers = ["backbone", *(header(*p) for p in part)]
-        view = View(key, "Summary", headers, [False] + [True] * len(part))
+        view = View(key, title, headers, [False] + [True] * len(part))
         cols = [c for _, _, c in part]
-        shown = [r for r in rows if any(c in r.cells for c in cols)]
+        # highest first in the first column, rows without a value there last
+        shown = sorted((r for r in rows if any(c in r.cells for c in cols)), key=by_value(cols[0]))
         best = mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(shown) if c in r.cells] for c in cols}, 1)
         for i, r in enumerate(shown):
             cells = [VCell((Part(text(r.cells[c], with_std), best.get((i, c), False)),), r.cells[c].mean,
-                           group_id(r.backbone, c), f"{r.cells[c].text(interval=True)} (n={r.cells[c].n})")
+                           group_id(r.backbone, c), f"{r.cells[c].text(interval=True)} (n={r.cells[c].n})",
+                           note_mark(r.cells[c]))
                      if c in r.cells else VCell() for c in cols]
             view.rows.append(VRow(r.label, MEASURED, cells, r.backbone, family_label(r.family)))
         metrics = defaultdict(list)
@@ -69,7 +74,27 @@ def summary_views(board: Leaderboard) -> list[View]:
                 on[dataset_label(dataset)].append(header(task, dataset, col))
             view.caption.append("Dataset: " + "; ".join(f"{', '.join(h)} on {d}" if len(on) > 1 else d
                                                         for d, h in on.items()) + ".")
+        view.caption.append(f"Rows: sorted by {headers[1]}, highest first; rows without a value there last.")
+        view.caption += mark_notes(view)
         return view
+
+    def titles(parts: list[list[tuple[str, str, Column]]]) -> list[str]:
+        """One summary table: 'Summary'. Several: each named by what it holds, its headline
+        metrics and their tasks ('Summary: top-1 (fine-tune, linear, k-NN)'), or by its columns
+        where two would read the same."""
+        def held(part, name) -> str:
+            metrics = defaultdict(list)
+            for task, dataset, col in part:
+                names = metrics[METRIC_LABELS.get(col.metric, col.metric)]
+                if name(task, dataset, col) not in names:
+                    names.append(name(task, dataset, col))
+            return "Summary: " + "; ".join(f"{m} ({', '.join(t)})" for m, t in metrics.items())
+        if len(parts) == 1:
+            return ["Summary"]
+        out = [held(p, lambda task, _d, _c: TASK_LABELS.get(task, task)) for p in parts]
+        if len(set(out)) < len(out):
+            out = [held(p, header) for p in parts]
+        return out
 
     def split(with_std: bool) -> list[list[tuple[str, str, Column]]]:
         parts, current = [], []
@@ -87,7 +112,8 @@ def summary_views(board: Leaderboard) -> list[View]:
         parts, with_std = plain, False
     if len(parts) == 1:
         return [build(parts[0], "summary", with_std)]
-    return [build(part, f"summary-{i}", with_std) for i, part in enumerate(parts, 1)]
+    return [build(part, f"summary-{i}", with_std, title)
+            for i, (part, title) in enumerate(zip(parts, titles(parts)), 1)]
 
 
 COST_HEADERS = ("pretrain time", "transfer time", "peak mem (MB)", "pretrain img/s")

@@ -10,8 +10,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from maebench.leaderboards import label_mark
 from maebench.leaderboards.columns import HEADLINE, PER_K_TASKS, Column
 from maebench.leaderboards.board import MEASURED, PAPER, BoardRow, Leaderboard
+from maebench.leaderboards.stats import Cell
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,11 @@ class VCell:
     value: float | None = None     # what the column sorts by
     group: str | None = None       # id of the runs behind the cell (html links to them)
     title: str = ""                # a longer description (html tooltip)
+    note_mark: str = ""            # a footnote mark after the value ("†", leaderboards/label_mark.py)
 
     def text(self, mark: Callable[[str], str] | None = None) -> str:
-        return " / ".join(mark(p.text) if mark and p.best else p.text for p in self.parts)
+        text = " / ".join(mark(p.text) if mark and p.best else p.text for p in self.parts)
+        return f"{text} {self.note_mark}" if self.note_mark and text else text
 
     @property
     def best(self) -> bool:
@@ -60,6 +64,24 @@ class View:
     @property
     def paper(self) -> list[VRow]:
         return [r for r in self.rows if r.kind == PAPER]
+
+
+def note_mark(cell: Cell) -> str:
+    """The footnote mark a measured cell carries in every table ("†" or "")."""
+    return label_mark.MARK if cell.seen_all_labels else ""
+
+
+def mark_notes(view: View) -> list[str]:
+    """The footnotes of the marks `view` shows (its caption ends with them)."""
+    return [label_mark.NOTE] if any(c.note_mark == label_mark.MARK for r in view.rows for c in r.cells) else []
+
+
+def by_value(col: Column | None):
+    """Sort key of board rows by `col`: the highest mean first, rows without a value last (then by label)."""
+    def key(row: BoardRow):
+        cell = row.cells.get(col) if col is not None else None
+        return (cell is None, -(cell.mean if cell else 0.0), row.label)
+    return key
 
 
 def group_id(backbone: str, col: Column) -> str:

@@ -13,9 +13,9 @@ from maebench.leaderboards.columns import (METRIC_LABELS, PAPER_DATASETS, PER_K_
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.stats import INTERVAL_TEXT, delta_text, interval_text
 from maebench.leaderboards.summary import cost_view, summary_views
-from maebench.leaderboards.board import MEASURED, PAPER, BoardRow, Leaderboard, natural
-from maebench.leaderboards.view_model import (Part, VCell, View, VRow, group_id, groups, mark_best, markdown_width,
-                                              sort_column)
+from maebench.leaderboards.board import MEASURED, PAPER, Leaderboard, natural
+from maebench.leaderboards.view_model import (Part, VCell, View, VRow, by_value, group_id, groups, mark_best,
+                                              mark_notes, markdown_width, note_mark, sort_column)
 from maebench.tasks.table import TASKS as TASK_TABLE
 
 MAX_COLUMNS = 12      # a per-task table never has more columns than this
@@ -30,13 +30,6 @@ def group_title(task: str, dataset: str, protocol: str = "", labels: str = "") -
 
 def _view_key(task: str, dataset: str, protocol: str = "", labels: str = "") -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(x for x in (task, dataset, protocol, labels) if x))
-
-
-def _by_value(col: Column | None):
-    def key(row: BoardRow):
-        cell = row.cells.get(col) if col is not None else None
-        return (cell is None, -(cell.mean if cell else 0.0), row.label)
-    return key
 
 
 def _n_text(ns: list[int]) -> str:
@@ -54,11 +47,11 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
         return []
     cols = [c for c in cols if any(c in r.cells for r in measured)]
     sort_col = sort_column(task, cols, measured)
-    measured.sort(key=_by_value(sort_col))
+    measured.sort(key=by_value(sort_col))
     paper = []
     if dataset in PAPER_DATASETS and not protocol and not labels:
         paper = sorted((r for r in board.rows if r.kind == PAPER and any(c in r.cells for c in cols)),
-                       key=_by_value(sort_col))
+                       key=by_value(sort_col))
     best = mark_best({c: [(i, r.cells[c].mean) for i, r in enumerate(measured) if c in r.cells] for c in cols})
     ns = [sorted({r.cells[c].n for c in cols if c in r.cells}) for r in measured]
     shared_n = ns[0] if all(n == ns[0] for n in ns) and len(ns[0]) == 1 else None
@@ -80,7 +73,8 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
                     group_id(r.backbone, c),
                     f"{cell.n} run{'s' * (cell.n != 1)}"
                     + (f"; 95% t interval {interval_text(cell.interval)}" if cell.interval else "")
-                    + (f"; paper {cell.reference:.1f} ({cell.reference_source})" if cell.reference is not None else "")))
+                    + (f"; paper {cell.reference:.1f} ({cell.reference_source})" if cell.reference is not None else ""),
+                    note_mark(cell)))
             if not shared_n:
                 cells.append(VCell((Part(_n_text(ns[i])),), float(ns[i][-1])))
             for c in delta_cols:
@@ -123,6 +117,7 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
     if task in PER_K_TASKS and sort_col is not None:
         view.caption.append(f"K = the number of last blocks tuned (0.5: the last block's MLP); sorted by "
                             f"K={format_blocks(sort_col.blocks)}.")
+    view.caption += mark_notes(view)
     if paper:
         sources = sorted({r.cells[c].reference_source for r in paper for c in cols
                           if c in r.cells and r.cells[c].reference_source}, key=natural)
@@ -141,9 +136,11 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
     for r in measured:
         ci.rows.append(VRow(r.label, MEASURED, [
             VCell((Part(interval_text(r.cells[c].interval) if c in r.cells else ""),),
-                  r.cells[c].mean if c in r.cells else None, group_id(r.backbone, c) if c in r.cells else None)
+                  r.cells[c].mean if c in r.cells else None, group_id(r.backbone, c) if c in r.cells else None,
+                  note_mark=note_mark(r.cells[c]) if c in r.cells else "")
             for c in dropped_ci], r.backbone, family_label(r.family)))
     ci.caption.append(f"The {INTERVAL_TEXT} of each cell of the table above (n > 1 only), in %.")
+    ci.caption += mark_notes(ci)
     return [view, ci]
 
 

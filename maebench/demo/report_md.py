@@ -1,6 +1,7 @@
 """The demo's report, read from its results store: one table of every backbone x stage (mean ±
-std over seeds, by the leaderboard's Summary; "left out for time" where a stage did not run,
-supervised marked where it has seen all labels) and a short summary of the signal as measured.
+std over seeds, by the leaderboard's Summary; "left out for time" where a stage did not run; a
+cell marked † where the leaderboard marks it, by the one rule of leaderboards/label_mark.py) and
+a short summary of the signal as measured.
 Also the one-line result printed as each stage ends, and the rows a rerun stage supersedes."""
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from maebench.leaderboards import families, label_mark
 from maebench.leaderboards.compare import Summary
 from maebench.results import newest_done
 
 LABELS = {"mae-norm-pixel": "MAE norm-pixel", "mae-pixel": "MAE pixel", "mocov3": "MoCo v3",
           "supervised": "supervised", "scratch": "scratch"}
-SEEN_ALL_LABELS = "supervised"   # pretrained on all 60k labels: marked in classification columns
-CLASSIFICATION = ("finetune", "partial", "linprobe", "knn")
 # report columns: (header, task, metric, partial K or None)
 COLUMNS = (("fine-tune top-1 (100/class)", "finetune", "top1", None),
            ("partial K=0", "partial", "top1", "0"), ("K=0.5", "partial", "top1", "0.5"),
@@ -68,6 +68,21 @@ def superseded(results: Path) -> list[str]:
     rows = _rows(results)
     newest = {_stage_key(r): r for r in newest_done(rows, key=_stage_key)}
     return [r.run_id for r in rows if newest[_stage_key(r)].config_hash != r.config_hash]
+
+
+def marked(results: Path, names: dict[str, str]) -> set[tuple[str, str]]:
+    """(backbone key, task) pairs whose cells carry the † mark: the leaderboard's rule
+    (leaderboards/label_mark.py) applied to the backbone's rows (its recorded family, the dataset
+    of its pretraining rows) and each task's rows."""
+    by_name = {v: k for k, v in names.items()}
+    rows = [r for r in _rows(results) if r.backbone in by_name]
+    out = set()
+    for name, key in by_name.items():
+        own = [r for r in rows if r.backbone == name]
+        family = families.lookup(name, [r.config for r in own]).family
+        pretrained_on = label_mark.pretraining_datasets(own)
+        out |= {(key, r.task) for r in own if label_mark.seen_all_labels(family, r.task, r.dataset, pretrained_on)}
+    return out
 
 
 def collect(results: Path, names: dict[str, str]) -> tuple[dict, dict]:
@@ -150,8 +165,9 @@ PROTOCOL_NOTE = ("the swept linear probe (`--cached-features` runs the sweep: ev
 
 
 def table(cells: dict, pretrain_s: dict, left_out: list[tuple[str, str]], keys: list[str],
-          how: dict[str, str] | None = None) -> str:
-    """`how`: task -> what its runs measured (protocols()), named in the column header."""
+          how: dict[str, str] | None = None, seen: set[tuple[str, str]] = frozenset()) -> str:
+    """`how`: task -> what its runs measured (protocols()), named in the column header; `seen`:
+    the (backbone key, task) cells marked † (marked())."""
     how = how or {}
     head = ["backbone", "pretraining", *(f"{h.split(' (')[0]} ({how[t]})" if how.get(t) else h
                                          for h, t, *_ in COLUMNS)]
@@ -167,15 +183,16 @@ def table(cells: dict, pretrain_s: dict, left_out: list[tuple[str, str]], keys: 
                     text = "n/a ‡"
                 else:
                     text = "missing"
-            elif key == SEEN_ALL_LABELS and task in CLASSIFICATION:
-                text += " †"
+            elif (key, task) in seen:
+                text += f" {label_mark.MARK}"
             row.append(text)
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def summary(cells: dict, seeds: list[int]) -> list[str]:
-    """The measured signal in a few sentences; every comparison states what was measured."""
+def summary(cells: dict, seeds: list[int], seen: set[tuple[str, str]] = frozenset()) -> list[str]:
+    """The measured signal in a few sentences; every comparison states what was measured; `seen`:
+    the (backbone key, task) results marked † (marked())."""
     def m(key, task, metric="top1", k=None):
         return _mean(cells.get((key, task, metric, k), []))
 
@@ -201,7 +218,7 @@ def summary(cells: dict, seeds: list[int]) -> list[str]:
         scored = sorted(((m(k, task), k) for k in LABELS if m(k, task) is not None), reverse=True)
         if scored:
             out.append(f"{what} ordering as measured: " + " > ".join(
-                f"{LABELS[k]}{' †' if k == SEEN_ALL_LABELS else ''} {v:.1f}" for v, k in scored) + ".")
+                f"{LABELS[k]}{f' {label_mark.MARK}' if (k, task) in seen else ''} {v:.1f}" for v, k in scored) + ".")
     lp = {k: m(k, "linprobe") for k in ("mae-norm-pixel", "mocov3")}
     ft = {k: m(k, "finetune") for k in ("mae-norm-pixel", "mocov3")}
     if None not in (*lp.values(), *ft.values()):
@@ -209,7 +226,8 @@ def summary(cells: dict, seeds: list[int]) -> list[str]:
                    f"linear probe MoCo v3 {'ahead' if lp['mocov3'] > lp['mae-norm-pixel'] else 'behind'}, "
                    f"fine-tuning MoCo v3 {'ahead' if ft['mocov3'] > ft['mae-norm-pixel'] else 'behind'} here.")
     n = f"mean of {len(seeds)} seeds ({','.join(map(str, seeds))})" if len(seeds) > 1 else f"seed {seeds[0]}"
-    out.append(f"Transfer numbers: {n}; † = pretrained on all 60k training labels.")
+    out.append(f"Transfer numbers: {n}" + (f"; {label_mark.MARK} = pretrained on all 60k training labels." if seen
+                                           else "."))
     return out
 
 
@@ -217,9 +235,10 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
                  left_out: list[tuple[str, str]], names: dict[str, str], seconds: float | None,
                  load: tuple, estimates: dict, mae_epochs: int | None = None) -> Report:
     cells, pretrain_s = collect(results, names)
+    seen = marked(results, names)
     runs = _rows(results)
     how = protocols(results, names)
-    summary_lines = summary(cells, seeds)
+    summary_lines = summary(cells, seeds, seen)
     if how.get("linprobe", "").startswith("swept"):
         summary_lines.insert(-1, f"Linear probe: {PROTOCOL_NOTE}")
     keys = list(names)
@@ -240,10 +259,11 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
         "(docs/cpu-recipes.md)" + (f"; both MAE backbones pretrained for {mae_epochs} epochs (--mae-epochs) "
                                    "instead of the protocol's" if mae_epochs is not None else "") + ".",
         "",
-        table(cells, pretrain_s, left_out, keys, how),
+        table(cells, pretrain_s, left_out, keys, how, seen),
         "",
         *([f"Linear probe: {PROTOCOL_NOTE}", ""] if how.get("linprobe", "").startswith("swept") else []),
-        "† pretrained with all 60k training labels (supervised): not a low-label result. "
+        *([f"{label_mark.MARK} pretrained with all 60k training labels (supervised, on the dataset it is scored on): "
+           "not a low-label result."] if seen else []),
         "‡ the partial fine-tuning curve (the paper's Fig. 9) is run for MAE norm-pixel and MoCo v3; "
         "K=0 is the linear-probe protocol on the same 100 labels per class, K=all is the fine-tuning column.",
         "",
