@@ -172,7 +172,7 @@ def test_coco_runs_end_to_end_with_the_vitdet_neck_from_a_checkpoint_with_relati
     assert "coco: 2 relative position tables from micro's checkpoint" in capsys.readouterr().out
     (row,) = ResultsStore().rows(task="coco")
     assert row.status == "done" and row.config["neck"] == "vitdet"
-    assert row.config["vitdet"] == {"window_size": 8, "global_blocks": [1, 3]}
+    assert row.config["vitdet"] == {"window_size": 8, "global_blocks": [1, 3], "decay_norms": False, "decay_pos_embed": False}
     assert {"bbox/AP", "segm/AP"} <= set(row.metrics)
 
 
