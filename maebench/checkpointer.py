@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from maebench import distributed as dist
-from maebench.torch_io import load, save_atomic
+from maebench.torch_io import WriteError, load, save_atomic
 from maebench.errors import MaebenchError
 
 
@@ -78,11 +78,13 @@ class Checkpointer:
                 ck["ema"] = self.ema.module.state_dict()
             if partial is not None:
                 ck["epoch_sums"] = partial
+            earlier = self.path.is_file()
             try:
                 save_atomic(ck, self.path)
-            except OSError as e:
-                raise MaebenchError(f"cannot write checkpoint {self.path}: {e.strerror or e}; "
-                                    "the previous checkpoint is intact") from None
+            except WriteError as e:   # a full disk: one line; the earlier checkpoint stays, no temp file
+                kept = "the previous checkpoint is intact" if earlier else "no earlier checkpoint of this run"
+                raise MaebenchError(f"cannot write checkpoint {self.path}: {e.reason}; {kept}; {e.free} free in "
+                                    f"{self.path.parent}: make room, then run the same command with --resume") from None
         dist.barrier()
 
     def restore(self, log: Callable[[str], None]) -> Resume:

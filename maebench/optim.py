@@ -4,6 +4,10 @@ Layer-wise decay follows the MAE/BEiT recipe: the patch embedding, [cls] token a
 embedding are layer 0, block i is layer i + 1, everything after the blocks (norm, head, neck,
 task heads) is layer num_layers + 1, and a parameter of layer l gets
 lr_scale = layer_decay ** (num_layers + 1 - l).
+
+Weight decay: `param_groups` follows the MAE/BEiT transfer code (every 1-D tensor and the
+position / token embeddings undecayed); `detectron2_param_groups` follows detectron2's
+get_default_optimizer_params, which the ViTDet configs use (biases decayed, norms by module type).
 """
 from __future__ import annotations
 
@@ -73,6 +77,54 @@ def param_groups(model: nn.Module, *, weight_decay: float, layer_decay: float = 
                            "lr_scale": scale, "layer_id": lid}
         groups[key]["params"].append(p)
         groups[key]["names"].append(name)
+    return [groups[k] for k in sorted(groups)]
+
+
+# detectron2 solver/build.py get_default_optimizer_params: the module types whose parameters take
+# `weight_decay_norm`. Parameter-free norms (torchvision's and detectron2's FrozenBatchNorm2d keep
+# buffers only) have nothing to decay either way.
+DETECTRON2_NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
+                         nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LayerNorm,
+                         nn.LocalResponseNorm)
+
+
+def detectron2_param_groups(model: nn.Module, *, weight_decay: float, weight_decay_norm: float | None,
+                            overrides: dict[str, dict[str, float]] | None = None, layer_decay: float = 1.0,
+                            num_layers: int | None = None, vit_prefix: str = "",
+                            not_norms: tuple[type, ...] = ()) -> list[dict]:
+    """Groups as detectron2's get_default_optimizer_params builds them (the ViTDet configs:
+    bias_lr_factor 1, weight_decay_bias None), in the shape `param_groups` returns.
+
+    Weight decay is `weight_decay` for every parameter, biases included, except: a parameter of a
+    module of DETECTRON2_NORM_TYPES takes `weight_decay_norm` when that is not None, and
+    `overrides[local name]` (the parameter's name inside its module, e.g. "pos_embed") is applied
+    last. `not_norms` are subclasses of those types that stand for a detectron2 module outside
+    the list: maebench's channels-first LayerNorm2d is an nn.LayerNorm, detectron2's
+    layers.LayerNorm (the simple feature pyramid's, conv_norm="LN" in the heads) is not, so it is
+    decayed. The lr scale is layer-wise decay as `param_groups` computes it (for a ViT under
+    `vit_prefix`: detectron2's get_vit_lr_decay_rate)."""
+    overrides = overrides or {}
+    groups: dict[tuple[int, float], dict] = {}
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        is_norm = isinstance(module, DETECTRON2_NORM_TYPES) and not isinstance(module, not_norms)
+        for local, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            name = f"{module_name}.{local}" if module_name else local
+            wd = weight_decay_norm if is_norm and weight_decay_norm is not None else weight_decay
+            wd = float(overrides.get(local, {}).get("weight_decay", wd))
+            if layer_decay < 1.0 and num_layers is not None:
+                lid = layer_id(name, num_layers, vit_prefix)
+                scale = layer_decay ** (num_layers + 1 - lid)
+            else:
+                lid, scale = 0, 1.0
+            key = (lid, wd)
+            if key not in groups:
+                groups[key] = {"params": [], "names": [], "weight_decay": wd, "lr_scale": scale, "layer_id": lid}
+            groups[key]["params"].append(p)
+            groups[key]["names"].append(name)
     return [groups[k] for k in sorted(groups)]
 
 

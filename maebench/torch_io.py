@@ -6,6 +6,7 @@ import argparse
 import os
 import pickle
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,20 +16,88 @@ import torch
 from maebench.errors import MaebenchError, first_line
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+# what torch.save's zip writer (caffe2 inline_container) raises when the file underneath stops
+# taking bytes, a full disk above all: "[enforce fail at inline_container.cc:672] . unexpected pos
+# ..." or "PytorchStreamWriter failed writing file ...", as a RuntimeError with a C++ trace
+_STREAM_WRITER = re.compile(r"inline_container|PytorchStreamWriter|file write failed")
+
+
+class WriteError(MaebenchError):
+    """`save_atomic` could not write a file (a full disk, a quota, an I/O error, a parent that is
+    no directory): the file it would have replaced is unchanged and no temporary file is left.
+    `reason` says why in a few words; `free` is the free space where the file was going."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason, self.free = path, reason, free_space(path.parent)
+        super().__init__(f"cannot write {path}: {reason}; {self.free} free in {path.parent}")
+
+
+def free_space(directory: str | os.PathLike) -> str:
+    """'1.5 GiB' (shutil.disk_usage of the directory, or of its nearest existing parent)."""
+    d = Path(directory).absolute()
+    while not d.exists() and d != d.parent:
+        d = d.parent
     try:
+        free = float(shutil.disk_usage(d).free)
+    except OSError:
+        return "unknown space"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if free < 1024 or unit == "TiB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1024
+    raise AssertionError("unreachable")
+
+
+def _write_failure(e: BaseException) -> str | None:
+    """Why a write failed in a few words, or None when `e` is no write failure (re-raised as is)."""
+    if isinstance(e, OSError):
+        return e.strerror or first_line(e)
+    if isinstance(e, RuntimeError) and _STREAM_WRITER.search(str(e)):
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        return f"torch.save's write failed, most likely a full disk ({first_line(e, 80)})"
+    return None
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save `obj` to a temporary file in the same directory, fsync it, rename it over `path`
+    (then fsync the directory): `path` is either its old self or the complete new file. A write
+    that fails (OSError, or torch's zip writer failing under a full disk) removes the temporary
+    file and raises one-line WriteError naming the file, why, and the free space there."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        tmp = None
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        reason = _write_failure(e)
+        if reason is None:
+            raise
+        raise WriteError(path, reason) from None
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable; a file system that cannot fsync a directory is left as it is."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class CheckpointError(MaebenchError):

@@ -140,3 +140,57 @@ def test_bad_input_leaves_no_row(micro, small_set, capsys, args, code, message):
     assert run(*full) == code
     assert message in capsys.readouterr().err
     assert rows() == []
+
+
+# ---- a full disk while the checkpoint is written ------------------------------------------------
+@pytest.mark.parametrize("fault", ["zip-writer", "enospc"])
+def test_full_disk_during_a_checkpoint_is_one_line_and_resume_continues(fault, micro, tmp_path, monkeypatch, capsys):
+    """`maebench run --task finetune`, 2 epochs, a checkpoint after each: the epoch-2 write fills
+    the disk half-way, as torch's zip writer reports it (a RuntimeError with a C++ trace) or as
+    the file system does (OSError ENOSPC). One stderr line naming the run directory and its free
+    space, exit 1, the row failed; the epoch-1 checkpoint intact, no temporary file; --resume,
+    once there is room again, continues from epoch 1."""
+    import errno
+    import re
+
+    out = tmp_path / "run"
+    args = ["--task", "finetune", "--backbone", micro, "--epochs", 2, "--batch-size", 10,
+            "--labels-per-class", 2, "--out", out, *FAST]
+    real_save, seen = torch.save, {"checkpoints": 0, "before": None}
+
+    def full_disk(obj, f, *a, **kw):
+        if isinstance(obj, dict) and "optimizer" in obj:          # the training loop's checkpoint
+            seen["checkpoints"] += 1
+            if seen["checkpoints"] == 2:
+                seen["before"] = (out / "checkpoint.pth").read_bytes()
+                f.write(b"PK\x03\x04 half a checkpoint")
+                if fault == "enospc":
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2432 vs 2322\n"
+                                   "frame #0: c10::ThrowEnforceNotMet(char const*, int, char const*, "
+                                   "std::string const&, void const*) + 0x3e (0x7f in libc10.so)")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    capsys.readouterr()
+    assert run(*args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "frame #0" not in err
+    (line,) = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    assert line.startswith("maebench: error: cannot write checkpoint ")
+    assert re.search(rf"\d+(\.\d)? (B|KiB|MiB|GiB|TiB) free in {re.escape(str(out))}: ", line), line
+    assert "the previous checkpoint is intact" in line and "--resume" in line
+    assert ("No space left on device" if fault == "enospc" else "unexpected pos") in line
+    (row,) = rows(task="finetune")
+    assert row.status == "failed"                           # exit 1, as README's exit codes say
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pth"]     # no temporary file left
+    assert (out / "checkpoint.pth").read_bytes() == seen["before"]
+    ck = load_checkpoint(out / "checkpoint.pth")
+    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 0)
+
+    monkeypatch.setattr(torch, "save", real_save)            # room again
+    assert run(*args, "--resume") == 0
+    assert "resumed from" in capsys.readouterr().out
+    (row,) = rows(task="finetune")
+    assert row.status == "done"
+    assert load_checkpoint(out / "checkpoint.pth")["epoch"] == 2

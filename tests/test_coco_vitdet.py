@@ -172,7 +172,7 @@ def test_coco_runs_end_to_end_with_the_vitdet_neck_from_a_checkpoint_with_relati
     assert "coco: 2 relative position tables from micro's checkpoint" in capsys.readouterr().out
     (row,) = ResultsStore().rows(task="coco")
     assert row.status == "done" and row.config["neck"] == "vitdet"
-    assert row.config["vitdet"] == {"window_size": 8, "global_blocks": [1, 3]}
+    assert row.config["vitdet"] == {"window_size": 8, "global_blocks": [1, 3], "decay_norms": False, "decay_pos_embed": False}
     assert {"bbox/AP", "segm/AP"} <= set(row.metrics)
 
 
@@ -217,3 +217,109 @@ def test_rois_are_pooled_as_roialignv2_on_the_level_of_their_size():
         rois = torch.cat([torch.zeros(1, 1), boxes[0][box:box + 1]], dim=1)
         want = roi_align(feats[level], rois, (7, 7), spatial_scale=1 / stride, sampling_ratio=0, aligned=True)
         assert torch.allclose(out[box:box + 1], want)
+
+
+# ---- optimizer groups: detectron2's get_default_optimizer_params under the ViTDet configs -------
+def _vitdet_micro(neck="vitdet"):
+    """A tiny Mask R-CNN (vit-micro, 4 blocks, patch 4, 64 px canvas) with `neck`, on the meta device."""
+    from maebench import config
+    from maebench.backbones.vit import create_vit
+    from maebench.tasks.coco import check_config
+    from maebench.tasks.coco.model import build_mask_rcnn
+
+    cfg = check_config(config.load("coco", arch="vit-micro", flags={"neck": neck}))
+    with torch.device("meta"):
+        vit = create_vit("vit-micro", img_size=32 if neck == "vitdet" else 64, patch_size=4)
+        return build_mask_rcnn(vit, num_classes=3, mean=(0.5,) * 3, std=(0.5,) * 3, cfg=cfg)
+
+
+def _detectron2_table(model, *, rate: float, size: str) -> dict[str, tuple[float, float]]:
+    """name -> (lr scale, weight decay), from detectron2's stated rules alone (not maebench's code):
+    - lr: get_vit_lr_decay_rate (re-typed below) with 4 layers;
+    - weight decay 0.1 (configs/common/optim.py AdamW) on every parameter, biases included
+      (bias_lr_factor 1, weight_decay_bias None), except, for B and L only: parameters of torch.nn
+      norm modules (weight_decay_norm=0) and `pos_embed` (overrides). In detectron2's ViTDet Mask
+      R-CNN the only torch.nn norm modules are the ViT blocks' norm1 / norm2 (vit.py Block,
+      norm_layer=nn.LayerNorm; patch_embed has none): the simple feature pyramid and the
+      conv_norm="LN" heads use detectron2.layers.LayerNorm, which is no torch.nn norm, so they
+      are decayed. H (mask_rcnn_vitdet_h_75ep.py: weight_decay_norm=None, overrides={}) decays all."""
+    import re
+
+    def lr(name, n=4):
+        layer = n + 1
+        if name.startswith("backbone"):
+            if ".pos_embed" in name or ".patch_embed" in name:
+                layer = 0
+            elif ".blocks." in name and ".residual." not in name:
+                layer = int(name[name.find(".blocks."):].split(".")[2]) + 1
+        return rate ** (n + 1 - layer)
+
+    def wd(name):
+        if size == "h":
+            return 0.1
+        exempt = re.fullmatch(r"backbone\.vit\.blocks\.\d+\.norm[12]\.(weight|bias)", name) or name == "backbone.vit.pos_embed"
+        return 0.0 if exempt else 0.1
+
+    return {name: (lr(name), wd(name)) for name, _ in model.named_parameters()}
+
+
+@pytest.mark.parametrize("arch,size,rate", [("vit-base", "b", 0.7), ("vit-large", "l", 0.8), ("vit-huge", "h", 0.9)])
+def test_vitdet_groups_are_detectron2s_per_parameter(arch, size, rate):
+    """The B / L / H configs' optimizer settings (coco.yaml by_arch) on a tiny ViTDet model: every
+    parameter's (lr scale, weight decay) equals the table derived from detectron2's rules."""
+    from maebench import config
+    from maebench.tasks.coco import check_config, param_groups
+
+    model = _vitdet_micro()
+    cfg = check_config(config.load("coco", arch=arch, flags={"neck": "vitdet"}))
+    got = {}
+    for g in param_groups(model, cfg, num_layers=4):
+        for name in g["names"]:
+            assert name not in got, name
+            got[name] = (g["lr_scale"], g["weight_decay"])
+    want = _detectron2_table(model, rate=rate, size=size)
+    assert got.keys() == want.keys()
+    for name, (scale, decay) in want.items():
+        assert got[name][0] == pytest.approx(scale), name
+        assert got[name][1] == decay, name
+    # what the MAE/BEiT rule got wrong: biases, the pyramid's and heads' LayerNorms, rel_pos decayed
+    for name in ("backbone.vit.blocks.0.attn.qkv.bias", "backbone.neck.levels.0.1.bias",
+                 "backbone.vit.blocks.0.attn.rel_pos_h", "rpn.head.cls_logits.bias"):
+        assert got[name][1] == 0.1, name
+    ln = [n for n in got if n.startswith(("backbone.neck.", "roi_heads.box_head.", "roi_heads.mask_head."))
+          and n in dict(model.named_parameters()) and dict(model.named_parameters())[n].ndim == 1]
+    assert ln and all(got[n][1] == 0.1 for n in ln)
+    assert got["backbone.vit.blocks.0.norm1.weight"][1] == (0.1 if size == "h" else 0.0)
+    assert got["backbone.vit.pos_embed"][1] == (0.1 if size == "h" else 0.0)
+
+
+def test_detectron2_rule_by_module_type():
+    """Norm types in detectron2's list (BatchNorm, GroupNorm, nn.LayerNorm) take weight_decay_norm;
+    a channels-first LayerNorm2d named in not_norms, convs, linears and their biases take weight_decay."""
+    from maebench import optim
+    from maebench.tasks.pyramid import LayerNorm2d
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.GroupNorm(2, 4),
+                                LayerNorm2d(4), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+                                torch.nn.LayerNorm(3))
+    wd = {n: g["weight_decay"] for g in optim.detectron2_param_groups(model, weight_decay=0.1, weight_decay_norm=0.0,
+                                                                       not_norms=(LayerNorm2d,)) for n in g["names"]}
+    assert wd == {"0.weight": 0.1, "0.bias": 0.1, "1.weight": 0.0, "1.bias": 0.0, "2.weight": 0.0, "2.bias": 0.0,
+                  "3.weight": 0.1, "3.bias": 0.1, "5.weight": 0.1, "5.bias": 0.1, "6.weight": 0.0, "6.bias": 0.0}
+    wd_none = {n: g["weight_decay"] for g in optim.detectron2_param_groups(model, weight_decay=0.1, weight_decay_norm=None)
+               for n in g["names"]}
+    assert set(wd_none.values()) == {0.1}
+
+
+def test_other_necks_keep_the_mae_transfer_rule():
+    """vit-fpn / simple-pyramid: every 1-D tensor (biases, norms) and pos_embed undecayed, as MAE/BEiT."""
+    from maebench import config
+    from maebench.tasks.coco import check_config, param_groups
+
+    model = _vitdet_micro("simple-pyramid")
+    cfg = check_config(config.load("coco", arch="vit-base", flags={"neck": "simple-pyramid"}))
+    shapes = dict(model.named_parameters())
+    for g in param_groups(model, cfg, num_layers=4):
+        for name in g["names"]:
+            exempt = shapes[name].ndim == 1 or name.endswith(("pos_embed", "cls_token"))
+            assert g["weight_decay"] == (0.0 if exempt else 0.1), name

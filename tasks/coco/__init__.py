@@ -89,6 +89,27 @@ def check_config(cfg: dict) -> dict:
 
 
 # ---- training --------------------------------------------------------------------------------
+def param_groups(model, cfg: dict, *, num_layers: int) -> list[dict]:
+    """The optimizer groups. Layer-wise lr decay for every neck (detectron2's get_vit_lr_decay_rate
+    for vitdet). Weight decay: `--neck vitdet` builds the groups as the ViTDet configs do
+    (detectron2 get_default_optimizer_params: everything decayed, biases and the channels-first
+    LayerNorms of the pyramid and heads included, except torch.nn norms (weight_decay_norm=0) and
+    pos_embed (override 0) for B/L; nothing exempt for H, per vitdet.decay_norms /
+    decay_pos_embed); the other necks keep the MAE/BEiT transfer rule (every 1-D tensor exempt)."""
+    from maebench import optim
+
+    common = dict(weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"], num_layers=num_layers,
+                  vit_prefix="backbone.vit.")
+    if cfg["neck"] != "vitdet":
+        return optim.param_groups(model, **common)
+    from maebench.tasks.pyramid import LayerNorm2d
+    vd = cfg["vitdet"]
+    return optim.detectron2_param_groups(
+        model, weight_decay_norm=None if vd["decay_norms"] else 0.0,
+        overrides={} if vd["decay_pos_embed"] else {"pos_embed": {"weight_decay": 0.0}},
+        not_norms=(LayerNorm2d,), **common)
+
+
 def loss_fn(model, batch, device):
     """Sum of torchvision's five Mask R-CNN losses (RPN objectness and box, RoI class, box, mask)."""
     import torch
@@ -142,8 +163,7 @@ def recipes(spec: RunSpec):
         n_tables = load_rel_pos(model.backbone.vit, registry.rel_pos_tables(spec.backbone))
         if n_tables and distributed.is_main():
             print(f"coco: {n_tables} relative position tables from {spec.backbone}'s checkpoint")
-    groups = optim.param_groups(model, weight_decay=cfg["weight_decay"], layer_decay=cfg["layer_decay"],
-                                num_layers=len(vit.blocks), vit_prefix="backbone.vit.")
+    groups = param_groups(model, cfg, num_layers=len(vit.blocks))
     log = print if distributed.is_main() else (lambda *_: None)
     log(f"coco: {spec.backbone} ({entry.arch}, patch {entry.patch_size}) + {cfg['neck']} + Mask R-CNN, "
         f"{len(train_set)} train / {len(val_set)} val images, {train_set.num_classes} classes, "
