@@ -8,6 +8,8 @@ its `pos_embed` is None when the weights have only relative position bias).
 Fitting adapts stored weights to the requested model: position embeddings (and BEiT's relative
 position tables) resized to the model's patch grid, the patch projection adapted to another
 input channel count, and the pooling norm / classifier kept only where the model has them.
+`resample_patch_embed` gives a built ViT another patch size on the same token grid (patch 14 ->
+16 for the dense tasks, as detectron2's ViTDet-H does with mae_pretrain_vit_huge_p14to16).
 """
 from __future__ import annotations
 
@@ -87,6 +89,29 @@ def fit_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
             for k in keys:  # absent from this model (pooling choice) or another class count
                 del out[k]
     return out
+
+
+def resample_patch_embed(vit: nn.Module, size: int) -> None:
+    """Give `vit` a size x size patch on the same token grid, in place: the projection kernel is
+    resampled with timm's `resample_patch_embed` (the pseudo-inverse of the bicubic resize, so a
+    resized patch gets the same response), the bias kept; `patch_embed.patch_size` and `img_size`
+    follow (img_size = grid x size), so position embeddings, rotary tables and relative tables,
+    all built for the grid, stay valid. The one implementation of detectron2's p14to16 (ViT-H/14
+    -> 16 for ViTDet-H): every COCO neck and ADE20K use it (tasks/pyramid.py `pyramid_patch`)."""
+    from timm.layers import resample_patch_embed as resample
+    pe = vit.patch_embed
+    old = pe.proj
+    new = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=size, stride=size,
+                    bias=old.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(resample(old.weight, [size, size]))
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    pe.proj = new.to(device=old.weight.device, dtype=old.weight.dtype)
+    pe.patch_size = (size, size)
+    grid = getattr(pe, "grid_size", None)
+    if grid is not None:
+        pe.img_size = (grid[0] * size, grid[1] * size)
 
 
 def load_fitted(model: nn.Module, fitted: dict[str, torch.Tensor], *, fresh: tuple[str, ...], what: str) -> nn.Module:

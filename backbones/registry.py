@@ -331,8 +331,12 @@ def _read_weights(e: BackboneEntry, *, mmap: bool = False) -> dict[str, Any]:
 
 def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global_pool: str = "token",
          drop_path_rate: float = 0.0, in_chans: int | None = None, patch_size: int | None = None,
-         **vit_kwargs):
+         resample_patch: int | None = None, **vit_kwargs):
     """(model, entry): the backbone built for the task's image size, with its weights.
+
+    resample_patch: run the model with this patch instead of its own (the dense tasks' patch 14
+    -> 16, tasks/pyramid.py `pyramid_patch`): built for the grid img_size / resample_patch, then
+    its patch kernel resampled (build.resample_patch_embed); the entry keeps its own patch.
 
     Encoder keys load strictly; the head and fc_norm start fresh when the weights lack them (or
     have another class count); global_pool="avg" drops the release's `norm` and starts `fc_norm`,
@@ -343,6 +347,16 @@ def load(name: str, *, img_size: int | None = None, num_classes: int = 0, global
     from maebench.backbones.timm_family import build as build_timm
 
     e = entry(name)
+    if resample_patch is not None and resample_patch != e.patch_size:
+        side = img_size or e.img_size
+        if side % resample_patch:
+            raise MaebenchError(f"image size {side} is not a multiple of the resampled patch {resample_patch}")
+        from maebench.backbones.build import resample_patch_embed
+        model, e = load(name, img_size=side // resample_patch * e.patch_size, num_classes=num_classes,
+                        global_pool=global_pool, drop_path_rate=drop_path_rate, in_chans=in_chans,
+                        patch_size=patch_size, **vit_kwargs)
+        resample_patch_embed(model, resample_patch)
+        return model, e
     if patch_size is not None and patch_size != e.patch_size and e.family != "scratch":
         raise UsageError(f"backbone '{name}' was pretrained with patch size {e.patch_size}, not {patch_size}")
     if global_pool == "probe" and e.model != "timm":

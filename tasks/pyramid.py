@@ -20,6 +20,14 @@ the per-GPU batch, often 1 image at detection resolution) or BatchNorm (the MAE/
 segmentation code). Factors are the power of two nearest p / stride, so any patch works
 (p = 4, the CPU-scale models: 1, 1/2, 1/4, 1/8; p = 14: as for 16).
 
+The patch rule (COCO, every neck, and ADE20K): a ViT whose patch is not a power of two (14:
+DINOv2, EVA-02, CLIP ViT-L/14, MAE ViT-H/14) runs with its patch embedding resampled to the
+nearest power of two, 16 (`pyramid_patch`; backbones/build.py `resample_patch_embed`), as
+detectron2's ViTDet-H does (mae_pretrain_vit_huge_p14to16): the protocols' 1024 px canvas and
+512 px crop are then whole grids (64 x 64, 32 x 32 tokens) and the levels sit at strides 4..32
+exactly. The task records it in its config as `patch_rule` (`apply_patch_rule`); a power-of-two
+patch runs as it is and its config has no such key.
+
 The tap rule: block floor(depth * (i + 1) / 4) - 1 for i = 0..3, in integer arithmetic (no
 round-half-to-even surprises); it is the official [2, 5, 8, 11] / [5, 11, 17, 23] /
 [7, 15, 23, 31] of ViT-B / L / H whenever 4 divides the depth.
@@ -47,6 +55,33 @@ def tap_indices(depth: int, taps: str = "groups") -> list[int]:
     if depth < 4:
         raise MaebenchError(f"a 4-level pyramid taps 4 block groups; this ViT has only {depth} blocks")
     return [depth * (i + 1) // 4 - 1 for i in range(4)]
+
+
+def pyramid_patch(patch_size: int) -> int:
+    """The patch a dense task runs a ViT at: itself when a power of two, else the nearest power
+    of two (14 -> 16), its patch embedding resampled (module docstring)."""
+    return patch_size if not patch_size & (patch_size - 1) else 2 ** round(math.log2(patch_size))
+
+
+def apply_patch_rule(cfg: dict, patch_size: int) -> int:
+    """The patch the task runs at; where it differs from the backbone's, cfg gains
+    `patch_rule: resample-14-to-16` (part of the run's recipe, hence of its id). A power-of-two
+    patch leaves cfg as it was."""
+    run = pyramid_patch(patch_size)
+    if run != patch_size:
+        cfg["patch_rule"] = f"resample-{patch_size}-to-{run}"
+    return run
+
+
+def run_patch(cfg: dict, patch_size: int) -> int:
+    """The patch a config built by `apply_patch_rule` runs the backbone at (the backbone's own
+    patch when the config has no `patch_rule`)."""
+    return pyramid_patch(patch_size) if cfg.get("patch_rule") else patch_size
+
+
+def describe_patch(patch_size: int, run_patch: int) -> str:
+    """'patch 16' or 'patch 14 resampled to 16' for a task's log line."""
+    return f"patch {patch_size}" + (f" resampled to {run_patch} (patch_rule)" if run_patch != patch_size else "")
 
 
 def rescale_factor(patch_size: int, stride: int) -> float:

@@ -11,6 +11,14 @@ image / label-PNG pairs in that layout with its own class count and ignore value
 the runner's engine.fit (AdamW, warm-up + poly, layer decay, AMP on CUDA, DDP under torchrun,
 checkpoints, --resume); the result row holds mIoU, mAcc, aAcc (percent) and per_class_iou.
 
+Patch sizes: a ViT whose patch is not a power of two (14: DINOv2, EVA-02, CLIP ViT-L/14, MAE
+ViT-H/14) runs with its patch embedding resampled to 16 px, the rule COCO uses (tasks/pyramid.py
+`pyramid_patch`, detectron2's p14to16 for ViTDet-H): the 512 crop is then a 32 x 32 grid, as for
+a patch-16 model, and the pyramid's levels sit at strides 4..32. (DINOv2's own linear heads
+instead resize to 518 or pad; one rule for both dense tasks was chosen here.) The row's config
+records it (`patch_rule: resample-14-to-16`), and so does the log line; crop_size must be a
+multiple of the patch after the rule. Power-of-two patches run unchanged, with no `patch_rule`.
+
 Package layout: transforms.py (joint image/label augmentation), relpos.py (zero-init relative
 position bias), model.py (ViT + the shared pyramid + UperNet +
 auxiliary FCN, the loss), evaluate.py (whole / sliding-window inference, confusion-matrix metrics).
@@ -36,7 +44,10 @@ def recipes(spec: RunSpec):
         raise UsageError("--task ade20k needs --backbone NAME")
     entry = registry.entry(spec.backbone)
     root, dataset = data_root(spec.data)
-    cfg = check_config(spec.load_config(arch=entry.arch, flags=label_flags(spec.options, root)), entry.patch_size)
+    from maebench.tasks.pyramid import apply_patch_rule, describe_patch
+    cfg = spec.load_config(arch=entry.arch, flags=label_flags(spec.options, root))
+    patch = apply_patch_rule(cfg, entry.patch_size)      # 14 -> 16 (patch_rule), before the run id exists
+    cfg = check_config(cfg, patch)
     if not entry.any_size and cfg["eval_mode"] == "whole":
         raise UsageError(f"backbone '{spec.backbone}' ({entry.model}) has relative position tables fixed to the crop "
                          "size: use --set eval_mode=slide")
@@ -67,7 +78,7 @@ def recipes(spec: RunSpec):
     flops = count_flops(lambda: model(torch.zeros(1, 3, crop, crop, device=device)))
     model.train()
     log = print if distributed.is_main() else (lambda *_: None)
-    log(f"ade20k: {spec.backbone} ({entry.arch}, patch {entry.patch_size}) + UperNet, {len(train_set)} train / "
+    log(f"ade20k: {spec.backbone} ({entry.arch}, {describe_patch(entry.patch_size, patch)}) + UperNet, {len(train_set)} train / "
         f"{len(val_set)} val images, {cfg['num_classes']} classes, crop {crop}, "
         f"out_indices {model.backbone.out_indices}, rel_pos_bias {cfg['rel_pos_bias']}, "
         f"eval {cfg['eval_mode']}, {flops / 1e9:.2f} GFLOPs/image")
@@ -214,14 +225,17 @@ def build_model(backbone: str, cfg: dict, device):
     from maebench.backbones import registry
     from maebench import distributed
     from maebench.tasks.ade20k.model import UperNetSegmentor
+    from maebench.tasks.pyramid import run_patch
 
     e = registry.entry(backbone)
     extra = {"dynamic_img_size": True} if e.any_size else {}   # whole-image inference at any size
-    vit, entry = registry.load(backbone, img_size=cfg["crop_size"], drop_path_rate=cfg["drop_path"], **extra)
+    patch = run_patch(cfg, e.patch_size)       # the config's patch_rule: 14 -> 16 (tasks/pyramid.py)
+    vit, entry = registry.load(backbone, img_size=cfg["crop_size"], drop_path_rate=cfg["drop_path"],
+                               resample_patch=patch, **extra)
     out = cfg["out_indices"] or None
     if out and out[-1] >= len(vit.blocks):
         raise UsageError(f"config key 'out_indices' {out} names a block beyond the backbone's {len(vit.blocks)}")
-    grid = cfg["crop_size"] // entry.patch_size
+    grid = cfg["crop_size"] // patch
     model = UperNetSegmentor(vit, num_classes=cfg["num_classes"], window=(grid, grid), out_indices=out,
                              rel_pos_bias=cfg["rel_pos_bias"], channels=cfg["channels"],
                              aux_channels=cfg["aux_channels"], dropout=cfg["dropout"])

@@ -9,6 +9,15 @@ COCOeval on the val split, with the detections written to <run dir>/coco_results
 --eval-predictions re-scores such a file against the dataset's val split with the same
 evaluator and stores a row, without building a model or importing torch (rescore.py).
 
+Patch sizes: the canvas (1024 px, LSJ) is a multiple of 32, which a patch 14 does not divide.
+Every neck therefore runs a patch-14 ViT (DINOv2, EVA-02, CLIP ViT-L/14, MAE ViT-H/14) with its
+patch embedding resampled to 16 px, as detectron2's ViTDet-H does (mae_pretrain_vit_huge_p14to16;
+tasks/pyramid.py `pyramid_patch`, one resampler: backbones/build.py `resample_patch_embed`):
+vit-fpn and simple-pyramid load the ViT at the canvas's 16 px grid (position embeddings resized
+to it once), vitdet keeps the pretraining grid's position embedding and resamples the kernel in
+its encoder. The row's config says so (`patch_rule: resample-14-to-16`), and so does the log
+line; power-of-two patches (4, 8, 16) run unchanged and their config has no `patch_rule`.
+
 Package layout: adapter.py (ViT -> FPN necks), vitdet.py (ViTDet as published: window attention,
 relative position bias, its pyramid), model.py (Mask R-CNN), data.py (transforms), evaluate.py
 (COCOeval, results files), rescore.py (--eval-predictions).
@@ -88,6 +97,15 @@ def check_config(cfg: dict) -> dict:
     return cfg
 
 
+def check_canvas(cfg: dict, patch: int) -> None:
+    """The canvas (a multiple of 32 by construction) must also be whole patches of the patch the
+    run uses (after the patch rule); checked before any row exists."""
+    from maebench.tasks.coco.model import canvas_size
+    side = canvas_size(cfg)
+    if side % patch:
+        raise UsageError(f"detection canvas {side} px must be a multiple of 32 and of the patch size {patch}")
+
+
 # ---- training --------------------------------------------------------------------------------
 def param_groups(model, cfg: dict, *, num_layers: int) -> list[dict]:
     """The optimizer groups. Layer-wise lr decay for every neck (detectron2's get_vit_lr_decay_rate
@@ -132,6 +150,9 @@ def recipes(spec: RunSpec):
         raise UsageError("--task coco needs --backbone NAME (or --eval-predictions FILE.json to re-score a file)")
     entry = registry.entry(spec.backbone)
     cfg = check_config(spec.load_config(arch=entry.arch, flags={"neck": spec.option("neck")}))
+    from maebench.tasks.pyramid import apply_patch_rule, describe_patch
+    patch = apply_patch_rule(cfg, entry.patch_size)     # 14 -> 16 (patch_rule), before the run id exists
+    check_canvas(cfg, patch)
     paths, dataset = data_paths(spec.data, spec.option("train_json"), spec.option("val_json"), spec.option("images"))
     if not entry.present:
         raise registry.missing_weights_error(entry)
@@ -154,9 +175,14 @@ def recipes(spec: RunSpec):
     device = distributed.init(spec.device, deterministic=spec.deterministic)
     import torch
     torch.manual_seed(spec.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
-    # vitdet keeps the pretraining grid's position embedding and resizes it per forward (detectron2)
-    vit, entry = registry.load(spec.backbone, img_size=None if cfg["neck"] == "vitdet" else canvas_size(cfg),
-                               drop_path_rate=cfg["drop_path"])
+    # vitdet keeps the pretraining grid's position embedding and resizes it per forward (detectron2),
+    # and resamples a patch 14 itself (ViTDetEncoder); the other necks get the ViT at the canvas's
+    # grid with the patch of the patch rule
+    if cfg["neck"] == "vitdet":
+        vit, entry = registry.load(spec.backbone, img_size=None, drop_path_rate=cfg["drop_path"])
+    else:
+        vit, entry = registry.load(spec.backbone, img_size=canvas_size(cfg), drop_path_rate=cfg["drop_path"],
+                                   resample_patch=patch)
     model = build_mask_rcnn(vit, num_classes=train_set.num_classes, mean=entry.mean, std=entry.std, cfg=cfg)
     if cfg["neck"] == "vitdet":     # the checkpoint's relative position tables, where it has them; else zero
         from maebench.tasks.coco.vitdet import load_rel_pos
@@ -165,7 +191,7 @@ def recipes(spec: RunSpec):
             print(f"coco: {n_tables} relative position tables from {spec.backbone}'s checkpoint")
     groups = param_groups(model, cfg, num_layers=len(vit.blocks))
     log = print if distributed.is_main() else (lambda *_: None)
-    log(f"coco: {spec.backbone} ({entry.arch}, patch {entry.patch_size}) + {cfg['neck']} + Mask R-CNN, "
+    log(f"coco: {spec.backbone} ({entry.arch}, {describe_patch(entry.patch_size, patch)}) + {cfg['neck']} + Mask R-CNN, "
         f"{len(train_set)} train / {len(val_set)} val images, {train_set.num_classes} classes, "
         f"canvas {canvas_size(cfg)} px; skipped for training: {train_set.skipped}")
     log(optim.describe_groups(groups, engine.TrainConfig.from_cfg(cfg).peak_lr()))

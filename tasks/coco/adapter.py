@@ -31,8 +31,10 @@ NECKS = {"vit-fpn": "groups", "simple-pyramid": "last",
 
 def _check_patch(patch_size: int) -> int:
     """The stride of the maps the pyramid resamples: the patch when it is a power of two; otherwise
-    (patch 14: DINOv2, EVA-02, ViT-H) 16, the ViT's maps being resized bilinearly to the canvas's
-    stride-16 grid first, so that the levels sit at exactly 4, 8, 16, 32."""
+    16, the ViT's maps being resized bilinearly to the canvas's stride-16 grid first, so that the
+    levels sit at exactly 4, 8, 16, 32. `maebench run` never hands this module a patch 14: its
+    patch rule resamples the patch embedding to 16 first (tasks/pyramid.py); a patch-14 ViT built
+    directly (at a canvas that is a multiple of 14 and 32, e.g. 224) still runs this way."""
     if patch_size < 1 or patch_size > 64:
         raise MaebenchError(f"a detection backbone needs a patch size from 1 to 64 (got {patch_size})")
     return patch_size if not patch_size & (patch_size - 1) else 16

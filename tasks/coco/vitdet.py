@@ -38,7 +38,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from maebench.backbones.pos_embed import resize_pos_embed
 from maebench.errors import MaebenchError
-from maebench.tasks.pyramid import STRIDES, LayerNorm2d, rescale_factor, tap_indices
+from maebench.tasks.pyramid import STRIDES, LayerNorm2d, pyramid_patch, rescale_factor, tap_indices
 
 WINDOW_SIZE = 14        # mask_rcnn_vitdet.py: window_size=14
 LN_EPS = 1e-6           # detectron2.layers.LayerNorm's default, used by the pyramid and the heads
@@ -149,7 +149,7 @@ class ViTDetEncoder(nn.Module):
     def __init__(self, vit: nn.Module, *, canvas: int, window: int = WINDOW_SIZE,
                  global_indices: list[int] | None = None):
         super().__init__()
-        from maebench.backbones.build import prefix_tokens
+        from maebench.backbones.build import prefix_tokens, resample_patch_embed
         if not hasattr(vit, "blocks") or not hasattr(vit.blocks[0], "ls1") or getattr(vit, "pos_embed", None) is None:
             raise MaebenchError("--neck vitdet needs a plain ViT with absolute position embeddings "
                                 "(a BEiT-style model is not one); use --neck vit-fpn")
@@ -161,29 +161,17 @@ class ViTDetEncoder(nn.Module):
         if any(not 0 <= i < depth for i in self.global_indices):
             raise MaebenchError(f"ViTDet global blocks {self.global_indices} out of range for {depth} blocks")
         self.patch_embed = vit.patch_embed          # only .proj (and .norm) are used
-        if self.patch_size & (self.patch_size - 1):
-            self._resample_patch(2 ** round(math.log2(self.patch_size)))
+        if pyramid_patch(self.patch_size) != self.patch_size:
+            # ViT-H/14 -> 16 as ViTDet-H (detectron2 inits from mae_pretrain_vit_huge_p14to16.pth):
+            # the one resampler every neck uses (backbones/build.py), so the maps sit at strides 4..32
+            self.patch_size = pyramid_patch(self.patch_size)
+            resample_patch_embed(vit, self.patch_size)
         grid = (canvas // self.patch_size, canvas // self.patch_size)
         self.pos_embed = vit.pos_embed              # [1, prefix + g*g, D], kept at the pretraining grid
         self.num_prefix = prefix_tokens(vit)
         self.blocks = nn.ModuleList(
             ViTDetBlock(b, window=0 if i in self.global_indices else window, grid=grid)
             for i, b in enumerate(vit.blocks))
-
-    def _resample_patch(self, size: int) -> None:
-        """A patch that is not a power of two (ViT-H/14) is resized to the nearest one, as ViTDet-H
-        does (detectron2 inits from mae_pretrain_vit_huge_p14to16.pth): the kernel is resampled with
-        timm's resample_patch_embed (pseudo-inverse of the bicubic resize: the same response to a
-        resized patch), so the maps sit at strides 4..32 exactly."""
-        from timm.layers import resample_patch_embed
-        old = self.patch_embed.proj
-        new = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=size, stride=size,
-                        bias=old.bias is not None)
-        with torch.no_grad():
-            new.weight.copy_(resample_patch_embed(old.weight, [size, size]))
-            if old.bias is not None:
-                new.bias.copy_(old.bias)
-        self.patch_embed.proj, self.patch_size = new, size
 
     def abs_pos(self, h: int, w: int) -> torch.Tensor:
         """The position embedding on an h x w grid, [1, h, w, D] (bicubic, no [cls] row)."""
