@@ -21,12 +21,13 @@ segmentation code). Factors are the power of two nearest p / stride, so any patc
 (p = 4, the CPU-scale models: 1, 1/2, 1/4, 1/8; p = 14: as for 16).
 
 The patch rule (COCO, every neck, and ADE20K): a ViT whose patch is not a power of two (14:
-DINOv2, EVA-02, CLIP ViT-L/14, MAE ViT-H/14) runs with its patch embedding resampled to the
-nearest power of two, 16 (`pyramid_patch`; backbones/build.py `resample_patch_embed`), as
-detectron2's ViTDet-H does (mae_pretrain_vit_huge_p14to16): the protocols' 1024 px canvas and
-512 px crop are then whole grids (64 x 64, 32 x 32 tokens) and the levels sit at strides 4..32
-exactly. The task records it in its config as `patch_rule` (`apply_patch_rule`); a power-of-two
-patch runs as it is and its config has no such key.
+DINOv2, EVA-02, CLIP ViT-L/14, MAE ViT-H/14) and does not divide the canvas / crop runs with its
+patch embedding resampled to the nearest power of two, 16 (`pyramid_patch`; backbones/build.py
+`resample_patch_embed`), as detectron2's ViTDet-H does (mae_pretrain_vit_huge_p14to16): the
+protocols' 1024 px canvas and 512 px crop are then whole grids (64 x 64, 32 x 32 tokens) and
+the levels sit at strides 4..32 exactly. The task records it in its config as `patch_rule`
+(`apply_patch_rule`); a patch that divides the canvas (a power of two at the defaults, or 14 on a
+224 canvas or a 56 crop) runs as it is and its config has no such key.
 
 The tap rule: block floor(depth * (i + 1) / 4) - 1 for i = 0..3, in integer arithmetic (no
 round-half-to-even surprises); it is the official [2, 5, 8, 11] / [5, 11, 17, 23] /
@@ -63,11 +64,11 @@ def pyramid_patch(patch_size: int) -> int:
     return patch_size if not patch_size & (patch_size - 1) else 2 ** round(math.log2(patch_size))
 
 
-def apply_patch_rule(cfg: dict, patch_size: int) -> int:
-    """The patch the task runs at; where it differs from the backbone's, cfg gains
-    `patch_rule: resample-14-to-16` (part of the run's recipe, hence of its id). A power-of-two
-    patch leaves cfg as it was."""
-    run = pyramid_patch(patch_size)
+def apply_patch_rule(cfg: dict, patch_size: int, side: int) -> int:
+    """The patch the task runs at on a `side`-px canvas or crop; where it differs from the
+    backbone's, cfg gains `patch_rule: resample-14-to-16` (part of the run's recipe, hence of its
+    id). A patch that divides `side` leaves cfg as it was."""
+    run = patch_size if isinstance(side, int) and side % patch_size == 0 else pyramid_patch(patch_size)
     if run != patch_size:
         cfg["patch_rule"] = f"resample-{patch_size}-to-{run}"
     return run

@@ -102,3 +102,15 @@ def test_a_resampled_patch_embedding_answers_a_resized_patch_as_the_original_did
     assert after.shape == before.shape
     assert torch.nn.functional.cosine_similarity(after.flatten(), before.flatten(), dim=0) > 0.5
     assert vit(torch.randn(1, 3, 64, 64)).shape[0] == 1
+
+
+def test_a_patch_that_divides_the_canvas_and_crop_runs_as_it_is():
+    """The rule resamples only where it must: 14 divides a 224 canvas and a 56 crop."""
+    from maebench.tasks.pyramid import apply_patch_rule
+    for side in (224, 56, 448):
+        cfg = {}
+        assert apply_patch_rule(cfg, 14, side) == 14 and cfg == {}
+    cfg = {}
+    assert apply_patch_rule(cfg, 14, 1024) == 16 and cfg == {"patch_rule": "resample-14-to-16"}
+    cfg = {}
+    assert apply_patch_rule(cfg, 16, 512) == 16 and cfg == {}

@@ -17,7 +17,8 @@ ViT-H/14) runs with its patch embedding resampled to 16 px, the rule COCO uses (
 a patch-16 model, and the pyramid's levels sit at strides 4..32. (DINOv2's own linear heads
 instead resize to 518 or pad; one rule for both dense tasks was chosen here.) The row's config
 records it (`patch_rule: resample-14-to-16`), and so does the log line; crop_size must be a
-multiple of the patch after the rule. Power-of-two patches run unchanged, with no `patch_rule`.
+multiple of the patch after the rule. A patch that divides the crop (16 on 512, 14 on 56) runs
+unchanged, with no `patch_rule`.
 
 Package layout: transforms.py (joint image/label augmentation), relpos.py (zero-init relative
 position bias), model.py (ViT + the shared pyramid + UperNet +
@@ -46,7 +47,7 @@ def recipes(spec: RunSpec):
     root, dataset = data_root(spec.data)
     from maebench.tasks.pyramid import apply_patch_rule, describe_patch
     cfg = spec.load_config(arch=entry.arch, flags=label_flags(spec.options, root))
-    patch = apply_patch_rule(cfg, entry.patch_size)      # 14 -> 16 (patch_rule), before the run id exists
+    patch = apply_patch_rule(cfg, entry.patch_size, cfg["crop_size"])   # 14 -> 16 (patch_rule), before the run id
     cfg = check_config(cfg, patch)
     if not entry.any_size and cfg["eval_mode"] == "whole":
         raise UsageError(f"backbone '{spec.backbone}' ({entry.model}) has relative position tables fixed to the crop "

@@ -16,7 +16,7 @@ tasks/pyramid.py `pyramid_patch`, one resampler: backbones/build.py `resample_pa
 vit-fpn and simple-pyramid load the ViT at the canvas's 16 px grid (position embeddings resized
 to it once), vitdet keeps the pretraining grid's position embedding and resamples the kernel in
 its encoder. The row's config says so (`patch_rule: resample-14-to-16`), and so does the log
-line; power-of-two patches (4, 8, 16) run unchanged and their config has no `patch_rule`.
+line; a patch that divides the canvas (4, 8, 16; 14 on a 224 px canvas) runs unchanged, with no `patch_rule`.
 
 Package layout: adapter.py (ViT -> FPN necks), vitdet.py (ViTDet as published: window attention,
 relative position bias, its pyramid), model.py (Mask R-CNN), data.py (transforms), evaluate.py
@@ -150,8 +150,9 @@ def recipes(spec: RunSpec):
         raise UsageError("--task coco needs --backbone NAME (or --eval-predictions FILE.json to re-score a file)")
     entry = registry.entry(spec.backbone)
     cfg = check_config(spec.load_config(arch=entry.arch, flags={"neck": spec.option("neck")}))
+    from maebench.tasks.coco.model import canvas_size
     from maebench.tasks.pyramid import apply_patch_rule, describe_patch
-    patch = apply_patch_rule(cfg, entry.patch_size)     # 14 -> 16 (patch_rule), before the run id exists
+    patch = apply_patch_rule(cfg, entry.patch_size, canvas_size(cfg))   # 14 -> 16 (patch_rule), before the run id
     check_canvas(cfg, patch)
     paths, dataset = data_paths(spec.data, spec.option("train_json"), spec.option("val_json"), spec.option("images"))
     if not entry.present:
