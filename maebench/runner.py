@@ -84,12 +84,8 @@ def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
                               backbone_info=recipe.backbone_info) as run:
             if recipe.setup is not None:
                 recipe.setup(run)
-            if recipe.compute is not None:
-                outcome = recipe.compute(run)
-                metrics = outcome.metrics
-            else:
-                outcome, metrics = _train(spec, recipe, run)
-            run.finish(metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s,
+            outcome = recipe.compute(run) if recipe.compute is not None else _train(spec, recipe, run)
+            run.finish(outcome.metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s,
                        execution=outcome.execution)
     except runs.RunDone as done:
         if str(done):
@@ -97,13 +93,13 @@ def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
         row = done.row
         return Outcome(row.run_id if row else "", row.metrics if row else {}, row.out_dir if row else None,
                        done_before=True)
-    outcome.run_id, outcome.out_dir, outcome.metrics = run.run_id, str(run.out_dir), metrics
+    outcome.run_id, outcome.out_dir = run.run_id, str(run.out_dir)
     if recipe.report is not None and distributed.is_main():
-        recipe.report(metrics, run)
+        recipe.report(outcome.metrics, run)
     return outcome
 
 
-def _train(spec: RunSpec, recipe: Recipe, run) -> tuple[Outcome, dict]:
+def _train(spec: RunSpec, recipe: Recipe, run) -> Outcome:
     from maebench import engine
 
     cfg = {**recipe.config, **recipe.fit_overrides}
@@ -119,4 +115,4 @@ def _train(spec: RunSpec, recipe: Recipe, run) -> tuple[Outcome, dict]:
     execution = (f"{result.threads} torch thread{'s' * (result.threads != 1)} per process, "
                  f"micro-batch {result.micro_batch} x accum_iter {result.accum_iter}")
     return Outcome(run.run_id, metrics, peak_mem_mb=result.peak_mem_mb, images_per_s=result.images_per_s,
-                   execution=execution), metrics
+                   execution=execution)
