@@ -64,7 +64,6 @@ class Recipe:
     setup: Callable[[Any], None] | None = None      # inside the run, before training (may fill fields)
     compute: Callable[[Any], Outcome] | None = None  # instead of training: run -> metrics
     metrics: Callable[[Any, Any], dict] | None = None  # (FitResult, run) -> the row's metrics
-    extra_metrics: dict = field(default_factory=dict)
     report: Callable[[dict, Any], None] | None = None  # rank 0, after the row is done
 
 
@@ -110,7 +109,6 @@ def _train(spec: RunSpec, recipe: Recipe, run) -> Outcome:
                         find_unused_parameters=recipe.find_unused_parameters, on_step=recipe.on_step,
                         log=recipe.log)
     metrics = recipe.metrics(result, run) if recipe.metrics is not None else dict(result.metrics)
-    metrics = {**metrics, **recipe.extra_metrics}
     # how it ran, chosen before the loop (maebench/microbatch.py, dataloaders.py), never inside it
     execution = (f"{result.threads} torch thread{'s' * (result.threads != 1)} per process, "
                  f"micro-batch {result.micro_batch} x accum_iter {result.accum_iter}")

@@ -191,7 +191,8 @@ def cached_recipe(spec: RunSpec, s: Setup, encoder: nn.Module, head: ProbeHead) 
         recipe.evaluate = lambda m: evaluate(m, val_set, batch_size=cfg["eval_batch_size"], device=device,
                                              sharded=True)
         recipe.flops_per_image = 2 * train_f.shape[1] * s.data.num_classes
-        recipe.extra_metrics = {**fr.info, **_label_subset(s, spec.seed, run)}
+        extra = {**fr.info, **_label_subset(s, spec.seed, run)}
+        recipe.metrics = lambda result, _run: {**result.metrics, **extra}
 
     recipe.setup = setup
     return recipe

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from maebench import distributed as dist
 from maebench import runs
 from maebench.errors import UsageError
 from maebench.runner import Outcome, Recipe
