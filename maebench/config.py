@@ -111,25 +111,18 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
     """The effective config of one run. `flags` are named CLI options (None = not given)."""
     defaults = protocol_defaults(protocol)
     by_arch = defaults.pop("by_arch", {}) or {}
+    defaults.pop("search", None)            # the search space is not a run's config: search_block
     cfg = copy.deepcopy(defaults)
     nulls = frozenset(k for k, v in flatten(cfg).items() if v is None)
     for k, v in flatten(cfg).items():       # the shipped values obey the same rules
         config_values.check(k, v, f"{protocol}.yaml", nullable=True)
     if arch and arch in by_arch:
-        for k, v in flatten(by_arch[arch]).items():
+        for k, v in flatten({k: v for k, v in by_arch[arch].items() if k != "search"}).items():
             _assign(cfg, k, v, f"{protocol}.yaml by_arch.{arch}", nulls)
     if config_file:
-        path = Path(config_file)
-        try:
-            user = yaml.safe_load(path.read_text()) or {}
-        except OSError as e:
-            raise MaebenchError(f"cannot read config file {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise MaebenchError(f"config file {path} is not valid YAML: {first_line(e)}") from None
-        if not isinstance(user, dict):
-            raise MaebenchError(f"config file {path} must hold a mapping of keys to values")
-        for k, v in user.items():
-            _assign(cfg, k, v, str(path), nulls)
+        for k, v in _user_file(config_file).items():
+            if k != "search":
+                _assign(cfg, k, v, str(config_file), nulls)
     for k, v in (flags or {}).items():
         if v is not None:
             _assign(cfg, k, v, f"--{k.replace('_', '-')}", nulls)
@@ -137,6 +130,36 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
         k, v = parse_set(item)
         _assign(cfg, k, v, f"--set {item}", nulls)
     return cfg
+
+
+def _user_file(config_file: str | Path) -> dict[str, Any]:
+    path = Path(config_file)
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise MaebenchError(f"cannot read config file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise MaebenchError(f"config file {path} is not valid YAML: {first_line(e)}") from None
+    if not isinstance(user, dict):
+        raise MaebenchError(f"config file {path} must hold a mapping of keys to values")
+    return user
+
+
+def search_block(protocol: str, *, config_file: str | Path | None = None, arch: str | None = None) -> dict[str, Any]:
+    """A protocol's `search:` table (maebench/search.py reads it): the protocol's, then its
+    by_arch entry's, then a --config file's; each later table's keys replace the earlier ones
+    (a `space:` replaces the whole space)."""
+    defaults = protocol_defaults(protocol)
+    block = dict(defaults.get("search") or {})
+    later = [((defaults.get("by_arch") or {}).get(arch) or {}) if arch else {}]
+    if config_file:
+        later.append(_user_file(config_file))
+    for table in later:
+        extra = table.get("search") or {}
+        if not isinstance(extra, dict):
+            raise UsageError(f"the `search:` table of {config_file or protocol} must be a mapping, got {extra!r}")
+        block.update(extra)
+    return block
 
 
 def training_flags(*, epochs: int | None, batch_size: int | None, deterministic: bool = False) -> dict[str, Any]:

@@ -59,6 +59,16 @@ class RunSpec:
     epochs: int | None = None
     batch_size: int | None = None
     options: dict[str, Any] = field(default_factory=dict)   # the program's own options; None = not given
+    # --search (maebench/search.py): choose the protocol's `search:` space on held-out training data
+    search: bool = False
+    search_space: tuple[str, ...] = ()     # --search-space KEY=V1,V2,... (replaces that key's values)
+    search_budget: float | None = None     # --search-budget: full-run equivalents (None: the protocol's)
+    # a search trial: train on the training data less this held-out fraction (drawn by the seed,
+    # maebench/data/heldout.py) and evaluate on that fraction instead of the reported split
+    trial_holdout: float | None = None
+    # the final run of a search: {"config": stored as config key `search`, "record": stored as
+    # metrics key `search` (every trial, the choice, the cost)}
+    searched: dict[str, Any] | None = None
 
     def option(self, name: str, default: Any = None) -> Any:
         value = self.options.get(name)
@@ -74,6 +84,13 @@ class RunSpec:
 
     def load_config(self, *, arch: str | None, flags: dict[str, Any] | None = None,
                     protocol: str | None = None) -> dict:
-        """The effective config: protocol defaults <- by_arch <- --config <- flags <- --set."""
-        return config.load(protocol or self.program.protocol, config_file=self.config_file,
-                           sets=list(self.sets), flags={**self.training_flags(), **(flags or {})}, arch=arch)
+        """The effective config: protocol defaults <- by_arch <- --config <- flags <- --set; a
+        search trial's config also holds `trial_holdout`, a searched run's `search` (so neither
+        shares a run id, or a leaderboard cell, with a plain run)."""
+        cfg = config.load(protocol or self.program.protocol, config_file=self.config_file,
+                          sets=list(self.sets), flags={**self.training_flags(), **(flags or {})}, arch=arch)
+        if self.trial_holdout is not None:
+            cfg["trial_holdout"] = float(self.trial_holdout)
+        if self.searched is not None:
+            cfg["search"] = self.searched["config"]
+        return cfg

@@ -14,7 +14,7 @@ backward for all of them, with the cross-entropy gradient written out (no autogr
 interact: a head trained in a grid ends as it would alone (a test checks it).
 
 Selection never reads the evaluation split: `select` scores every head on a held-out slice of
-the training set (`holdout_split`), and only the chosen configuration, retrained on the whole
+the training set (maebench/data/heldout.py `stratified`), and only the chosen configuration, retrained on the whole
 training set, is scored once on the evaluation split (tasks/linprobe.py).
 """
 from __future__ import annotations
@@ -95,25 +95,6 @@ def channels(specs: list[HeadSpec]) -> tuple[str, ...]:
     """The poolings to extract for `specs` ('cls+avg' reads the cls and avg channels)."""
     need = {p for h in specs for p in (("cls", "avg") if h.pooling == "cls+avg" else (h.pooling,))}
     return tuple(p for p in CHANNELS if p in need)
-
-
-def holdout_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fit indices, held-out indices) into `labels`: per class, round(fraction x its count) images
-    (at least one of a class with two or more) chosen with a generator seeded by (seed, class)."""
-    if not 0 < fraction < 1:
-        raise UsageError(f"--holdout must lie strictly between 0 and 1, got {fraction}")
-    fit, held = [], []
-    for c in torch.unique(labels).tolist():
-        idx = (labels == c).nonzero().flatten()
-        g = torch.Generator().manual_seed(seed * 1_000_003 + int(c))
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        k = min(max(1, round(fraction * len(idx))), len(idx) - 1) if len(idx) >= 2 else 0
-        held.append(idx[:k])
-        fit.append(idx[k:])
-    fit_i, held_i = torch.cat(fit).sort().values, torch.cat(held).sort().values
-    if len(held_i) == 0:
-        raise UsageError("the held-out slice is empty: every class has a single labelled image")
-    return fit_i, held_i
 
 
 class _Group:

@@ -31,6 +31,7 @@ from maebench.classification import evaluate
 from maebench.errors import UsageError
 from maebench.runner import Outcome, Recipe
 from maebench.runspec import RunSpec
+from maebench.data import heldout
 from maebench.tasks import features, frozen_data, linear_sweep
 from maebench.tasks.classification_data import eval_transform, probe_train_transform
 from maebench.tasks.classification_setup import Setup, check_batch, prepare
@@ -212,7 +213,7 @@ def sweep_recipe(spec: RunSpec, s: Setup) -> Recipe:
     pooling = linear_sweep.channels(specs)
     blocks = max(h.blocks for h in specs)
     # the held-out slice from the labels alone, so an empty one fails before a row exists
-    fit_i, held_i = linear_sweep.holdout_split(torch.tensor(s.data.train_targets), float(cfg["holdout"]), seed)
+    fit_i, held_i = heldout.stratified(torch.tensor(s.data.train_targets), float(cfg["holdout"]), seed)
     nc = s.data.num_classes
 
     def compute(run) -> Outcome:

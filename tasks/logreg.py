@@ -17,7 +17,7 @@ from maebench.errors import UsageError
 from maebench.runner import Outcome, Recipe
 from maebench.runspec import RunSpec
 from maebench.tasks import frozen_data
-from maebench.tasks.linear_sweep import holdout_split
+from maebench.data.heldout import stratified as holdout_split
 
 
 def fit(x: torch.Tensor, y: torch.Tensor, C: float, num_classes: int, *, max_iter: int = 500,

@@ -4,7 +4,8 @@ interval, and the feature cache (hit, miss on a changed key, a corrupt file rebu
 import pytest
 import torch
 
-from maebench.tasks.linear_sweep import HeadBank, HeadSpec, holdout_split, select, train
+from maebench.data.heldout import stratified as holdout_split
+from maebench.tasks.linear_sweep import HeadBank, HeadSpec, select, train
 
 CFG = dict(epochs=3, batch_size=16, warmup_epochs=1, min_lr=0.0, schedule="cosine", optimizer="lars", momentum=0.9)
 POOL = ("cls", "avg")

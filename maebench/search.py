@@ -1,0 +1,343 @@
+"""`--search`: each backbone's recipe values chosen on held-out training data, within a budget.
+
+VTAB's rule, for every task: a seeded part of the *training* data is held out (stratified by
+class for classification, by image for COCO and ADE20K; the protocol's `search.holdout`,
+maebench/data/heldout.py); every point of the protocol's `search.space` (a grid of config keys,
+the recipe's own value of each key first) trains on the rest and is scored on that part; the
+best point is retrained on the whole training set and scored once on the reported split. The
+reported split is never read before that final run.
+
+Trained protocols (fine-tuning, partial, COCO, ADE20K) run each point as a trial: an ordinary
+run through the one runner (maebench/runner.py) with `RunSpec.trial_holdout`, its row in the
+search's own results store, so that the user's store holds the searched result alone. Poor trials
+stop early by successive halving: Optuna's `SuccessiveHalvingPruner` (asynchronous successive
+halving, ASHA) reads each trial's held-out score at the rungs min_epochs x reduction_factor^k and
+stops a trial outside the best 1/reduction_factor of those that reached its rung. Optuna, not a
+hand-written scheduler, because its pruner is the published algorithm (Li et al. 2020) with its
+bookkeeping in a storage that several processes (the launcher's lanes, a cluster) can share; the
+grid itself is ours (a fixed order, the recipe's point first, so that every trial is measured
+against the recipe it may replace). The study lives in a journal file in the search directory:
+a killed search, run again, reuses its finished trials and re-runs only the unfinished one.
+
+Protocols whose whole space costs one pass (the linear probe's grid of heads, k-NN's k x T) score
+every point together (`Program.joint_search`) with the same space, split and record.
+
+`--search-budget B` caps the trials' cost at B full-run equivalents (a trial's cost: the epochs it
+trained / the recipe's epochs x the share of the training data it fit on); points the budget
+leaves are recorded as skipped. The final row stores the space and held-out fraction in its
+config (key `search`, so a searched result never shares a run id or a leaderboard cell with an
+unsearched one) and every trial's score and cost, the choice and the total in metrics `search`.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maebench import config
+from maebench.errors import UsageError
+from maebench.runspec import RunSpec
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A protocol's `search:` table, checked, for one backbone."""
+    protocol: str
+    holdout: float                         # fraction of the training data held out for selection
+    budget: float                          # trials' cost cap, in full-run equivalents
+    reduction_factor: int                  # successive halving keeps the best 1 / this at each rung
+    min_epochs: int                        # the first rung
+    space: dict[str, list]                 # config key -> values, the recipe's own first
+
+    def points(self) -> list[dict[str, Any]]:
+        """The grid in trial order: the first point is the recipe's own value of every key."""
+        keys = list(self.space)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.space[k] for k in keys))]
+
+    def as_config(self, seed: int) -> dict[str, Any]:
+        return {"space": {k: list(v) for k, v in self.space.items()}, "holdout": self.holdout,
+                "budget": self.budget, "seed": seed,
+                "pruner": f"successive halving (optuna), reduction {self.reduction_factor}, "
+                          f"first rung {self.min_epochs} epoch(s)"}
+
+
+def as_set(key: str, value: Any) -> str:
+    """A `--set` item for one value (YAML flow style, so lists and null survive)."""
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+
+def settings(spec: RunSpec, arch: str, base_cfg: dict) -> Settings:
+    """The protocol's search table with --search-space and --search-budget applied; every value
+    checked as `--set` checks it (unknown key, wrong type, out of range: a usage error naming it)."""
+    protocol = spec.program.protocol
+    where = f"maebench/protocols/{protocol}.yaml" + (f" (or {spec.config_file})" if spec.config_file else "")
+    block = config.search_block(protocol, config_file=spec.config_file, arch=arch)
+    space = dict(block.get("space") or {})
+    for item in spec.search_space:
+        key, values = _parse_space_item(item)
+        space[key] = values
+    if not space:
+        raise UsageError(f"--search: {where} has no `search: space:` for --task {spec.program.name}; "
+                         "give one with --search-space KEY=V1,V2,...")
+    for key, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"search space key '{key}' must list at least one value, got {values!r}")
+        for v in values:
+            config.load(protocol, config_file=spec.config_file, arch=arch, sets=[*spec.sets, as_set(key, v)])
+        own = _get(base_cfg, key)
+        space[key] = _own_first(values, own)
+    budget = spec.search_budget if spec.search_budget is not None else block.get("budget", 3.0)
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        budget = -1.0
+    if not budget > 0:
+        raise UsageError(f"--search-budget must be a positive number of full-run equivalents, got {budget!r}")
+    from maebench.data.heldout import check_fraction
+    holdout = check_fraction(block.get("holdout", 0.2), f"search.holdout in {where}")
+    rf, me = block.get("reduction_factor", 3), block.get("min_epochs", 1)
+    if isinstance(rf, bool) or not isinstance(rf, int) or rf < 2:
+        raise UsageError(f"search.reduction_factor in {where} must be a whole number >= 2, got {rf!r}")
+    if isinstance(me, bool) or not isinstance(me, int) or me < 1:
+        raise UsageError(f"search.min_epochs in {where} must be a whole number >= 1, got {me!r}")
+    return Settings(protocol, holdout, budget, rf, me, space)
+
+
+def _parse_space_item(item: str) -> tuple[str, list]:
+    """'lr_scale=0.5,1,2' -> ('lr_scale', [0.5, 1, 2]); each value read as YAML."""
+    if "=" not in item:
+        raise UsageError(f"--search-space expects KEY=V1,V2,..., got '{item}'")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not raw.strip():
+        raise UsageError(f"--search-space key '{key}' lists no value")
+    values = []
+    for part in raw.split(","):
+        try:
+            values.append(yaml.safe_load(part) if part.strip() else None)
+        except yaml.YAMLError:
+            values.append(part)
+    if any(v is None and p.strip() == "" for v, p in zip(values, raw.split(","))):
+        raise UsageError(f"--search-space key '{key}' has an empty value in '{raw}'")
+    return key, values
+
+
+def _get(cfg: dict, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _own_first(values: list, own: Any) -> list:
+    """The values without repeats, the recipe's own value (if listed) first."""
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    if own in out:
+        out.remove(own)
+        out.insert(0, own)
+    return out
+
+
+# ---- the search directory ------------------------------------------------------------------
+def search_dir(spec: RunSpec, s: Settings) -> Path:
+    """<--out>/search, else $MAEBENCH_HOME/searches/<task>-<backbone>-<hash>-s<seed>: one per
+    (program, backbone, data, recipe flags, space, seed), so the same command finds it again."""
+    if spec.out:
+        return Path(spec.out) / "search"
+    from maebench.home import home_dir
+    ident = json.dumps([spec.program.name, spec.backbone, spec.data, list(spec.sets), spec.config_file,
+                        {k: v for k, v in spec.options.items() if v is not None}, spec.epochs, spec.batch_size,
+                        spec.seed, s.as_config(spec.seed)], sort_keys=True, default=str)
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
+    return home_dir() / "searches" / f"{spec.program.name}-{spec.backbone}-{digest}-s{spec.seed}"
+
+
+@dataclass
+class Trial:
+    params: dict[str, Any]
+    state: str                             # complete | pruned | skipped
+    score: float | None = None             # held-out score at its last evaluation
+    epochs: int = 0
+    cost: float = 0.0                      # full-run equivalents
+    run_id: str | None = None
+    scores: dict[int, float] = field(default_factory=dict)   # epoch -> held-out score
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "state": self.state, "score": self.score, "epochs": self.epochs,
+                "cost": round(self.cost, 4), "run_id": self.run_id,
+                "scores": {str(k): v for k, v in sorted(self.scores.items())}}
+
+
+def record(s: Settings, trials: list[Trial], metric: str, *, where: str, wall_s: float,
+           joint: bool = False) -> dict[str, Any]:
+    """The final row's metrics `search`: every point's held-out score and cost, the choice, the total."""
+    done = [t for t in trials if t.state == "complete" and t.score is not None]
+    if not done:
+        raise UsageError("the search finished no trial: raise --search-budget")
+    best = max(done, key=lambda t: t.score)          # ties: the earlier point (the recipe's own first)
+    return {"metric": metric, "holdout": s.holdout, "trials": [t.as_dict() for t in trials],
+            "chosen": best.params, "score": best.score, "cost": round(sum(t.cost for t in trials), 4),
+            "budget": s.budget, "joint": joint, "completed": len(done),
+            "pruned": sum(t.state == "pruned" for t in trials), "skipped": sum(t.state == "skipped" for t in trials),
+            "wall_s": round(wall_s, 1), "dir": where, "selected_on": "held-out part of the training data"}
+
+
+def final_spec(spec: RunSpec, s: Settings, rec: dict[str, Any], *, search_seed: int | None = None) -> RunSpec:
+    """The chosen point retrained on the whole training set and scored on the reported split."""
+    chosen_sets = tuple(as_set(k, v) for k, v in rec["chosen"].items())
+    seed = spec.seed if search_seed is None else search_seed
+    record_ = dict(rec) if search_seed is None or search_seed == spec.seed else {**rec, "reused_from_seed": seed}
+    return spec.replace(search=False, search_space=(), search_budget=None, sets=(*spec.sets, *chosen_sets),
+                        searched={"config": s.as_config(seed), "record": record_})
+
+
+# ---- trained protocols: one trial per point ---------------------------------------------------
+class Pruned(Exception):
+    """Successive halving stopped this trial (not an error: the search goes on)."""
+
+
+def run(spec: RunSpec) -> list:
+    """`maebench run --task T --search`: the trials, then the final run. Returns its outcomes."""
+    from maebench import runner
+    return [runner.run_recipe(f, r) for f in final_specs(spec) for r in f.program.recipes()(f)]
+
+
+def final_specs(spec: RunSpec) -> list[RunSpec]:
+    """Search every point of the program (partial: every K; K = 0 searches in the linear probe's
+    own joint search) and return the final runs' specs, in order."""
+    if spec.program.name == "partial":
+        from maebench.tasks.partial import parse_blocks
+        ks = parse_blocks(spec.option("blocks"))
+        if len(ks) > 1 or ks[0] == 0:
+            out = []
+            for k in ks:
+                one = spec.replace(options={**spec.options, "blocks": f"{k:g}" if k is not None else None},
+                                   out=str(Path(spec.out) / f"blocks-{k:g}") if spec.out and len(ks) > 1 else spec.out)
+                out.append(one if k == 0 else final_specs(one)[0])   # K = 0: linprobe searches jointly
+            return out
+    return [search_trained(spec)[0]]
+
+
+def search_trained(spec: RunSpec) -> tuple[RunSpec, dict]:
+    """Run (or reuse) every trial of the spec's search; returns (final spec, record)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    base = _base_recipe(spec)
+    s = settings(spec, base.backbone_info.get("arch") if base.backbone_info else None, base.config)
+    epochs = int(base.config["epochs"])
+    metric = spec.program.headline[0]
+    where = search_dir(spec, s)
+    where.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    storage = JournalStorage(JournalFileBackend(str(where / "journal.log")))
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(
+                                    min_resource=s.min_epochs, reduction_factor=s.reduction_factor))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        study.tell(t.number, state=TrialState.FAIL)      # killed with the previous process: run again
+    finished = {t.user_attrs["point"]: t for t in study.get_trials(deepcopy=False)
+                if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "point" in t.user_attrs}
+    points = s.points()
+    fit_share = 1.0 - s.holdout
+    print(f"search: {spec.program.name} {spec.backbone}: {len(points)} points of {', '.join(s.space)}; "
+          f"held-out {s.holdout:g} of the training data; budget {s.budget:g} full runs; in {where}")
+    trials: list[Trial] = []
+    t0 = time.time()
+    for i, point in enumerate(points):
+        key = json.dumps(point, sort_keys=True)
+        spent = sum(t.cost for t in trials)
+        if key in finished:
+            trials.append(_from_optuna(finished[key], point))
+            continue
+        if spent + s.min_epochs / epochs * fit_share > s.budget + 1e-9:
+            trials.append(Trial(point, "skipped"))
+            continue
+        trial = study.ask()
+        trial.set_user_attr("point", key)
+        trials.append(_run_trial(spec, s, point, i, trial, study, where, epochs, metric, fit_share))
+    rec = record(s, trials, metric, where=str(where), wall_s=time.time() - t0)
+    print(f"search: chose {_fmt(rec['chosen'])} (held-out {metric} {rec['score']:.2f}); {rec['completed']} "
+          f"complete, {rec['pruned']} pruned, {rec['skipped']} skipped; cost {rec['cost']:.2f} full runs")
+    return final_spec(spec, s, rec), rec
+
+
+def _base_recipe(spec: RunSpec):
+    """The unsearched recipe (checks the backbone, data and config before any trial; gives the
+    recipe's own values, which go first in the grid)."""
+    recipes = list(spec.replace(search=False).program.recipes()(spec.replace(search=False)))
+    if len(recipes) != 1 or recipes[0].compute is not None:
+        raise UsageError(f"--search trains one recipe per trial; --task {spec.program.name} with these options "
+                         f"makes {len(recipes)}")
+    return recipes[0]
+
+
+def _run_trial(spec, s: Settings, point, i, trial, study, where: Path, epochs: int, metric: str,
+               fit_share: float) -> Trial:
+    from optuna.trial import TrialState
+
+    from maebench import runner
+    tspec = spec.replace(search=False, search_space=(), search_budget=None, trial_holdout=s.holdout,
+                         sets=(*spec.sets, *(as_set(k, v) for k, v in point.items())),
+                         out=str(where / f"trial-{i:03d}"), results=str(where / "trials.sqlite"),
+                         resume=False, force=True)
+    (recipe,) = list(tspec.program.recipes()(tspec))
+    print(f"search: trial {i}: {_fmt(point)}")
+    rungs = {s.min_epochs * s.reduction_factor ** k for k in range(64)
+             if s.min_epochs * s.reduction_factor ** k < epochs}
+    out = Trial(point, "complete")
+    evaluate = recipe.evaluate
+
+    def at_rungs(model) -> dict:
+        out.epochs += 1
+        if out.epochs < epochs and out.epochs not in rungs:
+            return {}
+        m = evaluate(model)
+        out.score = float(m[metric])
+        out.scores[out.epochs] = out.score
+        trial.report(out.score, out.epochs)
+        if out.epochs < epochs and trial.should_prune():
+            raise Pruned(f"pruned at epoch {out.epochs} (held-out {metric} {out.score:.2f})")
+        return m
+
+    recipe.evaluate = at_rungs
+    recipe.fit_overrides = {**recipe.fit_overrides, "eval_every": 1}
+    try:
+        outcome = runner.run_recipe(tspec, recipe)
+        out.run_id = outcome.run_id
+    except Pruned as p:
+        out.state = "pruned"
+        print(f"search: trial {i} {p}")
+    out.cost = out.epochs / epochs * fit_share
+    for k, v in (("cost", out.cost), ("epochs", out.epochs), ("run_id", out.run_id), ("score", out.score)):
+        trial.set_user_attr(k, v)
+    if out.state == "complete":
+        study.tell(trial, out.score)
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+    return out
+
+
+def _from_optuna(t, point) -> Trial:
+    from optuna.trial import TrialState
+    a = t.user_attrs
+    return Trial(point, "complete" if t.state == TrialState.COMPLETE else "pruned", a.get("score"),
+                 int(a.get("epochs", 0)), float(a.get("cost", 0.0)), a.get("run_id"),
+                 {int(k): float(v) for k, v in t.intermediate_values.items()})
+
+
+def _fmt(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
