@@ -88,3 +88,31 @@ def param_count(arch: str, *, patch_size: int, img_size: int, in_chans: int = 3,
 
 def human_count(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
+
+
+# The pooled feature each family is fine-tuned from in its own release; fine-tuning and partial
+# fine-tuning read it unless global_pool is set. avg = the mean of the patch tokens through
+# fc_norm, token = the [cls] output after the final norm.
+FINETUNE_POOL = {
+    "mae-pixel": "avg", "mae-norm-pixel": "avg",   # MAE main_finetune.py --global_pool (default)
+    "mae-token": "avg",                            # BEiT: use_mean_pooling
+    "scratch": "avg",                              # the MAE paper's from-scratch baseline, same recipe
+    "contrastive": "token",                        # MoCo v3 main_lincls / DeiT fine-tuning: [cls]
+    "supervised": "token",                         # DeiT / ViT: [cls]
+    "self-distillation": "token",                  # DINOv2: [cls]
+    "image-text": "token",                         # CLIP: [cls] after ln_post
+    "mim-feature": "avg",                          # EVA-02: the mean through fc_norm
+}
+FINETUNE_POOL_BY_MODEL_FAMILY = {
+    "dinov2": "token", "clip": "token", "openclip": "token", "deit3": "token",
+    "eva02": "avg",                                # EVA-02 fine-tunes the mean through fc_norm
+    "beit2": "avg",                                # BEiT v2: use_mean_pooling
+    "siglip": "avg",                               # no [cls] token
+}
+
+
+def finetune_pool(entry: Any) -> str:
+    """'avg' or 'token' for a registry entry: its model family's (timm-built releases), else its
+    family's (FINETUNE_POOL), else 'avg' (the MAE recipe's)."""
+    by_model = FINETUNE_POOL_BY_MODEL_FAMILY.get(getattr(entry, "model_family", None) or "")
+    return by_model or FINETUNE_POOL.get(entry.family, "avg")

@@ -61,7 +61,7 @@ COUNT, COUNT0 = num(1, whole=True), num(0, whole=True)    # >= 1, >= 0
 
 RULES: dict[str, Rule] = {
     # schedule and optimiser
-    "lr": POSITIVE, "base_lr": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+    "lr": POSITIVE, "base_lr": POSITIVE, "lr_scale": POSITIVE, "min_lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
     "warmup_epochs": NON_NEGATIVE, "epochs": COUNT, "batch_size": COUNT, "accum_iter": COUNT,
     "micro_batch": COUNT, "eval_batch_size": COUNT, "layer_decay": UNIT, "clip_grad": POSITIVE,
     "momentum": PROBABILITY, "ema": BELOW_ONE, "betas": numbers_list(2, BELOW_ONE, "2 numbers in [0, 1)"),

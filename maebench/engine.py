@@ -81,10 +81,12 @@ class TrainConfig:
     compile: bool                         # torch.compile the step (maebench/compiling.py)
     tensor_loader: bool | None = None     # in-memory uint8 set, batched augmentation (maebench/dataloaders.py);
                                           # only the protocols whose transform it serves have the key
+    lr_scale: float | None = None         # x the peak lr: the searched lr grid (maebench/search.py); only
+                                          # the protocols with a search space over it have the key
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> "TrainConfig":
-        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "tensor_loader"}   # checked below
+        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "tensor_loader", "lr_scale"}   # checked below
         missing = [f.name for f in fields(cls) if f.name not in cfg and f.name not in optional]
         needed = {"step": "milestones"}.get(cfg.get("schedule")), \
             {"adamw": "betas", "lars": "momentum", "sgd": "momentum"}.get(cfg.get("optimizer"))
@@ -97,7 +99,7 @@ class TrainConfig:
         return cls(**{f.name: cfg.get(f.name) for f in fields(cls)})
 
     def peak_lr(self) -> float:
-        return optim.peak_lr(self.base_lr, self.batch_size, self.lr)
+        return optim.peak_lr(self.base_lr, self.batch_size, self.lr) * (1.0 if self.lr_scale is None else self.lr_scale)
 
 
 @dataclass

@@ -68,7 +68,12 @@ class Recipe:
 
 
 def execute(spec: RunSpec) -> list[Outcome]:
-    """Run every recipe of the spec's program; returns their outcomes in order."""
+    """Run every recipe of the spec's program; returns their outcomes in order. With --search,
+    a program that trains one network per point first runs its trials (maebench/search.py);
+    one that scores its whole space in one pass (`Program.joint_search`) searches in its recipe."""
+    if spec.search and not spec.program.joint_search:
+        from maebench import search
+        return search.run(spec)
     return [run_recipe(spec, recipe) for recipe in spec.program.recipes()(spec)]
 
 
@@ -78,12 +83,15 @@ def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
     try:
         with runs.tracked_run(task=recipe.task, backbone=recipe.backbone, dataset=recipe.dataset,
                               config=recipe.config, seed=spec.seed, out=recipe.out or spec.out,
+                              split="val" if spec.trial_holdout is None else "train-held-out",
                               results=spec.results, resume=spec.resume, force=spec.force,
                               checkpoint_sha256=recipe.checkpoint_sha256,
                               backbone_info=recipe.backbone_info) as run:
             if recipe.setup is not None:
                 recipe.setup(run)
             outcome = recipe.compute(run) if recipe.compute is not None else _train(spec, recipe, run)
+            if spec.searched is not None and "search" not in outcome.metrics:
+                outcome.metrics["search"] = spec.searched["record"]     # the trials behind this choice
             run.finish(outcome.metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s,
                        execution=outcome.execution)
     except runs.RunDone as done:

@@ -30,6 +30,7 @@ class Program:
     label: str = ""                        # short display name (leaderboard headers)
     metrics: tuple[tuple[str, str], ...] = ()   # (stored metric name, display label), display order
     headline: tuple[str, ...] = ()         # the metrics a summary column (and --seeds) shows
+    joint_search: bool = False             # --search scores the whole space in one pass inside its recipe
 
     @property
     def row_task(self) -> str:

@@ -72,9 +72,10 @@ def as_set(key: str, value: Any) -> str:
     return f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"
 
 
-def settings(spec: RunSpec, arch: str, base_cfg: dict) -> Settings:
-    """The protocol's search table with --search-space and --search-budget applied; every value
-    checked as `--set` checks it (unknown key, wrong type, out of range: a usage error naming it)."""
+def settings(spec: RunSpec, arch: str, base_cfg: dict, *, own_first: bool = True) -> Settings:
+    """The protocol's search table with --search-space, --search-budget (and linprobe's --holdout)
+    applied; every value checked as `--set` checks it (unknown key, wrong type, out of range: a
+    usage error naming it). `own_first`: the recipe's own value of each key goes first."""
     protocol = spec.program.protocol
     where = f"maebench/protocols/{protocol}.yaml" + (f" (or {spec.config_file})" if spec.config_file else "")
     block = config.search_block(protocol, config_file=spec.config_file, arch=arch)
@@ -90,8 +91,7 @@ def settings(spec: RunSpec, arch: str, base_cfg: dict) -> Settings:
             raise UsageError(f"search space key '{key}' must list at least one value, got {values!r}")
         for v in values:
             config.load(protocol, config_file=spec.config_file, arch=arch, sets=[*spec.sets, as_set(key, v)])
-        own = _get(base_cfg, key)
-        space[key] = _own_first(values, own)
+        space[key] = _own_first(values, _get(base_cfg, key) if own_first else object())
     budget = spec.search_budget if spec.search_budget is not None else block.get("budget", 3.0)
     try:
         budget = float(budget)
@@ -100,7 +100,10 @@ def settings(spec: RunSpec, arch: str, base_cfg: dict) -> Settings:
     if not budget > 0:
         raise UsageError(f"--search-budget must be a positive number of full-run equivalents, got {budget!r}")
     from maebench.data.heldout import check_fraction
-    holdout = check_fraction(block.get("holdout", 0.2), f"search.holdout in {where}")
+    if spec.options.get("holdout") is not None:
+        block["holdout"] = spec.options["holdout"]          # linprobe's --holdout
+    holdout = check_fraction(block.get("holdout", 0.2), "--holdout" if spec.options.get("holdout") is not None
+                             else f"search.holdout in {where}")
     rf, me = block.get("reduction_factor", 3), block.get("min_epochs", 1)
     if isinstance(rf, bool) or not isinstance(rf, int) or rf < 2:
         raise UsageError(f"search.reduction_factor in {where} must be a whole number >= 2, got {rf!r}")
@@ -180,26 +183,37 @@ class Trial:
 
 
 def record(s: Settings, trials: list[Trial], metric: str, *, where: str, wall_s: float,
-           joint: bool = False) -> dict[str, Any]:
-    """The final row's metrics `search`: every point's held-out score and cost, the choice, the total."""
+           joint: bool = False, chosen: int | None = None, cost: float | None = None) -> dict[str, Any]:
+    """The final row's metrics `search`: every point's held-out score and cost, the choice, the
+    total. A joint search passes its own choice (`chosen`, an index) and its one pass's `cost`."""
     done = [t for t in trials if t.state == "complete" and t.score is not None]
     if not done:
         raise UsageError("the search finished no trial: raise --search-budget")
-    best = max(done, key=lambda t: t.score)          # ties: the earlier point (the recipe's own first)
+    # ties: the earlier point (the recipe's own first)
+    best = trials[chosen] if chosen is not None else max(done, key=lambda t: t.score)
+    total = sum(t.cost for t in trials) if cost is None else cost
     return {"metric": metric, "holdout": s.holdout, "trials": [t.as_dict() for t in trials],
-            "chosen": best.params, "score": best.score, "cost": round(sum(t.cost for t in trials), 4),
+            "chosen": best.params, "score": best.score, "cost": round(total, 4),
             "budget": s.budget, "joint": joint, "completed": len(done),
             "pruned": sum(t.state == "pruned" for t in trials), "skipped": sum(t.state == "skipped" for t in trials),
             "wall_s": round(wall_s, 1), "dir": where, "selected_on": "held-out part of the training data"}
 
 
-def final_spec(spec: RunSpec, s: Settings, rec: dict[str, Any], *, search_seed: int | None = None) -> RunSpec:
+def final_spec(spec: RunSpec, s: Settings, rec: dict[str, Any]) -> RunSpec:
     """The chosen point retrained on the whole training set and scored on the reported split."""
     chosen_sets = tuple(as_set(k, v) for k, v in rec["chosen"].items())
-    seed = spec.seed if search_seed is None else search_seed
-    record_ = dict(rec) if search_seed is None or search_seed == spec.seed else {**rec, "reused_from_seed": seed}
     return spec.replace(search=False, search_space=(), search_budget=None, sets=(*spec.sets, *chosen_sets),
-                        searched={"config": s.as_config(seed), "record": record_})
+                        searched={"config": s.as_config(spec.seed), "record": dict(rec)})
+
+
+def reuse(final: RunSpec, *, seed: int, out: str | None) -> RunSpec:
+    """A final run's spec at another seed: the same choice (and config), the record saying which
+    seed chose it. A spec still to search jointly (partial's K = 0) is only moved to the seed."""
+    if final.searched is None:
+        return final.replace(seed=seed, out=out)
+    chose_at = final.searched["config"]["seed"]
+    rec = final.searched["record"] if seed == chose_at else {**final.searched["record"], "reused_from_seed": chose_at}
+    return final.replace(seed=seed, out=out, searched={**final.searched, "record": rec})
 
 
 # ---- trained protocols: one trial per point ---------------------------------------------------

@@ -14,14 +14,16 @@ from maebench.errors import UsageError
 
 @dataclass
 class ClassificationData:
-    """One ImageFolder dataset as a task uses it: the labelled training subset and the val split."""
+    """One ImageFolder dataset as a task uses it: the labelled training subset and the split it is
+    scored on: the val split, or, in a search trial, the held-out part of the labelled subset."""
     root: Path
     name: str                    # short dataset name for result rows ("shapes", "fashion-mnist", ...)
     classes: list[str]
     train_indices: list[int]     # into the train split: the low-label subset, or every image
     train_targets: list[int]     # labels of train_indices, same order
     n_train_total: int           # images in the train split before subsetting
-    n_val: int
+    n_val: int                   # images scored
+    held_out: list[int] | None = None   # a search trial's scored images: indices into the train split
 
     @property
     def num_classes(self) -> int:
@@ -32,12 +34,17 @@ class ClassificationData:
         return full if len(self.train_indices) == len(full) else full.subset(self.train_indices)
 
     def val_set(self, transform) -> Dataset:
+        if self.held_out is not None:                  # a trial never opens the reported split
+            return ImageFolder(self.root, "train", transform=transform).subset(self.held_out)
         return ImageFolder(self.root, "val", transform=transform)
 
 
 def open_data(data_dir: str | None, *, labels_per_class: int | None = None,
-              label_fraction: float | None = None, seed: int = 0) -> ClassificationData:
-    """Scan both splits and choose the labelled subset; every problem raises before training."""
+              label_fraction: float | None = None, seed: int = 0,
+              holdout: float | None = None) -> ClassificationData:
+    """Scan both splits and choose the labelled subset; every problem raises before training.
+    `holdout` (a search trial, maebench/search.py): score on that fraction of the labelled subset,
+    held out by class with the seed (maebench/data/heldout.py), and train on the rest."""
     if labels_per_class is not None and label_fraction is not None:
         raise UsageError("give at most one of --labels-per-class and --label-fraction")
     if data_dir:
@@ -54,9 +61,15 @@ def open_data(data_dir: str | None, *, labels_per_class: int | None = None,
                                     fraction=label_fraction, seed=seed)
     else:
         indices = list(range(len(train)))
+    held = None
+    if holdout is not None:
+        from maebench.data.heldout import stratified
+        fit, held_pos = stratified([train.targets[i] for i in indices], holdout, seed, train.classes)
+        indices, held = [indices[p] for p in fit.tolist()], [indices[p] for p in held_pos.tolist()]
     return ClassificationData(root=root, name=dataset_name(root), classes=list(train.classes),
                               train_indices=indices, train_targets=[train.targets[i] for i in indices],
-                              n_train_total=len(train), n_val=len(val))
+                              n_train_total=len(train), n_val=len(held) if held is not None else len(val),
+                              held_out=held)
 
 
 # ---- transforms ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def load_config(spec: RunSpec, arch: str, img_size: int, extra: dict[str, Any] |
         raise UsageError(f"config key 'labels_per_class' must be a whole number >= 1, got {lpc!r}")
     if not 0 < float(cfg.get("eval_crop_pct", 1.0)) <= 1:
         raise UsageError(f"config key 'eval_crop_pct' must lie in (0, 1], got {cfg['eval_crop_pct']}")
-    if cfg.get("global_pool", "avg") not in ("avg", "token"):
+    if cfg.get("global_pool") not in (None, "avg", "token"):
         from maebench.errors import unknown
         raise unknown("global_pool", cfg["global_pool"], ("avg", "token"))
     return cfg
@@ -53,7 +53,10 @@ def prepare(spec: RunSpec, extra: dict[str, Any] | None = None) -> Setup:
         raise registry.missing_weights_error(entry)
     cfg = load_config(spec, entry.arch, entry.img_size, extra)
     data = open_data(spec.data, labels_per_class=cfg.get("labels_per_class"),
-                     label_fraction=cfg.get("label_fraction"), seed=spec.seed)
+                     label_fraction=cfg.get("label_fraction"), seed=spec.seed, holdout=spec.trial_holdout)
+    if "global_pool" in cfg and cfg["global_pool"] is None:
+        from maebench.backbones.catalogue import finetune_pool
+        cfg["global_pool"] = finetune_pool(entry)              # the family's own, in the row's config
     from maebench import distributed
     device = distributed.init(spec.device, deterministic=spec.deterministic)
     return Setup(cfg=cfg, entry=entry, data=data, device=device)

@@ -7,6 +7,11 @@ split; the correct counts are summed over processes. One neighbour search (the l
 serves every k x T of the config's grid (grid_k x grid_temperatures), each reported in the
 row's metrics["grid"]; the protocol's k = 20, T = 0.07 stays the headline top1/top5. Features
 come from the feature cache shared with the linear probe (tasks/feature_cache.py).
+
+--search (maebench/search.py): k and T are chosen first on a held-out part of the labelled
+training images (stratified by class; the rest is the bank, the held-out images the queries;
+one neighbour search scores the whole space); the headline top1/top5 are then the chosen k and T
+with the whole bank on the reported split, and metrics["search"] records every point.
 """
 from __future__ import annotations
 
@@ -76,6 +81,30 @@ def recipes(spec: RunSpec):
     pairs = _grid_pairs(cfg)
     pooling, blocks = frozen_data.feature_choice(cfg)
     acc: dict = {}
+    settings = None
+    if spec.search:
+        from maebench import search
+        from maebench.data.heldout import stratified
+        settings = search.settings(spec, s.entry.arch, cfg)
+        if set(settings.space) - {"k", "temperature"}:
+            raise UsageError(f"k-NN searches k and temperature, not "
+                             f"{', '.join(sorted(set(settings.space) - {'k', 'temperature'}))}")
+        cfg["search"] = settings.as_config(spec.seed)                  # in the row's config: a searched result
+        fit_i, held_i = stratified(data.train_targets, settings.holdout, spec.seed, data.classes)   # before a row
+
+    def choose(bank, bank_y, run) -> tuple[tuple[int, float], dict]:
+        """The held-out selection: (chosen (k, T), the search record)."""
+        t0 = time.perf_counter()
+        points = settings.points()
+        space_pairs = [(int(p.get("k", cfg["k"])), float(p.get("temperature", cfg["temperature"]))) for p in points]
+        held = knn_grid_counts(bank[fit_i], bank_y[fit_i], bank[held_i], bank_y[held_i], data.num_classes,
+                               list(dict.fromkeys(space_pairs)), chunk=cfg["query_chunk"], device=device)
+        scores = [accuracy_from_counts(held[p])["top1"] for p in space_pairs]
+        best = max(range(len(points)), key=lambda i: (scores[i], -i))     # ties: the earlier point
+        trials = [search.Trial(p, "complete", sc) for p, sc in zip(points, scores)]
+        rec = search.record(settings, trials, "top1", where=str(run.out_dir), wall_s=time.perf_counter() - t0,
+                            joint=True, chosen=best, cost=0.0)
+        return space_pairs[best], rec
 
     def compute(run) -> Outcome:
         t0 = time.perf_counter()
@@ -85,10 +114,14 @@ def recipes(spec: RunSpec):
         rank, world = dist.rank(), dist.world_size()
         val_f, val_y = fr.val.select(pooling, blocks)[rank::world], fr.val.labels[rank::world]   # this shard
         encoded = (len(fr.train.labels) + len(fr.val.labels)) if "hit" not in fr.info["feature_cache"].values() else 0
+        headline, extra = pairs[0], {}
+        if settings is not None:              # every process chooses alike: the same bank, the same search
+            headline, extra["search"] = choose(bank, bank_y, run)
+            pairs[:] = list(dict.fromkeys([headline, *pairs]))
         counts = knn_grid_counts(bank, bank_y, val_f, val_y, data.num_classes, pairs,
                                  chunk=cfg["query_chunk"], device=device)
         acc.update({p: accuracy_from_counts(dist.all_reduce_sum(c.to(device))) for p, c in counts.items()})
-        metrics = {**acc[pairs[0]], **fr.info,
+        metrics = {**acc[headline], **fr.info, **extra,
                    "grid": [{"k": k, "temperature": t, "top1": a["top1"], "top5": a["top5"]} for (k, t), a in acc.items()]}
         rec = frozen_data.label_subset_record(s, spec.seed, run.out_dir)
         if rec:

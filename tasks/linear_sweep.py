@@ -40,22 +40,28 @@ class HeadSpec:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def as_point(self) -> dict:
+        """The head as a point of the protocol's search space (its config keys)."""
+        return {"base_lr": self.lr, "weight_decay": self.weight_decay, "feature_pooling": self.pooling,
+                "feature_blocks": self.blocks}
 
-def grid(cfg: dict) -> list[HeadSpec]:
-    """The sweep's heads from the config: sweep_lrs x sweep_weight_decays x sweep_pooling x sweep_blocks."""
+
+def grid(space: dict) -> list[HeadSpec]:
+    """The sweep's heads from the search space (maebench/protocols/linprobe.yaml `search.space`,
+    checked by maebench/search.py): base_lr x weight_decay x feature_pooling x feature_blocks."""
     def values(key, kind):
-        v = cfg[key]
+        v = space.get(key)
         v = v if isinstance(v, list) else [v]
-        if not v:
-            raise UsageError(f"config key '{key}' must list at least one value")
         try:
             return [kind(x) for x in v]
         except (TypeError, ValueError):
-            raise UsageError(f"config key '{key}' must be a list of {kind.__name__} values, got {cfg[key]!r}") from None
-    lrs, wds = values("sweep_lrs", float), values("sweep_weight_decays", float)
-    pools, blocks = values("sweep_pooling", str), values("sweep_blocks", int)
-    if any(x <= 0 for x in lrs) or any(x < 0 for x in wds):
-        raise UsageError(f"sweep_lrs must be > 0 and sweep_weight_decays >= 0, got {lrs} and {wds}")
+            raise UsageError(f"search space key '{key}' must list {kind.__name__} values, got {space.get(key)!r}") from None
+    unknown_keys = set(space) - {"base_lr", "weight_decay", "feature_pooling", "feature_blocks"}
+    if unknown_keys:
+        raise UsageError(f"the linear probe's sweep searches base_lr, weight_decay, feature_pooling and "
+                         f"feature_blocks, not {', '.join(sorted(unknown_keys))}")
+    lrs, wds = values("base_lr", float), values("weight_decay", float)
+    pools, blocks = values("feature_pooling", str), values("feature_blocks", int)
     for p in pools:
         if p not in SWEEP_POOLINGS:
             from maebench.errors import unknown

@@ -96,17 +96,19 @@ def make_head(dim: int, num_classes: int, seed: int) -> ProbeHead:
 
 
 def _mode_flags(spec: RunSpec) -> dict:
-    """Config keys set by --cached-features / --sweep / --no-sweep / --head / --holdout."""
+    """Config keys set by --cached-features / --search / --sweep / --no-sweep / --head."""
     head = spec.option("head")
     sweep = spec.options.get("sweep")
     cached = bool(spec.option("cached_features"))
     if head == "logreg" and sweep is False:
         raise UsageError("--head logreg chooses C on the held-out slice: it has no --no-sweep mode")
+    if spec.search and sweep is False:
+        raise UsageError("--search is the sweep of linear heads: drop --no-sweep")
     if sweep is None:
-        sweep = cached or head == "logreg"      # the sweep is the default with cached features
-    extra: dict = {"head": head, "holdout": spec.option("holdout")}
-    if extra["holdout"] is not None and not sweep:
-        raise UsageError("--holdout applies to the sweep (--sweep, --cached-features or --head logreg)")
+        sweep = spec.search or cached or head == "logreg"      # the sweep is the default with cached features
+    extra: dict = {"head": head}
+    if spec.option("holdout") is not None and not sweep:
+        raise UsageError("--holdout applies to the sweep (--search, --sweep, --cached-features or --head logreg)")
     if sweep:
         extra.update(cached_features=True, augment=False, sweep=True)
     elif cached:
@@ -123,13 +125,14 @@ def recipes(spec: RunSpec):
     if cfg["sweep"] and cfg["augment"]:
         raise UsageError("the sweep trains on cached features (fixed eval crop): it needs augment false")
     if cfg["sweep"] or cfg["head"] == "logreg":
-        if not 0 < float(cfg["holdout"]) < 1:
-            raise UsageError(f"--holdout must lie strictly between 0 and 1, got {cfg['holdout']}")
+        from maebench import search
+        settings = search.settings(spec, s.entry.arch, cfg, own_first=False)   # the grid, the held-out part
         if cfg["head"] == "logreg":
             from maebench.tasks import logreg
+            cfg["holdout"] = settings.holdout
             yield logreg.recipe(spec, s)
             return
-        yield sweep_recipe(spec, s)
+        yield sweep_recipe(spec, s, settings)
         return
     if cfg["cached_features"] and cfg["augment"]:
         raise UsageError("cached features are computed once with the fixed eval crop: "
@@ -204,16 +207,19 @@ def _label_subset(s: Setup, seed: int, run) -> dict:
     return {"label_subset": rec} if rec else {}
 
 
-def sweep_recipe(spec: RunSpec, s: Setup) -> Recipe:
-    """The grid on the fit part of the training set, chosen on its held-out part, the chosen head
+def sweep_recipe(spec: RunSpec, s: Setup, settings) -> Recipe:
+    """The search (maebench/search.py) of the linear probe: every head of the space trained
+    together on the fit part of the training set, chosen on its held-out part, the chosen head
     retrained on all of it and scored once on the evaluation split."""
+    from maebench import search
     cfg, device, seed = s.cfg, s.device, spec.seed
+    cfg["search"] = settings.as_config(seed)               # in the row's config: a searched result
     probe_kind = getattr(s.entry, "probe", None)          # the family's documented probe feature
-    specs, probe_note = linear_sweep.resolve_probe(linear_sweep.grid(cfg), probe_kind)
+    specs, probe_note = linear_sweep.resolve_probe(linear_sweep.grid(settings.space), probe_kind)
     pooling = linear_sweep.channels(specs)
     blocks = max(h.blocks for h in specs)
     # the held-out slice from the labels alone, so an empty one fails before a row exists
-    fit_i, held_i = heldout.stratified(torch.tensor(s.data.train_targets), float(cfg["holdout"]), seed)
+    fit_i, held_i = heldout.stratified(torch.tensor(s.data.train_targets), settings.holdout, seed, s.data.classes)
     nc = s.data.num_classes
 
     def compute(run) -> Outcome:
@@ -240,11 +246,15 @@ def sweep_recipe(spec: RunSpec, s: Setup) -> Recipe:
                                        for h, sc in zip(specs, held)],
                              "chosen": {**chosen.as_dict(), "peak_lr": optim.peak_lr(chosen.lr, batch),
                                         "holdout_top1": held[best]["top1"]},
-                             "holdout": float(cfg["holdout"]), "fit_images": len(fit_i),
+                             "holdout": settings.holdout, "fit_images": len(fit_i),
                              "holdout_images": len(held_i), "diverged": len(bank.diverged),
                              "lr_at_grid_edge": len({h.lr for h in specs}) > 1 and chosen.lr in (
                                  min(h.lr for h in specs), max(h.lr for h in specs)),
                              "selected_on": "held-out slice of the training set"},
+                   "search": search.record(settings, [search.Trial(h.as_point(), "complete", sc["top1"])
+                                                      for h, sc in zip(specs, held)], "top1", joint=True,
+                                           where=str(run.out_dir), wall_s=sweep_s, chosen=best,
+                                           cost=1.0 - settings.holdout),
                    **_label_subset(s, seed, run)}
         printed.update(held=held, best=best, final=final)
         return Outcome(run.run_id, metrics)

@@ -33,7 +33,9 @@ def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_o
     return RunSpec(program=program, backbone=backbone, data=args.data, seed=args.seed, out=args.out,
                    results=args.results, resume=args.resume, force=args.force, device=args.device,
                    deterministic=args.deterministic, config_file=args.config, sets=tuple(args.set or ()),
-                   epochs=args.epochs, batch_size=args.batch_size, options=options)
+                   epochs=args.epochs, batch_size=args.batch_size, options=options,
+                   search=bool(getattr(args, "search", False)), search_space=tuple(getattr(args, "search_space", None) or ()),
+                   search_budget=getattr(args, "search_budget", None))
 
 
 def choose_program(args: argparse.Namespace, table: dict, name: str, selector: str):

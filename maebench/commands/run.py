@@ -33,6 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="linprobe sweep / logreg: fraction of the training set held out for selection (0.1)")
     c.add_argument("--head", choices=["linear", "logreg"],
                    help="linprobe: BN + linear head (LARS), or L-BFGS logistic regression with C swept")
+    q = p.add_argument_group("search (every task; maebench/search.py)")
+    q.add_argument("--search", action="store_true",
+                   help="choose the protocol's `search:` space (lr, pooled feature, layer decay, ...) for this "
+                        "backbone on a held-out part of the training data, retrain the choice on all of it, score once")
+    q.add_argument("--search-space", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="replace (or add) one key of the search space (repeatable); values checked as --set checks them")
+    q.add_argument("--search-budget", type=float, metavar="B",
+                   help="cap the trials' cost at B full-run equivalents (default: the protocol's search.budget)")
     p.add_argument("--seeds", metavar="S[,S...]",
                    help="run once per seed (e.g. 0,1,2) and print mean, std and a 95%% t interval over them")
     d = p.add_argument_group("coco")
@@ -59,6 +67,8 @@ def main(args: argparse.Namespace) -> int:
         return rescore(args.eval_predictions, data=args.data, backbone=args.backbone, results=args.results,
                        train_json=args.train_json, val_json=args.val_json, images=args.images)
     spec = run_spec(args, task, backbone=args.backbone)
+    if (args.search_space or args.search_budget is not None) and not args.search:
+        raise UsageError("--search-space and --search-budget apply with --search")
     if args.seeds:
         from maebench.commands.run_seeds import parse_seeds, run_seeds
         return run_seeds(spec, parse_seeds(args.seeds))

@@ -1,7 +1,11 @@
 """`maebench run ... --seeds 0,1,2`: the same run once per seed (each its own row; frozen-feature
 tasks reuse one feature-cache entry when the backbone's weights do not depend on the seed),
 then, per recipe and headline metric, the mean, sample std and 95 % Student-t interval over
-the seeds, printed and written as JSON next to the runs."""
+the seeds, printed and written as JSON next to the runs.
+
+With --search, a program that trains one network per point searches once, at the first seed, and
+every seed retrains that choice (the rows say so: metrics search.reused_from_seed); the linear
+probe's and k-NN's joint searches cost one pass and run at every seed."""
 from __future__ import annotations
 
 import hashlib
@@ -29,10 +33,21 @@ def run_seeds(spec, seeds: list[int]) -> int:
     from maebench.results import ResultsStore, by_recipe
     task = spec.program
     run_ids: set[str] = set()                     # this command's rows, run now or found done
+    finals = None
+    if spec.search and not task.joint_search:
+        from maebench import search
+        print(f"== search at seed {seeds[0]}, its choice reused for every seed")
+        finals = search.final_specs(spec.replace(seed=seeds[0], out=None))
     for seed in seeds:
         print(f"== seed {seed} ({seeds.index(seed) + 1}/{len(seeds)})")
         out = str(Path(spec.out) / f"seed-{seed}") if spec.out else None
-        run_ids.update(o.run_id for o in runner.execute(spec.replace(seed=seed, out=out)))
+        if finals is None:
+            run_ids.update(o.run_id for o in runner.execute(spec.replace(seed=seed, out=out)))
+            continue
+        for f in finals:
+            f_out = str(Path(out) / f"blocks-{f.options['blocks']}") if out and len(finals) > 1 else out
+            one = search.reuse(f, seed=seed, out=f_out)
+            run_ids.update(o.run_id for o in runner.execute(one))
     rows = [r for r in ResultsStore(spec.results).rows(task=task.row_task, backbone=spec.backbone)
             if r.run_id in run_ids and r.seed in seeds]
     groups = by_recipe(rows)                        # newest per recipe and seed
