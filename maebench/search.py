@@ -60,11 +60,13 @@ class Settings:
         keys = list(self.space)
         return [dict(zip(keys, combo)) for combo in itertools.product(*(self.space[k] for k in keys))]
 
-    def as_config(self, seed: int) -> dict[str, Any]:
-        return {"space": {k: list(v) for k, v in self.space.items()}, "holdout": self.holdout,
-                "budget": self.budget, "seed": seed,
-                "pruner": f"successive halving (optuna), reduction {self.reduction_factor}, "
-                          f"first rung {self.min_epochs} epoch(s)"}
+    def as_config(self, seed: int, *, joint: bool = False) -> dict[str, Any]:
+        """The row's config key `search`: what was searched, on which held-out part, how."""
+        out = {"space": {k: list(v) for k, v in self.space.items()}, "holdout": self.holdout, "seed": seed}
+        if joint:
+            return {**out, "pruner": "none: every point scored in one pass"}
+        return {**out, "budget": self.budget, "pruner": f"successive halving (optuna), reduction "
+                f"{self.reduction_factor}, first rung {self.min_epochs} epoch(s)"}
 
 
 def as_set(key: str, value: Any) -> str:

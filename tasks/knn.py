@@ -89,7 +89,7 @@ def recipes(spec: RunSpec):
         if set(settings.space) - {"k", "temperature"}:
             raise UsageError(f"k-NN searches k and temperature, not "
                              f"{', '.join(sorted(set(settings.space) - {'k', 'temperature'}))}")
-        cfg["search"] = settings.as_config(spec.seed)                  # in the row's config: a searched result
+        cfg["search"] = settings.as_config(spec.seed, joint=True)                  # in the row's config: a searched result
         fit_i, held_i = stratified(data.train_targets, settings.holdout, spec.seed, data.classes)   # before a row
 
     def choose(bank, bank_y, run) -> tuple[tuple[int, float], dict]:

@@ -213,7 +213,7 @@ def sweep_recipe(spec: RunSpec, s: Setup, settings) -> Recipe:
     retrained on all of it and scored once on the evaluation split."""
     from maebench import search
     cfg, device, seed = s.cfg, s.device, spec.seed
-    cfg["search"] = settings.as_config(seed)               # in the row's config: a searched result
+    cfg["search"] = settings.as_config(seed, joint=True)               # in the row's config: a searched result
     probe_kind = getattr(s.entry, "probe", None)          # the family's documented probe feature
     specs, probe_note = linear_sweep.resolve_probe(linear_sweep.grid(settings.space), probe_kind)
     pooling = linear_sweep.channels(specs)
