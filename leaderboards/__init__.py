@@ -6,6 +6,7 @@ Layout (one job per module):
     families.py                     a backbone's pretraining family and size (from its rows)
     stats.py                        mean / sample std / n of one cell, and its text
     label_mark.py                   the † mark: a supervised backbone scored on its own pretraining dataset
+    searched.py                     searched results (--search): their § mark and what their search chose
     table.py                        ResultsStore -> Leaderboard (rows, cells, deltas, paper rows, cost)
     views.py                        Leaderboard -> the tables people read: summary, one per
                                     task and dataset, cost (headers, cells, best marks, captions)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from maebench.leaderboards import families, label_mark
-from maebench.leaderboards.columns import (PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES, TASK_METRICS, TASKS, Column,
-                                           canonical_dataset, labels_of, parse_blocks, protocol_of)
+from maebench.leaderboards.columns import (PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES, SEARCHED_PROTOCOLS,
+                                           TASK_METRICS, TASKS, Column, canonical_dataset, labels_of, parse_blocks,
+                                           protocol_of)
 from maebench.leaderboards.reference import Reference, default_reference
 from maebench.leaderboards.stats import INTERVAL_TEXT, Cell, finite
 from maebench.errors import unknown
@@ -98,8 +99,9 @@ class Leaderboard:
                f"[lo, hi] after a cell: its {INTERVAL_TEXT} (mean ± t(0.975, n−1) · std / √n, as "
                "`maebench leaderboard --compare` gives), shown where n > 1.",
                "One table per task, dataset, protocol and label budget: results on different datasets, "
-               "with different protocols (linear probing: the paper's single lr, the swept grid, logreg) or "
-               "different low-label settings (N labels per class, a fraction F of the labels) are never "
+               "with different protocols (linear probing: the paper's single lr, the swept grid, logreg), "
+               "recipe values searched per backbone (`--search`), or different low-label settings (N labels per "
+               "class, a fraction F of the labels) are never "
                "merged or compared; rows are sorted by the task's headline metric, the best measured value "
                "of each column is marked."]
         protocols = sorted({c.protocol for r in self.measured_rows for c in r.cells if c.protocol})
@@ -111,7 +113,7 @@ class Leaderboard:
                        "They appear only in tables on the paper's own datasets "
                        f"({', '.join(PAPER_DATASETS.values())}).")
             out.append("Δ = measured mean − paper number, with the same task, metric and K, for the paper's "
-                       "own protocol on all labels only (never a swept, logreg or low-label result), against "
+                       "own protocol on all labels only (never a swept, logreg, searched or low-label result), against "
                        "the paper row the backbone's registry entry names, else the one of the same "
                        "pretraining family and ViT size.")
         out.append("Cost: pretrain time = sum over the backbone's pretrain-* runs; transfer time = "
@@ -185,6 +187,7 @@ def _measured_row(name: str, runs: list[Row], pretrain_runs: list[Row], lookup: 
     pretrained_on = label_mark.pretraining_datasets(pretrain_runs)
     for col, cell in row.cells.items():
         cell.seen_all_labels = label_mark.seen_all_labels(info.family, col.task, col.dataset, pretrained_on)
+        cell.searched = col.protocol in SEARCHED_PROTOCOLS
     if reference is not None:
         for col, cell in row.cells.items():
             target = (reference.delta_target(info.family, info.arch, col, info.paper)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from maebench.leaderboards.searched import is_searched
 from maebench.tasks.table import TASKS as _TASK_TABLE
 
 # Tasks whose table has one column per K (tuned last blocks) of their headline metric instead
@@ -68,9 +69,20 @@ def format_blocks(k: float | None) -> str:
 # Protocols of one task that are different measurements (never one cell): '' is the task's own
 # (paper) protocol. Linear probing: 'sweep' = the grid of heads chosen on a held-out slice of
 # the training set (tasks/linear_sweep.py), 'logreg' = L-BFGS logistic regression (C chosen the
-# same way); only the paper's single-lr probe ('') is compared with the paper.
-PROTOCOLS = ("", "sweep", "logreg")
-PROTOCOL_LABELS = {"sweep": "linear (swept)", "logreg": "logreg"}
+# same way). Every task: 'searched' = recipe values chosen per backbone by `--search`
+# (maebench/search.py, leaderboards/searched.py); a searched logistic regression is
+# 'searched-logreg', so that it shares a cell with neither. Only the paper's protocol ('') is
+# compared with the paper.
+PROTOCOLS = ("", "sweep", "logreg", "searched", "searched-logreg")
+SEARCHED_PROTOCOLS = ("searched", "searched-logreg")
+# a label: the protocol's name, or a format of the task's own label ({task})
+PROTOCOL_LABELS = {"sweep": "linear (swept)", "logreg": "logreg", "searched": "{task} (searched)",
+                   "searched-logreg": "logreg (searched)"}
+_SEARCHED_NOTE = ("chosen per backbone by `--search` on a held-out part of the training data (the row's "
+                  "`search` config: the space, the held-out fraction, the budget in full-run equivalents), the "
+                  "chosen point retrained on all of the training data and scored once; not the paper's fixed "
+                  "recipe, so never compared with the paper (the chosen values: the table's `chosen` column; "
+                  "every trial: `maebench runs show RUN_ID`)")
 PROTOCOL_NOTES = {
     "sweep": "swept: every head of a learning-rate x weight-decay x input ([cls] / average-pooled patch "
              "tokens / the backbone's own probe feature where it differs from both; last 1 or 4 blocks) grid "
@@ -79,14 +91,22 @@ PROTOCOL_NOTES = {
              "with the paper",
     "logreg": "logreg: L-BFGS logistic regression on cached features, C chosen on a held-out slice of the "
               "training set; not the paper's protocol, so never compared with the paper",
+    "searched": "searched: recipe values " + _SEARCHED_NOTE,
+    "searched-logreg": "logreg (searched): logistic regression with recipe values " + _SEARCHED_NOTE,
 }
 
 
 def protocol_of(task: str, config: dict) -> str:
-    """The protocol a run's config measured: 'logreg', 'sweep' or '' (the task's own)."""
+    """The protocol a run's config measured: 'searched' for any task when the config records a
+    search ('searched-logreg' for a searched logistic regression; a searched sweep is 'searched':
+    its grid is what the search chose from), else for the linear probe 'logreg' or 'sweep', else
+    '' (the task's own)."""
+    logreg = task == "linprobe" and config.get("head") == "logreg"
+    if is_searched(config):
+        return "searched-logreg" if logreg else "searched"
     if task != "linprobe":
         return ""
-    if config.get("head") == "logreg":
+    if logreg:
         return "logreg"
     return "sweep" if config.get("sweep") is True else ""
 
@@ -122,7 +142,9 @@ def _labels_sort(labels: str) -> tuple:
 
 
 def protocol_label(task: str, protocol: str) -> str:
-    return PROTOCOL_LABELS.get(protocol, TASK_LABELS.get(task, task)) if protocol else TASK_LABELS.get(task, task)
+    """'fine-tune', 'linear (swept)', 'fine-tune (searched)'."""
+    own = TASK_LABELS.get(task, task)
+    return PROTOCOL_LABELS.get(protocol, own).format(task=own) if protocol else own
 
 
 @dataclass(frozen=True)

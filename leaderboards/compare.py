@@ -18,14 +18,18 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
+from maebench.leaderboards.searched import is_searched
+
 # t(0.975, df) for df = 1..30; beyond, a Cornish-Fisher expansion around the normal quantile
 _T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
          2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
          2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
 INTERVAL = "95% Student-t"
 
-# recipe keys that name a comparison group when they are set (the rest must simply agree)
-_RECIPE_KEYS = ("sweep", "head", "cached_features", "labels_per_class", "label_fraction", "blocks")
+# recipe keys that name a comparison group when they are set (the rest must simply agree); a
+# searched run (`search`) groups by its search (space, held-out fraction, budget, pruner), not by
+# what it chose or the seed it searched with (recipe_key)
+_RECIPE_KEYS = ("search", "sweep", "head", "cached_features", "labels_per_class", "label_fraction", "blocks")
 _BACKBONE_KEYS = ("img_size",)      # follow the backbone, not the recipe
 
 
@@ -78,14 +82,40 @@ class Summary:
 
 def recipe_key(task: str, dataset: str | None, config: dict) -> str:
     """What two runs must share to be compared: task, dataset and config, less the backbone's
-    own keys (backbone_*, img_size)."""
+    own keys (backbone_*, img_size); for a searched run, less the values its search chose (the
+    space's keys) and the search's seed, so that one search setup pairs over seeds and backbones
+    whatever each run chose."""
     cfg = {k: v for k, v in config.items() if not k.startswith("backbone_") and k not in _BACKBONE_KEYS}
+    if is_searched(cfg):
+        cfg = _without_choice(cfg)
     return json.dumps([task, dataset, cfg], sort_keys=True, default=str)
 
 
+def _without_choice(cfg: dict) -> dict:
+    """A searched config less the values of its space's keys (dotted keys: nested) and its seed."""
+    search = {k: v for k, v in cfg["search"].items() if k != "seed"}
+    out = {**cfg, "search": search}
+    space = search.get("space")
+    for key in space if isinstance(space, dict) else ():
+        if key in out:
+            del out[key]
+            continue
+        *heads, last = key.split(".")
+        node: dict | None = out
+        for h in heads:                            # copies the path: the row's config stays as it is
+            child = node.get(h)
+            if not isinstance(child, dict):
+                node = None
+                break
+            node[h] = node = dict(child)
+        if node is not None:
+            node.pop(last, None)
+    return out
+
+
 def recipe_label(config: dict) -> str:
-    """'sweep', 'logreg', 'cached', 'N=10/class', 'F=0.1', 'K=1' or 'protocol'."""
-    parts = []
+    """'searched', 'sweep', 'logreg', 'cached', 'N=10/class', 'F=0.1', 'K=1' or 'protocol'."""
+    parts = ["searched"] if is_searched(config) else []
     if config.get("head") == "logreg":
         parts.append("logreg")
     elif config.get("sweep"):

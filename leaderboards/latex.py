@@ -13,7 +13,8 @@ from maebench.leaderboards.views import views_for
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
                   "−": "--", "–": "--", "Δ": r"$\Delta$", "±": r"$\pm$", "·": r"\textperiodcentered{}",
-                  "…": r"\ldots{}", "†": r"\textdagger{}"}
+                  "…": r"\ldots{}", "†": r"\textdagger{}",
+                  "§": r"\S{}"}
 
 
 def latex_escape(text: str) -> str:

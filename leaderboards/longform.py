@@ -10,7 +10,7 @@ one DataFrame with the same columns from either format:
 run fields are empty and `value` is the paper's). A measured record carries the paper number
 its cell is compared with (`paper_value`), so Δ = mean(value) - paper_value per cell.
 
-`protocol` (empty = the task's own, 'sweep', 'logreg') and `labels` (empty = all, 'N=10' per
+`protocol` (empty = the task's own, 'sweep', 'logreg', 'searched', 'searched-logreg') and `labels` (empty = all, 'N=10' per
 class, 'F=0.1' of the labels) are part of the cell, as task, dataset, k and metric are: group by all of
 them. `n`, `mean`, `std` (sample) and `ci95_low` / `ci95_high` (the 95 % Student-t interval of
 the mean, named in `interval`) summarise the cell a measured record belongs to, repeated on each

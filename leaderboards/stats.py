@@ -20,6 +20,7 @@ class Cell(Summary):
     reference_source: str | None = None
     paper: bool = False                # a "(paper)" row's cell: the value is the paper's number
     seen_all_labels: bool = False      # carries the † mark (leaderboards/label_mark.py)
+    searched: bool = False             # carries the § mark (leaderboards/searched.py)
 
     @property
     def interval(self) -> tuple[float, float] | None:

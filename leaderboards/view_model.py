@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from maebench.leaderboards import label_mark
+from maebench.leaderboards import label_mark, searched
 from maebench.leaderboards.columns import HEADLINE, PER_K_TASKS, Column
 from maebench.leaderboards.board import MEASURED, PAPER, BoardRow, Leaderboard
 from maebench.leaderboards.stats import Cell
@@ -28,7 +28,7 @@ class VCell:
     value: float | None = None     # what the column sorts by
     group: str | None = None       # id of the runs behind the cell (html links to them)
     title: str = ""                # a longer description (html tooltip)
-    note_mark: str = ""            # a footnote mark after the value ("†", leaderboards/label_mark.py)
+    note_mark: str = ""            # footnote marks after the value ("†", "§": view_model.note_mark)
 
     def text(self, mark: Callable[[str], str] | None = None) -> str:
         text = " / ".join(mark(p.text) if mark and p.best else p.text for p in self.parts)
@@ -67,13 +67,16 @@ class View:
 
 
 def note_mark(cell: Cell) -> str:
-    """The footnote mark a measured cell carries in every table ("†" or "")."""
-    return label_mark.MARK if cell.seen_all_labels else ""
+    """The footnote marks a measured cell carries in every table: "†" (leaderboards/label_mark.py),
+    "§" (a searched result, leaderboards/searched.py), both ("† §") or ""."""
+    return " ".join(m for m, on in ((label_mark.MARK, cell.seen_all_labels), (searched.MARK, cell.searched)) if on)
 
 
 def mark_notes(view: View) -> list[str]:
     """The footnotes of the marks `view` shows (its caption ends with them)."""
-    return [label_mark.NOTE] if any(c.note_mark == label_mark.MARK for r in view.rows for c in r.cells) else []
+    shown = {m for r in view.rows for c in r.cells for m in c.note_mark.split()}
+    return [note for mark, note in ((label_mark.MARK, label_mark.NOTE), (searched.MARK, searched.NOTE))
+            if mark in shown]
 
 
 def by_value(col: Column | None):

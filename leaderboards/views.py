@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 import shlex
 
+from maebench.leaderboards import searched
 from maebench.leaderboards.columns import (METRIC_LABELS, PAPER_DATASETS, PER_K_TASKS, PROTOCOL_NOTES,
-                                           Column, dataset_label, format_blocks, labels_label, protocol_label)
+                                           SEARCHED_PROTOCOLS, Column, dataset_label, format_blocks, labels_label,
+                                           parse_blocks, protocol_label)
 from maebench.leaderboards.families import family_label
 from maebench.leaderboards.stats import INTERVAL_TEXT, delta_text, interval_text
 from maebench.leaderboards.summary import cost_view, summary_views
-from maebench.leaderboards.board import MEASURED, PAPER, Leaderboard, natural
+from maebench.leaderboards.board import MEASURED, PAPER, BoardRow, Leaderboard, natural
 from maebench.leaderboards.view_model import (Part, VCell, View, VRow, by_value, group_id, groups, mark_best,
                                               mark_notes, markdown_width, note_mark, sort_column)
 from maebench.tasks.table import TASKS as TASK_TABLE
@@ -34,6 +36,26 @@ def _view_key(task: str, dataset: str, protocol: str = "", labels: str = "") -> 
 
 def _n_text(ns: list[int]) -> str:
     return "" if not ns else str(ns[0]) if ns[0] == ns[-1] else f"{ns[0]}-{ns[-1]}"
+
+
+def _chosen(row: BoardRow, cols: list[Column]) -> VCell:
+    """What a searched row's runs chose (leaderboards/searched.py `chosen_text`): one text when
+    every run chose the same, else each distinct choice after the runs (K, seed) that made it."""
+    ids = {rid for c in cols if c in row.cells for rid in row.cells[c].run_ids}
+    runs = sorted((r for r in row.runs if r.run_id in ids),
+                  key=lambda r: (parse_blocks(r.config.get("blocks")) or 0.0, r.seed or 0))
+    seeds = len({r.seed for r in runs}) > 1
+    texts: dict[str, list[str]] = {}
+    for r in runs:
+        who = [f"K={format_blocks(parse_blocks(r.config.get('blocks')))}"] if r.task in PER_K_TASKS else []
+        who += [f"seed {r.seed}"] if seeds else []
+        texts.setdefault(searched.chosen_text(r.config, r.metrics), []).append(" ".join(who))
+    texts.pop("", None)
+    if len(texts) <= 1:
+        text = next(iter(texts), "")
+    else:
+        text = "; ".join(f"{', '.join(who)}: {t}" for t, who in texts.items())
+    return VCell((Part(text),), title="; ".join(f"{r.run_id} (seed {r.seed})" for r in runs))
 
 
 def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], protocol: str = "",
@@ -59,11 +81,15 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
     deltas.sort(key=lambda c: c != sort_col)        # the sorted-by column's Δ is the last to go
     with_ci = [c for c in cols if any(c in r.cells and r.cells[c].interval for r in measured)]
     key, title = _view_key(task, dataset, protocol, labels), group_title(task, dataset, protocol, labels)
+    chosen = [_chosen(r, cols) for r in measured] if protocol in SEARCHED_PROTOCOLS else None
 
     def build(delta_cols: list[Column], ci_cols: list[Column]) -> View:
-        headers = ["backbone", *(c.short_header for c in cols), *([] if shared_n else ["n"]),
+        headers = ["backbone", *(c.short_header for c in cols), *(["chosen"] if chosen else []),
+                   *([] if shared_n else ["n"]),
                    *(f"Δ {c.short_header}" for c in delta_cols)]
         view = View(key, title, headers, [False] + [True] * (len(headers) - 1))
+        if chosen:
+            view.numeric[1 + len(cols)] = False
         for i, r in enumerate(measured):
             cells = []
             for c in cols:
@@ -75,6 +101,8 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
                     + (f"; 95% t interval {interval_text(cell.interval)}" if cell.interval else "")
                     + (f"; paper {cell.reference:.1f} ({cell.reference_source})" if cell.reference is not None else ""),
                     note_mark(cell)))
+            if chosen:
+                cells.append(chosen[i])
             if not shared_n:
                 cells.append(VCell((Part(_n_text(ns[i])),), float(ns[i][-1])))
             for c in delta_cols:
@@ -107,6 +135,9 @@ def task_view(board: Leaderboard, task: str, dataset: str, cols: list[Column], p
     view.caption.append(about + _units(task, cols))
     if protocol in PROTOCOL_NOTES:
         view.caption.append(f"{PROTOCOL_NOTES[protocol][:1].upper()}{PROTOCOL_NOTES[protocol][1:]}.")
+    if chosen:
+        view.caption.append("chosen: the values the search chose; lr = the peak lr the run trained with (lr, else "
+                            "base_lr x batch size / 256, times the chosen lr_scale in brackets).")
     if labels:
         view.caption.append(f"Low-label: {labels_label(labels)} of the training set, drawn from each run's seed "
                             "(never merged with other label budgets or compared with the paper).")

@@ -40,7 +40,7 @@ def test_unknown_names_exit_2_with_suggestion_and_no_traceback(args, expected):
 
 def test_unknown_subcommand_suggests_closest():
     r = maebench("runn")
-    assert r.returncode == 2 and "did you mean: run?" in r.stderr
+    assert r.returncode == 2 and "did you mean: run, runs?" in r.stderr
 
 
 def test_error_from_a_dataloader_worker_prints_one_line(tmp_path):

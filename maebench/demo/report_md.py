@@ -150,7 +150,8 @@ def protocols(results: Path, names: dict[str, str]) -> dict[str, str]:
     for task, found in seen.items():
         words = []
         for p, lab in sorted(found):
-            how = {"sweep": "swept", "logreg": "logreg"}.get(p, "single lr" if task == "linprobe" else "")
+            how = {"sweep": "swept", "logreg": "logreg", "searched": "searched",
+                   "searched-logreg": "logreg, searched"}.get(p, "single lr" if task == "linprobe" else "")
             n = f"{lab[2:]}/class" if lab.startswith("N=") else f"{lab[2:]} of the labels" if lab else ""
             words.append(", ".join(x for x in (how, n) if x))
         out[task] = "; ".join(w for w in words if w)
