@@ -73,7 +73,7 @@ def execute(spec: RunSpec) -> list[Outcome]:
     one that scores its whole space in one pass (`Program.joint_search`) searches in its recipe."""
     if spec.search and not spec.program.joint_search:
         from maebench import search
-        return search.run(spec)
+        return [run_recipe(f, r) for f in search.final_specs(spec, run_recipe) for r in f.program.recipes()(f)]
     return [run_recipe(spec, recipe) for recipe in spec.program.recipes()(spec)]
 
 

@@ -31,6 +31,8 @@ class Program:
     metrics: tuple[tuple[str, str], ...] = ()   # (stored metric name, display label), display order
     headline: tuple[str, ...] = ()         # the metrics a summary column (and --seeds) shows
     joint_search: bool = False             # --search scores the whole space in one pass inside its recipe
+    search_points: str = ""                # "module:function": spec -> [(spec, searched inside its recipe)],
+                                           # a program whose one command is several searches (partial's K)
 
     @property
     def row_task(self) -> str:
@@ -38,8 +40,16 @@ class Program:
         return self.name if self.kind == "task" else f"pretrain-{self.name}"
 
     def recipes(self) -> Callable:
-        module, function = self.entry.split(":")
-        return getattr(importlib.import_module(module), function)
+        return _function(self.entry)
+
+    def points(self, spec: "RunSpec") -> list[tuple["RunSpec", bool]]:
+        """The searches of one command: (spec, True when its own recipe searches jointly)."""
+        return _function(self.search_points)(spec) if self.search_points else [(spec, self.joint_search)]
+
+
+def _function(entry: str) -> Callable:
+    module, function = entry.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 @dataclass(frozen=True)

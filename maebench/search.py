@@ -36,7 +36,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -223,29 +223,15 @@ class Pruned(Exception):
     """Successive halving stopped this trial (not an error: the search goes on)."""
 
 
-def run(spec: RunSpec) -> list:
-    """`maebench run --task T --search`: the trials, then the final run. Returns its outcomes."""
-    from maebench import runner
-    return [runner.run_recipe(f, r) for f in final_specs(spec) for r in f.program.recipes()(f)]
+def final_specs(spec: RunSpec, run_recipe: Callable) -> list[RunSpec]:
+    """Run the command's searches (partial: one per K, `Program.points`) and return the final
+    runs' specs, in order; a spec whose recipe searches jointly (partial's K = 0, the linear
+    probe's sweep) is returned as it is. `run_recipe`: the runner's (maebench/runner.py), which
+    runs every trial."""
+    return [one if joint else search_trained(one, run_recipe)[0] for one, joint in spec.program.points(spec)]
 
 
-def final_specs(spec: RunSpec) -> list[RunSpec]:
-    """Search every point of the program (partial: every K; K = 0 searches in the linear probe's
-    own joint search) and return the final runs' specs, in order."""
-    if spec.program.name == "partial":
-        from maebench.tasks.partial import parse_blocks
-        ks = parse_blocks(spec.option("blocks"))
-        if len(ks) > 1 or ks[0] == 0:
-            out = []
-            for k in ks:
-                one = spec.replace(options={**spec.options, "blocks": f"{k:g}" if k is not None else None},
-                                   out=str(Path(spec.out) / f"blocks-{k:g}") if spec.out and len(ks) > 1 else spec.out)
-                out.append(one if k == 0 else final_specs(one)[0])   # K = 0: linprobe searches jointly
-            return out
-    return [search_trained(spec)[0]]
-
-
-def search_trained(spec: RunSpec) -> tuple[RunSpec, dict]:
+def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
     """Run (or reuse) every trial of the spec's search; returns (final spec, record)."""
     import optuna
     from optuna.trial import TrialState
@@ -284,7 +270,7 @@ def search_trained(spec: RunSpec) -> tuple[RunSpec, dict]:
             continue
         trial = study.ask()
         trial.set_user_attr("point", key)
-        trials.append(_run_trial(spec, s, point, i, trial, study, where, epochs, metric, fit_share))
+        trials.append(_run_trial(spec, s, point, i, trial, study, where, epochs, metric, fit_share, run_recipe))
     rec = record(s, trials, metric, where=str(where), wall_s=time.time() - t0)
     print(f"search: chose {_fmt(rec['chosen'])} (held-out {metric} {rec['score']:.2f}); {rec['completed']} "
           f"complete, {rec['pruned']} pruned, {rec['skipped']} skipped; cost {rec['cost']:.2f} full runs")
@@ -302,10 +288,9 @@ def _base_recipe(spec: RunSpec):
 
 
 def _run_trial(spec, s: Settings, point, i, trial, study, where: Path, epochs: int, metric: str,
-               fit_share: float) -> Trial:
+               fit_share: float, run_recipe: Callable) -> Trial:
     from optuna.trial import TrialState
 
-    from maebench import runner
     tspec = spec.replace(search=False, search_space=(), search_budget=None, trial_holdout=s.holdout,
                          sets=(*spec.sets, *(as_set(k, v) for k, v in point.items())),
                          out=str(where / f"trial-{i:03d}"), results=str(where / "trials.sqlite"),
@@ -332,7 +317,7 @@ def _run_trial(spec, s: Settings, point, i, trial, study, where: Path, epochs: i
     recipe.evaluate = at_rungs
     recipe.fit_overrides = {**recipe.fit_overrides, "eval_every": 1}
     try:
-        outcome = runner.run_recipe(tspec, recipe)
+        outcome = run_recipe(tspec, recipe)
         out.run_id = outcome.run_id
     except Pruned as p:
         out.state = "pruned"

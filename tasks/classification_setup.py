@@ -19,9 +19,11 @@ class Setup:
     device: Any                  # torch.device
 
 
-def load_config(spec: RunSpec, arch: str, img_size: int, extra: dict[str, Any] | None = None) -> dict:
-    """The effective config with the task's flags; fills img_size from the backbone and checks
-    the keys the range checks of maebench.config do not cover."""
+def load_config(spec: RunSpec, entry: Any, extra: dict[str, Any] | None = None) -> dict:
+    """The effective config with the task's flags; fills img_size and a null global_pool from the
+    backbone's entry (its family's own pooled feature) and checks the keys the range checks of
+    maebench.config do not cover."""
+    arch, img_size = entry.arch, entry.img_size
     flags = {"labels_per_class": spec.option("labels_per_class"), "label_fraction": spec.option("label_fraction"),
              **(extra or {})}
     if spec.program.name == "knn":
@@ -29,6 +31,9 @@ def load_config(spec: RunSpec, arch: str, img_size: int, extra: dict[str, Any] |
     cfg = spec.load_config(arch=arch, flags=flags)
     if cfg.get("img_size") is None:
         cfg["img_size"] = int(img_size)
+    if "global_pool" in cfg and cfg["global_pool"] is None:
+        from maebench.backbones.catalogue import finetune_pool
+        cfg["global_pool"] = finetune_pool(entry)              # the family's own, in the row's config
     if cfg.get("labels_per_class") is not None and cfg.get("label_fraction") is not None:
         raise UsageError("give at most one of labels_per_class (--labels-per-class) and "
                          "label_fraction (--label-fraction)")
@@ -51,12 +56,9 @@ def prepare(spec: RunSpec, extra: dict[str, Any] | None = None) -> Setup:
     entry = registry.entry(spec.backbone)                 # unknown name: UsageError with suggestions
     if not entry.present:
         raise registry.missing_weights_error(entry)
-    cfg = load_config(spec, entry.arch, entry.img_size, extra)
+    cfg = load_config(spec, entry, extra)
     data = open_data(spec.data, labels_per_class=cfg.get("labels_per_class"),
                      label_fraction=cfg.get("label_fraction"), seed=spec.seed, holdout=spec.trial_holdout)
-    if "global_pool" in cfg and cfg["global_pool"] is None:
-        from maebench.backbones.catalogue import finetune_pool
-        cfg["global_pool"] = finetune_pool(entry)              # the family's own, in the row's config
     from maebench import distributed
     device = distributed.init(spec.device, deterministic=spec.deterministic)
     return Setup(cfg=cfg, entry=entry, data=data, device=device)

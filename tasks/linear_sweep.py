@@ -65,7 +65,7 @@ def grid(space: dict) -> list[HeadSpec]:
     for p in pools:
         if p not in SWEEP_POOLINGS:
             from maebench.errors import unknown
-            raise unknown("sweep_pooling value", p, SWEEP_POOLINGS)
+            raise unknown("feature_pooling value", p, SWEEP_POOLINGS)
     return [HeadSpec(lr, wd, p, b) for p in pools for b in blocks for wd in wds for lr in lrs]
 
 

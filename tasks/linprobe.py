@@ -107,6 +107,8 @@ def _mode_flags(spec: RunSpec) -> dict:
     if sweep is None:
         sweep = spec.search or cached or head == "logreg"      # the sweep is the default with cached features
     extra: dict = {"head": head}
+    if spec.search_space and not sweep:
+        raise UsageError("--search-space applies to the sweep (--search, --sweep or --cached-features)")
     if spec.option("holdout") is not None and not sweep:
         raise UsageError("--holdout applies to the sweep (--search, --sweep, --cached-features or --head logreg)")
     if sweep:

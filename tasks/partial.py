@@ -84,7 +84,7 @@ def recipes(spec: RunSpec):
     every K is checked before the first row exists."""
     ks = parse_blocks(spec.option("blocks"))
     s = prepare(spec, extra={"blocks": ks[0]})
-    cfgs = [s.cfg] + [load_config(spec, s.entry.arch, s.entry.img_size, {"blocks": k}) for k in ks[1:]]
+    cfgs = [s.cfg] + [load_config(spec, s.entry, {"blocks": k}) for k in ks[1:]]
     depth = s.entry.depth                                  # timm families: stored at registration
     for cfg in cfgs:                                       # every K checked before the first row
         check_blocks(cfg["blocks"], depth)
@@ -112,6 +112,19 @@ def recipes(spec: RunSpec):
         flops = total * (1 - share) / 3 + total * share
         yield classifier_recipe(spec, "partial", dataclasses.replace(s, cfg=cfg), model,
                                 flops_per_image=flops, out=out_for(k))
+
+
+def search_points(spec: RunSpec) -> list[tuple[RunSpec, bool]]:
+    """--search: one search per K, each in its own directory under --out when there are several;
+    K = 0 searches inside the linear probe's recipe (its joint sweep: True)."""
+    ks = parse_blocks(spec.option("blocks"))
+
+    def one(k) -> RunSpec:
+        if k is None:
+            return spec
+        out = str(Path(spec.out) / f"blocks-{k:g}") if spec.out and len(ks) > 1 else spec.out
+        return spec.replace(options={**spec.options, "blocks": f"{k:g}"}, out=out)
+    return [(one(k), k == 0) for k in ks]
 
 
 def linear_probe_spec(spec: RunSpec) -> RunSpec:

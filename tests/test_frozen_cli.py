@@ -14,7 +14,7 @@ from maebench.cli import main
 from maebench.results import ResultsStore
 
 FAST = ["--set", "num_workers=0", "--set", "eval_batch_size=16", "--set", "warmup_epochs=0"]
-SWEEP = ["--set", "sweep_lrs=[0.3,3.0,30.0]", "--set", "sweep_weight_decays=[0.0]"]
+SWEEP = ["--search-space", "base_lr=0.3,3.0,30.0", "--search-space", "weight_decay=0.0"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_sweep_row_stores_the_grid_every_held_out_score_the_choice_and_the_final
     out = capsys.readouterr().out
     (row,) = rows(task="linprobe")
     sw = row.metrics["sweep"]
-    assert row.config["sweep"] is True and row.config["holdout"] == 0.1 and row.config["augment"] is False
+    assert row.config["sweep"] is True and row.config["search"]["holdout"] == 0.1 and row.config["augment"] is False
     assert sw["grid"] == {"lr": [0.3, 3.0, 30.0], "weight_decay": [0.0], "pooling": ["cls", "avg"], "blocks": [1, 4],
                           "probe_feature": "token"}   # a maebench ViT: its probe feature is [cls]
     assert len(sw["heads"]) == 12 and all(0 <= h["holdout_top1"] <= 100 for h in sw["heads"])
@@ -188,7 +188,7 @@ def test_three_seeds_give_mean_std_and_interval_in_the_summary_and_the_paired_co
     (["--task", "linprobe", "--head", "logreg", "--no-sweep"], "no --no-sweep mode"),
     (["--task", "knn", "--sweep"], "--sweep applies to --task linprobe"),
     (["--task", "linprobe", "--sweep", "--holdout", 1.5], "strictly between 0 and 1"),
-    (["--task", "linprobe", "--sweep", "--set", "sweep_pooling=[max]"], "unknown sweep_pooling value 'max'"),
+    (["--task", "linprobe", "--search", "--search-space", "feature_pooling=max"], "feature_pooling"),
     (["--task", "knn", "--seeds", "0,x"], "--seeds expects whole numbers"),
 ])
 def test_bad_frozen_options_are_one_line_usage_errors(micro, small_set, capsys, args, message):

@@ -80,8 +80,8 @@ def test_the_sweep_on_a_dinov2_backbone_offers_its_cls_plus_avg_feature(tmp_path
                    kinds=("classification",))["classification"]
     assert cli.main(["run", "--task", "linprobe", "--backbone", "d", "--data", str(data), "--sweep", "--epochs", "2",
                      "--batch-size", "8", "--set", "num_workers=0", "--set", "warmup_epochs=0",
-                     "--set", "sweep_lrs=[0.3,3.0]", "--set", "sweep_weight_decays=[0.0]",
-                     "--set", "sweep_blocks=[1]"]) == 0
+                     "--search-space", "base_lr=0.3,3.0", "--search-space", "weight_decay=0.0",
+                     "--search-space", "feature_blocks=1"]) == 0
     assert "probe feature (cls+avg) as 'cls+avg' heads" in capsys.readouterr().out
     (row,) = ResultsStore().rows(task="linprobe")
     sw = row.metrics["sweep"]

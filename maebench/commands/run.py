@@ -67,8 +67,8 @@ def main(args: argparse.Namespace) -> int:
         return rescore(args.eval_predictions, data=args.data, backbone=args.backbone, results=args.results,
                        train_json=args.train_json, val_json=args.val_json, images=args.images)
     spec = run_spec(args, task, backbone=args.backbone)
-    if (args.search_space or args.search_budget is not None) and not args.search:
-        raise UsageError("--search-space and --search-budget apply with --search")
+    if (args.search_space or args.search_budget is not None) and not args.search and task.name != "linprobe":
+        raise UsageError("--search-space and --search-budget apply with --search")   # linprobe: its sweep
     if args.seeds:
         from maebench.commands.run_seeds import parse_seeds, run_seeds
         return run_seeds(spec, parse_seeds(args.seeds))

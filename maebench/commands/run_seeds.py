@@ -37,7 +37,7 @@ def run_seeds(spec, seeds: list[int]) -> int:
     if spec.search and not task.joint_search:
         from maebench import search
         print(f"== search at seed {seeds[0]}, its choice reused for every seed")
-        finals = search.final_specs(spec.replace(seed=seeds[0], out=None))
+        finals = search.final_specs(spec.replace(seed=seeds[0], out=None), runner.run_recipe)
     for seed in seeds:
         print(f"== seed {seed} ({seeds.index(seed) + 1}/{len(seeds)})")
         out = str(Path(spec.out) / f"seed-{seed}") if spec.out else None
