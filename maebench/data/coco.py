@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,14 +30,25 @@ class CocoInstances(Dataset):
 
     target: boxes Float[N, 4] xyxy px (clipped to the image), labels Int64[N] in 1..K,
     masks UInt8[N, H, W], image_id int, area Float[N], iscrowd Int64[N].
-    train=True drops crowd regions and degenerate annotations, counted in `skipped`."""
+    train=True drops crowd regions and degenerate annotations, counted in `skipped`.
 
-    def __init__(self, images_dir: str | os.PathLike, ann_file: str | os.PathLike, train: bool, transforms=None):
+    image_ids keeps only those images (a search trial's fit or held-out part): `coco`, the
+    ground truth an evaluator scores against, then holds only them and their annotations
+    (categories unchanged). data is ann_file already read by coco_json.load, so that two
+    readers of one file parse it once."""
+
+    def __init__(self, images_dir: str | os.PathLike, ann_file: str | os.PathLike, train: bool, transforms=None,
+                 *, image_ids: Sequence[int] | None = None, data: dict | None = None):
         self.images_dir = str(require_dir(images_dir, "COCO images directory"))
         self.ann_file = str(ann_file)
         self.train = bool(train)
         self.transforms = transforms
-        self.coco = coco_json.make_coco(coco_json.load(ann_file))
+        data = coco_json.load(ann_file) if data is None else data
+        if image_ids is not None:
+            keep = set(image_ids)
+            data = {**data, "images": [im for im in data["images"] if im["id"] in keep],
+                    "annotations": [a for a in data["annotations"] if a["image_id"] in keep]}
+        self.coco = coco_json.make_coco(data)
         self.ids = sorted(self.coco.imgs)
         self.cat_ids = sorted(self.coco.cats)
         self.cat_id_to_label = {cat: i + 1 for i, cat in enumerate(self.cat_ids)}

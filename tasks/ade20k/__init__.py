@@ -10,6 +10,8 @@ image / label-PNG pairs in that layout with its own class count and ignore value
 --data, the embedded generated set (its meta.json gives 8 classes). Training runs through
 the runner's engine.fit (AdamW, warm-up + poly, layer decay, AMP on CUDA, DDP under torchrun,
 checkpoints, --resume); the result row holds mIoU, mAcc, aAcc (percent) and per_class_iou.
+A search trial (RunSpec.trial_holdout) never reads the validation split: it trains on part of
+the training pairs and scores the rest (`holdout_split`).
 
 Patch sizes: a ViT whose patch is not a power of two (14: DINOv2, EVA-02, CLIP ViT-L/14, MAE
 ViT-H/14) runs with its patch embedding resampled to 16 px, the rule COCO uses (tasks/pyramid.py
@@ -54,7 +56,8 @@ def recipes(spec: RunSpec):
                          "size: use --set eval_mode=slide")
     if not entry.present:
         raise registry.missing_weights_error(entry)
-    train_set, val_set = open_data(root, cfg, entry)     # reads every label map: errors before any row
+    # reads every label map: errors before any row; a search trial's val is held-out training images
+    train_set, val_set = open_data(root, cfg, entry, holdout=spec.trial_holdout, seed=spec.seed)
 
     import torch
 
@@ -79,8 +82,10 @@ def recipes(spec: RunSpec):
     flops = count_flops(lambda: model(torch.zeros(1, 3, crop, crop, device=device)))
     model.train()
     log = print if distributed.is_main() else (lambda *_: None)
+    images = (f"{len(val_set)} val images" if spec.trial_holdout is None else
+              f"held-out {len(val_set)} of the {len(train_set) + len(val_set)} training images")
     log(f"ade20k: {spec.backbone} ({entry.arch}, {describe_patch(entry.patch_size, patch)}) + UperNet, {len(train_set)} train / "
-        f"{len(val_set)} val images, {cfg['num_classes']} classes, crop {crop}, "
+        f"{images}, {cfg['num_classes']} classes, crop {crop}, "
         f"out_indices {model.backbone.out_indices}, rel_pos_bias {cfg['rel_pos_bias']}, "
         f"eval {cfg['eval_mode']}, {flops / 1e9:.2f} GFLOPs/image")
 
@@ -169,8 +174,10 @@ def check_config(cfg: dict, patch_size: int) -> dict:
     return cfg
 
 
-def open_data(root: Path, cfg: dict, entry):
-    """(train, val) SegmentationPairs with the protocol's transforms; pairing problems raise here."""
+def open_data(root: Path, cfg: dict, entry, holdout: float | None = None, seed: int = 0):
+    """(train, val) SegmentationPairs with the protocol's transforms; pairing problems raise here.
+    With `holdout` (a search trial's fraction) val is that held-out part of the training pairs
+    (`holdout_split`) and the validation split is never listed or read."""
     from maebench.data.ade20k import SegmentationPairs, resolve_ade20k
     from maebench.tasks.ade20k.transforms import SegEvalTransform, SegTrainTransform
 
@@ -181,10 +188,28 @@ def open_data(root: Path, cfg: dict, entry):
     labels = dict(num_classes=cfg["num_classes"], ignore_index=cfg["ignore_index"],
                   reduce_zero_label=cfg["reduce_zero_label"])
     train_set = SegmentationPairs(*resolve_ade20k(root, "training"), transforms=train_tf, **labels)
-    val_set = SegmentationPairs(*resolve_ade20k(root, "validation"), transforms=eval_tf, **labels)
+    if holdout is None:
+        val_set = SegmentationPairs(*resolve_ade20k(root, "validation"), transforms=eval_tf, **labels)
+    else:
+        train_set, val_set = holdout_split(train_set, eval_tf, holdout, seed)
     for dataset in (train_set, val_set):
         check_labels(dataset.pairs, **labels)
     return train_set, val_set
+
+
+def holdout_split(train_set, eval_transforms, fraction: float, seed: int):
+    """A search trial's (fit set, held-out set): the training pairs, in stem order, split by image
+    (maebench/data/heldout.py `by_image`); the held-out set gets the evaluation transforms."""
+    import copy
+
+    from maebench.data import heldout
+
+    fit, held = heldout.by_image(len(train_set.pairs), fraction, seed)
+    fit_set, held_set = copy.copy(train_set), copy.copy(train_set)
+    fit_set.pairs = [train_set.pairs[i] for i in fit]
+    held_set.pairs = [train_set.pairs[i] for i in held]
+    held_set.transforms = eval_transforms
+    return fit_set, held_set
 
 
 def check_labels(pairs: list[tuple[str, str]], *, num_classes: int, ignore_index: int,

@@ -8,6 +8,8 @@ step/cosine, AMP, DDP, checkpoints, --resume, periodic evaluation); evaluation i
 COCOeval on the val split, with the detections written to <run dir>/coco_results.json.
 --eval-predictions re-scores such a file against the dataset's val split with the same
 evaluator and stores a row, without building a model or importing torch (rescore.py).
+A search trial (RunSpec.trial_holdout) neither reads nor scores the val split: it trains on part
+of the training images and scores the rest against the training file (`holdout_sets`).
 
 Patch sizes: the canvas (1024 px, LSJ) is a multiple of 32, which a patch 14 does not divide.
 Every neck therefore runs a patch-14 ViT (DINOv2, EVA-02, CLIP ViT-L/14, MAE ViT-H/14) with its
@@ -106,6 +108,26 @@ def check_canvas(cfg: dict, patch: int) -> None:
         raise UsageError(f"detection canvas {side} px must be a multiple of 32 and of the patch size {patch}")
 
 
+def holdout_sets(paths: dict[str, str], train_transforms, fraction: float, seed: int):
+    """A search trial's (fit set, held-out set), both from the training annotation file: its
+    images in id order split by image (maebench/data/heldout.py `by_image`). The held-out set is
+    read as evaluation data, and its `coco` -- the ground truth COCOeval scores -- holds only the
+    held-out images. The val json and images are never opened."""
+    from maebench.data import coco_json, heldout
+    from maebench.data.coco import CocoInstances
+    from maebench.tasks.coco.data import ReportLoadErrors, eval_transform
+
+    data = coco_json.load(paths["train_json"])
+    ids = sorted(img["id"] for img in data["images"])
+    fit, held = heldout.by_image(len(ids), fraction, seed)
+
+    def part(positions: list[int], train: bool, transforms):
+        return ReportLoadErrors(CocoInstances(paths["train_images"], paths["train_json"], train=train,
+                                              transforms=transforms, image_ids=[ids[i] for i in positions], data=data))
+
+    return part(fit, True, train_transforms), part(held, False, eval_transform)
+
+
 # ---- training --------------------------------------------------------------------------------
 def param_groups(model, cfg: dict, *, num_layers: int) -> list[dict]:
     """The optimizer groups. Layer-wise lr decay for every neck (detectron2's get_vit_lr_decay_rate
@@ -166,13 +188,19 @@ def recipes(spec: RunSpec):
     from maebench.tasks.coco.evaluate import RESULTS_FILE, make_evaluator, summary
     from maebench.tasks.coco.model import build_mask_rcnn, canvas_size
 
-    train_set = ReportLoadErrors(CocoInstances(paths["train_images"], paths["train_json"], train=True,
-                                               transforms=train_transform(cfg, entry.mean)))
-    val_set = ReportLoadErrors(CocoInstances(paths["val_images"], paths["val_json"], train=False,
-                                             transforms=eval_transform))
-    if train_set.cat_ids != val_set.cat_ids:
-        raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
-                            f"declares {val_set.cat_ids}: labels would not match")
+    if spec.trial_holdout is None:
+        train_set = ReportLoadErrors(CocoInstances(paths["train_images"], paths["train_json"], train=True,
+                                                   transforms=train_transform(cfg, entry.mean)))
+        val_set = ReportLoadErrors(CocoInstances(paths["val_images"], paths["val_json"], train=False,
+                                                 transforms=eval_transform))
+        if train_set.cat_ids != val_set.cat_ids:
+            raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
+                                f"declares {val_set.cat_ids}: labels would not match")
+        images = f"{len(train_set)} train / {len(val_set)} val images"
+    else:
+        train_set, val_set = holdout_sets(paths, train_transform(cfg, entry.mean), spec.trial_holdout, spec.seed)
+        images = (f"{len(train_set)} train / held-out {len(val_set)} of the {len(train_set) + len(val_set)} "
+                  "training images")
     device = distributed.init(spec.device, deterministic=spec.deterministic)
     import torch
     torch.manual_seed(spec.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
@@ -193,7 +221,7 @@ def recipes(spec: RunSpec):
     groups = param_groups(model, cfg, num_layers=len(vit.blocks))
     log = print if distributed.is_main() else (lambda *_: None)
     log(f"coco: {spec.backbone} ({entry.arch}, {describe_patch(entry.patch_size, patch)}) + {cfg['neck']} + Mask R-CNN, "
-        f"{len(train_set)} train / {len(val_set)} val images, {train_set.num_classes} classes, "
+        f"{images}, {train_set.num_classes} classes, "
         f"canvas {canvas_size(cfg)} px; skipped for training: {train_set.skipped}")
     log(optim.describe_groups(groups, engine.TrainConfig.from_cfg(cfg).peak_lr()))
     recipe = Recipe(task=TASK, backbone=spec.backbone, dataset=dataset, config=cfg, device=device,
