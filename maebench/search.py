@@ -300,7 +300,7 @@ def _run_trial(spec, s: Settings, point, i, trial, study, where: Path, epochs: i
     rungs = {s.min_epochs * s.reduction_factor ** k for k in range(64)
              if s.min_epochs * s.reduction_factor ** k < epochs}
     out = Trial(point, "complete")
-    evaluate = recipe.evaluate
+    evaluate = None
 
     def at_rungs(model) -> dict:
         out.epochs += 1
@@ -314,7 +314,15 @@ def _run_trial(spec, s: Settings, point, i, trial, study, where: Path, epochs: i
             raise Pruned(f"pruned at epoch {out.epochs} (held-out {metric} {out.score:.2f})")
         return m
 
-    recipe.evaluate = at_rungs
+    setup = recipe.setup
+
+    def setup_then_rungs(run) -> None:         # after the recipe's own setup, which may build its evaluation
+        nonlocal evaluate
+        if setup is not None:
+            setup(run)
+        evaluate, recipe.evaluate = recipe.evaluate, at_rungs
+
+    recipe.setup = setup_then_rungs
     recipe.fit_overrides = {**recipe.fit_overrides, "eval_every": 1}
     try:
         outcome = run_recipe(tspec, recipe)

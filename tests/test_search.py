@@ -187,3 +187,52 @@ def test_a_class_the_held_out_part_would_empty_is_named(micro, small_set, capsys
 def test_search_options_need_search(micro, small_set, capsys):
     assert run("--task", "finetune", "--backbone", micro, "--data", small_set, "--search-budget", 2) == 2
     assert "--search" in capsys.readouterr().err
+
+
+# ---- COCO and ADE20K: the same rule, held out by image -------------------------------------------
+@pytest.fixture(scope="module")
+def dense_sets(tmp_path_factory):
+    """The generated COCO (64 px, 8 train / 4 val) and ADE20K (32 px, 8 / 4) sets."""
+    from maebench.data import shapes
+    return shapes.prepare(tmp_path_factory.mktemp("dense"),
+                          shapes.ShapesOptions(coco_img_size=64, coco_train_images=8, coco_val_images=4,
+                                               ade_img_size=32, ade_train_images=8, ade_val_images=4),
+                          kinds=("coco", "ade20k"))
+
+
+@pytest.fixture
+def micro32(tmp_path):
+    from maebench.backbones import registry
+    from maebench.backbones.vit import create_vit
+    torch.manual_seed(0)
+    path = tmp_path / "micro32.pth"
+    torch.save(create_vit("vit-micro", img_size=32, patch_size=4).state_dict(), path)
+    registry.register("micro32", path, arch="vit-micro", fmt="timm", img_size=32, patch_size=4)
+    return "micro32"
+
+
+def rotated(folder: Path) -> None:
+    """Every file of `folder` takes the next one's name: valid files, each paired with the wrong labels."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    for p in files:
+        p.rename(p.with_name("_" + p.name))
+    for src, dst in zip(files, files[1:] + files[:1]):
+        src.with_name("_" + src.name).rename(dst)
+
+
+@pytest.mark.parametrize("task,poison,sets", [
+    ("coco", ("val",), ["img_size=64", "eval_batch_size=4"]),
+    ("ade20k", ("annotations", "validation"), []),
+])
+def test_dense_searches_never_read_the_reported_split(task, poison, sets, micro32, dense_sets, tmp_path):
+    clean = dense_sets[task]
+    bad = shutil.copytree(clean, tmp_path / "poisoned" / clean.name)
+    rotated(bad.joinpath(*poison))
+    for name, data in (("clean", clean), ("poisoned", bad)):
+        assert run("--task", task, "--backbone", micro32, "--data", data, "--epochs", 2, "--batch-size", 4,
+                   "--set", "num_workers=0", "--set", "warmup_epochs=0", *[x for s in sets for x in ("--set", s)],
+                   "--search", "--search-space", "lr_scale=1,2", "--search-space", "layer_decay=0.9",
+                   "--results", tmp_path / f"{name}.sqlite", "--out", tmp_path / name) == 0
+    a, b = searched_row(tmp_path / "clean.sqlite", task), searched_row(tmp_path / "poisoned.sqlite", task)
+    assert trial_view(a) == trial_view(b) and a.metrics["search"]["chosen"] == b.metrics["search"]["chosen"]
+    assert all(t["state"] != "skipped" for t in a.metrics["search"]["trials"])
