@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not (fashion_mnist.DEFAULT_SOURCE / "train-image
                                 reason="Debian package dataset-fashion-mnist not installed")
 BACKBONES = ("MAE norm-pixel", "MAE pixel", "MoCo v3", "supervised", "scratch")
 # --quick: fine-tuning on 20 labels per class, the swept linear probe (--cached-features) on all labels
-COLUMNS = ("fine-tune top-1 (20/class)", "linear top-1 (swept)", "k-NN top-1", "APbox", "APmask", "mIoU")
+COLUMNS = ("fine-tune top-1 (20/class)", "linear top-1 (searched)", "k-NN top-1", "APbox", "APmask", "mIoU")
 
 
 def _table(markdown: str) -> tuple[list[str], dict[str, list[str]]]:
@@ -40,7 +40,7 @@ def test_quick_demo_fills_every_stage_writes_only_under_its_out_dir_and_reuses_f
             assert cell and cell != "missing", f"{name}: no value in {col}"
     for name in ("MAE norm-pixel", "MoCo v3"):                    # the partial fine-tuning curve
         assert all(rows[name][header.index(k)] not in ("", "missing") for k in ("partial K=0", "K=0.5", "K=1", "K=2"))
-    assert rows["supervised"][header.index("linear top-1 (swept)")].endswith("†")   # has seen all labels
+    assert rows["supervised"][header.index("linear top-1 (searched)")].endswith("†")   # has seen all labels
     assert "not the paper's single-lr protocol" in (out / "report.md").read_text()
     assert "MAE norm-pixel" in first.stdout.split("Summary (as measured)")[1]
     assert (out / "reconstructions.png").is_file() and len(list((out / "reconstructions").glob("*.png"))) == 10

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="directory with the Fashion-MNIST IDX files (default: the Debian package's)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="stages run at a time, each in its own process (default: one per physical core, one torch thread each)")
+    p.add_argument("--search", action="store_true",
+                   help="search each transfer stage's recipe per backbone on held-out training data "
+                        "(`maebench run --search`; about 60 min on 2 cores); writes to demo/full-search")
     p.add_argument("--mae-epochs", type=int, default=None, metavar="N",
                    help="MAE pretraining epochs for both MAE backbones (default: the protocol's, 1); about 2 min "
                         "per epoch each, 24 bring MAE level with scratch in detection (docs/cpu-recipes.md); "
@@ -53,4 +56,5 @@ def main(args: argparse.Namespace) -> int:
 
     seeds, mae_epochs = _seeds(args), _mae_epochs(args)
     return run(quick=args.quick, seeds=seeds, out=args.out, fresh=args.fresh, run_all=args.all,
-               report_only=args.report_only, fashion_dir=args.fashion_dir, jobs=args.jobs, mae_epochs=mae_epochs)
+               report_only=args.report_only, fashion_dir=args.fashion_dir, jobs=args.jobs, mae_epochs=mae_epochs,
+               search=args.search)

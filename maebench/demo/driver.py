@@ -18,9 +18,10 @@ from maebench.home import data_dir, home_dir, remember_store
 
 def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = False, run_all: bool = False,
         report_only: bool = False, fashion_dir: str | None = None, jobs: int | None = None,
-        mae_epochs: int | None = None) -> int:
+        mae_epochs: int | None = None, search: bool = False) -> int:
     """The demo with these options (`maebench demo --help` says what each does)."""
-    mode = ("quick" if quick else "full") + (f"-mae-{mae_epochs}ep" if mae_epochs is not None else "")
+    mode = ("quick" if quick else "full") + (f"-mae-{mae_epochs}ep" if mae_epochs is not None else "") + \
+        ("-search" if search else "")
     root = Path(out).expanduser().resolve() if out else home_dir() / "demo" / mode
     _refuse_source_tree(root)
     if fresh and root.exists():
@@ -30,7 +31,7 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
     remember_store(results, "the demo's store")
     ledger = Ledger(root / "stages.json")
     world = data_dir() / ("fashion-quick" if quick else "fashion")
-    stages, left_out = plan(world, results, seeds, quick, run_all, fashion_dir, mae_epochs)
+    stages, left_out = plan(world, results, seeds, quick, run_all, fashion_dir, mae_epochs, search)
     recipe = recipe_hashes(stages)
     t_demo, load_start = time.time(), os.getloadavg()
     todo = []
@@ -74,13 +75,14 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
         print(f"  removed {len(stale)} result row(s) of earlier recipes, replaced by the stages rerun above")
     command = "maebench demo" + (" --quick" if quick else "") + (" --all" if run_all else "") + \
         (f" --seeds {','.join(map(str, seeds))}" if seeds != [0] else "") + \
-        (f" --mae-epochs {mae_epochs}" if mae_epochs is not None else "")
+        (f" --mae-epochs {mae_epochs}" if mae_epochs is not None else "") + (" --search" if search else "")
     _leaderboard(results, root)
     written = report_md.write_report(root, results, command=command, quick=quick, seeds=seeds,
                                   left_out=left_out, names={k: backbone_name(k, quick, mae_epochs) for k in PRETRAIN},
                                   seconds=None if report_only else time.time() - t_demo,
                                   load=(load_start, os.getloadavg()),
-                                  estimates={t: ESTIMATE[t] for t in ("coco", "ade20k")}, mae_epochs=mae_epochs)
+                                  estimates={t: ESTIMATE[t] for t in ("coco", "ade20k")}, mae_epochs=mae_epochs,
+                                  search=search)
     print(written.summary_text)
     print(f"demo finished in {(time.time() - t_demo) / 60:.1f} min; report: {root / 'report.md'}")
     return 0

@@ -158,7 +158,7 @@ def protocols(results: Path, names: dict[str, str]) -> dict[str, str]:
     return out
 
 
-PROTOCOL_NOTE = ("the swept linear probe (`--cached-features` runs the sweep: every head of a learning-rate x "
+PROTOCOL_NOTE = ("the swept linear probe (`--cached-features` runs the sweep, the linear probe's search: every head of a learning-rate x "
                  "weight-decay x input grid trained on cached features, the best on a held-out 10 % of the training "
                  "labels retrained on all of them and scored once), not the paper's single-lr protocol "
                  "(`maebench run --task linprobe --cached-features --no-sweep`); nothing here is compared with the "
@@ -213,8 +213,12 @@ def summary(cells: dict, seeds: list[int], seen: set[tuple[str, str]] = frozense
     for key in ("mae-norm-pixel", "mocov3"):
         curve = [(k, m(key, "partial", k=k)) for k in ("0", "0.5", "1", "2")] + [("all", m(key, "finetune"))]
         if any(v is not None for _k, v in curve):
+            probe, tuned = curve[0][1], [v for k, v in curve[1:-1] if v is not None]
+            dip = "" if probe is None or not tuned else (
+                f"; tuning the last blocks {'dips below' if min(tuned) < probe else 'stays at or above'} "
+                f"its linear probe (lowest K>0: {min(tuned):.1f} vs K=0 {probe:.1f})")
             out.append(f"Partial fine-tuning, {LABELS[key]}: " + ", ".join(
-                f"K={k} {v:.1f}" for k, v in curve if v is not None) + " (K=all = the fine-tuning run).")
+                f"K={k} {v:.1f}" for k, v in curve if v is not None) + f" (K=all = the fine-tuning run){dip}.")
     for task, what in (("linprobe", "Linear probe"), ("knn", "k-NN"), ("finetune", "Fine-tuning")):
         scored = sorted(((m(k, task), k) for k in LABELS if m(k, task) is not None), reverse=True)
         if scored:
@@ -234,13 +238,13 @@ def summary(cells: dict, seeds: list[int], seen: set[tuple[str, str]] = frozense
 
 def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds: list[int],
                  left_out: list[tuple[str, str]], names: dict[str, str], seconds: float | None,
-                 load: tuple, estimates: dict, mae_epochs: int | None = None) -> Report:
+                 load: tuple, estimates: dict, mae_epochs: int | None = None, search: bool = False) -> Report:
     cells, pretrain_s = collect(results, names)
     seen = marked(results, names)
     runs = _rows(results)
     how = protocols(results, names)
     summary_lines = summary(cells, seeds, seen)
-    if how.get("linprobe", "").startswith("swept"):
+    if how.get("linprobe", "").startswith(("swept", "searched")):
         summary_lines.insert(-1, f"Linear probe: {PROTOCOL_NOTE}")
     keys = list(names)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
@@ -258,11 +262,14 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
         "",
         f"vit-micro backbones on {scale}. Recipes: the `vit-micro` entries of maebench/protocols/*.yaml "
         "(docs/cpu-recipes.md)" + (f"; both MAE backbones pretrained for {mae_epochs} epochs (--mae-epochs) "
-                                   "instead of the protocol's" if mae_epochs is not None else "") + ".",
+                                   "instead of the protocol's" if mae_epochs is not None else "") + "." + (
+            " Every transfer result is searched per backbone (`--search`, maebench/search.py): the protocol's "
+            "`search:` space chosen on a held-out part of the training data, the choice retrained on all of it "
+            "and scored once; `maebench runs show RUN` lists a result's trials." if search else ""),
         "",
         table(cells, pretrain_s, left_out, keys, how, seen),
         "",
-        *([f"Linear probe: {PROTOCOL_NOTE}", ""] if how.get("linprobe", "").startswith("swept") else []),
+        *([f"Linear probe: {PROTOCOL_NOTE}", ""] if how.get("linprobe", "").startswith(("swept", "searched")) else []),
         *([f"{label_mark.MARK} pretrained with all 60k training labels (supervised, on the dataset it is scored on): "
            "not a low-label result."] if seen else []),
         "‡ the partial fine-tuning curve (the paper's Fig. 9) is run for MAE norm-pixel and MoCo v3; "

@@ -40,6 +40,9 @@ ESTIMATE = {
     "pretrain": {"mae-norm-pixel": 130, "mae-pixel": 120, "mocov3": 615, "supervised": 265},
     "finetune": 58, "partial": 42, "linprobe": 54, "knn": 8, "coco": 190, "ade20k": 68,
 }
+# --search: a searched stage's estimate is its own times this (its trials, at most the vit-micro
+# search budget in full runs, then the final run; maebench/protocols/*.yaml by_arch.vit-micro.search)
+SEARCH_FACTOR = {"finetune": 4.0, "partial": 4.0, "coco": 2.6, "ade20k": 2.6}
 # (task, backbone) pairs the full demo leaves out to stay within 25 minutes on 2 cores; the
 # report says so in their cells. `maebench demo --all` runs them too.
 LEFT_OUT = {("coco", "mae-pixel"), ("ade20k", "mae-pixel"), ("coco", "mocov3"), ("ade20k", "mocov3")}
@@ -77,9 +80,10 @@ def backbone_name(key: str, quick: bool, mae_epochs: int | None = None) -> str:
 
 
 def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: bool,
-         fashion_dir: str | None, mae_epochs: int | None = None) -> tuple[list[Stage], list[tuple[str, str]]]:
+         fashion_dir: str | None, mae_epochs: int | None = None,
+         search: bool = False) -> tuple[list[Stage], list[tuple[str, str]]]:
     """(stages to run, (task, backbone key) pairs left out for time); mae_epochs: the MAE
-    pretrainings' epochs when not the protocol's."""
+    pretrainings' epochs when not the protocol's; search: every transfer stage with --search."""
     common = ["--results", str(results)]
     data_argv = ["data", "prepare", "fashion", "--out", str(world), *(QUICK_WORLD if quick else [])]
     if fashion_dir:
@@ -105,7 +109,7 @@ def plan(world: Path, results: Path, seeds: list[int], quick: bool, run_all: boo
                 continue
             for k in (PARTIAL_K if task == "partial" else (None,)):
                 for seed in seeds:
-                    stages.append(_transfer(task, key, k, seed, world, common, quick, mae_epochs))
+                    stages.append(_transfer(task, key, k, seed, world, common, quick, mae_epochs, search))
     root = Path(results).parent
     stages.append(Stage("MAE reconstructions of held-out test images",
                         ["visualize", "--backbone", backbone_name("mae-norm-pixel", quick, mae_epochs), "--images",
@@ -129,8 +133,8 @@ def _with_needs(stages: list[Stage]) -> list[Stage]:
 
 
 def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common: list[str], quick: bool,
-              mae_epochs: int | None) -> Stage:
-    opts = list((QUICK_TASK_ARGS if quick else TASK_ARGS).get(task, []))
+              mae_epochs: int | None, search: bool = False) -> Stage:
+    opts = list((QUICK_TASK_ARGS if quick else TASK_ARGS).get(task, [])) + (["--search"] if search else [])
     if k is not None:
         opts += ["--blocks", k]
     if quick and task in QUICK_EPOCHS:
@@ -138,5 +142,7 @@ def _transfer(task: str, key: str, k: str | None, seed: int, world: Path, common
     argv = ["run", "--task", task, "--backbone", backbone_name(key, quick, mae_epochs), "--data",
             str(world / DATA_KIND.get(task, "classification")), *opts, *common, "--seed", str(seed)]
     swept = task == "linprobe" and "--no-sweep" not in opts and {"--cached-features", "--sweep"} & set(opts)
-    label = f"{task}{' (swept)' if swept else ''}{'' if k is None else ' K=' + k} {key} (seed {seed})"
-    return Stage(label, argv, task, key, seed, float(ESTIMATE[task]), {"blocks": k})
+    how = " (searched)" if search else " (swept)" if swept else ""
+    label = f"{task}{how}{'' if k is None else ' K=' + k} {key} (seed {seed})"
+    factor = SEARCH_FACTOR.get(task, 1.0) if search and k != "0" else 1.0
+    return Stage(label, argv, task, key, seed, float(ESTIMATE[task]) * factor, {"blocks": k})
