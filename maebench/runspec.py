@@ -74,9 +74,11 @@ class RunSpec:
     search: bool = False
     search_space: tuple[str, ...] = ()     # --search-space KEY=V1,V2,... (replaces that key's values)
     search_budget: float | None = None     # --search-budget: full-run equivalents (None: the protocol's)
+    search_reuse: bool = False             # --search-reuse: the best trial's model scored, not the choice retrained
     # a search trial: train on the training data less this held-out fraction (drawn by the seed,
     # maebench/data/heldout.py) and evaluate on that fraction instead of the reported split
     trial_holdout: float | None = None
+    trial_reported: bool = False           # with trial_holdout: scored on the reported split (a reused trial)
     # the final run of a search: {"config": stored as config key `search`, "record": stored as
     # metrics key `search` (every trial, the choice, the cost)}
     searched: dict[str, Any] | None = None
@@ -101,7 +103,7 @@ class RunSpec:
         cfg = config.load(protocol or self.program.protocol, config_file=self.config_file,
                           sets=list(self.sets), flags={**self.training_flags(), **(flags or {})}, arch=arch)
         if self.trial_holdout is not None:
-            cfg["trial_holdout"] = float(self.trial_holdout)
+            cfg["trial_holdout"] = float(self.trial_holdout)      # trained on the training data less this part
         if self.searched is not None:
             cfg["search"] = self.searched["config"]
         return cfg

@@ -201,11 +201,19 @@ def record(s: Settings, trials: list[Trial], metric: str, *, where: str, wall_s:
             "wall_s": round(wall_s, 1), "dir": where, "selected_on": "held-out part of the training data"}
 
 
-def final_spec(spec: RunSpec, s: Settings, rec: dict[str, Any]) -> RunSpec:
-    """The chosen point retrained on the whole training set and scored on the reported split."""
+def final_spec(spec: RunSpec, s: Settings, rec: dict[str, Any], where: Path | None = None) -> RunSpec:
+    """The chosen point retrained on the whole training set and scored on the reported split; with
+    --search-reuse, the best trial's trained model (its run directory, resumed after its last
+    epoch) scored on the reported split instead."""
     chosen_sets = tuple(as_set(k, v) for k, v in rec["chosen"].items())
-    return spec.replace(search=False, search_space=(), search_budget=None, sets=(*spec.sets, *chosen_sets),
-                        searched={"config": s.as_config(spec.seed), "record": dict(rec)})
+    final = spec.replace(search=False, search_space=(), search_budget=None, search_reuse=False,
+                         sets=(*spec.sets, *chosen_sets), searched={"config": s.as_config(spec.seed), "record": dict(rec)})
+    if not spec.search_reuse:
+        return final
+    (best,) = [i for i, t in enumerate(rec["trials"]) if t["run_id"] and t["params"] == rec["chosen"]]
+    return final.replace(trial_holdout=s.holdout, trial_reported=True, resume=True, out=str(where / f"trial-{best:03d}"),
+                         searched={"config": {**s.as_config(spec.seed), "reused_trial": rec["trials"][best]["run_id"]},
+                                   "record": dict(rec)})
 
 
 def reuse(final: RunSpec, *, seed: int, out: str | None) -> RunSpec:
@@ -274,7 +282,7 @@ def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
     rec = record(s, trials, metric, where=str(where), wall_s=time.time() - t0)
     print(f"search: chose {_fmt(rec['chosen'])} (held-out {metric} {rec['score']:.2f}); {rec['completed']} "
           f"complete, {rec['pruned']} pruned, {rec['skipped']} skipped; cost {rec['cost']:.2f} full runs")
-    return final_spec(spec, s, rec), rec
+    return final_spec(spec, s, rec, where), rec
 
 
 def _base_recipe(spec: RunSpec):

@@ -41,10 +41,11 @@ class ClassificationData:
 
 def open_data(data_dir: str | None, *, labels_per_class: int | None = None,
               label_fraction: float | None = None, seed: int = 0,
-              holdout: float | None = None) -> ClassificationData:
+              holdout: float | None = None, score_held_out: bool = True) -> ClassificationData:
     """Scan both splits and choose the labelled subset; every problem raises before training.
-    `holdout` (a search trial, maebench/search.py): score on that fraction of the labelled subset,
-    held out by class with the seed (maebench/data/heldout.py), and train on the rest."""
+    `holdout` (a search trial, maebench/search.py): train on the labelled subset less that
+    fraction, held out by class with the seed (maebench/data/heldout.py), and score on the
+    held-out part (or, `score_held_out` false, a reused trial: on the val split)."""
     if labels_per_class is not None and label_fraction is not None:
         raise UsageError("give at most one of --labels-per-class and --label-fraction")
     if data_dir:
@@ -66,6 +67,7 @@ def open_data(data_dir: str | None, *, labels_per_class: int | None = None,
         from maebench.data.heldout import stratified
         fit, held_pos = stratified([train.targets[i] for i in indices], holdout, seed, train.classes)
         indices, held = [indices[p] for p in fit.tolist()], [indices[p] for p in held_pos.tolist()]
+        held = held if score_held_out else None
     return ClassificationData(root=root, name=dataset_name(root), classes=list(train.classes),
                               train_indices=indices, train_targets=[train.targets[i] for i in indices],
                               n_train_total=len(train), n_val=len(held) if held is not None else len(val),

@@ -58,7 +58,8 @@ def prepare(spec: RunSpec, extra: dict[str, Any] | None = None) -> Setup:
         raise registry.missing_weights_error(entry)
     cfg = load_config(spec, entry, extra)
     data = open_data(spec.data, labels_per_class=cfg.get("labels_per_class"),
-                     label_fraction=cfg.get("label_fraction"), seed=spec.seed, holdout=spec.trial_holdout)
+                     label_fraction=cfg.get("label_fraction"), seed=spec.seed, holdout=spec.trial_holdout,
+                     score_held_out=not spec.trial_reported)
     from maebench import distributed
     device = distributed.init(spec.device, deterministic=spec.deterministic)
     return Setup(cfg=cfg, entry=entry, data=data, device=device)

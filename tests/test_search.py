@@ -236,3 +236,28 @@ def test_dense_searches_never_read_the_reported_split(task, poison, sets, micro3
     a, b = searched_row(tmp_path / "clean.sqlite", task), searched_row(tmp_path / "poisoned.sqlite", task)
     assert trial_view(a) == trial_view(b) and a.metrics["search"]["chosen"] == b.metrics["search"]["chosen"]
     assert all(t["state"] != "skipped" for t in a.metrics["search"]["trials"])
+
+
+def test_search_reuse_scores_the_best_trials_model_without_retraining(micro, small_set, tmp_path, monkeypatch):
+    from maebench import engine
+    assert run("--task", "finetune", "--backbone", micro, "--data", small_set, *TRAIN, "--search",
+               "--search-space", "lr_scale=1,2", "--search-space", "global_pool=avg", "--search-reuse") == 0
+    row = searched_row(None, "finetune")
+    rec = row.metrics["search"]
+    best = [t for t in rec["trials"] if t["params"] == rec["chosen"]][0]
+    assert row.config["search"]["reused_trial"] == best["run_id"]
+    assert row.config["trial_holdout"] == 0.2                       # trained on the training data less the held-out part
+    assert row.metrics["val_images"] == 12                          # scored on the reported split
+    steps = []
+    monkeypatch.setattr(engine, "train_one_epoch", lambda *a, **k: steps.append(1))
+    assert run("--task", "finetune", "--backbone", micro, "--data", small_set, *TRAIN, "--search",
+               "--search-space", "lr_scale=1,2", "--search-space", "global_pool=avg", "--search-reuse",
+               "--results", tmp_path / "again.sqlite") == 0
+    again = searched_row(tmp_path / "again.sqlite", "finetune")
+    assert steps == [] and again.metrics["top1"] == row.metrics["top1"]   # no epoch trained: the trial's weights
+
+
+def test_search_reuse_needs_one_seed_and_a_trained_task(micro, small_set, capsys):
+    assert run("--task", "finetune", "--backbone", micro, "--data", small_set, "--search", "--search-reuse",
+               "--seeds", "0,1") == 2
+    assert "--search-reuse" in capsys.readouterr().err

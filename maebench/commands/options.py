@@ -35,7 +35,8 @@ def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_o
                    deterministic=args.deterministic, config_file=args.config, sets=tuple(args.set or ()),
                    epochs=args.epochs, batch_size=args.batch_size, options=options,
                    search=bool(getattr(args, "search", False)), search_space=tuple(getattr(args, "search_space", None) or ()),
-                   search_budget=getattr(args, "search_budget", None))
+                   search_budget=getattr(args, "search_budget", None),
+                   search_reuse=bool(getattr(args, "search_reuse", False)))
 
 
 def choose_program(args: argparse.Namespace, table: dict, name: str, selector: str):

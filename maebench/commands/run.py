@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "backbone on a held-out part of the training data, retrain the choice on all of it, score once")
     q.add_argument("--search-space", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="replace (or add) one key of the search space (repeatable); values checked as --set checks them")
+    q.add_argument("--search-reuse", action="store_true",
+                   help="score the best trial's model (trained on the training data less the held-out part) on the "
+                        "reported split instead of retraining the choice on all of it")
     q.add_argument("--search-budget", type=float, metavar="B",
                    help="cap the trials' cost at B full-run equivalents (default: the protocol's search.budget)")
     p.add_argument("--seeds", metavar="S[,S...]",
@@ -69,6 +72,9 @@ def main(args: argparse.Namespace) -> int:
     spec = run_spec(args, task, backbone=args.backbone)
     if (args.search_space or args.search_budget is not None) and not args.search and task.name != "linprobe":
         raise UsageError("--search-space and --search-budget apply with --search")   # linprobe: its sweep
+    if args.search_reuse and (not args.search or task.joint_search or args.seeds):
+        raise UsageError("--search-reuse applies with --search, to a task that trains one model per trial "
+                         "(finetune, partial, coco, ade20k), at one seed")
     if args.seeds:
         from maebench.commands.run_seeds import parse_seeds, run_seeds
         return run_seeds(spec, parse_seeds(args.seeds))

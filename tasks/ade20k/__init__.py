@@ -57,7 +57,8 @@ def recipes(spec: RunSpec):
     if not entry.present:
         raise registry.missing_weights_error(entry)
     # reads every label map: errors before any row; a search trial's val is held-out training images
-    train_set, val_set = open_data(root, cfg, entry, holdout=spec.trial_holdout, seed=spec.seed)
+    train_set, val_set = open_data(root, cfg, entry, holdout=spec.trial_holdout, seed=spec.seed,
+                                   score_held_out=not spec.trial_reported)
 
     import torch
 
@@ -82,7 +83,7 @@ def recipes(spec: RunSpec):
     flops = count_flops(lambda: model(torch.zeros(1, 3, crop, crop, device=device)))
     model.train()
     log = print if distributed.is_main() else (lambda *_: None)
-    images = (f"{len(val_set)} val images" if spec.trial_holdout is None else
+    images = (f"{len(val_set)} val images" if spec.trial_holdout is None or spec.trial_reported else
               f"held-out {len(val_set)} of the {len(train_set) + len(val_set)} training images")
     log(f"ade20k: {spec.backbone} ({entry.arch}, {describe_patch(entry.patch_size, patch)}) + UperNet, {len(train_set)} train / "
         f"{images}, {cfg['num_classes']} classes, crop {crop}, "
@@ -174,10 +175,12 @@ def check_config(cfg: dict, patch_size: int) -> dict:
     return cfg
 
 
-def open_data(root: Path, cfg: dict, entry, holdout: float | None = None, seed: int = 0):
+def open_data(root: Path, cfg: dict, entry, holdout: float | None = None, seed: int = 0,
+              score_held_out: bool = True):
     """(train, val) SegmentationPairs with the protocol's transforms; pairing problems raise here.
-    With `holdout` (a search trial's fraction) val is that held-out part of the training pairs
-    (`holdout_split`) and the validation split is never listed or read."""
+    With `holdout` (a search trial's fraction) train is the training pairs less that part and val
+    the held-out part (`holdout_split`; the validation split is never listed or read), or, with
+    `score_held_out` false (a reused trial), the validation split."""
     from maebench.data.ade20k import SegmentationPairs, resolve_ade20k
     from maebench.tasks.ade20k.transforms import SegEvalTransform, SegTrainTransform
 
@@ -188,10 +191,10 @@ def open_data(root: Path, cfg: dict, entry, holdout: float | None = None, seed: 
     labels = dict(num_classes=cfg["num_classes"], ignore_index=cfg["ignore_index"],
                   reduce_zero_label=cfg["reduce_zero_label"])
     train_set = SegmentationPairs(*resolve_ade20k(root, "training"), transforms=train_tf, **labels)
-    if holdout is None:
-        val_set = SegmentationPairs(*resolve_ade20k(root, "validation"), transforms=eval_tf, **labels)
-    else:
+    if holdout is not None:
         train_set, val_set = holdout_split(train_set, eval_tf, holdout, seed)
+    if holdout is None or not score_held_out:
+        val_set = SegmentationPairs(*resolve_ade20k(root, "validation"), transforms=eval_tf, **labels)
     for dataset in (train_set, val_set):
         check_labels(dataset.pairs, **labels)
     return train_set, val_set

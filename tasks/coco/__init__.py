@@ -191,16 +191,17 @@ def recipes(spec: RunSpec):
     if spec.trial_holdout is None:
         train_set = ReportLoadErrors(CocoInstances(paths["train_images"], paths["train_json"], train=True,
                                                    transforms=train_transform(cfg, entry.mean)))
+    else:
+        train_set, val_set = holdout_sets(paths, train_transform(cfg, entry.mean), spec.trial_holdout, spec.seed)
+        images = (f"{len(train_set)} train / held-out {len(val_set)} of the {len(train_set) + len(val_set)} "
+                  "training images")
+    if spec.trial_holdout is None or spec.trial_reported:     # a reused trial is scored on the val split
         val_set = ReportLoadErrors(CocoInstances(paths["val_images"], paths["val_json"], train=False,
                                                  transforms=eval_transform))
         if train_set.cat_ids != val_set.cat_ids:
             raise MaebenchError(f"{paths['train_json']} declares categories {train_set.cat_ids} but {paths['val_json']} "
                                 f"declares {val_set.cat_ids}: labels would not match")
         images = f"{len(train_set)} train / {len(val_set)} val images"
-    else:
-        train_set, val_set = holdout_sets(paths, train_transform(cfg, entry.mean), spec.trial_holdout, spec.seed)
-        images = (f"{len(train_set)} train / held-out {len(val_set)} of the {len(train_set) + len(val_set)} "
-                  "training images")
     device = distributed.init(spec.device, deterministic=spec.deterministic)
     import torch
     torch.manual_seed(spec.seed)     # random parts (heads, a scratch backbone) are part of the run's recipe
