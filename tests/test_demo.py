@@ -97,6 +97,34 @@ def test_mae_epochs_lengthens_only_the_mae_pretrainings_and_names_their_backbone
     assert not (tmp_path / "d").exists()
 
 
+def test_demo_search_searches_every_transfer_stage_and_budgets_for_it(tmp_path):
+    from maebench import demo
+    plain, _ = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0], quick=False, run_all=False, fashion_dir=None)
+    searched, _ = demo.plan(tmp_path / "world", tmp_path / "r.sqlite", [0], quick=False, run_all=False,
+                            fashion_dir=None, search=True)
+    transfer = [s for s in searched if s.kind in ("finetune", "partial", "linprobe", "knn", "coco", "ade20k")]
+    assert transfer and all("--search" in s.argv and "(searched)" in s.label for s in transfer)
+    assert not any("--search" in s.argv for s in plain)
+    est = {s.label.replace(" (searched)", "").replace(" (swept)", ""): s.estimate for s in searched}
+    for s in plain:
+        base = s.label.replace(" (swept)", "")
+        if s.kind in ("finetune", "coco") or (s.kind == "partial" and s.extra["blocks"] != "0"):
+            assert est[base] > s.estimate                        # its trials, then the final run
+        elif s.kind in ("pretrain", "knn", "linprobe"):
+            assert est[base] == s.estimate
+
+
+def test_the_partial_line_says_whether_the_curve_dips_below_its_linear_probe():
+    from maebench.demo.report_md import summary
+    cells = {("mocov3", "partial", "top1", "0"): [63.0], ("mocov3", "partial", "top1", "0.5"): [55.0],
+             ("mocov3", "partial", "top1", "1"): [60.0], ("mae-norm-pixel", "partial", "top1", "0"): [60.0],
+             ("mae-norm-pixel", "partial", "top1", "0.5"): [66.0]}
+    text = "\n".join(summary(cells, [0]))
+    assert "MoCo v3: K=0 63.0, K=0.5 55.0, K=1 60.0 (K=all = the fine-tuning run); tuning the last blocks dips below " \
+           "its linear probe (lowest K>0: 55.0 vs K=0 63.0)" in text
+    assert "stays at or above its linear probe (lowest K>0: 66.0 vs K=0 60.0)" in text
+
+
 def test_the_summary_states_the_measured_differences_and_the_orderings():
     from maebench.demo.report_md import summary
     cells = {("mae-norm-pixel", "finetune", "top1", None): [70.0, 72.0], ("scratch", "finetune", "top1", None): [40.0, 41.0],
