@@ -28,14 +28,8 @@ def is_searched(config: dict) -> bool:
 
 def get(config: dict, key: str) -> Any:
     """config[key], or the nested value of a dotted key ('aug.mixup'); None when absent."""
-    if key in config:
-        return config[key]
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+    from maebench.config import get as dotted
+    return config[key] if key in config else dotted(config, key)
 
 
 def _number(value) -> float | None:

@@ -61,6 +61,16 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def get(cfg: dict, key: str) -> Any:
+    """The value of a dotted key ('aug.mixup') in a config; None when absent."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def _assign(cfg: dict, key: str, value: Any, source: str, nulls: frozenset = frozenset()) -> None:
     """Set `key`, type- and range-checked; `nulls`: the keys whose protocol default is null."""
     known = flatten(cfg)

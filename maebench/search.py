@@ -93,7 +93,7 @@ def settings(spec: RunSpec, arch: str, base_cfg: dict, *, own_first: bool = True
             raise UsageError(f"search space key '{key}' must list at least one value, got {values!r}")
         for v in values:
             config.load(protocol, config_file=spec.config_file, arch=arch, sets=[*spec.sets, as_set(key, v)])
-        space[key] = _own_first(values, _get(base_cfg, key) if own_first else object())
+        space[key] = _own_first(values, config.get(base_cfg, key) if own_first else object())
     budget = spec.search_budget if spec.search_budget is not None else block.get("budget", 3.0)
     try:
         budget = float(budget)
@@ -131,15 +131,6 @@ def _parse_space_item(item: str) -> tuple[str, list]:
     if any(v is None and p.strip() == "" for v, p in zip(values, raw.split(","))):
         raise UsageError(f"--search-space key '{key}' has an empty value in '{raw}'")
     return key, values
-
-
-def _get(cfg: dict, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _own_first(values: list, own: Any) -> list:
