@@ -217,6 +217,15 @@ def reuse(final: RunSpec, *, seed: int, out: str | None) -> RunSpec:
     return final.replace(seed=seed, out=out, searched={**final.searched, "record": rec})
 
 
+def reuse_joint(spec: RunSpec, config_entry: dict, rec: dict) -> RunSpec:
+    """A joint search's later seed: the first seed's choice as a one-point space, and that
+    seed's config entry and record, so every seed's row shares one config (one leaderboard cell)."""
+    one_point = tuple(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                      for k, v in rec["chosen"].items())
+    return spec.replace(search_space=one_point, searched={
+        "config": config_entry, "record": {**rec, "reused_from_seed": config_entry["seed"]}})
+
+
 # ---- trained protocols: one trial per point ---------------------------------------------------
 class Pruned(Exception):
     """Successive halving stopped this trial (not an error: the search goes on)."""

@@ -89,7 +89,7 @@ def recipes(spec: RunSpec):
         if set(settings.space) - {"k", "temperature"}:
             raise UsageError(f"k-NN searches k and temperature, not "
                              f"{', '.join(sorted(set(settings.space) - {'k', 'temperature'}))}")
-        cfg["search"] = settings.as_config(spec.seed, joint=True)                  # in the row's config: a searched result
+        cfg.setdefault("search", settings.as_config(spec.seed, joint=True))       # in the row's config: a searched result
         fit_i, held_i = stratified(data.train_targets, settings.holdout, spec.seed, data.classes)   # before a row
 
     def choose(bank, bank_y, run) -> tuple[tuple[int, float], dict]:
@@ -117,6 +117,8 @@ def recipes(spec: RunSpec):
         headline, extra = pairs[0], {}
         if settings is not None:              # every process chooses alike: the same bank, the same search
             headline, extra["search"] = choose(bank, bank_y, run)
+            if spec.searched is not None:     # a later seed: its first seed's record (the runner adds it)
+                del extra["search"]
             pairs[:] = list(dict.fromkeys([headline, *pairs]))
         counts = knn_grid_counts(bank, bank_y, val_f, val_y, data.num_classes, pairs,
                                  chunk=cfg["query_chunk"], device=device)

@@ -42,8 +42,8 @@ class HeadSpec:
 
     def as_point(self) -> dict:
         """The head as a point of the protocol's search space (its config keys)."""
-        return {"base_lr": self.lr, "weight_decay": self.weight_decay, "feature_pooling": self.pooling,
-                "feature_blocks": self.blocks}
+        return {"base_lr": self.lr, "weight_decay": self.weight_decay, "feature_blocks": self.blocks,
+                "feature_pooling": "probe" if self.pooling == "cls+avg" else self.pooling}   # DINOv2's probe feature
 
 
 def grid(space: dict) -> list[HeadSpec]:

@@ -215,7 +215,7 @@ def sweep_recipe(spec: RunSpec, s: Setup, settings) -> Recipe:
     retrained on all of it and scored once on the evaluation split."""
     from maebench import search
     cfg, device, seed = s.cfg, s.device, spec.seed
-    cfg["search"] = settings.as_config(seed, joint=True)               # in the row's config: a searched result
+    cfg.setdefault("search", settings.as_config(seed, joint=True))     # in the row's config: a searched result
     probe_kind = getattr(s.entry, "probe", None)          # the family's documented probe feature
     specs, probe_note = linear_sweep.resolve_probe(linear_sweep.grid(settings.space), probe_kind)
     pooling = linear_sweep.channels(specs)
@@ -258,6 +258,8 @@ def sweep_recipe(spec: RunSpec, s: Setup, settings) -> Recipe:
                                            where=str(run.out_dir), wall_s=sweep_s, chosen=best,
                                            cost=1.0 - settings.holdout),
                    **_label_subset(s, seed, run)}
+        if spec.searched is not None:          # a later seed: its first seed's record (the runner adds it)
+            del metrics["search"]
         printed.update(held=held, best=best, final=final)
         return Outcome(run.run_id, metrics)
 

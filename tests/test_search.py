@@ -261,3 +261,16 @@ def test_search_reuse_needs_one_seed_and_a_trained_task(micro, small_set, capsys
     assert run("--task", "finetune", "--backbone", micro, "--data", small_set, "--search", "--search-reuse",
                "--seeds", "0,1") == 2
     assert "--search-reuse" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task,extra", [
+    ("knn", ["--set", "num_workers=0"]),
+    ("linprobe", ["--batch-size", "8", "--set", "num_workers=0", "--set", "epochs=3",
+                  "--search-space", "base_lr=0.1,30", "--search-space", "feature_blocks=1,4"]),
+])
+def test_joint_searches_choose_once_for_every_seed(task, extra, micro, small_set):
+    assert run("--task", task, "--backbone", micro, "--data", small_set, *extra, "--search", "--seeds", "0,1") == 0
+    rows = {r.seed: r for r in ResultsStore().rows(task=task)}
+    assert rows[0].config == rows[1].config                          # one cell: the seed-0 search's config
+    first, later = rows[0].metrics["search"], rows[1].metrics["search"]
+    assert later["reused_from_seed"] == 0 and later["chosen"] == first["chosen"] and later["trials"] == first["trials"]

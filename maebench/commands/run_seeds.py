@@ -3,9 +3,11 @@ tasks reuse one feature-cache entry when the backbone's weights do not depend on
 then, per recipe and headline metric, the mean, sample std and 95 % Student-t interval over
 the seeds, printed and written as JSON next to the runs.
 
-With --search, a program that trains one network per point searches once, at the first seed, and
-every seed retrains that choice (the rows say so: metrics search.reused_from_seed); the linear
-probe's and k-NN's joint searches cost one pass and run at every seed."""
+With --search, the search runs once, at the first seed, and every seed retrains that choice (the
+rows say so: metrics search.reused_from_seed): a program that trains one network per point
+searches before the first seed's run; the linear probe's and k-NN's joint searches inside the
+first seed's run, whose choice is then the later seeds' one-point space. Partial's K = 0 (the
+linear probe inside a partial command) searches at every seed."""
 from __future__ import annotations
 
 import hashlib
@@ -33,16 +35,21 @@ def run_seeds(spec, seeds: list[int]) -> int:
     from maebench.results import ResultsStore, by_recipe
     task = spec.program
     run_ids: set[str] = set()                     # this command's rows, run now or found done
-    finals = None
+    finals, chosen = None, None
+    from maebench import search
     if spec.search and not task.joint_search:
-        from maebench import search
         print(f"== search at seed {seeds[0]}, its choice reused for every seed")
         finals = search.final_specs(spec.replace(seed=seeds[0], out=None), runner.run_recipe)
     for seed in seeds:
         print(f"== seed {seed} ({seeds.index(seed) + 1}/{len(seeds)})")
         out = str(Path(spec.out) / f"seed-{seed}") if spec.out else None
         if finals is None:
-            run_ids.update(o.run_id for o in runner.execute(spec.replace(seed=seed, out=out)))
+            this = spec.replace(seed=seed, out=out)
+            outcomes = runner.execute(this if chosen is None else search.reuse_joint(this, *chosen))
+            run_ids.update(o.run_id for o in outcomes)
+            if spec.search and chosen is None:       # a joint search: its first seed's choice, for the others
+                (row,) = ResultsStore(spec.results).rows(run_id=outcomes[0].run_id)[-1:]
+                chosen = (row.config["search"], row.metrics["search"])
             continue
         for f in finals:
             f_out = str(Path(out) / f"blocks-{f.options['blocks']}") if out and len(finals) > 1 else out
