@@ -252,7 +252,7 @@ def write_report(root: Path, results: Path, *, command: str, quick: bool, seeds:
              "not a measurement)" if quick else
              "the fashion world (60k Fashion-MNIST training images, 64 px canvases for COCO and ADE20K)")
     text = "\n".join([
-        f"# maebench demo: {'quick' if quick else 'full'}",
+        f"# maebench demo: {'quick' if quick else 'full'}{', searched' if search else ''}",
         "",
         f"Produced by `{command}` on {machine}, {time.strftime('%Y-%m-%d %H:%M %Z')}: " + (
             f"{seconds / 60:.1f} min wall time for this invocation (stages finished earlier are reused), "
