@@ -54,6 +54,25 @@ class Settings:
     reduction_factor: int                  # successive halving keeps the best 1 / this at each rung
     min_epochs: int                        # the first rung
     space: dict[str, list]                 # config key -> values, the recipe's own first
+    pruner: str = "halving"                # PRUNERS
+
+    def rungs(self, epochs: int) -> list[int]:
+        """The epochs at which a trial is scored (and may stop), before its last: min_epochs x
+        reduction_factor^k; none for the exhaustive grid."""
+        if self.pruner == "none":
+            return []
+        return sorted({self.min_epochs * self.reduction_factor ** k for k in range(64)
+                       if self.min_epochs * self.reduction_factor ** k < epochs})
+
+    def optuna_pruner(self):
+        """Optuna's pruner for this setting (module docstring)."""
+        import optuna
+        if self.pruner == "halving":
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=self.min_epochs,
+                                                          reduction_factor=self.reduction_factor)
+        if self.pruner == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+        return optuna.pruners.NopPruner()
 
     def points(self) -> list[dict[str, Any]]:
         """The grid in trial order: the first point is the recipe's own value of every key."""
@@ -65,8 +84,15 @@ class Settings:
         out = {"space": {k: list(v) for k, v in self.space.items()}, "holdout": self.holdout, "seed": seed}
         if joint:
             return {**out, "pruner": "none: every point scored in one pass"}
-        return {**out, "budget": self.budget, "pruner": f"successive halving (optuna), reduction "
-                f"{self.reduction_factor}, first rung {self.min_epochs} epoch(s)"}
+        return {**out, "budget": self.budget, "pruner": PRUNERS[self.pruner].format(s=self)}
+
+
+# how a trained search stops poor trials (`search.pruner`), as the row's config records it
+PRUNERS = {
+    "halving": "successive halving (optuna), reduction {s.reduction_factor}, first rung {s.min_epochs} epoch(s)",
+    "median": "median stopping (optuna), at epochs {s.min_epochs} x {s.reduction_factor}^k",
+    "none": "none: every point trained to the end (the exhaustive grid)",
+}
 
 
 def as_set(key: str, value: Any) -> str:
@@ -111,7 +137,11 @@ def settings(spec: RunSpec, arch: str, base_cfg: dict, *, own_first: bool = True
         raise UsageError(f"search.reduction_factor in {where} must be a whole number >= 2, got {rf!r}")
     if isinstance(me, bool) or not isinstance(me, int) or me < 1:
         raise UsageError(f"search.min_epochs in {where} must be a whole number >= 1, got {me!r}")
-    return Settings(protocol, holdout, budget, rf, me, space)
+    pruner = block.get("pruner", "halving")
+    if pruner not in PRUNERS:
+        from maebench.errors import unknown
+        raise unknown(f"search.pruner in {where}", pruner, PRUNERS)
+    return Settings(protocol, holdout, budget, rf, me, space, pruner)
 
 
 def _parse_space_item(item: str) -> tuple[str, list]:
@@ -255,8 +285,7 @@ def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
     from optuna.storages.journal import JournalFileBackend
     storage = JournalStorage(JournalFileBackend(str(where / "journal.log")))
     study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
-                                pruner=optuna.pruners.SuccessiveHalvingPruner(
-                                    min_resource=s.min_epochs, reduction_factor=s.reduction_factor))
+                                pruner=s.optuna_pruner())
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         study.tell(t.number, state=TrialState.FAIL)      # killed with the previous process: run again
     finished = {t.user_attrs["point"]: t for t in study.get_trials(deepcopy=False)
@@ -273,7 +302,8 @@ def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
         if key in finished:
             trials.append(_from_optuna(finished[key], point))
             continue
-        if spent + s.min_epochs / epochs * fit_share > s.budget + 1e-9:
+        first = (s.rungs(epochs) or [epochs])[0]               # the least a trial costs
+        if spent + first / epochs * fit_share > s.budget + 1e-9:
             trials.append(Trial(point, "skipped"))
             continue
         trial = study.ask()
@@ -305,8 +335,7 @@ def _run_trial(spec, s: Settings, point, i, trial, study, where: Path, epochs: i
                          resume=False, force=True)
     (recipe,) = list(tspec.program.recipes()(tspec))
     print(f"search: trial {i}: {_fmt(point)}")
-    rungs = {s.min_epochs * s.reduction_factor ** k for k in range(64)
-             if s.min_epochs * s.reduction_factor ** k < epochs}
+    rungs = set(s.rungs(epochs))
     out = Trial(point, "complete")
     evaluate = None
 

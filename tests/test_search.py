@@ -274,3 +274,16 @@ def test_joint_searches_choose_once_for_every_seed(task, extra, micro, small_set
     assert rows[0].config == rows[1].config                          # one cell: the seed-0 search's config
     first, later = rows[0].metrics["search"], rows[1].metrics["search"]
     assert later["reused_from_seed"] == 0 and later["chosen"] == first["chosen"] and later["trials"] == first["trials"]
+
+
+def test_pruner_none_trains_every_point_to_the_end_and_a_bad_pruner_is_named(micro, small_set, tmp_path, capsys):
+    cfg = tmp_path / "exhaustive.yaml"
+    cfg.write_text("search:\n  pruner: none\n")
+    assert run("--task", "finetune", "--backbone", micro, "--data", small_set, *TRAIN, "--config", cfg, "--search",
+               "--search-space", "lr_scale=1,2,4", "--search-space", "global_pool=avg", "--search-budget", 10) == 0
+    rec = searched_row(None, "finetune").metrics["search"]
+    assert [t["state"] for t in rec["trials"]] == ["complete"] * 3 and all(t["epochs"] == 3 for t in rec["trials"])
+    cfg.write_text("search:\n  pruner: hyperband\n")
+    assert run("--task", "finetune", "--backbone", micro, "--data", small_set, *TRAIN, "--config", cfg,
+               "--search") == 2
+    assert "search.pruner" in capsys.readouterr().err
