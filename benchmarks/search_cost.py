@@ -38,9 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SPACE = ("lr_scale=0.5,1,2,4", "layer_decay=0.75,0.9", "global_pool=avg")
 SECTION = "## 9. The cost of `--search` (benchmarks/search_cost.py)"
-# (label, search-table overrides): the pruners replayed on the curves; the first is the protocol's
+# (label, search-table overrides): the pruners replayed on the curves
 PRUNERS = (
-    ("protocol (vit-micro finetune.yaml)", {}),
     ("halving, reduction 3, rungs 1/3/9", {"pruner": "halving", "reduction_factor": 3, "min_epochs": 1}),
     ("halving, reduction 2, rungs 1/2/4/8", {"pruner": "halving", "reduction_factor": 2, "min_epochs": 1}),
     ("halving, reduction 2, rungs 3/6", {"pruner": "halving", "reduction_factor": 2, "min_epochs": 3}),
@@ -124,7 +123,9 @@ def one_seed(backbone: str, world: Path, seed: int, work: Path) -> dict:
     t0 = time.perf_counter()                     # the protocol's search for real: the replay's check
     final, rec = search.search_trained(_spec(backbone, world, seed, work / f"protocol-s{seed}", None), runner.run_recipe)
     out["real"] = {"wall_s": time.perf_counter() - t0, "cost": rec["cost"], "chosen": rec["chosen"]}
-    protocol = out["replays"][PRUNERS[0][0]]
+    out["protocol"] = next(label for label, o in PRUNERS                  # the protocol's pruner among them
+                           if all(base.get(k, "halving" if k == "pruner" else None) == v for k, v in o.items()))
+    protocol = out["replays"][out["protocol"]]
     out["replay_exact"] = (abs(protocol["cost"] - rec["cost"]) < 1e-3 and protocol["chosen"] == rec["chosen"])
     t0 = time.perf_counter()                     # one full run: the chosen point on all the training data
     (o,) = [runner.run_recipe(final, r) for r in final.program.recipes()(final)]
@@ -199,11 +200,12 @@ def markdown(r: dict) -> str:
         lines.append(f"| {label} | {costs} | {sum(same)} of {len(same)} ({verdicts}) |")
     exhaustive = " / ".join(f"{seeds[s]['exhaustive']['cost']:.2f}" for s in seeds)
     lines.append(f"| exhaustive grid | {exhaustive} | - |")
-    per_seed = ["", "| seed | exhaustive winner (held-out top-1) | the protocol's search, run: cost, winner | "
-                "replay exact | one full run s | final top-1 |", "|---|---|---|---|---|---|"]
+    per_seed = ["", "| seed | exhaustive winner (held-out top-1) | the protocol's pruner then | its search, run: cost, "
+                "winner | replay exact | one full run s | final top-1 |", "|---|---|---|---|---|---|---|"]
     for s, v in seeds.items():
         e, real = v["exhaustive"], v["real"]
-        per_seed.append(f"| {s} | {_fmt(e['chosen'])} ({e['score']:.1f}) | {real['cost']:.2f}, {_fmt(real['chosen'])} | "
+        per_seed.append(f"| {s} | {_fmt(e['chosen'])} ({e['score']:.1f}) | {v['protocol']} | "
+                        f"{real['cost']:.2f}, {_fmt(real['chosen'])} | "
                         f"{'yes' if v['replay_exact'] else 'NO'} | {v['full_run_s']:.0f} | {v['final_top1']:.1f} |")
     curves = ["", "Held-out top-1 after epochs 1 / 3 / 6 / 10 (the recorded curves):", "",
               "| seed | point | " + " | ".join(f"epoch {e}" for e in (1, 3, 6, 10)) + " |",
