@@ -63,7 +63,7 @@ def token_features(encoder: nn.Module, x: torch.Tensor, blocks: int,
         if pool == "cls":
             if not (isinstance(out[0], tuple) and getattr(encoder, "cls_token", None) is not None):
                 raise UsageError("this backbone has no [cls] token: use pooling avg "
-                                 "(--set feature_pooling=avg / sweep_pooling=[avg])")
+                                 "(--set feature_pooling=avg, or --search-space feature_pooling=avg)")
             per_pool.append(torch.stack([prefix[:, 0] for _, prefix in out], dim=1))
         elif pool == "avg":
             per_pool.append(torch.stack([(o[0] if isinstance(o, tuple) else o).mean(dim=1) for o in out], dim=1))

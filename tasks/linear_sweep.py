@@ -90,7 +90,7 @@ def resolve_probe(specs: list[HeadSpec], probe_kind: str | None) -> tuple[list[H
         kept = [h for h in out if h.pooling != "cls"]
         if not kept:
             raise UsageError("this backbone has no [cls] token (its probe feature is an attention pool): "
-                             "use sweep_pooling [avg, probe]")
+                             "use --search-space feature_pooling=avg,probe")
         out, note = kept, "no [cls] token: the cls heads are left out"
     if any(h.pooling == "probe" for h in specs):
         note = ", ".join(x for x in (note, f"the backbone's probe feature ({kind}) as '{as_pool}' heads") if x)

@@ -290,4 +290,4 @@ def _print_sweep(specs, held, best, final, n_val, run_id) -> None:
     lrs = sorted({h.lr for h in specs})
     if len(lrs) > 1 and c.lr in (lrs[0], lrs[-1]):
         print(f"linprobe (sweep): note: the chosen lr {c.lr:g} is at the edge of the grid "
-              f"({lrs[0]:g}..{lrs[-1]:g}); widen sweep_lrs (--set sweep_lrs=[...]) to be sure it is the best")
+              f"({lrs[0]:g}..{lrs[-1]:g}); widen the search space (--search-space base_lr=...) to be sure it is the best")
