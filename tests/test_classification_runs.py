@@ -11,15 +11,6 @@ from maebench.results import ResultsStore
 FAST = ["--set", "num_workers=0", "--set", "eval_batch_size=16", "--set", "warmup_epochs=0"]
 
 
-@pytest.fixture(scope="module")
-def micro_checkpoint(tmp_path_factory):
-    from maebench.backbones.vit import create_vit
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "micro.pth"
-    torch.save(create_vit("vit-micro", img_size=16, patch_size=4).state_dict(), path)
-    return path
-
-
 @pytest.fixture
 def micro(micro_checkpoint):
     """A registered vit-micro backbone (4 blocks, 96-d, patch 4, 16 px) in this test's home."""

@@ -16,28 +16,6 @@ from maebench.tasks.table import TASKS
 FRACTION = 0.25
 
 
-@pytest.fixture(scope="module")
-def shapes_sets(tmp_path_factory):
-    """The generated COCO (64 px, 8 train / 4 val) and ADE20K (32 px, 8 training / 4 validation) sets."""
-    from maebench.data import shapes
-    out = tmp_path_factory.mktemp("shapes")
-    return shapes.prepare(out, shapes.ShapesOptions(coco_img_size=64, coco_train_images=8, coco_val_images=4,
-                                                    ade_img_size=32, ade_train_images=8, ade_val_images=4),
-                          kinds=("coco", "ade20k"))
-
-
-@pytest.fixture
-def micro(tmp_path):
-    """A registered random vit-micro (patch 4)."""
-    from maebench.backbones import registry
-    from maebench.backbones.vit import create_vit
-    torch.manual_seed(0)
-    path = tmp_path / "micro.pth"
-    torch.save(create_vit("vit-micro", img_size=32, patch_size=4).state_dict(), path)
-    registry.register("micro", path, arch="vit-micro", fmt="timm", img_size=32, patch_size=4)
-    return "micro"
-
-
 def copy_of(src, tmp_path):
     return shutil.copytree(src, tmp_path / src.name)
 
@@ -91,12 +69,13 @@ def perfect_detector_scores(data, held, micro, tmp_path, **kw):
     return recipe, recipe.evaluate(PerfectDetector(held))
 
 
-def test_coco_trial_scores_held_out_training_images_and_never_reads_val(shapes_sets, micro, tmp_path, capsys):
+def test_coco_trial_scores_held_out_training_images_and_never_reads_val(dense_sets, micro32, tmp_path, capsys):
+    micro = micro32
     from maebench.data.layout import resolve_coco
     from maebench.tasks.coco import holdout_sets
     from maebench.tasks.coco.data import eval_transform
 
-    data = copy_of(shapes_sets["coco"], tmp_path)
+    data = copy_of(dense_sets["coco"], tmp_path)
     paths = resolve_coco(data)
     train_ids = sorted(im["id"] for im in json.loads(open(paths["train_json"]).read())["images"])
 
@@ -134,11 +113,12 @@ def test_coco_trial_scores_held_out_training_images_and_never_reads_val(shapes_s
 ADE_SETS = ("img_size=32", "crop_size=32", "channels=16", "aux_channels=8")
 
 
-def test_ade20k_trial_scores_held_out_training_images_and_never_reads_val(shapes_sets, micro, tmp_path, capsys):
+def test_ade20k_trial_scores_held_out_training_images_and_never_reads_val(dense_sets, micro32, tmp_path, capsys):
+    micro = micro32
     from maebench.data.ade20k import SegmentationPairs, resolve_ade20k
     from maebench.tasks.ade20k import holdout_split
 
-    data = copy_of(shapes_sets["ade20k"], tmp_path)
+    data = copy_of(dense_sets["ade20k"], tmp_path)
 
     clean = run("ade20k", data, micro, ADE_SETS, trial_holdout=FRACTION)
     out = capsys.readouterr().out

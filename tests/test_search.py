@@ -2,27 +2,16 @@
 with every trial, reused when the search runs again, and bad spaces fail before anything runs.
 
 Tiny: vit-micro at 16 px on 4 classes x 10 training images, 3 epochs, a 2-4 point space."""
-import json
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from maebench.cli import main
 from maebench.results import ResultsStore
 
 FAST = ["--set", "num_workers=0", "--set", "eval_batch_size=16", "--set", "warmup_epochs=0"]
 TRAIN = ["--epochs", "3", "--batch-size", "8", *FAST]
-
-
-@pytest.fixture(scope="module")
-def micro_checkpoint(tmp_path_factory):
-    from maebench.backbones.vit import create_vit
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "micro.pth"
-    torch.save(create_vit("vit-micro", img_size=16, patch_size=4).state_dict(), path)
-    return path
 
 
 @pytest.fixture
@@ -190,27 +179,6 @@ def test_search_options_need_search(micro, small_set, capsys):
 
 
 # ---- COCO and ADE20K: the same rule, held out by image -------------------------------------------
-@pytest.fixture(scope="module")
-def dense_sets(tmp_path_factory):
-    """The generated COCO (64 px, 8 train / 4 val) and ADE20K (32 px, 8 / 4) sets."""
-    from maebench.data import shapes
-    return shapes.prepare(tmp_path_factory.mktemp("dense"),
-                          shapes.ShapesOptions(coco_img_size=64, coco_train_images=8, coco_val_images=4,
-                                               ade_img_size=32, ade_train_images=8, ade_val_images=4),
-                          kinds=("coco", "ade20k"))
-
-
-@pytest.fixture
-def micro32(tmp_path):
-    from maebench.backbones import registry
-    from maebench.backbones.vit import create_vit
-    torch.manual_seed(0)
-    path = tmp_path / "micro32.pth"
-    torch.save(create_vit("vit-micro", img_size=32, patch_size=4).state_dict(), path)
-    registry.register("micro32", path, arch="vit-micro", fmt="timm", img_size=32, patch_size=4)
-    return "micro32"
-
-
 def rotated(folder: Path) -> None:
     """Every file of `folder` takes the next one's name: valid files, each paired with the wrong labels."""
     files = sorted(p for p in folder.iterdir() if p.is_file())
