@@ -7,8 +7,7 @@ held-out part of the training data: a different measurement from the protocol's 
 so it never shares a cell with an unsearched row (columns.py `protocol_of`) and is never
 compared with the paper. The choice and every trial are in the row's metrics `search`.
 
-Nothing here imports torch: `effective_lr` applies maebench/optim.py's `peak_lr` rule itself (a
-test keeps the two equal)."""
+Nothing here imports torch (maebench/lr_rule.py, the rule the training loop uses, is torch-free)."""
 from __future__ import annotations
 
 import math
@@ -26,12 +25,6 @@ def is_searched(config: dict) -> bool:
     return isinstance(search, dict) and bool(search)
 
 
-def get(config: dict, key: str) -> Any:
-    """config[key], or the nested value of a dotted key ('aug.mixup'); None when absent."""
-    from maebench.config import get as dotted
-    return config[key] if key in config else dotted(config, key)
-
-
 def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -40,20 +33,17 @@ def _number(value) -> float | None:
 
 
 def effective_lr(config: dict, params: dict | None = None) -> float | None:
-    """The peak lr a run trained with: maebench/optim.py `peak_lr(base_lr, batch_size, lr)` (`lr`
-    when set, else base_lr x batch_size / 256) x `lr_scale` (1 when absent); `params` (a trial's
-    point) replace the config's values. None when the config names no lr (k-NN)."""
+    """The peak lr a run trained with (maebench/lr_rule.py `config_peak_lr`); `params` (a trial's
+    point) replace the config's values. None when the config names no lr (k-NN) or a value is not
+    a number."""
+    from maebench.lr_rule import config_peak_lr
     cfg = {**config, **(params or {})}
-    lr, base, batch, scale = (_number(cfg.get(k)) for k in LR_KEYS)
-    if cfg.get("lr_scale") is None:
-        scale = 1.0
-    if scale is None:
+    values = {k: cfg.get(k) for k in LR_KEYS}
+    if any(v is not None and _number(v) is None for v in values.values()):
         return None
-    if lr is not None:
-        return lr * scale
-    if base is None or batch is None:
+    if values["batch_size"] is None or (values["lr"] is None and values["base_lr"] is None):
         return None
-    return base * batch / 256 * scale
+    return config_peak_lr(values)
 
 
 def chosen(config: dict, metrics: dict) -> dict[str, Any]:
@@ -63,6 +53,7 @@ def chosen(config: dict, metrics: dict) -> dict[str, Any]:
     if isinstance(record, dict) and isinstance(record.get("chosen"), dict):
         return dict(record["chosen"])
     space = (config.get("search") or {}).get("space") or {}
+    from maebench.config import get
     return {k: get(config, k) for k in space} if isinstance(space, dict) else {}
 
 

@@ -35,6 +35,7 @@ from maebench.checkpointer import Checkpointer, Resume, restore_rng, seed_everyt
 from maebench.compiling import maybe_compile
 from maebench.errors import MaebenchError, unknown
 from maebench.flops import peak_memory_mb
+from maebench.lr_rule import config_peak_lr
 from maebench.dataloaders import train_loader
 from maebench.optim import lr_at            # looked up here at every step: tests wrap engine.lr_at
 from maebench.progress import Progress
@@ -99,7 +100,7 @@ class TrainConfig:
         return cls(**{f.name: cfg.get(f.name) for f in fields(cls)})
 
     def peak_lr(self) -> float:
-        return optim.peak_lr(self.base_lr, self.batch_size, self.lr) * (1.0 if self.lr_scale is None else self.lr_scale)
+        return config_peak_lr(vars(self))
 
 
 @dataclass

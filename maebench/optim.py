@@ -1,4 +1,5 @@
-"""Parameter groups (weight decay, layer-wise lr decay) and learning-rate schedules.
+"""Parameter groups (weight decay, layer-wise lr decay) and learning-rate schedules (the peak lr
+they start from: maebench/lr_rule.py).
 
 Layer-wise decay follows the MAE/BEiT recipe: the patch embedding, [cls] token and position
 embedding are layer 0, block i is layer i + 1, everything after the blocks (norm, head, neck,
@@ -126,19 +127,6 @@ def detectron2_param_groups(model: nn.Module, *, weight_decay: float, weight_dec
             groups[key]["params"].append(p)
             groups[key]["names"].append(name)
     return [groups[k] for k in sorted(groups)]
-
-
-def peak_lr(base_lr: float | None, batch_size: int, lr: float | None = None) -> float:
-    """The peak learning rate: `lr` when given, else base_lr x batch_size / 256, the MAE recipe's
-    linear scaling rule (He et al. 2022, appendix A; main_pretrain.py / main_finetune.py /
-    main_linprobe.py: `args.lr = args.blr * eff_batch_size / 256`), so a protocol's base_lr
-    holds at any global batch."""
-    if lr is not None:
-        return float(lr)
-    if base_lr is None:
-        from maebench.errors import MaebenchError
-        raise MaebenchError("config sets neither 'lr' nor 'base_lr'")
-    return float(base_lr) * batch_size / 256
 
 
 def lr_at(step: float, *, lr: float, min_lr: float, warmup_steps: float, total_steps: float,

@@ -90,8 +90,8 @@ def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
             if recipe.setup is not None:
                 recipe.setup(run)
             outcome = recipe.compute(run) if recipe.compute is not None else _train(spec, recipe, run)
-            if spec.searched is not None and "search" not in outcome.metrics:
-                outcome.metrics["search"] = spec.searched["record"]     # the trials behind this choice
+            if spec.searched is not None:      # the trials behind this choice (a later seed: its first seed's)
+                outcome.metrics["search"] = spec.searched["record"]
             run.finish(outcome.metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s,
                        execution=outcome.execution)
     except runs.RunDone as done:

@@ -161,12 +161,12 @@ def _parse_space_item(item: str) -> tuple[str, list]:
         raise UsageError(f"--search-space key '{key}' lists no value")
     values = []
     for part in raw.split(","):
+        if not part.strip():
+            raise UsageError(f"--search-space key '{key}' has an empty value in '{raw}'")
         try:
-            values.append(yaml.safe_load(part) if part.strip() else None)
+            values.append(yaml.safe_load(part))
         except yaml.YAMLError:
             values.append(part)
-    if any(v is None and p.strip() == "" for v, p in zip(values, raw.split(","))):
-        raise UsageError(f"--search-space key '{key}' has an empty value in '{raw}'")
     return key, values
 
 
@@ -257,8 +257,7 @@ def reuse(final: RunSpec, *, seed: int, out: str | None) -> RunSpec:
 def reuse_joint(spec: RunSpec, config_entry: dict, rec: dict) -> RunSpec:
     """A joint search's later seed: the first seed's choice as a one-point space, and that
     seed's config entry and record, so every seed's row shares one config (one leaderboard cell)."""
-    one_point = tuple(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-                      for k, v in rec["chosen"].items())
+    one_point = tuple(as_set(k, v) for k, v in rec["chosen"].items())
     return spec.replace(search_space=one_point, searched={
         "config": config_entry, "record": {**rec, "reused_from_seed": config_entry["seed"]}})
 
@@ -325,7 +324,8 @@ def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
 def _base_recipe(spec: RunSpec):
     """The unsearched recipe (checks the backbone, data and config before any trial; gives the
     recipe's own values, which go first in the grid)."""
-    recipes = list(spec.replace(search=False).program.recipes()(spec.replace(search=False)))
+    plain = spec.replace(search=False)
+    recipes = list(plain.program.recipes()(plain))
     if len(recipes) != 1 or recipes[0].compute is not None:
         raise UsageError(f"--search trains one recipe per trial; --task {spec.program.name} with these options "
                          f"makes {len(recipes)}")

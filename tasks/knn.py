@@ -116,9 +116,7 @@ def recipes(spec: RunSpec):
         encoded = (len(fr.train.labels) + len(fr.val.labels)) if "hit" not in fr.info["feature_cache"].values() else 0
         headline, extra = pairs[0], {}
         if settings is not None:              # every process chooses alike: the same bank, the same search
-            headline, extra["search"] = choose(bank, bank_y, run)
-            if spec.searched is not None:     # a later seed: its first seed's record (the runner adds it)
-                del extra["search"]
+            headline, extra["search"] = choose(bank, bank_y, run)   # a later seed's: replaced by the runner
             pairs[:] = list(dict.fromkeys([headline, *pairs]))
         counts = knn_grid_counts(bank, bank_y, val_f, val_y, data.num_classes, pairs,
                                  chunk=cfg["query_chunk"], device=device)

@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from maebench.errors import UsageError
-from maebench.optim import lr_at, peak_lr
+from maebench.lr_rule import peak_lr
+from maebench.optim import lr_at
 
 BN_MOMENTUM, BN_EPS, INIT_STD, TRUST_COEFF = 0.1, 1e-6, 0.01, 0.001
 

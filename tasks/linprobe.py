@@ -29,6 +29,7 @@ from maebench import distributed as dist
 from maebench import engine, optim, runs
 from maebench.classification import evaluate
 from maebench.errors import UsageError
+from maebench.lr_rule import peak_lr
 from maebench.runner import Outcome, Recipe
 from maebench.runspec import RunSpec
 from maebench.data import heldout
@@ -246,7 +247,7 @@ def sweep_recipe(spec: RunSpec, s: Setup, settings) -> Recipe:
                                                         "probe_feature": probe_kind or "token"},
                              "heads": [{**h.as_dict(), "holdout_top1": sc["top1"], "holdout_loss": sc["loss"]}
                                        for h, sc in zip(specs, held)],
-                             "chosen": {**chosen.as_dict(), "peak_lr": optim.peak_lr(chosen.lr, batch),
+                             "chosen": {**chosen.as_dict(), "peak_lr": peak_lr(chosen.lr, batch),
                                         "holdout_top1": held[best]["top1"]},
                              "holdout": settings.holdout, "fit_images": len(fit_i),
                              "holdout_images": len(held_i), "diverged": len(bank.diverged),
@@ -258,8 +259,6 @@ def sweep_recipe(spec: RunSpec, s: Setup, settings) -> Recipe:
                                            where=str(run.out_dir), wall_s=sweep_s, chosen=best,
                                            cost=1.0 - settings.holdout),
                    **_label_subset(s, seed, run)}
-        if spec.searched is not None:          # a later seed: its first seed's record (the runner adds it)
-            del metrics["search"]
         printed.update(held=held, best=best, final=final)
         return Outcome(run.run_id, metrics)
 

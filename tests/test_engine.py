@@ -173,7 +173,7 @@ def test_the_micro_batch_is_chosen_before_the_loop_recorded_and_logged_once(tmp_
 
 
 def test_peak_lr_scales_the_base_lr_by_batch_over_256_unless_lr_is_given():
-    from maebench.optim import peak_lr
+    from maebench.lr_rule import peak_lr
     assert peak_lr(1.5e-4, 4096) == pytest.approx(2.4e-3)          # the MAE pretraining recipe
     assert peak_lr(1.5e-4, 4096, lr=0.01) == 0.01
     with pytest.raises(MaebenchError, match="neither 'lr' nor 'base_lr'"):
