@@ -116,22 +116,26 @@ def _suggest(key: str, known: dict) -> str:
     return f" (did you mean: {', '.join(named)}?)" if named else did_you_mean(key, known)
 
 
+TABLES = ("search", "resources")     # a protocol's tables that are not a run's config (see `block`)
+
+
 def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str] = (),
          flags: dict[str, Any] | None = None, arch: str | None = None) -> dict[str, Any]:
     """The effective config of one run. `flags` are named CLI options (None = not given)."""
     defaults = protocol_defaults(protocol)
     by_arch = defaults.pop("by_arch", {}) or {}
-    defaults.pop("search", None)            # the search space is not a run's config: search_block
+    for name in TABLES:                     # read apart from the run's config: `block`
+        defaults.pop(name, None)
     cfg = copy.deepcopy(defaults)
     nulls = frozenset(k for k, v in flatten(cfg).items() if v is None)
     for k, v in flatten(cfg).items():       # the shipped values obey the same rules
         config_values.check(k, v, f"{protocol}.yaml", nullable=True)
     if arch and arch in by_arch:
-        for k, v in flatten({k: v for k, v in by_arch[arch].items() if k != "search"}).items():
+        for k, v in flatten({k: v for k, v in by_arch[arch].items() if k not in TABLES}).items():
             _assign(cfg, k, v, f"{protocol}.yaml by_arch.{arch}", nulls)
     if config_file:
         for k, v in _user_file(config_file).items():
-            if k != "search":
+            if k not in TABLES:
                 _assign(cfg, k, v, str(config_file), nulls)
     for k, v in (flags or {}).items():
         if v is not None:
@@ -155,21 +159,26 @@ def _user_file(config_file: str | Path) -> dict[str, Any]:
     return user
 
 
-def search_block(protocol: str, *, config_file: str | Path | None = None, arch: str | None = None) -> dict[str, Any]:
-    """A protocol's `search:` table (maebench/search.py reads it): the protocol's, then its
-    by_arch entry's, then a --config file's; each later table's keys replace the earlier ones
-    (a `space:` replaces the whole space)."""
+def block(name: str, protocol: str, *, config_file: str | Path | None = None, arch: str | None = None) -> dict[str, Any]:
+    """A protocol's table `name` read apart from the run's config (`search:` for maebench/search.py,
+    `resources:` for the launcher): the protocol's, then its by_arch entry's, then a --config
+    file's; each later table's keys replace the earlier ones (a `space:` replaces the whole space)."""
     defaults = protocol_defaults(protocol)
-    block = dict(defaults.get("search") or {})
+    table = dict(defaults.get(name) or {})
     later = [((defaults.get("by_arch") or {}).get(arch) or {}) if arch else {}]
     if config_file:
         later.append(_user_file(config_file))
-    for table in later:
-        extra = table.get("search") or {}
+    for entry in later:
+        extra = entry.get(name) or {}
         if not isinstance(extra, dict):
-            raise UsageError(f"the `search:` table of {config_file or protocol} must be a mapping, got {extra!r}")
-        block.update(extra)
-    return block
+            raise UsageError(f"the `{name}:` table of {config_file or protocol} must be a mapping, got {extra!r}")
+        table.update(extra)
+    return table
+
+
+def search_block(protocol: str, *, config_file: str | Path | None = None, arch: str | None = None) -> dict[str, Any]:
+    """A protocol's `search:` table (maebench/search.py reads it)."""
+    return block("search", protocol, config_file=config_file, arch=arch)
 
 
 def training_flags(*, epochs: int | None, batch_size: int | None, deterministic: bool = False) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Stopping a training loop cleanly: SIGINT/SIGTERM become a flag checked between steps, and under
-DDP the processes agree on a stop and on a non-finite loss before acting on either."""
+"""Stopping a training loop cleanly: SIGINT/SIGTERM/SIGUSR2 become a flag checked between steps, and
+under DDP the processes agree on a stop and on a non-finite loss before acting on either. SIGUSR2
+is the warning SLURM sends ahead of a time limit or preemption (maebench/launch/job.py)."""
 from __future__ import annotations
 
 import signal
@@ -9,8 +10,12 @@ from typing import Any
 import torch
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+received: list[int] = []          # every stop signal this process's training loops caught
+
+
 class StopFlag:
-    """Turns SIGINT/SIGTERM into `self.signum`, checked between steps (main thread only)."""
+    """Turns SIGINT/SIGTERM/SIGUSR2 into `self.signum`, checked between steps (main thread only)."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -18,12 +23,13 @@ class StopFlag:
 
     def __enter__(self) -> "StopFlag":
         if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
+            for s in STOP_SIGNALS:
                 self._old[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame):
         self.signum = signum
+        received.append(signum)
 
     def __exit__(self, *exc):
         for s, h in self._old.items():

@@ -141,15 +141,15 @@ def test_the_summary_states_the_measured_differences_and_the_orderings():
 
 
 def test_lanes_start_the_heaviest_ready_stage_first_and_a_stage_only_after_what_it_needs(tmp_path):
-    from maebench.demo import Stage
-    from maebench.demo.lanes import run
-    a = Stage("a", ["--version"], "pretrain", estimate=1)
-    b = Stage("b", ["--version"], "finetune", estimate=9, needs=("a",))
-    c = Stage("c", ["--version"], "finetune", estimate=5)
-    d = Stage("d", ["--version"], "finetune", estimate=7)          # heavier than c, lighter than a + b
+    from maebench.launch import Job
+    from maebench.launch.local import LocalLauncher
+    a = Job("a", ["--version"], estimate=1)
+    b = Job("b", ["--version"], estimate=9, needs=("a",))
+    c = Job("c", ["--version"], estimate=5)
+    d = Job("d", ["--version"], estimate=7)          # heavier than c, lighter than a + b
     events = []
-    run([(1, a), (2, b), (3, c), (4, d)], lanes=2, threads=1, logs=tmp_path / "logs",
-        started=lambda i, s: events.append(("start", s.label)),
+    LocalLauncher(2, 1, tmp_path / "logs").run(
+        [a, b, c, d], started=lambda s: events.append(("start", s.label)),
         finished=lambda s, seconds: events.append(("end", s.label)))
     assert events[:2] == [("start", "a"), ("start", "d")]      # a weighs 1 + 9 (b waits for it), then d 7
     assert events.index(("start", "b")) > events.index(("end", "a"))
@@ -158,15 +158,14 @@ def test_lanes_start_the_heaviest_ready_stage_first_and_a_stage_only_after_what_
 
 
 def test_a_failed_stage_names_itself_and_its_log_and_what_needs_it_never_starts(tmp_path, capsys):
-    from maebench.demo import Stage
-    from maebench.demo.lanes import run
     from maebench.errors import MaebenchError
-    bad = Stage("pretrain x", ["run", "--task", "nope"], "pretrain", estimate=1)
-    after = Stage("finetune x", ["--version"], "finetune", estimate=1, needs=("pretrain x",))
+    from maebench.launch import Job
+    from maebench.launch.local import LocalLauncher
+    bad = Job("pretrain x", ["run", "--task", "nope"], estimate=1)
+    after = Job("finetune x", ["--version"], estimate=1, needs=("pretrain x",))
     started = []
-    with pytest.raises(MaebenchError, match=r"demo stage 'pretrain x' failed \(exit 2\); its log: .*01-pretrain_x.log"):
-        run([(1, bad), (2, after)], lanes=2, threads=1, logs=tmp_path / "logs",
-            started=lambda i, s: started.append(s.label), finished=lambda s, seconds: None)
+    with pytest.raises(MaebenchError, match=r"job 'pretrain x' failed \(exit 2\); its log: .*01-pretrain_x.log"):
+        LocalLauncher(2, 1, tmp_path / "logs").run([bad, after], started=lambda s: started.append(s.label))
     assert started == ["pretrain x"]
     assert "unknown task 'nope'" in capsys.readouterr().out       # the end of its log is shown
 
@@ -176,14 +175,14 @@ def test_lanes_are_one_per_core_whatever_the_load_or_what_jobs_says(monkeypatch,
     --jobs, never from how busy the machine is when the demo starts."""
     import os
     from maebench import dataloaders
-    from maebench.demo import lanes as demo_lanes
+    from maebench.launch import local as demo_lanes
     monkeypatch.setattr(dataloaders, "physical_cores", lambda: 4)
     for load in (0.0, 3.9, 100.0):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
         assert demo_lanes.choose_lanes(None, log=lambda _: None) == (4, 1)
     assert demo_lanes.choose_lanes(2, log=lambda _: None) == (2, 2)
     assert demo_lanes.choose_lanes(3, log=print) == (3, 1)
-    assert "3 stage(s) at a time, 1 torch thread(s) each (--jobs)" in capsys.readouterr().out
+    assert "3 job(s) at a time, 1 torch thread(s) each (--jobs)" in capsys.readouterr().out
 
 
 def test_a_changed_protocol_file_reruns_its_stages_and_those_that_need_them_only(tmp_path, monkeypatch):

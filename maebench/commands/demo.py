@@ -23,8 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run no stage: write report.md and the leaderboard from the stages finished so far")
     p.add_argument("--fashion-dir", metavar="DIR",
                    help="directory with the Fashion-MNIST IDX files (default: the Debian package's)")
-    p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="stages run at a time, each in its own process (default: one per physical core, one torch thread each)")
     p.add_argument("--search", action="store_true",
                    help="search each transfer stage's recipe per backbone on held-out training data "
                         "(`maebench run --search`; about 60 min on 2 cores); writes to demo/full-search")
@@ -32,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MAE pretraining epochs for both MAE backbones (default: the protocol's, 1); about 2 min "
                         "per epoch each, 24 bring MAE level with scratch in detection (docs/cpu-recipes.md); "
                         "writes to demo/full-mae-Nep")
+    from maebench.launch.settings import add_launcher_options
+    add_launcher_options(p)      # --jobs: stages at a time on this machine (one per physical core, one thread each)
 
 
 def _seeds(args: argparse.Namespace) -> list[int]:
@@ -53,8 +53,9 @@ def _mae_epochs(args: argparse.Namespace) -> int | None:
 
 def main(args: argparse.Namespace) -> int:
     from maebench.demo import run
+    from maebench.launch import settings
 
     seeds, mae_epochs = _seeds(args), _mae_epochs(args)
     return run(quick=args.quick, seeds=seeds, out=args.out, fresh=args.fresh, run_all=args.all,
-               report_only=args.report_only, fashion_dir=args.fashion_dir, jobs=args.jobs, mae_epochs=mae_epochs,
-               search=args.search)
+               report_only=args.report_only, fashion_dir=args.fashion_dir, launcher=settings.from_args(args),
+               mae_epochs=mae_epochs, search=args.search)

@@ -11,10 +11,10 @@ through the public APIs (results store, leaderboard); nothing below imports it.
 
     stages.py   which stages run: literal `maebench` command lines, what each needs, estimates
     ledger.py   the stage ledger: recipe hashes, so a second run reuses unchanged stages
-    lanes.py    runs stages as subprocesses, several at a time (one per physical core)
     eta.py      the ETA printed as each stage starts
     report.py   report.md and the per-stage result lines, from the demo's results store
-    driver.py   one demo: the above in order, then the leaderboard and the report
+    driver.py   one demo: the above in order, its stages run by a launcher (maebench/launch/: local
+                lanes, one per physical core, or SLURM), then the leaderboard and the report
 
 The fashion world's generators stay in maebench/data/ (`maebench data prepare fashion` and the
 benchmarks use them too).

@@ -9,15 +9,17 @@ import shutil
 import time
 from pathlib import Path
 
-from maebench.demo import eta, lanes, report_md
+from maebench import launch
+from maebench.demo import eta, report_md
 from maebench.demo.ledger import Ledger, recipe_hashes
 from maebench.demo.stages import ESTIMATE, PRETRAIN, Stage, backbone_name, plan
 from maebench.errors import MaebenchError, UsageError
 from maebench.home import data_dir, home_dir, remember_store
+from maebench.launch.settings import Settings
 
 
 def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = False, run_all: bool = False,
-        report_only: bool = False, fashion_dir: str | None = None, jobs: int | None = None,
+        report_only: bool = False, fashion_dir: str | None = None, launcher: "Settings | None" = None,
         mae_epochs: int | None = None, search: bool = False) -> int:
     """The demo with these options (`maebench demo --help` says what each does)."""
     mode = ("quick" if quick else "full") + (f"-mae-{mae_epochs}ep" if mae_epochs is not None else "") + \
@@ -41,15 +43,20 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
         else:
             todo.append((i, stage))
     if todo:
-        n_lanes, threads = lanes.choose_lanes(jobs)
+        settings = launcher or Settings()
+        runner = launch.launcher(settings, logs=root / "logs", lanes=settings.jobs)
+        n_lanes = getattr(runner, "lanes", len(todo))           # a cluster runs every ready stage at once
         clock = eta.StageEta([s for _, s in todo], n_lanes)
+        index = {s.label: (i, s) for i, s in todo}
 
-        def started(i: int, stage: Stage) -> None:
+        def started(job: launch.Job) -> None:
+            i, stage = index[job.label]
             print(f"[{i}/{len(stages)}] {stage.label}  ({clock.eta_text(stage)})", flush=True)
             if n_lanes == 1:
                 print("  $ maebench " + " ".join(stage.argv), flush=True)
 
-        def finished(stage: Stage, seconds: float) -> None:
+        def finished(job: launch.Job, seconds: float) -> None:
+            stage = index[job.label][1]
             clock.done(stage, seconds)
             ledger.record(stage, recipe[stage.label])
             shown = "" if stage.kind in ("data", "visualize") else report_md.newest_summary(
@@ -57,13 +64,13 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
                 backbone_name(stage.backbone, quick, mae_epochs), seed=stage.seed, blocks=stage.extra.get("blocks"))
             print(f"    {stage.label}: {shown + ' ' if shown else 'done '}({seconds:.0f} s)", flush=True)
 
-        def prepare(stage: Stage) -> None:
-            if stage.kind == "visualize":            # a fresh set of reconstructions
+        def prepare(job: launch.Job) -> None:
+            if index[job.label][1].kind == "visualize":            # a fresh set of reconstructions
                 shutil.rmtree(root / "reconstructions", ignore_errors=True)
 
         try:
-            lanes.run(todo, lanes=n_lanes, threads=threads, logs=root / "logs",
-                      started=started, finished=finished, prepare=prepare)
+            runner.run([stage.job(settings) for _, stage in todo], started=started, finished=finished,
+                       prepare=prepare)
         except MaebenchError as e:
             raise MaebenchError(f"{e}; rerun `maebench demo{' --quick' if quick else ''}` "
                                 f"to resume from it") from None

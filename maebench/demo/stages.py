@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maebench.backbones.pretraining import METHODS
+from maebench.launch import Job, Resources
+from maebench.launch.settings import protocol_resources
 from maebench.tasks.table import TASKS
 
 # The backbones compared: key -> (pretraining command, or None for the random-init scratch ViT).
@@ -64,6 +66,15 @@ class Stage:
     estimate: float = 0.0
     extra: dict = field(default_factory=dict)
     needs: tuple[str, ...] = ()          # labels of the stages that must finish first
+
+    def job(self, settings) -> Job:
+        """The stage as the launcher runs it: its protocol's vit-micro resources (the launcher
+        options over them); the data and figure stages ask for one CPU."""
+        protocol = None if self.kind in ("data", "visualize") else \
+            f"pretrain_{PRETRAIN[self.backbone][1]}" if self.kind == "pretrain" else self.kind
+        base = protocol_resources(protocol, "vit-micro") if protocol else Resources(time_min=30)
+        return Job(self.label, self.argv, needs=self.needs, estimate=self.estimate,
+                   resources=settings.resources(base), resumable=protocol is not None)
 
 
 def _longer(key: str, mae_epochs: int | None) -> int | None:

@@ -1,0 +1,130 @@
+"""The launcher options every job-running command takes, their defaults in
+$MAEBENCH_HOME/launcher.yaml (keys: the options' names with underscores), and a protocol's
+`resources:` table: what one job asks a cluster for. Order: protocol <- launcher.yaml <- flags."""
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from maebench.errors import UsageError, did_you_mean
+from maebench.launch import Resources
+
+# option -> takes a value; `strip` removes them from a command line handed to a job
+OPTIONS = {"--launcher": True, "--jobs": True, "--partition": True, "--account": True, "--qos": True,
+           "--constraint": True, "--nodes": True, "--gpus-per-node": True, "--gpus-per-job": True,
+           "--cpus-per-task": True, "--tasks-per-node": True, "--mem-gb": True, "--time": True, "--launcher-dir": True}
+
+
+@dataclass(frozen=True)
+class Settings:
+    launcher: str = "local"               # local | slurm
+    jobs: int | None = None               # local: jobs at a time (default: one per physical core)
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int | None = None              # None: the protocol's resources
+    gpus_per_node: int | None = None
+    cpus_per_task: int | None = None
+    tasks_per_node: int | None = None
+    mem_gb: int | None = None
+    time: str | None = None               # minutes, or H:MM[:SS]
+    launcher_dir: str | None = None       # submitit's job files and logs (default: under $MAEBENCH_HOME/jobs)
+
+    def resources(self, base: Resources) -> Resources:
+        """`base` (a protocol's resources) with the flags and launcher.yaml values that are set."""
+        given = {k: getattr(self, k) for k in ("nodes", "gpus_per_node", "cpus_per_task", "tasks_per_node", "mem_gb")
+                 if getattr(self, k) is not None}
+        if self.time is not None:
+            given["time_min"] = parse_minutes(self.time, "--time")
+        return replace(base, **given)
+
+
+def add_launcher_options(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
+    g = p.add_argument_group("launcher (maebench/launch/; defaults from $MAEBENCH_HOME/launcher.yaml)")
+    g.add_argument("--launcher", choices=["local", "slurm"],
+                   help="local: processes on this machine (default); slurm: jobs submitted through submitit")
+    if jobs:
+        g.add_argument("--jobs", type=int, metavar="N", help="local launcher: jobs at a time (default: one per physical core)")
+    g.add_argument("--partition", metavar="P", help="slurm: partition")
+    g.add_argument("--account", metavar="A", help="slurm: account")
+    g.add_argument("--qos", metavar="Q", help="slurm: quality of service")
+    g.add_argument("--constraint", metavar="C", help="slurm: node constraint (e.g. volta32gb)")
+    g.add_argument("--nodes", type=int, metavar="N", help="slurm: nodes per job (default: the protocol's resources)")
+    g.add_argument("--gpus-per-node", "--gpus-per-job", dest="gpus_per_node", type=int, metavar="G",
+                   help="slurm: GPUs per node, one process each (default: the protocol's resources)")
+    g.add_argument("--cpus-per-task", type=int, metavar="C", help="slurm: CPUs per process")
+    g.add_argument("--tasks-per-node", type=int, metavar="T",
+                   help="slurm: processes per node (default: one per GPU; a CPU job's process group: T)")
+    g.add_argument("--mem-gb", type=int, metavar="M", help="slurm: memory per node, GB")
+    g.add_argument("--time", metavar="T", help="slurm: time limit per job, minutes or H:MM[:SS]")
+    g.add_argument("--launcher-dir", metavar="DIR", help="slurm: where submitit writes job files and logs")
+
+
+def from_args(args: argparse.Namespace, home_file: Path | None = None) -> Settings:
+    """launcher.yaml's values, then the flags given."""
+    from maebench.home import home_dir
+    path = home_file or home_dir() / "launcher.yaml"
+    base = _file_settings(path) if path.is_file() else {}
+    flags = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
+    s = Settings(**{**base, **{k: v for k, v in flags.items() if v is not None}})
+    if s.launcher not in ("local", "slurm"):
+        raise UsageError(f"{path}: launcher '{s.launcher}' is not local or slurm")
+    if s.time is not None:
+        parse_minutes(s.time, "--time")
+    return s
+
+
+def _file_settings(path: Path) -> dict[str, Any]:
+    import yaml
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of launcher options, got {type(data).__name__}")
+    names = [f.name for f in fields(Settings)]
+    for key in data:
+        if key not in names:
+            raise UsageError(f"{path}: unknown key '{key}'{did_you_mean(str(key), names)}")
+    return {k: (str(v) if k == "time" else v) for k, v in data.items()}
+
+
+def parse_minutes(text: str, where: str) -> int:
+    """'90' -> 90; '1:30' / '1:30:00' -> 90 (hours:minutes[:seconds], seconds rounded up)."""
+    text = str(text).strip()
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    m = re.fullmatch(r"(\d+):(\d\d)(?::(\d\d))?", text)
+    if not m:
+        raise UsageError(f"{where}: expected minutes or H:MM[:SS], got '{text}'")
+    return int(m[1]) * 60 + int(m[2]) + (1 if m[3] and int(m[3]) else 0)
+
+
+def protocol_resources(protocol: str, arch: str | None) -> Resources:
+    """A protocol's `resources:` table, its by_arch entry's keys over it."""
+    from maebench import config
+    block = config.block("resources", protocol, arch=arch)
+    names = [f.name for f in fields(Resources)]
+    for key in block:
+        if key not in names:
+            raise UsageError(f"maebench/protocols/{protocol}.yaml: unknown resources key '{key}'{did_you_mean(key, names)}")
+    return Resources(**block)
+
+
+def strip(argv: list[str]) -> list[str]:
+    """A command line without its launcher options: what each job runs."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in OPTIONS:
+            skip = OPTIONS[name] and "=" not in a
+            continue
+        out.append(a)
+    return out
