@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)    # what a launcher's job runs again
     except SystemExit as e:          # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 0
     old_sigterm = _sigterm_as_interrupt()

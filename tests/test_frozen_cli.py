@@ -143,10 +143,10 @@ def test_low_label_subset_is_drawn_from_the_seed_and_stored_with_the_row(micro, 
     assert b["indices"] == want
 
 
-def test_three_seeds_give_mean_std_and_interval_in_the_summary_and_the_paired_comparison(micro, small_set, capsys, tmp_path):
+def test_three_seeds_give_mean_std_and_interval_in_the_summary_and_the_paired_comparison(micro, small_set, capfd, tmp_path):
     common = ["--task", "knn", "--data", small_set, "--label-fraction", 0.5, "--seeds", "0,1,2", "--set", "num_workers=0"]
     assert run(*common, "--backbone", "micro") == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert run(*common, "--backbone", "micro-b") == 0
     a = {r.seed: r.metrics["top1"] for r in rows(task="knn", backbone="micro")}
     b = {r.seed: r.metrics["top1"] for r in rows(task="knn", backbone="micro-b")}
@@ -162,9 +162,9 @@ def test_three_seeds_give_mean_std_and_interval_in_the_summary_and_the_paired_co
     assert summary["mean"] == pytest.approx(mean) and summary["ci95"] == pytest.approx([mean - half, mean + half])
     # leaderboard --compare: per-seed differences, their mean, std and interval
     diff = [a[s] - b[s] for s in (0, 1, 2)]
-    capsys.readouterr()
+    capfd.readouterr()
     assert main(["leaderboard", "--compare", "micro", "micro-b", "--format", "json"]) == 0
-    (cmp,) = json.loads(capsys.readouterr().out)["comparisons"]
+    (cmp,) = json.loads(capfd.readouterr().out)["comparisons"]
     assert cmp["task"] == "knn" and cmp["seeds"] == [0, 1, 2] and cmp["recipe"] == "F=0.5"
     d = cmp["difference"]
     assert d["mean"] == pytest.approx(statistics.fmean(diff)) and d["n"] == 3
@@ -173,13 +173,13 @@ def test_three_seeds_give_mean_std_and_interval_in_the_summary_and_the_paired_co
         assert d["ci95"] == pytest.approx([d["mean"] - h, d["mean"] + h])
     assert cmp["a"]["mean"] == pytest.approx(mean) and cmp["a"]["std"] == pytest.approx(std)
     assert main(["leaderboard", "--compare", "micro", "micro-b", "--format", "github"]) == 0
-    table = capsys.readouterr().out
+    table = capfd.readouterr().out
     assert "micro − micro-b" in table and f"{mean:.2f} ± {std:.2f} [{mean - half:.2f}, {mean + half:.2f}] (n=3)" in table
     assert "95% Student-t" in table
     # seeds already done are reported, not retrained, and still count in the summary
     common[common.index("0,1,2")] = "0,1,2,3"
     assert run(*common, "--backbone", "micro") == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert out.count("is already done") == 3 and "n=4" in out and len(rows(task="knn", backbone="micro")) == 4
 
 

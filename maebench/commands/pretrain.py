@@ -5,6 +5,7 @@ import argparse
 
 from maebench.backbones.pretraining import METHODS
 from maebench.commands.options import add_training_options, choose_program, run_spec
+from maebench.launch.settings import add_launcher_options, from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,11 +25,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--trust-tokenizer", action="store_true", default=None,
                    help="allow full unpickling of a pickled tokenizer (DALL-E's encoder.pkl): runs code in the file")
     add_training_options(p)
+    add_launcher_options(p, jobs=False)
 
 
 def main(args: argparse.Namespace) -> int:
     method = choose_program(args, METHODS, args.method, "--method")
     spec = run_spec(args, method, backbone=args.name, extra_options=("arch", "img_size", "patch_size"))
+    if from_args(args).launcher == "slurm":
+        from maebench.config import protocol_defaults
+        from maebench.launch.one import submit
+        arch = args.arch or protocol_defaults(method.protocol).get("arch")
+        return submit(args, protocol=method.protocol, arch=arch, label=f"pretrain {method.name}")
     from maebench import runner
     runner.execute(spec)
     return 0

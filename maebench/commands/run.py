@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from maebench.commands.options import add_training_options, choose_program, run_spec
+from maebench.launch.settings import add_launcher_options, from_args
 from maebench.errors import UsageError
 from maebench.tasks.table import TASKS
 
@@ -45,7 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--search-budget", type=float, metavar="B",
                    help="cap the trials' cost at B full-run equivalents (default: the protocol's search.budget)")
     p.add_argument("--seeds", metavar="S[,S...]",
-                   help="run once per seed (e.g. 0,1,2) and print mean, std and a 95%% t interval over them")
+                   help="run once per seed (e.g. 0,1,2), each a launcher job, and print mean, std and a 95%% t "
+                        "interval over them")
+    p.add_argument("--seed-job", type=int, metavar="S",
+                   help="one job of a --seeds command: run seed S of them alone, no summary (the launcher's jobs)")
+    add_launcher_options(p)
     d = p.add_argument_group("coco")
     d.add_argument("--neck", choices=["vit-fpn", "simple-pyramid", "vitdet"],
                    help="ViT-to-FPN adapter (vitdet: ViTDet as published, window attention + its heads)")
@@ -75,9 +80,16 @@ def main(args: argparse.Namespace) -> int:
     if args.search_reuse and (not args.search or task.joint_search or args.seeds):
         raise UsageError("--search-reuse applies with --search, to a task that trains one model per trial "
                          "(finetune, partial, coco, ade20k), at one seed")
+    if args.seed_job is not None and not args.seeds:
+        raise UsageError("--seed-job applies with --seeds")
     if args.seeds:
         from maebench.commands.run_seeds import parse_seeds, run_seeds
-        return run_seeds(spec, parse_seeds(args.seeds))
+        return run_seeds(spec, parse_seeds(args.seeds), args)
+    if from_args(args).launcher == "slurm":
+        from maebench.backbones.registry import entry
+        from maebench.launch.one import submit
+        return submit(args, protocol=task.protocol, arch=entry(args.backbone).arch if args.backbone else None,
+                      label=f"{task.name} {args.backbone}")
     from maebench import runner
     runner.execute(spec)
     return 0

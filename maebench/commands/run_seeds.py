@@ -10,7 +10,9 @@ first seed's run, whose choice is then the later seeds' one-point space. Partial
 linear probe inside a partial command) searches at every seed."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -27,21 +29,49 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_seeds(spec, seeds: list[int]) -> int:
-    """Run `spec` once per seed (each under --out/seed-S when --out is given), then summarise."""
-    from maebench import runner
-    from maebench.home import runs_dir
-    from maebench.leaderboards.compare import INTERVAL, Summary
-    from maebench.results import ResultsStore, by_recipe
+def run_seeds(spec, seeds: list[int], args) -> int:
+    """Run `spec` once per seed (each under --out/seed-S when --out is given) as launcher jobs
+    (maebench/launch/: one at a time here unless --jobs says, or on SLURM), then summarise.
+    A job is this command line with --seed-job S; with --search, the later seeds' jobs need
+    the first seed's, whose search they reuse."""
+    if args.seed_job is not None:
+        if args.seed_job not in seeds:
+            raise UsageError(f"--seed-job {args.seed_job} is not one of --seeds {','.join(map(str, seeds))}")
+        _seed_runs(spec, seeds, only=args.seed_job)
+        return 0
+    from maebench import launch
+    from maebench.backbones.registry import entry
+    from maebench.home import home_dir
+    from maebench.launch.settings import from_args, protocol_resources, strip
+    settings = from_args(args)
+    arch = entry(spec.backbone).arch if spec.backbone else None
+    resources = settings.resources(protocol_resources(spec.program.protocol, arch))
+    first = f"seed {seeds[0]}"
+    jobs = [launch.Job(f"seed {seed}", [*strip(args.argv), "--seed-job", str(seed)], resources=resources,
+                       needs=(first,) if spec.search and seed != seeds[0] else ()) for seed in seeds]
+    tag = hashlib.sha256(json.dumps(jobs[0].argv).encode()).hexdigest()[:10]
+    runner = launch.launcher(settings, logs=home_dir() / "jobs" / f"seeds-{spec.program.name}-{tag}",
+                             lanes=settings.jobs or 1)
+    runner.run(jobs, started=lambda job: print(f"== {job.label} ({jobs.index(job) + 1}/{len(jobs)})", flush=True))
+    with contextlib.redirect_stdout(io.StringIO()):      # every seed is done now: this finds their rows
+        run_ids = _seed_runs(spec.replace(force=False, resume=False), seeds)
+    return _summarise(spec, seeds, run_ids)
+
+
+def _seed_runs(spec, seeds: list[int], only: int | None = None) -> set[str]:
+    """Run every seed (`only`: that seed alone) in this process; the run ids of their rows."""
+    from maebench import runner, search
+    from maebench.results import ResultsStore
     task = spec.program
     run_ids: set[str] = set()                     # this command's rows, run now or found done
     finals, chosen = None, None
-    from maebench import search
     if spec.search and not task.joint_search:
         print(f"== search at seed {seeds[0]}, its choice reused for every seed")
         finals = search.final_specs(spec.replace(seed=seeds[0], out=None), runner.run_recipe)
     for seed in seeds:
-        print(f"== seed {seed} ({seeds.index(seed) + 1}/{len(seeds)})")
+        # --seed-job S: seed S alone, after the first seed's run when S reuses its joint search
+        if only is not None and seed != only and not (seed == seeds[0] and spec.search and finals is None):
+            continue
         out = str(Path(spec.out) / f"seed-{seed}") if spec.out else None
         if finals is None:
             this = spec.replace(seed=seed, out=out)
@@ -55,6 +85,15 @@ def run_seeds(spec, seeds: list[int]) -> int:
             f_out = str(Path(out) / f"blocks-{f.options['blocks']}") if out and len(finals) > 1 else out
             one = search.reuse(f, seed=seed, out=f_out)
             run_ids.update(o.run_id for o in runner.execute(one))
+    return run_ids
+
+
+def _summarise(spec, seeds: list[int], run_ids: set[str]) -> int:
+    """Per recipe and headline metric: mean, sample std and 95 % interval over the seeds."""
+    from maebench.home import runs_dir
+    from maebench.leaderboards.compare import INTERVAL, Summary
+    from maebench.results import ResultsStore, by_recipe
+    task = spec.program
     rows = [r for r in ResultsStore(spec.results).rows(task=task.row_task, backbone=spec.backbone)
             if r.run_id in run_ids and r.seed in seeds]
     groups = by_recipe(rows)                        # newest per recipe and seed

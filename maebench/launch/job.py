@@ -15,9 +15,12 @@ checkpoint the loop wrote.
 """
 from __future__ import annotations
 
+import os
 import signal
 
 import submitit
+
+IN_JOB = "MAEBENCH_IN_JOB"      # set inside a submitted job: its commands run here (maebench/launch/settings.py)
 
 
 class Command(submitit.helpers.Checkpointable):
@@ -30,6 +33,7 @@ class Command(submitit.helpers.Checkpointable):
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         from maebench import signals
         from maebench.cli import main
+        os.environ[IN_JOB] = "1"                    # never submits again from inside the job
         code = main(self.argv)
         if code == 130 and env.global_rank != 0:     # the group stopped together; rank 0 requeues or fails
             return code

@@ -4,6 +4,7 @@ $MAEBENCH_HOME/launcher.yaml (keys: the options' names with underscores), and a 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -71,6 +72,8 @@ def from_args(args: argparse.Namespace, home_file: Path | None = None) -> Settin
     base = _file_settings(path) if path.is_file() else {}
     flags = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
     s = Settings(**{**base, **{k: v for k, v in flags.items() if v is not None}})
+    if os.environ.get("MAEBENCH_IN_JOB"):      # inside a submitted job (maebench/launch/job.py): run here
+        s = replace(s, launcher="local")
     if s.launcher not in ("local", "slurm"):
         raise UsageError(f"{path}: launcher '{s.launcher}' is not local or slurm")
     if s.time is not None:
