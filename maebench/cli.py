@@ -22,6 +22,7 @@ COMMANDS = {
     "data": ("data", "prepare (generate or convert) and check datasets"),
     "visualize": ("visualize", "MAE reconstruction figures (original, masked, reconstruction)"),
     "cache": ("cache", "list or clear the frozen-feature cache (linprobe, logreg, knn)"),
+    "grid": ("grid", "run a grid of backbones x tasks x datasets x seeds as jobs (locally in lanes, or on SLURM)"),
     "runs": ("runs", "list the runs of a results store, or show one (a searched run: every trial and the one chosen)"),
 }
 
