@@ -23,6 +23,8 @@ COMMANDS = {
     "visualize": ("visualize", "MAE reconstruction figures (original, masked, reconstruction)"),
     "cache": ("cache", "list or clear the frozen-feature cache (linprobe, logreg, knn)"),
     "runs": ("runs", "list the runs of a results store, or show one (a searched run: every trial and the one chosen)"),
+    "doctor": ("doctor", "self-check of this machine: versions, fp32 vs bf16 MAE step, attention kernels, "
+                         "compile, speed, MFU, NCCL (a GPU; the CPU path without one)"),
 }
 
 
