@@ -234,7 +234,7 @@ def mae_loss(model, imgs, noise):
     return model(imgs, mask_ratio=MASK_RATIO, noise=noise)[0]
 
 
-def make_step(model, device, amp: bool, loss_fn: Callable = mae_loss) -> Callable:
+def make_step(model, device, amp: bool, loss_fn: Callable) -> Callable:
     """One training step as the engine runs it: autocast (maebench/amp.py), backward, fused AdamW."""
     import torch
 
@@ -285,7 +285,7 @@ def precision_check(report: Report, model, imgs, noise, device) -> None:
     out: dict[str, dict] = {}
     for name, amp in modes:
         model.load_state_dict(initial)
-        loss = float(make_step(model, device, amp)(imgs, noise))
+        loss = float(make_step(model, device, amp, mae_loss)(imgs, noise))
         with torch.no_grad(), autocast(device, amp):
             after = float(mae_loss(model, imgs, noise))
         out[name] = {"loss": loss, "loss_after_step": after}
