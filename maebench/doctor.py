@@ -490,12 +490,26 @@ def _guarded(report: Report, check: str, fn: Callable, *args) -> None:
             torch.cuda.empty_cache()
 
 
+def _model_checks(report: Report, cfg: dict, device) -> None:
+    """Everything that needs the MAE model: precision, attention kernels, speed."""
+    import torch
+    model, imgs, noise = _build(cfg, device)
+    cuda = device.type == "cuda"
+    _guarded(report, "MAE step", precision_check, model, imgs, noise, device)
+    sdpa_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
+    _guarded(report, "SDPA backends", sdpa_check, model, device, sdpa_dtype)
+    _guarded(report, "speed", speed_check, model, imgs, noise, device, cfg, cfg["steps"])
+
+
 def run(json_path: str | Path = "doctor.json", *, steps: int | None = None, batch_size: int | None = None,
         log: Callable[[str], None] = print) -> int:
     """All checks; prints the table, writes the JSON file; 1 if any check failed, else 0."""
     import torch
 
     from maebench.errors import MaebenchError
+    path = Path(json_path)
+    if not path.parent.is_dir():            # before minutes of checks, not after
+        raise MaebenchError(f"cannot write {path}: no directory {path.parent}")
     env = environment()
     cuda = env["cuda_available"]
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
@@ -507,18 +521,12 @@ def run(json_path: str | Path = "doctor.json", *, steps: int | None = None, batc
         log(NO_GPU)
     _environment_rows(report, env)
     t0 = time.perf_counter()
-    model, imgs, noise = _build(cfg, device)
     report.data["config"]["model"] = (f"MAE {cfg['arch']}/{cfg['patch_size']} {cfg['img_size']} px, decoder "
                                       f"{cfg['decoder_embed_dim']}x{cfg['decoder_depth']}, mask {MASK_RATIO}, norm-pix")
-    _guarded(report, "MAE step", precision_check, model, imgs, noise, device)
-    sdpa_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if cuda else torch.float32
-    _guarded(report, "SDPA backends", sdpa_check, model, device, sdpa_dtype)
-    _guarded(report, "speed", speed_check, model, imgs, noise, device, cfg, cfg["steps"])
-    del model, imgs, noise
+    _guarded(report, "MAE model", _model_checks, cfg, device)
     _guarded(report, "process group", process_group_check, device)
     report.data["wall_s"] = time.perf_counter() - t0
     log(report.table())
-    path = Path(json_path)
     try:
         path.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     except OSError as e:
