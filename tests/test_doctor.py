@@ -169,3 +169,42 @@ def test_attention_shapes_and_cpu_backends():
     assert math_result == {"available": True, "max_abs_diff": 0.0}
     cudnn = doctor.try_sdpa_backend("CUDNN_ATTENTION", shapes, torch.device("cpu"), torch.float32)
     assert cudnn["available"] is False and cudnn["reason"]
+
+
+def test_the_cuda_branches_run_with_cuda_stood_in(monkeypatch):
+    """No GPU here: the CUDA-only branches (fp32 vs autocast rows, datasheet MFU, compiled row)
+    run on CPU tensors with the CUDA calls replaced, so a broken name or key in them fails here.
+    Autocast to "cuda" is disabled by torch without a GPU, so both precisions give one loss."""
+    import warnings
+
+    import torch
+    from maebench import compiling, flops
+
+    class FakeCuda:
+        type = "cuda"
+    for name, value in {"is_bf16_supported": lambda *a, **k: True, "synchronize": lambda *a: None,
+                        "get_device_name": lambda *a: "NVIDIA H100 80GB HBM3", "empty_cache": lambda: None,
+                        "reset_peak_memory_stats": lambda *a: None}.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+    monkeypatch.setattr(flops, "matmul_peak", lambda *a, **k: 700e12)
+    monkeypatch.setattr(flops, "peak_memory_mb", lambda device: 1234.0)
+    monkeypatch.setattr(torch, "compile", lambda fn, **k: fn)
+    monkeypatch.setattr(compiling, "cache_dir", lambda: "unused")
+    monkeypatch.setattr(doctor, "dispatch_check", lambda *a: None)
+    cfg = dict(doctor.CPU_CONFIG, batch_size=2)
+    model, imgs, noise = doctor._build(cfg, torch.device("cpu"))
+    report = doctor.Report(path="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        doctor.precision_check(report, model, imgs, noise, FakeCuda())
+        doctor.speed_check(report, model, imgs, noise, FakeCuda(), cfg, 1)
+    rows = {r.check: r for r in report.rows}
+    assert rows["MAE loss fp32 vs bf16"].status == "PASS"
+    assert rows["MAE loss after AdamW step fp32 vs bf16"].status == "PASS"
+    assert report.data["mae_step"]["autocast"]["dtype"] == "bf16"
+    assert rows["step compiled"].status == "PASS" and "compile ~" in rows["step compiled"].detail
+    assert "H100 SXM bf16 dense datasheet peak" in rows["MFU eager"].detail
+    speed = report.data["speed"]
+    assert speed["peak_flop_s"] == 989e12 and speed["measured_matmul_flop_s"] == 700e12
+    assert speed["eager"]["mfu"] == pytest.approx(speed["train_flops_per_image"] * speed["eager"]["images_per_s"] / 989e12)
+    assert not report.failed
