@@ -31,6 +31,7 @@ class SlurmLauncher:
         self.folder = Path(settings.launcher_dir or folder).expanduser()
         self.executor = executor or submitit.SlurmExecutor(folder=self.folder / "%j")
         self.dependencies = isinstance(self.executor, submitit.SlurmExecutor)
+        self._initial = dict(self.executor.parameters)      # update_parameters accumulates: reset per group
         self.poll_s = poll_s if self.dependencies else 0.5
 
     def parameters(self, r: Resources, dependency: str | None) -> dict[str, Any]:
@@ -92,8 +93,19 @@ class SlurmLauncher:
             raise
         if failed:
             job, sj = failed[0]
+            text = "".join(p.read_text(errors="replace") for p in (sj.paths.stdout, sj.paths.stderr) if p.is_file())
+            lines = text.splitlines()             # its own error line, else the end of its log; then ours
+            for line in [ln for ln in lines if ln.startswith("maebench: error")] or lines[-15:]:
+                print("    " + line, flush=True)
             raise MaebenchError(f"job '{job.label}' failed (SLURM job {sj.job_id}, {sj.state}); "
                                 f"its log: {sj.paths.stdout}")
+
+    def submit_all(self, jobs: list[Job]) -> dict[str, Any]:
+        """SLURM: submit every job now, needs as dependencies, and return them by label without
+        waiting (what `run` does first; `sbatch` scripts can be read under the job folder)."""
+        submitted: dict[str, Any] = {}
+        self._submit_ready({j.label: j for j in jobs}, submitted, set(), {}, lambda job: None, lambda job: None)
+        return submitted
 
     def _ready(self, job: Job, pending, submitted, done) -> bool:
         """SLURM: once every job it needs is submitted (they become dependencies); the local
@@ -112,6 +124,7 @@ class SlurmLauncher:
                 deps = tuple(sorted(submitted[n].job_id for n in j.needs if n in submitted and n not in done))
                 groups.setdefault((deps, j.resources), []).append(j)
             for (deps, resources), group in groups.items():
+                self.executor.parameters = dict(self._initial)
                 self.executor.update_parameters(**self.parameters(
                     resources, "afterok:" + ":".join(deps) if deps and self.dependencies else None))
                 for j in group:
