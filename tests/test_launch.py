@@ -160,3 +160,41 @@ def test_time_values_and_the_command_line_a_job_runs():
         parse_minutes("ninety", "--time")
     assert strip(["run", "--task", "knn", "--launcher", "slurm", "--nodes=2", "--gpus-per-node", "8", "--seed", "1"]) == \
         ["run", "--task", "knn", "--seed", "1"]
+
+
+# ---- maebench grid ------------------------------------------------------------------------------
+@pytest.fixture
+def micro(micro_checkpoint):
+    from maebench.backbones import registry
+    registry.register("micro", micro_checkpoint, arch="vit-micro", fmt="timm", img_size=16, patch_size=4)
+    return "micro"
+
+
+def test_a_grid_runs_every_backbone_task_and_seed_as_a_job(micro, small_set, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"backbones: [{micro}]\ntasks:\n  knn: [--label-fraction, 0.5]\nseeds: [0, 1]\n"
+                    f"datasets: [{small_set}]\nset: [num_workers=0]\nresults: {tmp_path / 'grid.sqlite'}\n")
+    assert main(["grid", str(grid), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"maebench run --task knn --backbone micro --data {small_set} --label-fraction 0.5 "
+                     f"--set num_workers=0 --results {tmp_path / 'grid.sqlite'} --seed {s}" for s in (0, 1)]
+    assert main(["grid", str(grid), "--jobs", "2"]) == 0
+    rows = ResultsStore(tmp_path / "grid.sqlite").rows(task="knn")
+    assert sorted(r.seed for r in rows) == [0, 1] and all(r.status == "done" for r in rows)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("backbones: [micro]\ntask: [knn]\n", "unknown key 'task' (did you mean: tasks"),
+    ("backbones: [mirco]\ntasks: [knn]\n", "backbones: unknown backbone 'mirco' (did you mean: micro"),
+    ("backbones: [micro]\ntasks: [knnn]\n", "tasks: unknown task 'knnn' (did you mean: knn?)"),
+    ("backbones: [micro]\ntasks:\n  knn: [--blocks, 1]\n", "tasks: knn: --blocks applies to --task partial, not knn"),
+    ("backbones: [micro]\ntasks:\n  knn: [--no-such-flag]\n", "tasks: knn: unrecognized arguments: --no-such-flag"),
+    ("backbones: [micro]\n", "`tasks` is missing or empty"),
+])
+def test_a_bad_grid_file_is_one_line_naming_the_file_and_entry_and_nothing_runs(text, message, micro, tmp_path, capsys):
+    grid = tmp_path / "bad.yaml"
+    grid.write_text(text)
+    assert main(["grid", str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert f"{grid}: {message}" in err and len(err.splitlines()) == 1, err
+    assert not (Path(os.environ["MAEBENCH_HOME"]) / "results.sqlite").exists()
