@@ -75,6 +75,7 @@ class RunSpec:
     search_space: tuple[str, ...] = ()     # --search-space KEY=V1,V2,... (replaces that key's values)
     search_budget: float | None = None     # --search-budget: full-run equivalents (None: the protocol's)
     search_reuse: bool = False             # --search-reuse: the best trial's model scored, not the choice retrained
+    search_worker: tuple[int, int] | None = None   # --search-worker I/W: trials I, I+W, ... of each search, no final run
     # a search trial: train on the training data less this held-out fraction (drawn by the seed,
     # maebench/data/heldout.py) and evaluate on that fraction instead of the reported split
     trial_holdout: float | None = None

@@ -24,7 +24,10 @@ because its pruners are the published rules with their bookkeeping in a storage 
 processes (the launcher's lanes, a cluster) can share; the grid itself is ours (a fixed order,
 the recipe's point first, so that every trial is measured against the recipe it may replace).
 The study lives in a journal file in the search directory: a killed search, run again, reuses
-its finished trials and re-runs only the unfinished one.
+its finished trials and re-runs only the unfinished one. `--search-workers W` runs the trials as W
+launcher jobs (`--search-worker I/W`: points I, I+W, ... of the grid, each on the shared journal,
+the pruner seeing every worker's curves); the command then finishes the search in its own
+process, which finds the trials done and only retrains the choice.
 
 Protocols whose whole space costs one pass (the linear probe's grid of heads, k-NN's k x T) score
 every point together (`Program.joint_search`) with the same space, split and record.
@@ -272,7 +275,8 @@ def final_specs(spec: RunSpec, run_recipe: Callable) -> list[RunSpec]:
     runs' specs, in order; a spec whose recipe searches jointly (partial's K = 0, the linear
     probe's sweep) is returned as it is. `run_recipe`: the runner's (maebench/runner.py), which
     runs every trial."""
-    return [one if joint else search_trained(one, run_recipe)[0] for one, joint in spec.program.points(spec)]
+    finals = [one if joint else search_trained(one, run_recipe)[0] for one, joint in spec.program.points(spec)]
+    return [] if spec.search_worker else finals          # a worker runs trials only
 
 
 def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
@@ -292,10 +296,15 @@ def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
     storage = JournalStorage(JournalFileBackend(str(where / "journal.log")))
     study = optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True,
                                 pruner=s.optuna_pruner())
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        study.tell(t.number, state=TrialState.FAIL)      # killed with the previous process: run again
-    finished = {t.user_attrs["point"]: t for t in study.get_trials(deepcopy=False)
+    worker = spec.search_worker
+    if worker is None:                                   # (workers run beside each other: their trials are live)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            study.tell(t.number, state=TrialState.FAIL)  # killed with the previous process: run again
+
+    def finished() -> dict:
+        return {t.user_attrs["point"]: t for t in study.get_trials(deepcopy=False)
                 if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and "point" in t.user_attrs}
+    done_before = finished()
     points = s.points()
     fit_share = 1.0 - s.holdout
     print(f"search: {spec.program.name} {spec.backbone}: {len(points)} points of {', '.join(s.space)}; "
@@ -303,10 +312,16 @@ def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
     trials: list[Trial] = []
     t0 = time.time()
     for i, point in enumerate(points):
+        if worker is not None and i % worker[1] != worker[0]:
+            continue
         key = json.dumps(point, sort_keys=True)
         spent = sum(t.cost for t in trials)
-        if key in finished:
-            trials.append(_from_optuna(finished[key], point))
+        if worker is not None:                           # every worker's trials so far count
+            now = finished()
+            spent = sum(float(t.user_attrs.get("cost", 0.0)) for t in now.values())
+            done_before = now
+        if key in done_before:
+            trials.append(_from_optuna(done_before[key], point))
             continue
         first = (s.rungs(epochs) or [epochs])[0]               # the least a trial costs
         if spent + first / epochs * fit_share > s.budget + 1e-9:
@@ -315,6 +330,9 @@ def search_trained(spec: RunSpec, run_recipe: Callable) -> tuple[RunSpec, dict]:
         trial = study.ask()
         trial.set_user_attr("point", key)
         trials.append(_run_trial(spec, s, point, i, trial, study, where, epochs, metric, fit_share, run_recipe))
+    if worker is not None:
+        print(f"search worker {worker[0]}/{worker[1]}: {len(trials)} of {len(points)} points in {where}")
+        return spec, {}
     rec = record(s, trials, metric, where=str(where), wall_s=time.time() - t0)
     print(f"search: chose {_fmt(rec['chosen'])} (held-out {metric} {rec['score']:.2f}); {rec['completed']} "
           f"complete, {rec['pruned']} pruned, {rec['skipped']} skipped; cost {rec['cost']:.2f} full runs")

@@ -255,3 +255,34 @@ def test_pruner_none_trains_every_point_to_the_end_and_a_bad_pruner_is_named(mic
     assert run("--task", "finetune", "--backbone", micro, "--data", small_set, *TRAIN, "--config", cfg,
                "--search") == 2
     assert "search.pruner" in capsys.readouterr().err
+
+
+def test_search_workers_run_the_trials_as_jobs_and_choose_as_one_process_does(micro, small_set, tmp_path, monkeypatch,
+                                                                              capfd):
+    """With the pruner off the trials do not depend on their order: two worker jobs (local lanes,
+    one shared journal) give the same trials and choice as one process, and the command then
+    only retrains the choice."""
+    from maebench import runner
+    cfg = tmp_path / "exhaustive.yaml"
+    cfg.write_text("search:\n  pruner: none\n")
+    args = ["--task", "finetune", "--backbone", micro, "--data", small_set, *TRAIN, "--config", cfg, "--search",
+            "--search-space", "lr_scale=1,2,4", "--search-space", "global_pool=avg", "--search-budget", 10]
+    assert run(*args, "--out", tmp_path / "one", "--results", tmp_path / "one.sqlite") == 0
+    alone = searched_row(tmp_path / "one.sqlite", "finetune")
+    calls, real = [], runner.run_recipe
+    monkeypatch.setattr(runner, "run_recipe", lambda spec, recipe: (calls.append(spec.trial_holdout), real(spec, recipe))[1])
+    capfd.readouterr()
+    assert run(*args, "--out", tmp_path / "two", "--search-workers", 2, "--jobs", 2) == 0
+    out = capfd.readouterr().out
+    assert calls == [None]                                 # this process: the final run alone
+    both = searched_row(None, "finetune")
+    assert trial_view(both) == trial_view(alone) and both.metrics["search"]["chosen"] == alone.metrics["search"]["chosen"]
+    logs = sorted(Path(__import__("os").environ["MAEBENCH_HOME"]).glob("jobs/search-finetune-*/*search_worker*.log"))
+    assert [log.read_text().count("search: trial ") for log in logs] == [2, 1]   # points 0, 2 and point 1
+    assert "== search worker 0/2" in out
+
+
+def test_search_workers_need_a_search_of_trained_trials(micro, small_set, capsys):
+    assert run("--task", "knn", "--backbone", micro, "--data", small_set, "--search", "--search-workers", 2) == 2
+    assert "--search-workers" in capsys.readouterr().err
+    assert run("--task", "finetune", "--backbone", micro, "--data", small_set, "--search-worker", "2/2") == 2

@@ -36,7 +36,8 @@ def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_o
                    epochs=args.epochs, batch_size=args.batch_size, options=options,
                    search=bool(getattr(args, "search", False)), search_space=tuple(getattr(args, "search_space", None) or ()),
                    search_budget=getattr(args, "search_budget", None),
-                   search_reuse=bool(getattr(args, "search_reuse", False)))
+                   search_reuse=bool(getattr(args, "search_reuse", False)),
+                   search_worker=getattr(args, "search_worker", None))
 
 
 def choose_program(args: argparse.Namespace, table: dict, name: str, selector: str):

@@ -6,6 +6,7 @@ task that does not take it is a usage error, never silently ignored."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 from maebench.commands.options import add_training_options, choose_program, run_spec
 from maebench.launch.settings import add_launcher_options, from_args
@@ -45,6 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "reported split instead of retraining the choice on all of it")
     q.add_argument("--search-budget", type=float, metavar="B",
                    help="cap the trials' cost at B full-run equivalents (default: the protocol's search.budget)")
+    q.add_argument("--search-workers", type=int, metavar="W",
+                   help="run the trials as W launcher jobs sharing the search's journal (locally: --jobs at a time; "
+                        "or on SLURM), then retrain the choice here")
+    q.add_argument("--search-worker", type=_worker, metavar="I/W",
+                   help="one of those jobs: trials I, I+W, I+2W, ... of the grid, no final run")
     p.add_argument("--seeds", metavar="S[,S...]",
                    help="run once per seed (e.g. 0,1,2), each a launcher job, and print mean, std and a 95%% t "
                         "interval over them")
@@ -80,6 +86,10 @@ def main(args: argparse.Namespace) -> int:
     if args.search_reuse and (not args.search or task.joint_search or args.seeds):
         raise UsageError("--search-reuse applies with --search, to a task that trains one model per trial "
                          "(finetune, partial, coco, ade20k), at one seed")
+    if (args.search_workers is not None or args.search_worker is not None) and (not args.search or task.joint_search
+                                                                               or args.seeds or args.search_reuse):
+        raise UsageError("--search-workers and --search-worker apply with --search, to a task that trains one model "
+                         "per trial (finetune, partial, coco, ade20k), at one seed, without --search-reuse")
     if args.seed_job is not None and not args.seeds:
         raise UsageError("--seed-job applies with --seeds")
     if args.seeds:
@@ -90,6 +100,45 @@ def main(args: argparse.Namespace) -> int:
         from maebench.launch.one import submit
         return submit(args, protocol=task.protocol, arch=entry(args.backbone).arch if args.backbone else None,
                       label=f"{task.name} {args.backbone}")
+    if (args.search_workers or 0) > 1 and args.search_worker is None:
+        _search_workers(args, task, args.search_workers)
     from maebench import runner
     runner.execute(spec)
     return 0
+
+
+def _without(argv: list[str], option: str) -> list[str]:
+    """argv less `option` and its value (either spelling: --opt V, --opt=V)."""
+    out = []
+    for a in argv:
+        if out and out[-1] == option:
+            out.pop()
+        elif not a.startswith(option + "="):
+            out.append(a)
+    return out
+
+
+def _worker(text: str) -> tuple[int, int]:
+    try:
+        i, w = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/W (e.g. 0/4), got '{text}'") from None
+    if not 0 <= i < w:
+        raise argparse.ArgumentTypeError(f"expected 0 <= I < W, got '{text}'")
+    return i, w
+
+
+def _search_workers(args: argparse.Namespace, task, workers: int) -> None:
+    """The search's trials as `workers` launcher jobs: this command line with --search-worker I/W."""
+    from maebench import launch
+    from maebench.backbones.registry import entry
+    from maebench.home import home_dir
+    from maebench.launch.settings import protocol_resources, strip
+    settings = from_args(args)
+    resources = settings.resources(protocol_resources(task.protocol, entry(args.backbone).arch if args.backbone else None))
+    argv = strip(_without(args.argv, "--search-workers"))        # a worker never starts workers
+    jobs = [launch.Job(f"search worker {i}/{workers}", [*argv, "--search-worker", f"{i}/{workers}"], resources=resources)
+            for i in range(workers)]
+    tag = hashlib.sha256(" ".join(argv).encode()).hexdigest()[:10]
+    launch.launcher(settings, logs=home_dir() / "jobs" / f"search-{task.name}-{tag}", lanes=settings.jobs).run(
+        jobs, started=lambda job: print(f"== {job.label}", flush=True))
