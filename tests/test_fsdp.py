@@ -61,10 +61,11 @@ class Recorder:
         return loss, {}
 
 
-def fit_tiny(out_dir, *, strategy, epochs, batch_size, micro_batch, images=32, ema=0.0, resume=False, **keys):
+def fit_tiny(out_dir, *, strategy, epochs, batch_size, micro_batch, images=32, ema=0.0, resume=False, lr=1e-3,
+             **keys):
     from maebench.engine import fit
     model, loss = tiny_vit(), Recorder()
-    cfg = loop_cfg(epochs=epochs, batch_size=batch_size, micro_batch=micro_batch, lr=1e-3, schedule="constant",
+    cfg = loop_cfg(epochs=epochs, batch_size=batch_size, micro_batch=micro_batch, lr=lr, schedule="constant",
                    weight_decay=0.05, clip_grad=0.05, ema=ema, amp=False, num_workers=0, log_every=1,
                    strategy=strategy, **keys)
     result = fit(model, Images(images), loss, cfg, out_dir=out_dir, device=torch.device("cpu"), seed=3,
@@ -76,9 +77,12 @@ def _worker(rank: int, out: str) -> None:
     import torch.distributed as tdist
     torch.set_num_threads(1)
     tdist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=2)
+    # SGD, whose step is proportional to the clipped gradient (AdamW's hardly changes when all of a
+    # step's gradients are scaled alike, so it would hide a clip computed from one shard's norm)
+    step = dict(epochs=1, batch_size=16, micro_batch=4, images=48, optimizer="sgd", lr=0.05)
     runs = {   # 2 processes x micro-batch 4 x accum 2 = 16 a step: 3 steps of 48 images ...
-        "ddp": dict(strategy="ddp", epochs=1, batch_size=16, micro_batch=4, images=48),
-        "fsdp": dict(strategy="fsdp", epochs=1, batch_size=16, micro_batch=4, images=48),
+        "ddp": dict(strategy="ddp", **step),
+        "fsdp": dict(strategy="fsdp", **step),
         # ... 2 processes x micro-batch 4 = 8 a step, 4 steps an epoch, with EMA
         "whole": dict(strategy="fsdp", epochs=2, batch_size=8, micro_batch=4, ema=0.5),
         "first": dict(strategy="fsdp", epochs=1, batch_size=8, micro_batch=4, ema=0.5),
@@ -121,7 +125,7 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def test_fsdp_steps_equal_ddp_steps(runs):
-    """3 steps (layer decay, clip_grad 0.05 clipping every step, 2 accumulated micro-batches): the
+    """3 SGD steps (layer decay, clip_grad 0.05 clipping every step, 2 accumulated micro-batches): the
     loss of every forward on every rank, and the final weights, match DDP's within 1e-5."""
     for rank in range(2):
         ddp, fsdp = losses(runs, "ddp", rank, sharded=False), losses(runs, "fsdp", rank)
