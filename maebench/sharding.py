@@ -55,7 +55,7 @@ def wrap(model: nn.Module, strategy: str, device: torch.device, find_unused_para
                                                    find_unused_parameters=find_unused_parameters)
     names = {id(p): n for n, p in model.named_parameters()}
     _SKELETONS[model] = _skeleton(model)
-    _shard(model, device)
+    _shard(model, device, find_unused_parameters)
     now = dict(model.named_parameters())
     for g in groups:
         g["params"][:] = [now[names[id(p)]] for p in g["params"]]
@@ -72,13 +72,15 @@ def _blocks(model: nn.Module) -> list[nn.Module]:
     return out
 
 
-def _shard(model: nn.Module, device: torch.device) -> None:
+def _shard(model: nn.Module, device: torch.device, find_unused_parameters: bool) -> None:
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.device_mesh import init_device_mesh
     mesh = init_device_mesh(device.type, (dist.world_size(),))
     for block in _blocks(model):
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
+    if find_unused_parameters:           # FSDP2's counterpart: zero gradients for what a rank's backward missed
+        model.set_reduce_scatter_unused_params(True)
     if any(True for _ in model.buffers()):
         model.register_forward_pre_hook(lambda m, _: broadcast_buffers(m))
 
