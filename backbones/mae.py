@@ -32,6 +32,7 @@ from maebench.backbones.mae_names import MASKINGS, check_target
 from maebench.backbones.masking import sample as sample_mask
 from maebench.backbones.pos_embed import get_2d_sincos_pos_embed
 from maebench.errors import MaebenchError, UsageError, unknown
+from maebench.grad_ckpt import run_blocks
 
 
 class MaskedAutoencoderViT(nn.Module):
@@ -56,6 +57,7 @@ class MaskedAutoencoderViT(nn.Module):
         self.mask_tokens_in_encoder = mask_tokens_in_encoder
         self.in_chans, self.vocab_size = in_chans, vocab_size
         self._tokenizer: tuple = ()   # (frozen DiscreteVAE,) for target "dvae"; see attach_tokenizer
+        self.grad_checkpointing = False   # timm's switch (set_grad_checkpointing), read by both block loops
 
         # --------------------------------------------------------------------------
         # MAE encoder specifics
@@ -152,6 +154,10 @@ class MaskedAutoencoderViT(nn.Module):
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], c, h * p, w * p)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch: recompute each encoder and decoder block in the backward (maebench/grad_ckpt.py)."""
+        self.grad_checkpointing = enable
+
     # ------------------------------------------------------------------------------
     # encoder
     def forward_encoder(self, x, mask_ratio, noise=None):
@@ -176,8 +182,7 @@ class MaskedAutoencoderViT(nn.Module):
         cls_token = self.cls_token + self.pos_embed[:, :1, :]
         x = torch.cat((cls_token.expand(N, -1, -1), x), dim=1)   # [N, 1 + K, D]
 
-        for blk in self.blocks:
-            x = blk(x)
+        x = run_blocks(self, self.blocks, x)
         x = self.norm(x)
         return x, mask, ids_restore
 
@@ -198,8 +203,7 @@ class MaskedAutoencoderViT(nn.Module):
         # (with mask tokens in the encoder, x already holds all L patches in image order)
 
         x = x + self.decoder_pos_embed
-        for blk in self.decoder_blocks:
-            x = blk(x)
+        x = run_blocks(self, self.decoder_blocks, x)
         x = self.decoder_norm(x)
         x = self.decoder_pred(x)
         return x[:, 1:, :]                                        # drop [cls]: [N, L, out]

@@ -5,6 +5,8 @@ optimizer step within it, the per-epoch history, every process's RNG states and,
 mid-epoch, every process's sums of the logged values so far. With those, a resumed run replays
 the remaining steps bit for bit (the loop reseeds per epoch and replays the sampler order).
 Writing is collective (every process contributes its RNG state); rank 0 writes, atomically.
+A strategy=fsdp run's checkpoint is the directory checkpoint.dcp/ instead, its model and
+optimizer sharded (maebench/sharded_checkpoint.py), everything else the same.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 import torch
 
 from maebench import distributed as dist
+from maebench import sharded_checkpoint, sharding
 from maebench.torch_io import WriteError, load, save_atomic
 from maebench.errors import MaebenchError
 
@@ -60,8 +63,9 @@ class Resume:
 
 class Checkpointer:
     def __init__(self, path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 scaler: torch.amp.GradScaler, ema: Any, config: dict, seed: int):
-        self.path = Path(path)
+                 scaler: torch.amp.GradScaler, ema: Any, config: dict, seed: int, sharded: bool = False):
+        self.sharded = sharded               # DCP directory checkpoint.dcp/ next to `path`
+        self.path = Path(path).with_suffix(".dcp") if sharded else Path(path)
         self.model, self.optimizer, self.scaler, self.ema = model, optimizer, scaler, ema
         self.config, self.seed = config, seed
 
@@ -70,36 +74,44 @@ class Checkpointer:
         states = dist.all_gather_objects(rng_snapshot())
         partial = dist.all_gather_objects({k: v.detach().cpu() for k, v in sums.items()}) \
             if step_in_epoch and sums is not None else None
-        if dist.is_main():
-            ck = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                  "scaler": self.scaler.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
-                  "history": history, "rng": states, "config": self.config, "seed": self.seed}
-            if self.ema is not None:
-                ck["ema"] = self.ema.module.state_dict()
-            if partial is not None:
-                ck["epoch_sums"] = partial
-            earlier = self.path.is_file()
-            try:
-                save_atomic(ck, self.path)
-            except WriteError as e:   # a full disk: one line; the earlier checkpoint stays, no temp file
-                kept = "the previous checkpoint is intact" if earlier else "no earlier checkpoint of this run"
-                raise MaebenchError(f"cannot write checkpoint {self.path}: {e.reason}; {kept}; {e.free} free in "
-                                    f"{self.path.parent}: make room, then run the same command with --resume") from None
+        ck = {"scaler": self.scaler.state_dict(), "epoch": epoch, "step_in_epoch": step_in_epoch,
+              "history": history, "rng": states, "config": self.config, "seed": self.seed}
+        if self.ema is not None:
+            ck["ema"] = self.ema.module.state_dict()
+        if partial is not None:
+            ck["epoch_sums"] = partial
+        earlier = self.path.exists()
+        try:
+            if self.sharded:                 # collective; rank 0's buffers, as DDP's checkpoint
+                sharding.broadcast_buffers(self.model)
+                sharded_checkpoint.save(self.path, self.model, self.optimizer, ck)
+            elif dist.is_main():
+                save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **ck},
+                            self.path)
+        except WriteError as e:   # a full disk: one line; the earlier checkpoint stays, no temp file
+            kept = "the previous checkpoint is intact" if earlier else "no earlier checkpoint of this run"
+            raise MaebenchError(f"cannot write checkpoint {self.path}: {e.reason}; {kept}; {e.free} free in "
+                                f"{self.path.parent}: make room, then run the same command with --resume") from None
         dist.barrier()
 
     def restore(self, log: Callable[[str], None]) -> Resume:
         """Load the checkpoint into the model, optimizer, scaler and EMA; where to continue."""
-        if not self.path.exists():
+        where = sharded_checkpoint.found(self.path) if self.sharded else self.path if self.path.exists() else None
+        if where is None:
             log(f"--resume: no checkpoint at {self.path}; starting from scratch")
             return Resume()
-        ck, rank = load(self.path), dist.rank()
-        self.model.load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
+        rank = dist.rank()
+        if self.sharded:
+            ck = sharded_checkpoint.load(where, self.model, self.optimizer)
+        else:
+            ck = load(self.path)
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
         self.scaler.load_state_dict(ck["scaler"])
         if self.ema is not None and "ema" in ck:
             self.ema.module.load_state_dict(ck["ema"])
         partial = ck.get("epoch_sums")       # older checkpoints lack them: the epoch mean covers the rest
-        log(f"resumed from {self.path} at epoch {ck['epoch']}, step {ck['step_in_epoch']}")
+        log(f"resumed from {where} at epoch {ck['epoch']}, step {ck['step_in_epoch']}")
         return Resume(epoch=ck["epoch"], step=ck["step_in_epoch"], history=ck["history"],
                       rng=ck["rng"][rank] if rank < len(ck["rng"]) else None,
                       sums=partial[rank] if partial and rank < len(partial) else None)

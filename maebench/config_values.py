@@ -85,6 +85,8 @@ RULES: dict[str, Rule] = {
     "dim": COUNT, "mlp_dim": COUNT, "vocab_size": COUNT, "downsample": COUNT, "hidden": COUNT, "code_dim": COUNT,
     "num_resblocks": COUNT, "tau_start": POSITIVE, "tau_end": POSITIVE, "anneal_fraction": PROBABILITY,
     "kl_weight": NON_NEGATIVE, "box_score_thresh": PROBABILITY, "num_workers_min": COUNT,
+    # how the loop spreads the model over processes (maebench/sharding.py)
+    "strategy": Rule("one of ddp, fsdp", lambda v: v in ("ddp", "fsdp")),
 }
 
 

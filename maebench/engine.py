@@ -5,7 +5,7 @@ engine_pretrain.py: `fit` sets up, runs `train_one_epoch` per epoch, evaluates a
 A task hands `fit` a model, a training set and a `loss_fn(model, batch, device) -> (loss, logs)`;
 `fit` owns the rest: the micro-batch (chosen before the loop, maebench/microbatch.py), the
 distributed sampler and loader (maebench/dataloaders.py), the optimizer and its per-iteration
-schedule, gradient accumulation, AMP, DDP, EMA, periodic evaluation, checkpoints and `--resume`
+schedule, gradient accumulation, AMP, DDP or FSDP (maebench/sharding.py), EMA, periodic evaluation, checkpoints and `--resume`
 (maebench/checkpointer.py), SIGINT/SIGTERM and non-finite losses (maebench/signals.py), and the
 progress line (maebench/progress.py). `on_step(step, total_steps)` runs before every optimizer
 step, for schedules that live in the model (MoCo momentum, dVAE temperature).
@@ -29,7 +29,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 
 from maebench import distributed as dist
-from maebench import microbatch, optim
+from maebench import grad_ckpt, microbatch, optim, sharding
 from maebench.amp import autocast, grad_scaler
 from maebench.checkpointer import Checkpointer, Resume, restore_rng, seed_everything
 from maebench.compiling import maybe_compile
@@ -84,10 +84,13 @@ class TrainConfig:
                                           # only the protocols whose transform it serves have the key
     lr_scale: float | None = None         # x the peak lr: the searched lr grid (maebench/search.py); only
                                           # the protocols with a search space over it have the key
+    strategy: str | None = None           # ddp | fsdp under torchrun (maebench/sharding.py); null = ddp
+    grad_checkpointing: bool | None = None  # recompute the blocks in the backward (maebench/grad_ckpt.py)
 
     @classmethod
     def from_cfg(cls, cfg: dict) -> "TrainConfig":
-        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "tensor_loader", "lr_scale"}   # checked below
+        optional = {"base_lr", "lr", "milestones", "betas", "momentum", "tensor_loader", "lr_scale",  # checked below
+                    "strategy", "grad_checkpointing"}
         missing = [f.name for f in fields(cls) if f.name not in cfg and f.name not in optional]
         needed = {"step": "milestones"}.get(cfg.get("schedule")), \
             {"adamw": "betas", "lars": "momentum", "sgd": "momentum"}.get(cfg.get("optimizer"))
@@ -97,6 +100,7 @@ class TrainConfig:
         if missing:
             raise MaebenchError(f"the training config lacks {', '.join(missing)} (the protocol file "
                                 "maebench/protocols/<task>.yaml holds every key the training loop reads)")
+        sharding.check(cfg.get("strategy") or "ddp")
         return cls(**{f.name: cfg.get(f.name) for f in fields(cls)})
 
     def peak_lr(self) -> float:
@@ -137,6 +141,8 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
         on_step: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> FitResult:
     tc = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_cfg(cfg)
     t_start = time.time()
+    if tc.grad_checkpointing:                           # before the memory probe, which then measures it
+        grad_ckpt.enable(model)
     # the machine's micro-batch, chosen here once for the whole run; accum_iter keeps the global batch
     plan = microbatch.plan(
         batch_size=tc.batch_size, world=dist.world_size(), accum_iter=tc.accum_iter, requested=tc.micro_batch,
@@ -167,7 +173,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
                 loop.ckpt.save(epoch + 1, 0, history)
 
     metrics = _evaluate(evaluate, loop.final_model) if evaluate is not None else {}
-    return FitResult(model=loop.final_model, metrics=metrics, history=history,
+    return FitResult(model=sharding.unsharded(loop.final_model), metrics=metrics, history=history,
                      images_per_s=loop.progress.images_per_s, peak_mem_mb=peak_memory_mb(device),
                      wall_s=time.time() - t_start, mfu=loop.progress.mfu, micro_batch=plan.micro_batch,
                      accum_iter=plan.accum_iter, threads=threads)
@@ -193,7 +199,7 @@ def train_one_epoch(loop: Loop, loader, epoch: int, start: Resume, stop: StopFla
             continue
         _optimizer_step(loop.model, loop.optimizer, loop.scaler, loop.tc.clip_grad)
         if loop.ema is not None:
-            loop.ema.update(loop.model, step=step)
+            sharding.ema_update(loop.ema, loop.model, step)
         _check_in(loop, stop, sums, epoch, micro_step // accum + 1, lr, history)
     return sums.epoch_means(steps * accum)
 
@@ -204,8 +210,8 @@ class Loop:
     """What every step touches, built once before the first epoch."""
     tc: TrainConfig                       # accum_iter as the plan chose it
     plan: microbatch.Plan
-    model: nn.Module                      # the weights the checkpoint holds
-    train_model: nn.Module                # the model as the loss sees it: DDP-wrapped under torchrun
+    model: nn.Module                      # the weights the checkpoint holds (sharded in place under FSDP)
+    train_model: nn.Module                # the model as the loss sees it: DDP-wrapped or FSDP-sharded under torchrun
     loss_fn: LossFn                       # compiled when the config says so (maebench/compiling.py)
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
@@ -221,22 +227,25 @@ class Loop:
 
     @property
     def final_model(self) -> nn.Module:
-        """The model `fit` evaluates and returns: the EMA weights when ema > 0."""
+        """The model `fit` evaluates and returns: the EMA weights when ema > 0 (whole, also under FSDP)."""
         return self.ema.module if self.ema is not None else self.model
 
 
 def _setup(model: nn.Module, loss_fn: LossFn, tc: TrainConfig, plan: microbatch.Plan, *, out_dir, device,
            seed: int, param_groups, find_unused_parameters: bool, flops_per_image, desc: str, on_step,
            log: Callable[[str], None]) -> Loop:
-    """Model on the device, optimizer, loss scaler, EMA, DDP, the (compiled) step, checkpointer, progress."""
+    """Model on the device, EMA (whole weights), DDP or FSDP, then the optimizer (on the sharded
+    parameters under FSDP), loss scaler, the (compiled) step, checkpointer, progress."""
     model.to(device)
-    optimizer = build_optimizer(param_groups or optim.param_groups(model, weight_decay=tc.weight_decay), tc)
-    scaler = grad_scaler(device, tc.amp)
+    groups = param_groups or optim.param_groups(model, weight_decay=tc.weight_decay)
     ema = _ema(model, tc.ema)
-    train_model = _ddp(model, device, find_unused_parameters)
+    strategy = tc.strategy or "ddp"
+    train_model = sharding.wrap(model, strategy, device, find_unused_parameters, groups)
+    optimizer = build_optimizer(groups, tc)
+    scaler = grad_scaler(device, tc.amp)
     step_fn = maybe_compile(loss_fn, tc.compile, log=log)           # eager when off or failing
     ckpt = Checkpointer(Path(out_dir) / "checkpoint.pth", model=model, optimizer=optimizer, scaler=scaler,
-                        ema=ema, config=asdict(tc), seed=seed)
+                        ema=ema, config=asdict(tc), seed=seed, sharded=strategy == "fsdp")
     progress = Progress(desc=desc, epochs=tc.epochs, steps_per_epoch=plan.steps_per_epoch,
                         batch_size=tc.batch_size, log_every=tc.log_every, device=device,
                         flops_per_image=flops_per_image, log=log)
@@ -315,9 +324,9 @@ def _begin_step(loop: Loop, step: int) -> float:
 
 
 def _forward_backward(loop: Loop, batch, step: int, *, last_micro: bool):
-    """One micro-batch: forward under autocast, backward of loss / accum_iter. Under DDP the
-    gradients are all-reduced on an optimizer step's last micro-batch only."""
-    sync = contextlib.nullcontext() if last_micro or not dist.is_dist() else loop.train_model.no_sync()
+    """One micro-batch: forward under autocast, backward of loss / accum_iter. Under DDP / FSDP the
+    gradients are all-reduced / reduce-scattered on an optimizer step's last micro-batch only."""
+    sync = contextlib.nullcontext() if last_micro else sharding.no_sync(loop.train_model)
     try:
         with sync:
             with autocast(loop.device, loop.tc.amp):
@@ -357,15 +366,6 @@ def _ema(model: nn.Module, decay: float):
     return ModelEmaV3(model, decay=decay)
 
 
-def _ddp(model: nn.Module, device: torch.device, find_unused_parameters: bool) -> nn.Module:
-    """The model as the loop trains it: DDP-wrapped under torchrun, itself otherwise."""
-    if not dist.is_dist():
-        return model
-    device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
-                                               find_unused_parameters=find_unused_parameters)
-
-
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                     clip_grad: float | None) -> None:
     if clip_grad:                         # the norm is computed only when something clips
@@ -385,8 +385,6 @@ def _evaluate(evaluate: Callable[[nn.Module], dict], model: nn.Module) -> dict:
     """Under DDP each process's BatchNorm running statistics drift apart (DDP broadcasts buffers
     only at the start of a forward, and without SyncBatchNorm each process then updates its own):
     give every process rank 0's, the ones the checkpoint keeps, so that a sharded evaluation
-    scores the saved model."""
-    if dist.is_dist():
-        for b in model.buffers():
-            torch.distributed.broadcast(b, src=0)
-    return evaluate(model)
+    scores the saved model. Under FSDP it evaluates a gathered, unsharded copy."""
+    sharding.broadcast_buffers(model)
+    return evaluate(sharding.unsharded(model))

@@ -38,6 +38,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from maebench.backbones.pos_embed import resize_pos_embed
 from maebench.errors import MaebenchError
+from maebench.grad_ckpt import run_blocks
 from maebench.tasks.pyramid import STRIDES, LayerNorm2d, pyramid_patch, rescale_factor, tap_indices
 
 WINDOW_SIZE = 14        # mask_rcnn_vitdet.py: window_size=14
@@ -172,6 +173,7 @@ class ViTDetEncoder(nn.Module):
         self.blocks = nn.ModuleList(
             ViTDetBlock(b, window=0 if i in self.global_indices else window, grid=grid)
             for i, b in enumerate(vit.blocks))
+        self.grad_checkpointing = False             # set_grad_checkpointing below
 
     def abs_pos(self, h: int, w: int) -> torch.Tensor:
         """The position embedding on an h x w grid, [1, h, w, D] (bicubic, no [cls] row)."""
@@ -184,9 +186,12 @@ class ViTDetEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed.norm(self.patch_embed.proj(x).permute(0, 2, 3, 1))     # [B, h, w, D]
         x = x + self.abs_pos(*x.shape[1:3])
-        for blk in self.blocks:
-            x = blk(x)
+        x = run_blocks(self, self.blocks, x)
         return x.permute(0, 3, 1, 2)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch, for this encoder's own block loop (maebench/grad_ckpt.py)."""
+        self.grad_checkpointing = enable
 
 
 def load_rel_pos(encoder: ViTDetEncoder, state: dict[str, torch.Tensor]) -> int:
