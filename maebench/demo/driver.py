@@ -12,7 +12,7 @@ from pathlib import Path
 from maebench import launch
 from maebench.demo import eta, report_md
 from maebench.demo.ledger import Ledger, recipe_hashes
-from maebench.demo.stages import ESTIMATE, PRETRAIN, Stage, backbone_name, plan
+from maebench.demo.stages import ESTIMATE, PRETRAIN, backbone_name, plan
 from maebench.errors import MaebenchError, UsageError
 from maebench.home import data_dir, home_dir, remember_store
 from maebench.launch.settings import Settings
