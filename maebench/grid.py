@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from maebench.errors import UsageError, did_you_mean
-from maebench.launch import Job
+from maebench.launch.jobs import Job
 
 KEYS = ("backbones", "tasks", "datasets", "seeds", "set", "results")
 

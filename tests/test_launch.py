@@ -23,7 +23,7 @@ submitit = pytest.importorskip("submitit")
 
 from maebench.cli import main
 from maebench.launch import Job, Resources
-from maebench.launch.settings import Settings, from_args, parse_minutes, strip
+from maebench.launch.settings import Settings, load, parse_minutes, strip
 from maebench.launch.slurm import SlurmLauncher
 from maebench.results import ResultsStore
 
@@ -134,11 +134,10 @@ def test_jobs_become_arrays_with_afterok_dependencies_and_the_protocols_resource
 
 
 def test_launcher_yaml_gives_defaults_the_flags_override_and_bad_keys_are_named(tmp_path, capsys):
-    import argparse
     home = Path(os.environ["MAEBENCH_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     (home / "launcher.yaml").write_text("launcher: slurm\npartition: learnlab\ntime: 90\n")
-    s = from_args(argparse.Namespace(partition="devlab", time=None))
+    s = load({"partition": "devlab", "time": None})
     assert (s.launcher, s.partition, s.resources(Resources()).time_min) == ("slurm", "devlab", 90)
     (home / "launcher.yaml").write_text("partion: learnlab\n")
     assert main(["run", "--task", "knn", "--backbone", "scratch-vit-micro", "--seeds", "0,1"]) == 2

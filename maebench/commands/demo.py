@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MAE pretraining epochs for both MAE backbones (default: the protocol's, 1); about 2 min "
                         "per epoch each, 24 bring MAE level with scratch in detection (docs/cpu-recipes.md); "
                         "writes to demo/full-mae-Nep")
-    from maebench.launch.settings import add_launcher_options
+    from maebench.commands.launcher_options import add_launcher_options
     add_launcher_options(p)      # --jobs: stages at a time on this machine (one per physical core, one thread each)
 
 
@@ -53,9 +53,9 @@ def _mae_epochs(args: argparse.Namespace) -> int | None:
 
 def main(args: argparse.Namespace) -> int:
     from maebench.demo import run
-    from maebench.launch import settings
+    from maebench.commands.launcher_options import launcher_settings
 
     seeds, mae_epochs = _seeds(args), _mae_epochs(args)
     return run(quick=args.quick, seeds=seeds, out=args.out, fresh=args.fresh, run_all=args.all,
-               report_only=args.report_only, fashion_dir=args.fashion_dir, launcher=settings.from_args(args),
+               report_only=args.report_only, fashion_dir=args.fashion_dir, launcher=launcher_settings(args),
                mae_epochs=mae_epochs, search=args.search)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from maebench.launch.settings import add_launcher_options
+from maebench.commands.launcher_options import add_launcher_options, launcher_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,8 +18,7 @@ def main(args: argparse.Namespace) -> int:
 
     from maebench import grid, launch
     from maebench.home import home_dir
-    from maebench.launch.settings import from_args
-    settings = from_args(args)
+    settings = launcher_settings(args)
     jobs = grid.plan(args.file, settings)
     if args.dry_run:
         for job in jobs:

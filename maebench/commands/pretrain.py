@@ -5,7 +5,7 @@ import argparse
 
 from maebench.backbones.pretraining import METHODS
 from maebench.commands.options import add_training_options, choose_program, run_spec
-from maebench.launch.settings import add_launcher_options, from_args
+from maebench.commands.launcher_options import add_launcher_options, launcher_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,11 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     method = choose_program(args, METHODS, args.method, "--method")
     spec = run_spec(args, method, backbone=args.name, extra_options=("arch", "img_size", "patch_size"))
-    if from_args(args).launcher == "slurm":
+    if (settings := launcher_settings(args)).launcher == "slurm":
         from maebench.config import protocol_defaults
         from maebench.launch.one import submit
         arch = args.arch or protocol_defaults(method.protocol).get("arch")
-        return submit(args, protocol=method.protocol, arch=arch, label=f"pretrain {method.name}")
+        return submit(settings, args.argv, protocol=method.protocol, arch=arch, label=f"pretrain {method.name}")
     from maebench import runner
     runner.execute(spec)
     return 0

@@ -9,7 +9,7 @@ import argparse
 import hashlib
 
 from maebench.commands.options import add_training_options, choose_program, run_spec
-from maebench.launch.settings import add_launcher_options, from_args
+from maebench.commands.launcher_options import add_launcher_options, launcher_settings
 from maebench.errors import UsageError
 from maebench.tasks.table import TASKS
 
@@ -95,10 +95,10 @@ def main(args: argparse.Namespace) -> int:
     if args.seeds:
         from maebench.commands.run_seeds import parse_seeds, run_seeds
         return run_seeds(spec, parse_seeds(args.seeds), args)
-    if from_args(args).launcher == "slurm":
+    if (settings := launcher_settings(args)).launcher == "slurm":
         from maebench.backbones.registry import entry
         from maebench.launch.one import submit
-        return submit(args, protocol=task.protocol, arch=entry(args.backbone).arch if args.backbone else None,
+        return submit(settings, args.argv, protocol=task.protocol, arch=entry(args.backbone).arch if args.backbone else None,
                       label=f"{task.name} {args.backbone}")
     if (args.search_workers or 0) > 1 and args.search_worker is None:
         _search_workers(args, task, args.search_workers)
@@ -134,7 +134,7 @@ def _search_workers(args: argparse.Namespace, task, workers: int) -> None:
     from maebench.backbones.registry import entry
     from maebench.home import home_dir
     from maebench.launch.settings import protocol_resources, strip
-    settings = from_args(args)
+    settings = launcher_settings(args)
     resources = settings.resources(protocol_resources(task.protocol, entry(args.backbone).arch if args.backbone else None))
     argv = strip(_without(args.argv, "--search-workers"))        # a worker never starts workers
     jobs = [launch.Job(f"search worker {i}/{workers}", [*argv, "--search-worker", f"{i}/{workers}"], resources=resources)

@@ -42,8 +42,9 @@ def run_seeds(spec, seeds: list[int], args) -> int:
     from maebench import launch
     from maebench.backbones.registry import entry
     from maebench.home import home_dir
-    from maebench.launch.settings import from_args, protocol_resources, strip
-    settings = from_args(args)
+    from maebench.commands.launcher_options import launcher_settings
+    from maebench.launch.settings import protocol_resources, strip
+    settings = launcher_settings(args)
     arch = entry(spec.backbone).arch if spec.backbone else None
     resources = settings.resources(protocol_resources(spec.program.protocol, arch))
     first = f"seed {seeds[0]}"

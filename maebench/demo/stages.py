@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maebench.backbones.pretraining import METHODS
-from maebench.launch import Job, Resources
+from maebench.launch.jobs import Job, Resources
 from maebench.launch.settings import protocol_resources
 from maebench.tasks.table import TASKS
 

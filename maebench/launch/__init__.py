@@ -9,39 +9,16 @@ starts first) and the resources one copy of it asks a cluster for. Two backends:
     slurm.py    submitit: job arrays, needs as SLURM dependencies, per-job resources,
                 requeue with --resume on preemption or time-out (job.py runs inside the job)
 
-settings.py reads the launcher options (`--launcher`, `--partition`, ...) and their defaults in
-$MAEBENCH_HOME/launcher.yaml; resources.py a protocol's `resources:` table. Finished work is
+jobs.py holds `Job` and `Resources`; settings.py the launcher settings, their defaults in
+$MAEBENCH_HOME/launcher.yaml and a protocol's `resources:` table (the options themselves:
+maebench/commands/launcher_options.py); one.py sends one training command to a cluster. Finished work is
 reused as before: a job whose run is done finds its row and trains nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from maebench.launch.jobs import Job, Resources
 
-
-@dataclass(frozen=True)
-class Resources:
-    """One job's share of a cluster: `nodes` x `gpus_per_node` GPUs, one process (SLURM task) per
-    GPU as torchrun would start them, or `tasks_per_node` processes (a CPU job's process group)."""
-    nodes: int = 1
-    gpus_per_node: int = 0
-    cpus_per_task: int = 1
-    mem_gb: int | None = None             # per node; None: the partition's default
-    time_min: int = 60
-    tasks_per_node: int | None = None     # None: one per GPU (one on a CPU job)
-
-    @property
-    def processes_per_node(self) -> int:
-        return self.tasks_per_node or max(1, self.gpus_per_node)
-
-
-@dataclass
-class Job:
-    label: str
-    argv: list[str]                       # a `maebench` command line, without the program name
-    needs: tuple[str, ...] = ()           # labels of the jobs that must finish first
-    estimate: float = 0.0                 # seconds: the heaviest ready job starts first
-    resources: Resources = field(default_factory=Resources)
-    resumable: bool = True                # requeued after preemption: continues with --resume
+__all__ = ["Job", "Resources", "launcher"]
 
 
 def launcher(settings, *, logs, lanes: int | None = None):

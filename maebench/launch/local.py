@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from maebench.launch import Job
+from maebench.launch.jobs import Job
 
 
 def choose_lanes(requested: int | None, log: Callable[[str], None] = print) -> tuple[int, int]:

@@ -4,16 +4,15 @@ N x G processes that form one process group (maebench/launch/job.py); the comman
 as every launcher does. The run's row, lock and outputs are those of a local run."""
 from __future__ import annotations
 
-import argparse
+from maebench.launch import launcher
+from maebench.launch.jobs import Job
+from maebench.launch.settings import Settings, protocol_resources, strip
 
-from maebench.launch import Job, launcher
-from maebench.launch.settings import from_args, protocol_resources, strip
 
-
-def submit(args: argparse.Namespace, *, protocol: str, arch: str | None, label: str) -> int:
+def submit(settings: Settings, argv: list[str], *, protocol: str, arch: str | None, label: str) -> int:
+    """`argv`: the command line as typed; its launcher options are left out of the job's."""
     from maebench.home import home_dir
-    settings = from_args(args)
-    job = Job(label, strip(args.argv), resources=settings.resources(protocol_resources(protocol, arch)))
+    job = Job(label, strip(argv), resources=settings.resources(protocol_resources(protocol, arch)))
     r = job.resources
     print(f"{label}: {r.nodes} node(s) x {r.processes_per_node} process(es), {r.gpus_per_node} GPU(s) per node, "
           f"{r.time_min} min", flush=True)

@@ -1,9 +1,8 @@
-"""The launcher options every job-running command takes, their defaults in
-$MAEBENCH_HOME/launcher.yaml (keys: the options' names with underscores), and a protocol's
+"""The launcher settings, their defaults in $MAEBENCH_HOME/launcher.yaml (keys: the options' names
+with underscores; the options: maebench/commands/launcher_options.py), and a protocol's
 `resources:` table: what one job asks a cluster for. Order: protocol <- launcher.yaml <- flags."""
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from dataclasses import dataclass, fields, replace
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from maebench.errors import UsageError, did_you_mean
-from maebench.launch import Resources
+from maebench.launch.jobs import Resources
 
 # option -> takes a value; `strip` removes them from a command line handed to a job
 OPTIONS = {"--launcher": True, "--jobs": True, "--partition": True, "--account": True, "--qos": True,
@@ -44,33 +43,11 @@ class Settings:
         return replace(base, **given)
 
 
-def add_launcher_options(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
-    g = p.add_argument_group("launcher (maebench/launch/; defaults from $MAEBENCH_HOME/launcher.yaml)")
-    g.add_argument("--launcher", choices=["local", "slurm"],
-                   help="local: processes on this machine (default); slurm: jobs submitted through submitit")
-    if jobs:
-        g.add_argument("--jobs", type=int, metavar="N", help="local launcher: jobs at a time (default: one per physical core)")
-    g.add_argument("--partition", metavar="P", help="slurm: partition")
-    g.add_argument("--account", metavar="A", help="slurm: account")
-    g.add_argument("--qos", metavar="Q", help="slurm: quality of service")
-    g.add_argument("--constraint", metavar="C", help="slurm: node constraint (e.g. volta32gb)")
-    g.add_argument("--nodes", type=int, metavar="N", help="slurm: nodes per job (default: the protocol's resources)")
-    g.add_argument("--gpus-per-node", "--gpus-per-job", dest="gpus_per_node", type=int, metavar="G",
-                   help="slurm: GPUs per node, one process each (default: the protocol's resources)")
-    g.add_argument("--cpus-per-task", type=int, metavar="C", help="slurm: CPUs per process")
-    g.add_argument("--tasks-per-node", type=int, metavar="T",
-                   help="slurm: processes per node (default: one per GPU; a CPU job's process group: T)")
-    g.add_argument("--mem-gb", type=int, metavar="M", help="slurm: memory per node, GB")
-    g.add_argument("--time", metavar="T", help="slurm: time limit per job, minutes or H:MM[:SS]")
-    g.add_argument("--launcher-dir", metavar="DIR", help="slurm: where submitit writes job files and logs")
-
-
-def from_args(args: argparse.Namespace, home_file: Path | None = None) -> Settings:
-    """launcher.yaml's values, then the flags given."""
+def load(flags: dict[str, Any], home_file: Path | None = None) -> Settings:
+    """launcher.yaml's values, then the options given (`flags`: option name -> value or None)."""
     from maebench.home import home_dir
     path = home_file or home_dir() / "launcher.yaml"
     base = _file_settings(path) if path.is_file() else {}
-    flags = {f.name: getattr(args, f.name, None) for f in fields(Settings)}
     s = Settings(**{**base, **{k: v for k, v in flags.items() if v is not None}})
     if os.environ.get("MAEBENCH_IN_JOB"):      # inside a submitted job (maebench/launch/job.py): run here
         s = replace(s, launcher="local")

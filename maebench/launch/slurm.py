@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from maebench.errors import MaebenchError, UsageError
-from maebench.launch import Job, Resources
+from maebench.launch.jobs import Job, Resources
 from maebench.launch.job import Command
 
 
