@@ -13,7 +13,8 @@ def add_launcher_options(p: argparse.ArgumentParser, *, jobs: bool = True) -> No
     g.add_argument("--launcher", choices=["local", "slurm"],
                    help="local: processes on this machine (default); slurm: jobs submitted through submitit")
     if jobs:
-        g.add_argument("--jobs", type=int, metavar="N", help="local launcher: jobs at a time (default: one per physical core)")
+        g.add_argument("--jobs", type=int, metavar="N",
+                       help="local launcher: jobs at a time (default: one per physical core; run --seeds: one)")
     g.add_argument("--partition", metavar="P", help="slurm: partition")
     g.add_argument("--account", metavar="A", help="slurm: account")
     g.add_argument("--qos", metavar="Q", help="slurm: quality of service")
