@@ -54,8 +54,8 @@ def fetch(url: str, dest: str | os.PathLike, *, sha256: str | None = None, expec
     if switch:
         raise UsageError(f"offline ({switch}): not downloading {url}; unset it, or fetch the file elsewhere "
                          f"and pass its path")
-    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{8,64}", sha256):
-        raise UsageError(f"sha256 '{sha256}' for {url} is not a hex digest (8 to 64 hex digits)")
+    if sha256 is not None:
+        sha256 = hex_digest(sha256, url)
     part = part_path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +172,20 @@ def _write(f, chunk: bytes, part: Path, dest: Path) -> None:
         raise _write_error(e, part, dest) from None
 
 
+def hex_digest(text: str, what: str) -> str:
+    """`text` lower-cased when it is a sha256 digest or a prefix of one (8 to 64 hex digits)."""
+    if not re.fullmatch(r"[0-9a-fA-F]{8,64}", text.strip()):
+        raise UsageError(f"sha256 '{text}' for {what} is not a hex digest (8 to 64 hex digits)")
+    return text.strip().lower()
+
+
+def verify(path: str | os.PathLike, sha256: str, what: str) -> None:
+    """MaebenchError naming `what` and both digests unless the file's sha256 starts with `sha256`."""
+    got = sha256_of(path)
+    if not got.startswith(hex_digest(sha256, what)):
+        raise DownloadError(f"{what}: sha256 mismatch: expected {sha256.strip().lower()}, got {got}")
+
+
 def sha256_of(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -186,10 +200,10 @@ def _finish(url: str, part: Path, dest: Path, *, sha256: str | None, expected_si
         part.unlink()
         raise DownloadError(f"{url}: got {size} bytes, expected {expected_size}; the download was removed")
     if sha256 is not None:
-        got = sha256_of(part)
-        if not got.startswith(sha256.lower()):
+        try:
+            verify(part, sha256, url)
+        except DownloadError as e:
             part.unlink()
-            raise DownloadError(f"{url}: sha256 mismatch: expected {sha256.lower()}, got {got}; "
-                                "the download was removed")
+            raise DownloadError(f"{e}; the download was removed") from None
     os.replace(part, dest)
     return dest
