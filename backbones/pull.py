@@ -45,7 +45,8 @@ def pull(name: str, *, force: bool = False, progress: bool = True) -> Pulled:
     if rec is not None and not force:
         return Pulled(entry(name), None, f"already registered (from {rec.get('source_path')}); nothing downloaded, "
                                          "pass --force to register it again")
-    expected, check = cat.get("sha256"), "published sha256"
+    expected = str(cat["sha256"]) if cat.get("sha256") is not None else None
+    check = "published sha256"
     if expected and len(expected) < 64:
         check = f"published sha256 prefix {expected}"
     elif not expected and rec is not None and rec.get("downloaded_from") == url and rec.get("sha256"):

@@ -138,3 +138,18 @@ def test_register_checks_sha256_of_a_local_file_too(home, tmp_path, capsys):
     assert f"{path}: sha256 mismatch: expected abcdef12, got {SHA}" in _error_line(capsys)
     assert main(["backbones", "register", "mine", "--checkpoint", str(path), "--sha256", "xyz"]) == 2
     assert _registry(home) == {}
+
+
+def test_every_catalogue_download_says_whether_a_sha256_is_published():
+    import re
+    for name, e in catalogue_module.catalogue().items():
+        if e.get("url"):
+            assert "sha256" in e, name
+            assert e["sha256"] is None or re.fullmatch(r"[0-9a-f]{8,64}", e["sha256"]), name
+    assert catalogue_module.catalogue()["supervised-vit-b"]["sha256"] == "b5f2ef4d"   # from the file name
+
+
+def test_a_catalogue_backbone_without_weights_names_the_pull_command(home):
+    from maebench.backbones.registry import entry, missing_weights_error
+    assert "run: maebench backbones pull mae-vit-b (or download mae_pretrain_vit_base.pth from https://" \
+        in str(missing_weights_error(entry("mae-vit-b")))
