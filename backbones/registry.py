@@ -9,7 +9,7 @@
     load_meta(name) -> dict             the metadata stored with the weights (incl. a pretraining run's)
 
 Weights live in $MAEBENCH_HOME/weights/NAME.pth (canonical layout: backbones/convert.py); the
-registry is $MAEBENCH_HOME/registry.json (backbones/registry_file.py). Nothing here downloads:
+registry is $MAEBENCH_HOME/registry.json (backbones/registry_file.py). Nothing here downloads (backbones/pull.py does):
 a catalogued backbone without weights raises an error that says where to get the file and the
 exact `maebench backbones register` command. Importing this module does not import torch.
 """
@@ -155,7 +155,7 @@ def missing_weights_error(e: BackboneEntry) -> MaebenchError:
                      f"{e.register_command(e.source_path)} --force")
         return MaebenchError("; ".join(parts))
     if e.url:
-        parts.append(f"download {e.file} from {e.url}")
+        parts.append(f"run: maebench backbones pull {e.name} (or download {e.file} from {e.url})")
     else:
         parts.append(f"no public download ({e.source})")
     found = weights_dir() / e.file if e.file else None

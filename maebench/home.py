@@ -3,6 +3,8 @@
 MAEBENCH_HOME (default ~/.maebench) holds:
     registry.json     the user's registered backbones
     weights/          checkpoint files of named backbones
+    weights/downloads/NAME/   published files fetched by `maebench backbones pull` (and
+                      `register --checkpoint URL`), kept so that a --force re-registers offline
     data/             datasets written by `maebench data prepare`
     runs/<run_id>/    checkpoints, logs and predictions of each run
     results.sqlite    the results store (MAEBENCH_RESULTS or --results overrides it)
@@ -29,6 +31,10 @@ def results_path(override: str | os.PathLike | None = None) -> Path:
 
 def weights_dir() -> Path:
     return home_dir() / "weights"
+
+
+def downloads_dir() -> Path:
+    return weights_dir() / "downloads"
 
 
 def registry_path() -> Path:

@@ -6,13 +6,13 @@ import argparse
 import os
 import pickle
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from maebench.disk import free_space
 from maebench.errors import MaebenchError, first_line
 
 
@@ -30,22 +30,6 @@ class WriteError(MaebenchError):
     def __init__(self, path: Path, reason: str):
         self.path, self.reason, self.free = path, reason, free_space(path.parent)
         super().__init__(f"cannot write {path}: {reason}; {self.free} free in {path.parent}")
-
-
-def free_space(directory: str | os.PathLike) -> str:
-    """'1.5 GiB' (shutil.disk_usage of the directory, or of its nearest existing parent)."""
-    d = Path(directory).absolute()
-    while not d.exists() and d != d.parent:
-        d = d.parent
-    try:
-        free = float(shutil.disk_usage(d).free)
-    except OSError:
-        return "unknown space"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if free < 1024 or unit == "TiB":
-            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
-        free /= 1024
-    raise AssertionError("unreachable")
 
 
 def _write_failure(e: BaseException) -> str | None:

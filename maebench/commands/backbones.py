@@ -1,11 +1,13 @@
-"""`maebench backbones list | show NAME | register NAME --checkpoint PATH | remove NAME`.
+"""`maebench backbones list | show NAME | pull NAME | register NAME --checkpoint PATH|URL | remove NAME`.
 
 `list` and `show` read only catalogue.yaml, registry.json and the results store: no torch, so
-they answer at once. `register` converts a checkpoint (backbones/convert.py) and records it.
+they answer at once. `register` converts a checkpoint (backbones/convert.py) and records it;
+`pull` downloads a catalogue entry's published file first (backbones/pull.py).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -25,11 +27,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="everything known about one backbone")
     show.add_argument("name", metavar="NAME")
     add_results_option(show)
+    pull = sub.add_parser("pull", help="download a catalogue backbone's published weights, verify and register them",
+                          description="Download the published file of catalogue backbone NAME into "
+                                      "$MAEBENCH_HOME/weights/downloads/, check its sha256, and register it.")
+    pull.add_argument("name", metavar="NAME")
+    pull.add_argument("--force", action="store_true", help="register again although NAME is registered")
     reg = sub.add_parser("register", help="convert a checkpoint file and register it as backbone NAME",
                          description="Convert a checkpoint (official MAE, MoCo v3, BEiT, timm/DeiT or "
                                      "maebench) to maebench's canonical ViT weights and register it.")
     reg.add_argument("name", metavar="NAME")
-    reg.add_argument("--checkpoint", required=True, metavar="PATH", help="the checkpoint file")
+    reg.add_argument("--checkpoint", metavar="PATH|URL",
+                     help="the checkpoint file, or an http(s) address to download it from (needed unless "
+                          "--timm MODEL names a model whose weights are on the Hugging Face hub)")
+    reg.add_argument("--sha256", metavar="HEX", help="the file's sha256 (or a published prefix of it): checked "
+                     "before anything is registered")
     reg.add_argument("--arch", help="vit-tiny, vit-small, vit-base, vit-large or vit-huge "
                                     "(default: read off the weights)")
     reg.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help="checkpoint layout (default: auto)")
@@ -77,7 +88,7 @@ def timm_args(items: list[str]) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    return {"list": _list, "show": _show, "register": _register, "remove": _remove}[args.action](args)
+    return {"list": _list, "show": _show, "pull": _pull, "register": _register, "remove": _remove}[args.action](args)
 
 
 def tasks_run(results: str | None) -> dict[str, list[str]]:
@@ -161,19 +172,65 @@ def _show(args) -> int:
     return 0
 
 
+def _pull(args) -> int:
+    from maebench.backbones.pull import pull
+    got = pull(args.name, force=args.force)
+    if got.path is None:
+        print(f"{args.name} is {got.check}")
+        return 0
+    _said_registered(got.entry)
+    print(f"  downloaded: {got.path}")
+    print(f"  sha256: {got.entry.sha256} ({got.check})")
+    return 0
+
+
+def _checkpoint(args) -> tuple[str, str | None, tuple[str, str] | None]:
+    """(local checkpoint file, its source text, (URL, how it was checked) when downloaded)."""
+    from maebench.download import is_url, verify
+    from maebench.errors import UsageError
+    if args.checkpoint is None:
+        if not args.timm:
+            raise UsageError("backbones register needs --checkpoint PATH|URL, or --timm MODEL to take timm's "
+                             "published weights from the Hugging Face hub")
+        from maebench.backbones.hub_weights import hub_checkpoint
+        path, origin = hub_checkpoint(args.timm)
+        if args.sha256:
+            verify(path, args.sha256, str(path))
+        return str(path), args.source or origin, None
+    if is_url(args.checkpoint):
+        from maebench.backbones.pull import download_for
+        path = download_for(args.name, args.checkpoint, sha256=args.sha256, force=args.force, arch=args.arch,
+                            patch_size=args.patch_size, family=args.family)
+        check = "sha256 given with --sha256" if args.sha256 else "no sha256 given: the one computed is recorded"
+        return str(path), args.source or args.checkpoint, (args.checkpoint, check)
+    if args.sha256 and os.path.isfile(args.checkpoint):   # a missing file: register names it
+        verify(args.checkpoint, args.sha256, args.checkpoint)
+    return args.checkpoint, args.source, None
+
+
 def _register(args) -> int:
     from maebench.backbones.registry import register
-    e = register(args.name, args.checkpoint, arch=args.arch, fmt=args.format, force=args.force,
-                 trust=args.trust_checkpoint, family=args.family, source=args.source,
+    checkpoint, source, downloaded = _checkpoint(args)
+    e = register(args.name, checkpoint, arch=args.arch, fmt=args.format, force=args.force,
+                 trust=args.trust_checkpoint, family=args.family, source=source,
                  patch_size=args.patch_size, img_size=args.img_size, mean=args.mean, std=args.std,
                  timm_model=args.timm, timm_kwargs=timm_args(args.timm_arg))
+    if downloaded:
+        from maebench.backbones.pull import record_origin
+        record_origin(e.name, *downloaded)
+    _said_registered(e)
+    if downloaded or args.checkpoint is None:
+        print(f"  from: {checkpoint}  (sha256 {e.sha256})")
+    return 0
+
+
+def _said_registered(e) -> None:
     print(f"registered {e.name}: {e.arch}, patch {e.patch_size}, {e.img_size} px, family {e.family}, "
           f"read as {e.format}{', with MAE decoder' if e.has_decoder else ''}"
           + (f", timm {e.timm}, probe feature {e.probe}" if e.timm else ""))
     for note in e.conversion_notes:
         print(f"  note: {note}")
     print(f"  weights: {e.weights}")
-    return 0
 
 
 def _remove(args) -> int:
