@@ -147,8 +147,8 @@ def test_killed_preparation_is_redone_and_complete_output_kept(tmp_path, capsys)
     assert sorted(p.name for p in (out / "train" / "n01440764").iterdir()) == sorted(train["n01440764"])
     # a complete OUT is not overwritten without --force ...
     (out / "mark").write_text("kept")
-    line = refused_keep = prepare(capsys, "imagenet", "--archives", tmp_path / "arch", "--out", out)
-    assert refused_keep[0] == 1 and "already prepared; pass --force" in line[2] and (out / "mark").exists()
+    rc, _, err = prepare(capsys, "imagenet", "--archives", tmp_path / "arch", "--out", out)
+    assert rc == 1 and "already prepared; pass --force" in err and (out / "mark").exists()
     # ... and is replaced whole with it
     assert prepare(capsys, "imagenet", "--archives", tmp_path / "arch", "--out", out, "--force")[0] == 0
     assert not (out / "mark").exists() and (out / "meta.json").is_file()
