@@ -67,7 +67,7 @@ def stream_tar(fileobj, label: str, each, *, digest: str | None = None, gz: bool
     raw = StreamReader(fileobj, digest)
     body = StreamReader(gzip.GzipFile(fileobj=raw, mode="rb")) if gz else raw
     try:
-        with tarfile.open(fileobj=body, mode="r|") as tar:
+        with tarfile.open(fileobj=body, mode="r|", bufsize=CHUNK) as tar:
             for member in tar:
                 each(member, tar.extractfile(member) if member.isfile() else None)
             end = tar.offset
