@@ -3,6 +3,7 @@
     maebench data prepare shapes [--out DIR] [--img-size N] ...
     maebench data prepare fashion-mnist [--out DIR] [--source DIR] [--limit-per-class N]
     maebench data prepare fashion [--out DIR] [--fashion-dir DIR] [--seed N] ...
+    maebench data prepare imagenet|coco|ade20k [--archives DIR | --archive FILE] [--out DIR] [--force] [--download]
     maebench data check --task {classification,coco,ade20k} DIR
 """
 from __future__ import annotations
@@ -65,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         w.add_argument(f"--{kind}-val-images", type=int, default=default_val,
                        help=f"{kind} validation canvases (default {default_val})")
 
+    from maebench.commands import data_archives
+
+    data_archives.add_parsers(which)
+
     c = sub.add_parser("check", help="validate a dataset directory and list every problem",
                        description="Validate a dataset directory without training: counts, classes and every "
                                    "problem found. Exit 1 when there are problems.")
@@ -79,6 +84,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.data_command == "check":
         return _check(args)
+    if args.dataset in ("imagenet", "coco", "ade20k"):
+        from maebench.commands import data_archives
+
+        return data_archives.main(args)
     if args.dataset == "shapes":
         return _prepare_shapes(args)
     if args.dataset == "fashion":
