@@ -23,7 +23,8 @@ COMMANDS = {
     "visualize": ("visualize", "MAE reconstruction figures (original, masked, reconstruction)"),
     "cache": ("cache", "list or clear the frozen-feature cache (linprobe, logreg, knn)"),
     "grid": ("grid", "run a grid of backbones x tasks x datasets x seeds as jobs (locally in lanes, or on SLURM)"),
-    "runs": ("runs", "list the runs of a results store, or show one (a searched run: every trial and the one chosen)"),
+    "runs": ("runs", "list the runs of a results store (age, size on disk), show one (config, metrics, a PNG of its "
+                     "loss and lr curves; a searched run: every trial and the one chosen), or clean their checkpoints"),
     "doctor": ("doctor", "self-check of this machine: versions, fp32 vs bf16 MAE step, attention kernels, "
                          "compile, speed, MFU, NCCL (a GPU; the CPU path without one)"),
 }

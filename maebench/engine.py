@@ -138,7 +138,9 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
         param_groups: list[dict] | None = None, collate_fn: Callable | None = None,
         evaluate: Callable[[nn.Module], dict] | None = None, resume: bool = False,
         flops_per_image: float | None = None, desc: str = "train", find_unused_parameters: bool = False,
-        on_step: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print) -> FitResult:
+        on_step: Callable[[int, int], None] | None = None, log: Callable[[str], None] = print,
+        run_log: Any = None) -> FitResult:
+    """`run_log`: rank 0's maebench.runlog.RunLog, fed by the progress line (log.jsonl, TensorBoard)."""
     tc = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_cfg(cfg)
     t_start = time.time()
     if tc.grad_checkpointing:                           # before the memory probe, which then measures it
@@ -156,7 +158,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
             f"process(es) = batch {tc.batch_size}; {threads} torch thread(s) per process")
     loop = _setup(model, loss_fn, tc, plan, out_dir=out_dir, device=device, seed=seed,
                   param_groups=param_groups, find_unused_parameters=find_unused_parameters,
-                  flops_per_image=flops_per_image, desc=desc, on_step=on_step, log=log)
+                  flops_per_image=flops_per_image, desc=desc, on_step=on_step, log=log, run_log=run_log)
     start = loop.ckpt.restore(log) if resume else Resume()
     history = start.history
 
@@ -168,7 +170,7 @@ def fit(model: nn.Module, train_set: Dataset, loss_fn: LossFn, cfg: dict | Train
             if evaluate is not None and _eval_due(tc, epoch):
                 metrics = _evaluate(evaluate, loop.final_model)
                 history[-1].update({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
-            loop.progress.end_epoch(epoch, means)
+            loop.progress.end_epoch(epoch, means, history[-1])
             if (epoch + 1) % tc.checkpoint_every == 0 or epoch + 1 == tc.epochs:
                 loop.ckpt.save(epoch + 1, 0, history)
 
@@ -197,7 +199,7 @@ def train_one_epoch(loop: Loop, loader, epoch: int, start: Resume, stop: StopFla
         sums.add(loss, logs, step)
         if not last_micro:
             continue
-        _optimizer_step(loop.model, loop.optimizer, loop.scaler, loop.tc.clip_grad)
+        loop.progress.grad_norm = _optimizer_step(loop.model, loop.optimizer, loop.scaler, loop.tc.clip_grad)
         if loop.ema is not None:
             sharding.ema_update(loop.ema, loop.model, step)
         _check_in(loop, stop, sums, epoch, micro_step // accum + 1, lr, history)
@@ -233,12 +235,14 @@ class Loop:
 
 def _setup(model: nn.Module, loss_fn: LossFn, tc: TrainConfig, plan: microbatch.Plan, *, out_dir, device,
            seed: int, param_groups, find_unused_parameters: bool, flops_per_image, desc: str, on_step,
-           log: Callable[[str], None]) -> Loop:
+           log: Callable[[str], None], run_log: Any = None) -> Loop:
     """Model on the device, EMA (whole weights), DDP or FSDP, then the optimizer (on the sharded
     parameters under FSDP), loss scaler, the (compiled) step, checkpointer, progress."""
     model.to(device)
     groups = param_groups or optim.param_groups(model, weight_decay=tc.weight_decay)
     ema = _ema(model, tc.ema)
+    if run_log is not None:                             # the lr scales and parameter count, before sharding
+        run_log.bind(groups)
     strategy = tc.strategy or "ddp"
     train_model = sharding.wrap(model, strategy, device, find_unused_parameters, groups)
     optimizer = build_optimizer(groups, tc)
@@ -248,7 +252,7 @@ def _setup(model: nn.Module, loss_fn: LossFn, tc: TrainConfig, plan: microbatch.
                         ema=ema, config=asdict(tc), seed=seed, sharded=strategy == "fsdp")
     progress = Progress(desc=desc, epochs=tc.epochs, steps_per_epoch=plan.steps_per_epoch,
                         batch_size=tc.batch_size, log_every=tc.log_every, device=device,
-                        flops_per_image=flops_per_image, log=log)
+                        flops_per_image=flops_per_image, log=log, run_log=run_log)
     return Loop(tc=tc, plan=plan, model=model, train_model=train_model, loss_fn=step_fn, optimizer=optimizer,
                 scaler=scaler, ema=ema, ckpt=ckpt, progress=progress, device=device, on_step=on_step)
 
@@ -343,7 +347,7 @@ def _check_in(loop: Loop, stop: StopFlag, sums: EpochSums, epoch: int, done: int
     """After optimizer step `done` of the epoch: at a log step, stop on a non-finite loss and show
     the running means; on SIGINT/SIGTERM, checkpoint and stop. Under DDP the processes agree on
     both at the log steps (the same on all), so that all stop at the same step."""
-    at_log, signum = loop.progress.step_done(done), stop.signum
+    at_log, signum = loop.progress.step_done(done, lr), stop.signum
     if dist.is_dist():
         signum, sums.first_bad = agree(signum, sums.first_bad) if at_log else (None, sums.first_bad)
     if at_log or signum is not None:
@@ -367,13 +371,16 @@ def _ema(model: nn.Module, decay: float):
 
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                    clip_grad: float | None) -> None:
+                    clip_grad: float | None) -> torch.Tensor | None:
+    """Returns the gradient norm before clipping (a device tensor, not synced) when clip_grad is set."""
+    norm = None
     if clip_grad:                         # the norm is computed only when something clips
         scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        norm = nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    return norm
 
 
 def _eval_due(tc: TrainConfig, epoch: int) -> bool:

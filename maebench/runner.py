@@ -5,6 +5,8 @@ backbone, the config and the data and builds the model, the training data, the l
 parameter groups and the evaluation, writing nothing. For each recipe the runner then
 
     claims the run (runs.tracked_run: a `running` row, the run directory and its lock)
+    -> records it in the run directory (maebench/runfiles.py: config.yaml, stdout.log, and
+       log.jsonl, maebench/runlog.py; rank 0)
     -> builds what needs the run (feature extraction: `setup`)
     -> trains (engine.fit) or computes (`compute`, for protocols that train no network)
     -> finishes the row with the metrics (a trained run's hardware column also records the
@@ -71,6 +73,8 @@ def execute(spec: RunSpec) -> list[Outcome]:
     """Run every recipe of the spec's program; returns their outcomes in order. With --search,
     a program that trains one network per point first runs its trials (maebench/search.py);
     one that scores its whole space in one pass (`Program.joint_search`) searches in its recipe."""
+    from maebench import runlog
+    runlog.check_tensorboard(runlog.tensorboard_asked(spec.tensorboard))      # before any run starts
     if spec.search and not spec.program.joint_search:
         from maebench import search
         return [run_recipe(f, r) for f in search.final_specs(spec, run_recipe) for r in f.program.recipes()(f)]
@@ -78,7 +82,7 @@ def execute(spec: RunSpec) -> list[Outcome]:
 
 
 def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
-    from maebench import distributed, runs
+    from maebench import distributed, runfiles, runlog, runs
 
     try:
         with runs.tracked_run(task=recipe.task, backbone=recipe.backbone, dataset=recipe.dataset,
@@ -86,27 +90,32 @@ def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
                               split="val" if spec.trial_holdout is None else "train-held-out",
                               results=spec.results, resume=spec.resume, force=spec.force,
                               checkpoint_sha256=recipe.checkpoint_sha256,
-                              backbone_info=recipe.backbone_info) as run:
+                              backbone_info=recipe.backbone_info) as run, \
+                runfiles.recording(run, task=recipe.task, backbone=recipe.backbone, dataset=recipe.dataset,
+                                   seed=spec.seed, config={**recipe.config, "backbone_info": recipe.backbone_info},
+                                   resume=spec.resume, tensorboard=runlog.tensorboard_asked(spec.tensorboard)) as log:
             if recipe.setup is not None:
                 recipe.setup(run)
-            outcome = recipe.compute(run) if recipe.compute is not None else _train(spec, recipe, run)
+            outcome = recipe.compute(run) if recipe.compute is not None else _train(spec, recipe, run, log)
             if spec.searched is not None:      # the trials behind this choice (a later seed: its first seed's)
                 outcome.metrics["search"] = spec.searched["record"]
+            if log is not None:                # rank 0: log.jsonl's final line
+                log.final(outcome.metrics)
             run.finish(outcome.metrics, peak_mem_mb=outcome.peak_mem_mb, images_per_s=outcome.images_per_s,
                        execution=outcome.execution)
+            outcome.run_id, outcome.out_dir = run.run_id, str(run.out_dir)
+            if recipe.report is not None and distributed.is_main():    # inside: stdout.log keeps it
+                recipe.report(outcome.metrics, run)
     except runs.RunDone as done:
         if str(done):
             print(done)
         row = done.row
         return Outcome(row.run_id if row else "", row.metrics if row else {}, row.out_dir if row else None,
                        done_before=True)
-    outcome.run_id, outcome.out_dir = run.run_id, str(run.out_dir)
-    if recipe.report is not None and distributed.is_main():
-        recipe.report(outcome.metrics, run)
     return outcome
 
 
-def _train(spec: RunSpec, recipe: Recipe, run) -> Outcome:
+def _train(spec: RunSpec, recipe: Recipe, run, run_log=None) -> Outcome:
     from maebench import engine
 
     cfg = {**recipe.config, **recipe.fit_overrides}
@@ -115,7 +124,7 @@ def _train(spec: RunSpec, recipe: Recipe, run) -> Outcome:
                         collate_fn=recipe.collate_fn, evaluate=recipe.evaluate, resume=spec.resume,
                         flops_per_image=recipe.flops_per_image, desc=recipe.desc or recipe.task,
                         find_unused_parameters=recipe.find_unused_parameters, on_step=recipe.on_step,
-                        log=recipe.log)
+                        log=recipe.log, run_log=run_log)
     metrics = recipe.metrics(result, run) if recipe.metrics is not None else dict(result.metrics)
     # how it ran, chosen before the loop (maebench/microbatch.py, dataloaders.py), never inside it
     execution = (f"{result.threads} torch thread{'s' * (result.threads != 1)} per process, "

@@ -65,6 +65,7 @@ class RunSpec:
     force: bool = False
     device: str | None = None
     deterministic: bool = False
+    tensorboard: bool = False              # --tensorboard: event files in the run directory (maebench/runlog.py)
     config_file: str | None = None
     sets: tuple[str, ...] = ()
     epochs: int | None = None

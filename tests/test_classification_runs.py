@@ -174,7 +174,8 @@ def test_full_disk_during_a_checkpoint_is_one_line_and_resume_continues(fault, m
     assert ("No space left on device" if fault == "enospc" else "unexpected pos") in line
     (row,) = rows(task="finetune")
     assert row.status == "failed"                           # exit 1, as README's exit codes say
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pth"]     # no temporary file left
+    # no temporary file left: the checkpoint and the run's record (maebench/runfiles.py) alone
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pth", "config.yaml", "log.jsonl", "stdout.log"]
     assert (out / "checkpoint.pth").read_bytes() == seen["before"]
     ck = load_checkpoint(out / "checkpoint.pth")
     assert (ck["epoch"], ck["step_in_epoch"]) == (1, 0)

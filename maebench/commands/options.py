@@ -24,6 +24,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms and a single data-loading process (exact resume checks)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files into the run directory (needs `pip install "
+                        "tensorboard`; or set MAEBENCH_TENSORBOARD=1)")
 
 
 def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_options: tuple[str, ...] = ()):
@@ -32,7 +35,8 @@ def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_o
     options = {o: getattr(args, o, None) for o in (*program.options, *extra_options)}
     return RunSpec(program=program, backbone=backbone, data=args.data, seed=args.seed, out=args.out,
                    results=args.results, resume=args.resume, force=args.force, device=args.device,
-                   deterministic=args.deterministic, config_file=args.config, sets=tuple(args.set or ()),
+                   deterministic=args.deterministic, tensorboard=bool(getattr(args, "tensorboard", False)),
+                   config_file=args.config, sets=tuple(args.set or ()),
                    epochs=args.epochs, batch_size=args.batch_size, options=options,
                    search=bool(getattr(args, "search", False)), search_space=tuple(getattr(args, "search_space", None) or ()),
                    search_budget=getattr(args, "search_budget", None),

@@ -1,6 +1,9 @@
-"""`maebench runs list | show RUN_ID`: the rows of a results store, and one run in full.
+"""`maebench runs list | show RUN_ID | clean`: the rows of a results store, one run in full, and
+freeing the checkpoints of finished runs (maebench/commands/runs_disk.py).
 
-`show` prints one row (task, backbone, dataset, seed, status, metrics) and, for a run of
+`list` shows each run's age and its run directory's size on disk. `show` prints one row (task,
+backbone, dataset, seed, status, metrics, config) and the loss and lr curves of its log.jsonl as a
+PNG (maebench/runplot.py; in the run directory, or --plot FILE), and, for a run of
 `--search` (maebench/search.py), every trial of its search: the point, its state, its held-out
 score (and the score at each rung), epochs and cost, the chosen one marked, then the total cost
 against the budget. Both read the store only (no torch); imports happen inside `main`."""
@@ -16,20 +19,36 @@ from maebench.results import STATUSES
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
-    ls = sub.add_parser("list", help="every run, newest first: when, task, backbone, dataset, seed, status, "
-                                     "headline metric, run id")
+    ls = sub.add_parser("list", help="every run, newest first: age, task, backbone, dataset, seed, status, "
+                                     "headline metric, size of its run directory, run id")
     add_results_option(ls)
     ls.add_argument("--task", metavar="TASK", help="only runs of this task (e.g. finetune, pretrain-mae)")
     ls.add_argument("--backbone", metavar="NAME", help="only runs of this backbone")
     ls.add_argument("--status", choices=STATUSES, help="only runs with this status (default: every status)")
-    show = sub.add_parser("show", help="one run: its task, backbone, dataset, seed, status and metrics; for a "
-                                       "searched run, every trial of its search and the one chosen")
+    show = sub.add_parser("show", help="one run: its task, backbone, dataset, seed, status, metrics and config, "
+                                       "a PNG of its loss and lr curves; for a searched run, every trial of its "
+                                       "search and the one chosen")
     show.add_argument("run_id", metavar="RUN_ID")
     add_results_option(show)
+    show.add_argument("--plot", metavar="FILE.png",
+                      help="where to write the loss and lr curves (default: curves.png in the run directory)")
+    clean = sub.add_parser("clean", help="remove the training checkpoints (checkpoint.pth) of done runs, keeping "
+                                         "final weights, logs and results; prints what it freed")
+    add_results_option(clean)
+    clean.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
 
 def main(args: argparse.Namespace) -> int:
-    return {"list": _list, "show": _show}[args.action](args)
+    return {"list": _list, "show": _show, "clean": _clean}[args.action](args)
+
+
+def _clean(args) -> int:
+    from maebench.commands.runs_disk import clean
+    from maebench.leaderboards.stores import choose_store
+    choice = choose_store(args.results)
+    if choice.note:
+        print(choice.note, file=sys.stderr)
+    return clean(choice.store, dry_run=args.dry_run)
 
 
 # ---- list -------------------------------------------------------------------------------------
@@ -63,11 +82,14 @@ def _list(args) -> int:
     if not rows:
         print(f"no runs{' matching the filters' if every else ''} in {store.path}")
         return 0
-    table = [[time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)), r.task, r.backbone, r.dataset or "",
-              "" if r.seed is None else r.seed, r.status, _headline(r), "yes" if is_searched(r.config) else "",
-              r.run_id] for r in rows]
-    print(tabulate(table, headers=["created", "task", "backbone", "dataset", "seed", "status", "headline",
-                                   "searched", "run id"], disable_numparse=True))
+    from maebench.commands.runs_disk import age_text, disk_size, size_text
+    now = time.time()
+    table = [[age_text(r.created, now), r.task, r.backbone, r.dataset or "", "" if r.seed is None else r.seed,
+              r.status, _headline(r), "yes" if is_searched(r.config) else "",
+              size_text(disk_size(r.out_dir) if r.out_dir else None), r.run_id] for r in rows]
+    print(tabulate(table, headers=["age", "task", "backbone", "dataset", "seed", "status", "headline",
+                                   "searched", "size", "run id"], disable_numparse=True,
+                   colalign=("right", *["left"] * 7, "right", "left")))
     print(f"{len(rows)} run{'s' * (len(rows) != 1)} in {store.path}; `maebench runs show RUN_ID` shows one")
     return 0
 
@@ -139,6 +161,7 @@ def _show(args) -> int:
                       + (f", peak memory {row.peak_mem_mb:.0f} MB" if row.peak_mem_mb is not None else "")))
     if row.out_dir:
         lines.append(("run directory", row.out_dir))
+    lines += _config_lines(row.config)
     record = row.metrics.get("search")
     config = row.config.get("search")
     if isinstance(config, dict) and config:
@@ -151,7 +174,42 @@ def _show(args) -> int:
         print(trials_text(row.config, row.metrics, record))
     elif isinstance(config, dict) and config:
         print("\n(no trials recorded: the run did not finish)")
+    _plot(row, args.plot)
     return 0
+
+
+def _config_lines(config: dict) -> list[tuple[str, str]]:
+    """The row's config, flattened: 'lr 0.002, aug.mixup 0.8, ...' (the backbone record and search aside)."""
+    def flat(d: dict, prefix: str = ""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k} {v}"
+    items = {k: v for k, v in config.items() if not k.startswith("backbone_") and k != "search"}
+    return [("config", ", ".join(flat(items)) or "-")]
+
+
+def _plot(row, plot: str | None) -> None:
+    """The curves of the run's log.jsonl as a PNG; says where, or why there is none."""
+    from pathlib import Path
+
+    from maebench.runlog import LOG_FILE
+    log = Path(row.out_dir) / LOG_FILE if row.out_dir else None
+    if log is None or not log.is_file():
+        if plot:
+            from maebench.errors import MaebenchError
+            raise MaebenchError(f"--plot {plot}: run {row.run_id} has no {LOG_FILE} to plot"
+                                + (f" in {row.out_dir}" if row.out_dir else ""))
+        print(f"\n(no {LOG_FILE} in the run directory: no curves)")
+        return
+    from maebench import runlog
+    if not any(r.get("kind") in ("step", "epoch") for r in runlog.read(log)):
+        print(f"\n({LOG_FILE} holds the final metrics only: the run trained no network, no curves)")
+        return
+    from maebench.runplot import plot_curves
+    out = plot_curves(log, plot or Path(row.out_dir) / "curves.png", title=f"{row.run_id} ({row.task}, {row.backbone})")
+    print(f"\ncurves (loss, lr): {out}")
 
 
 def _search_lines(config: dict, record: dict | None) -> list[tuple[str, str]]:
