@@ -251,3 +251,24 @@ def test_complete_archive_must_have_the_published_digest(tmp_path, capsys, monke
     rc, _, err = prepare(capsys, "ade20k", "--archive", archive, "--out", out)
     assert rc == 0 and "warning" not in err
     assert json.loads((out / "meta.json").read_text())["archives"]["archive"]["digest"] == f"sha1:{sha1}"
+
+
+def test_download_fetches_the_official_archive_then_prepares_it(tmp_path, capsys, monkeypatch):
+    """--download: the missing archive comes from its URL (a local server here, cut once in the
+    middle: the download resumes), lands under --archive's path, and is prepared as a local one."""
+    from http_helpers import serve
+    from maebench.data import archive_sources
+
+    built = tmp_path / "built.zip"
+    files = ade20k_archive(built)
+    official = archive_sources.OFFICIAL["ade20k"]["archive"]
+    with serve({"/ADEChallengeData2016.zip": built.read_bytes()}, cut_first=2000) as srv:
+        monkeypatch.setitem(archive_sources.OFFICIAL["ade20k"], "archive",
+                            archive_sources.Archive(official.name, srv.url("/ADEChallengeData2016.zip")))
+        target, out = tmp_path / "archives" / "ADEChallengeData2016.zip", tmp_path / "ADEChallengeData2016"
+        rc, _, err = prepare(capsys, "ade20k", "--archive", target, "--out", out, "--download")
+        assert rc == 0, err
+        assert len(srv.requests) == 2                                       # cut, then resumed with Range
+    assert target.read_bytes() == built.read_bytes()
+    assert {k: v for k, v in files_under(out).items() if k != "meta.json"} == files
+    assert main(["data", "check", "--task", "ade20k", str(out)]) == 0
