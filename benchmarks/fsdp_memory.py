@@ -187,17 +187,11 @@ def markdown(r: dict) -> str:
 
 def write_section(path: Path, r: dict) -> None:
     """SECTION of `path`, replaced (up to the next `## ` heading) or appended."""
-    text = path.read_text() if path.exists() else ""
     intro = " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " ")
-    body = (f"{SECTION}\n\nMeasured by `{r['command']}` on {r['date']} ({r['wall_s'] / 60:.1f} min); "
+    body = (f"Measured by `{r['command']}` on {r['date']} ({r['wall_s'] / 60:.1f} min); "
             f"{r['machine']}; torch {torch.__version__}. {' '.join(intro.split())}\n\n{markdown(r)}\n")
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt + 1:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    from benchmarks.md_tables import write_section as write_md_section
+    write_md_section(path, SECTION, body)
 
 
 def machine() -> str:

@@ -11,3 +11,19 @@ def table(head: list[str], rows: list[list]) -> str:
 
 def pct(x: float) -> str:
     return f"{100 * x:.0f}%" if abs(x) >= 0.095 else f"{100 * x:.1f}%"
+
+
+def write_section(path, heading: str, body: str) -> None:
+    """Markdown file `path` with the section `heading` replaced (up to the next `## ` heading) by
+    heading + body, or appended when absent (REPORT.md's sections, one per benchmark)."""
+    from pathlib import Path
+    path = Path(path)
+    text = path.read_text() if path.exists() else ""
+    section = f"{heading}\n\n{body}"
+    if heading in text:
+        start = text.index(heading)
+        nxt = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)

@@ -219,18 +219,12 @@ def markdown(r: dict) -> str:
 
 def write_section(path: Path, r: dict) -> None:
     """SECTION of `path`, replaced (up to the next `## ` heading) or appended."""
-    text = path.read_text() if path.exists() else ""
     intro = " ".join(__doc__.split("\n\n")[1:4]).replace("\n", " ")
-    body = (f"{SECTION}\n\nMeasured by `{r['command']}`, started {r['started']}, {r['wall_s'] / 60:.0f} min, "
+    body = (f"Measured by `{r['command']}`, started {r['started']}, {r['wall_s'] / 60:.0f} min, "
             f"{r.get('machine', '')}, {r['torch_threads']} torch threads. {intro}\n\n"
             f"{markdown(r)}\n\n{r.get('note', '')}\n")
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt + 1:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    from benchmarks.md_tables import write_section as write_md_section
+    write_md_section(path, SECTION, body)
 
 
 if __name__ == "__main__":
