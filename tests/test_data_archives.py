@@ -272,3 +272,28 @@ def test_download_fetches_the_official_archive_then_prepares_it(tmp_path, capsys
     assert target.read_bytes() == built.read_bytes()
     assert {k: v for k, v in files_under(out).items() if k != "meta.json"} == files
     assert main(["data", "check", "--task", "ade20k", str(out)]) == 0
+
+
+def test_a_full_disk_while_unpacking_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """The third image written fails as a full disk does: one line naming the file and the free
+    space, exit 1, no OUT and no OUT.partial."""
+    import errno
+    import os
+
+    from maebench.data import archive_io
+    ade20k_archive(tmp_path / "ADEChallengeData2016.zip")
+    real, written = archive_io.write_member, []
+
+    def fills_up(f, dest, label, name):
+        written.append(dest)
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
+        return real(f, dest, label, name)
+
+    monkeypatch.setattr(archive_io, "write_member", fills_up)
+    out = tmp_path / "ADEChallengeData2016"
+    rc, _, err = prepare(capsys, "ade20k", "--archive", tmp_path / "ADEChallengeData2016.zip", "--out", out)
+    assert rc == 1
+    line = [ln for ln in err.splitlines() if ln.startswith("maebench: error")]
+    assert len(line) == 1 and f"cannot write {written[2]}: No space left on device" in line[0] and "free in" in line[0]
+    assert not out.exists() and not (tmp_path / "ADEChallengeData2016.partial").exists()

@@ -60,6 +60,11 @@ def staged(out: str | os.PathLike, force: bool = False, say=print):
         partial.mkdir()
         try:
             yield partial
+        except OSError as e:                # a full disk, a read-only target: one line, nothing kept
+            shutil.rmtree(partial, ignore_errors=True)
+            from maebench.disk import free_space
+            raise MaebenchError(f"cannot write {e.filename or partial}: {e.strerror or e}; {free_space(out.parent)} "
+                                f"free in {out.parent}; {partial} removed, nothing prepared") from None
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
