@@ -183,7 +183,7 @@ def register(name: str, checkpoint_path: str | os.PathLike, *, arch: str | None 
     path = Path(checkpoint_path).expanduser().resolve()
     top = convert.read_checkpoint(path, trust=trust)
     from maebench.backbones import timm_register
-    if cat is not None and timm_model and cat.get("timm") != timm_model:
+    if cat is not None and timm_model and (cat.get("timm") or "").split(".")[0] != timm_model.split(".")[0]:  # tags aside
         raise UsageError(f"'{name}' is catalogued as {cat.get('timm') or cat.get('format')}, not timm {timm_model}; "
                          "register the checkpoint under another name")
     found = timm_register.recognised_model(top, path) if fmt == "auto" and not (timm_model or timm_kwargs) else None

@@ -76,3 +76,28 @@ def test_register_timm_model_offline_without_the_cache_is_one_line(tmp_path):
                                 f"(timm/{MODEL}: model.safetensors or pytorch_model.bin) are not in the "
                                 f"Hugging Face cache {cache}")
     assert not (tmp_path / "home" / "registry.json").exists()
+
+
+def test_a_catalogue_entry_takes_its_timm_model_with_a_pretrained_tag_from_the_cache(tmp_path):
+    """`register dinov2-vit-s14 --timm vit_small_patch14_dinov2.lvd142m`: the catalogue names the
+    untagged model; the tag only picks the published weights, so the two agree."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+    cache = tmp_path / "hf-cache"
+    repo, rev = cache / f"models--timm--{MODEL}", "0123456789abcdef0123456789abcdef01234567"
+    (repo / "snapshots" / rev).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    torch.manual_seed(0)
+    model = timm.create_model(MODEL.split(".")[0], pretrained=False, img_size=518)
+    cached = repo / "snapshots" / rev / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(cached))
+    env = {**os.environ, "MAEBENCH_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("MAEBENCH_RESULTS", None)
+    env.pop("HF_HOME", None)
+    r = subprocess.run([sys.executable, "-m", "maebench", "backbones", "register", "dinov2-vit-s14", "--timm", MODEL],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "registered dinov2-vit-s14" in r.stdout
