@@ -122,7 +122,10 @@ def test_torchrun_run_completes_rank0_writes_and_its_evaluation_equals_one_proce
     (row,) = ResultsStore(home / "results.sqlite").rows(status=None)
     assert row.status == "done" and row.error is None
     (run_dir,) = (home / "runs").iterdir()
-    assert sorted(p.name for p in run_dir.iterdir()) == OUTPUTS.get(task, ["checkpoint.pth"])   # no temp files
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(   # no temp files; the run logs (rank 0's)
+        OUTPUTS.get(task, ["checkpoint.pth"]) + ["config.yaml", "log.jsonl", "stdout.log"])
+    epochs = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs if e["kind"] == "epoch"] == [1, 2]          # one writer: each epoch once
 
     # every write from rank 0: one checkpoint per epoch, one row started and finished
     assert writes and {w.split()[0] for w in writes} == {"0"}, writes
