@@ -29,6 +29,8 @@ import torch
 
 from maebench.results import ResultsStore
 
+RUN_FILES = ["checkpoint.pth", "config.yaml", "log.jsonl", "stdout.log"]   # a failed run's directory: its logs too
+
 # Runs `python -m maebench ARGS...` with one pause point (env MAEBENCH_TEST_PAUSE):
 #   step:N  pause before optimizer step N (0-based: N steps are done)
 #   save:N  pause inside the N-th training-checkpoint write, half of its bytes in the temp file
@@ -310,7 +312,7 @@ def test_signal_checkpoints_marks_failed_resumable_and_resume_finishes(task, sig
     assert (ck["epoch"], ck["step_in_epoch"]) == (1, 2)               # mid-epoch, where it stopped
     (row,) = rows(home)
     assert row.status == "failed-resumable" and sig.name in row.error
-    assert [p.name for p in run_dir(home).iterdir()] == ["checkpoint.pth"]   # no final.pth, no temp file
+    assert sorted(p.name for p in run_dir(home).iterdir()) == RUN_FILES      # no final.pth, no temp file
     if task == "pretrain":
         assert not (home / "registry.json").exists()                 # nothing registered
 
@@ -355,7 +357,7 @@ def test_diverging_loss_stops_with_one_line_a_failed_row_and_the_last_good_check
     (row,) = rows(home)
     assert row.status == "failed" and "NonFiniteLoss" in row.error
     d = run_dir(home)
-    assert [p.name for p in d.iterdir()] == ["checkpoint.pth"]       # no final.pth, no temp file
+    assert sorted(p.name for p in d.iterdir()) == RUN_FILES          # no final.pth, no temp file
     ck = torch.load(d / "checkpoint.pth", map_location="cpu", weights_only=True)
     assert (ck["epoch"], ck["step_in_epoch"]) == (2, 0)
     assert all(torch.isfinite(v).all() for v in ck["model"].values())
@@ -382,7 +384,7 @@ def test_resource_fault_is_one_line_a_failed_row_and_the_last_good_checkpoint(fa
     (row,) = rows(home)
     assert row.status == "failed"
     d = run_dir(home)
-    assert [p.name for p in d.iterdir()] == ["checkpoint.pth"]       # no final.pth, no temp file left
+    assert sorted(p.name for p in d.iterdir()) == RUN_FILES          # no final.pth, no temp file left
     ck = torch.load(d / "checkpoint.pth", map_location="cpu", weights_only=True)
     assert (ck["epoch"], ck["step_in_epoch"]) == (1, 0)
     assert not (home / "registry.json").exists()
