@@ -57,7 +57,7 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_preempted_job_checkpoints_is_requeued_and_finishes_with_resume(small_set, tmp_path):
-    argv = [*PRETRAIN, "--data", str(small_set), "--epochs", "300", "--name", "preempted",
+    argv = [*PRETRAIN, "--data", str(small_set), "--epochs", "100", "--name", "preempted",
             "--set", "checkpoint_every=1000", "--set", "log_every=1"]
     launcher = local_launcher(tmp_path)
     (sj,) = launcher.submit_all([Job("pretrain", argv, resources=Resources(time_min=10))]).values() \
@@ -67,7 +67,7 @@ def test_a_preempted_job_checkpoints_is_requeued_and_finishes_with_resume(small_
         from maebench.launch.job import Command
         sj = launcher.executor.submit(Command(argv))
     deadline = time.time() + 300
-    while "epoch 2/300" not in (sj.paths.stdout.read_text() if sj.paths.stdout.exists() else ""):
+    while "epoch 2/100" not in (sj.paths.stdout.read_text() if sj.paths.stdout.exists() else ""):
         assert time.time() < deadline and not sj.done(), "the job never reached its second epoch"
         time.sleep(0.2)
     for pid in _children(sj._process.pid):      # as SLURM signals every task of the job
@@ -81,7 +81,7 @@ def test_a_preempted_job_checkpoints_is_requeued_and_finishes_with_resume(small_
     assert row.status == "done"
     import torch
     ckpt = torch.load(Path(row.out_dir) / "checkpoint.pth", weights_only=True)
-    assert ckpt["epoch"] == 300 and len(ckpt["history"]) == 300
+    assert ckpt["epoch"] == 100 and len(ckpt["history"]) == 100
 
 
 def test_what_needs_a_failed_job_is_never_submitted_and_the_error_names_its_log(tmp_path, capsys):
