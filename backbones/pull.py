@@ -55,6 +55,9 @@ def pull(name: str, *, force: bool = False, progress: bool = True) -> Pulled:
         check = "no published sha256: trusted on first use, its sha256 recorded in the registry"
     dest = downloads_dir() / name / (cat.get("file") or _basename(url))
     path = _download(url, dest, expected, progress=progress, reuse=True)
+    if cat.get("md5"):                      # the release's own published hash (the MAE README's md5 prefixes)
+        _check_md5(path, str(cat["md5"]), url)
+        check += f"; published md5 prefix {cat['md5']}"
     register(name, path, force=force)
     record_origin(name, url, check)
     return Pulled(entry(name), path, check)
@@ -78,6 +81,20 @@ def _download(url: str, dest: Path, sha256: str | None, *, progress: bool, reuse
     if reuse and dest.is_file() and (sha256 is None or sha256_of(dest).startswith(sha256.strip().lower())):
         return dest
     return fetch(url, dest, sha256=sha256, progress=progress)
+
+
+def _check_md5(path: Path, prefix: str, url: str) -> None:
+    """The downloaded file's md5 starts with the published `prefix`, else it is removed and the
+    error names the URL and both digests (nothing registered)."""
+    import hashlib
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if not h.hexdigest().startswith(prefix.strip().lower()):
+        path.unlink()
+        raise MaebenchError(f"{url}: md5 mismatch: the release publishes {prefix}..., got {h.hexdigest()}; "
+                            "the download was removed")
 
 
 def record_origin(name: str, url: str, check: str) -> None:

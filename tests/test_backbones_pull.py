@@ -32,11 +32,11 @@ def online(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
-def _point_catalogue(monkeypatch, url: str, sha256: str | None) -> None:
+def _point_catalogue(monkeypatch, url: str, sha256: str | None, md5: str | None = None) -> None:
     """mae-vit-b, at the tiny test architecture, published at `url`."""
     raw = catalogue_module._raw()
     entry = {**raw["backbones"]["mae-vit-b"], "arch": ARCH, "patch_size": PATCH, "img_size": IMG,
-             "url": url, "sha256": sha256, "file": "tiny_mae.pth"}
+             "url": url, "sha256": sha256, "md5": md5, "file": "tiny_mae.pth"}
     patched = {**raw, "backbones": {**raw["backbones"], "mae-vit-b": entry}}
     monkeypatch.setattr(catalogue_module, "_raw", lambda: patched)
 
@@ -82,6 +82,22 @@ def test_pull_with_a_wrong_checksum_registers_nothing(home, monkeypatch, capsys)
         assert srv.url("/tiny_mae.pth") in line and "f" * 64 in line and SHA in line
     assert _registry(home) == {}
     assert [p for p in home.rglob("*") if p.is_file()] == []
+
+
+def test_pull_checks_the_md5_prefix_the_release_publishes(home, monkeypatch, capsys):
+    """The MAE README publishes md5 prefixes (8cad7c for ViT-B): a match is said, a mismatch
+    removes the download and registers nothing."""
+    md5 = hashlib.md5(BODY).hexdigest()
+    assert catalogue_module.catalogue()["mae-vit-b"]["md5"] == "8cad7c"
+    with serve({"/tiny_mae.pth": BODY}) as srv:
+        _point_catalogue(monkeypatch, srv.url("/tiny_mae.pth"), None, md5="0" * 6 if md5[:6] != "0" * 6 else "1" * 6)
+        assert main(["backbones", "pull", "mae-vit-b"]) == 1
+        line = _error_line(capsys)
+        assert "md5 mismatch" in line and md5 in line and srv.url("/tiny_mae.pth") in line
+        assert _registry(home) == {} and [p for p in home.rglob("*") if p.is_file()] == []
+        _point_catalogue(monkeypatch, srv.url("/tiny_mae.pth"), None, md5=md5[:6])
+        assert main(["backbones", "pull", "mae-vit-b"]) == 0
+        assert f"published md5 prefix {md5[:6]}" in capsys.readouterr().out
 
 
 def test_pull_without_a_published_checksum_trusts_the_first_download_and_checks_later_ones(home, monkeypatch, capsys):
