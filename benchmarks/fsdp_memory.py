@@ -108,24 +108,18 @@ def strategies(img: int) -> dict:
 
 def activations(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[int, torch.Tensor]:
     """(bytes autograd keeps for the backward after one forward, the loss)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
+    from benchmarks.timing import SavedForBackward
+    saved = SavedForBackward(model)
 
     def block_input(_m, args):                      # a checkpoint keeps its input by reference
         if model.grad_checkpointing:
-            pack(args[0])
+            saved.add(args[0])
     hooks = [b.register_forward_pre_hook(block_input) for b in model.blocks]
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with saved:
         loss = nn.functional.cross_entropy(model(x), y)
     for h in hooks:
         h.remove()
-    return sum(seen.values()), loss
+    return saved.bytes, loss
 
 
 def checkpointing(repeats: int, batch: int) -> dict:

@@ -133,6 +133,34 @@ def time_step(compute: Callable[[], object], optimizer_step: Callable[[], object
     return out
 
 
+class SavedForBackward:
+    """Inside `with`: every distinct storage autograd saves for backward, parameters excluded
+    (`add` counts one more tensor, e.g. a block input a checkpoint keeps by reference); `bytes`."""
+
+    def __init__(self, model):
+        self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.seen: dict[int, int] = {}
+
+    def add(self, t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in self.params:
+            self.seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.seen.values())
+
+    def __enter__(self):
+        from torch.autograd.graph import saved_tensors_hooks
+        self._hooks = saved_tensors_hooks(self.add, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._hooks.__exit__(*exc)
+
+
 @dataclass
 class StepCost:
     """What one call costs, counted rather than timed (independent of the machine's load)."""
@@ -148,26 +176,17 @@ def count_cost(compute: Callable[[], object], model) -> StepCost:
     Python/torch runtime is in it), so the step's own memory is counted: every distinct storage
     autograd saves for backward, plus 4 x the trainable parameters (weights, gradients, AdamW
     exp_avg and exp_avg_sq) and 1 x the frozen ones."""
-    from torch.autograd.graph import saved_tensors_hooks
-
     from maebench.flops import count_flops
 
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
+    saved = SavedForBackward(model)
 
     def run():
-        with saved_tensors_hooks(pack, lambda t: t):
+        with saved:
             compute()
 
     flops = count_flops(run)
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     frozen = sum(p.numel() * p.element_size() for p in model.parameters() if not p.requires_grad)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    return StepCost(flops=flops, saved_activation_mb=sum(seen.values()) / 2 ** 20,
+    return StepCost(flops=flops, saved_activation_mb=saved.bytes / 2 ** 20,
                     state_mb=(4 * trainable + frozen + buffers) / 2 ** 20)
