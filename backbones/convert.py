@@ -14,7 +14,7 @@ The canonical file ($MAEBENCH_HOME/weights/NAME.pth) is
 """
 from __future__ import annotations
 
-import hashlib
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,12 +76,8 @@ def _is_torchscript(path: Path) -> bool:
 
 def file_digest(path: str | Path) -> tuple[str, int]:
     """(sha256 hex, size in bytes) of a file."""
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    from maebench import disk
+    return disk.file_digest(path), os.path.getsize(path)
 
 
 def infer(conv: Converted) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlparse
 from maebench.backbones import registry_file
 from maebench.backbones.catalogue import catalogue
 from maebench.backbones.registry import BackboneEntry, check_name, entry, register
-from maebench.download import fetch, sha256_of
+from maebench.disk import file_digest
+from maebench.download import fetch
 from maebench.errors import MaebenchError, UsageError, unknown
 from maebench.home import downloads_dir
 
@@ -78,7 +79,7 @@ def download_for(name: str, url: str, *, sha256: str | None, force: bool, progre
 def _download(url: str, dest: Path, sha256: str | None, *, progress: bool, reuse: bool) -> Path:
     """fetch, or a complete earlier download of the same file when `reuse` (checked again when a
     checksum is known; a file that fails it is downloaded anew)."""
-    if reuse and dest.is_file() and (sha256 is None or sha256_of(dest).startswith(sha256.strip().lower())):
+    if reuse and dest.is_file() and (sha256 is None or file_digest(dest).startswith(sha256.strip().lower())):
         return dest
     return fetch(url, dest, sha256=sha256, progress=progress)
 
@@ -86,14 +87,10 @@ def _download(url: str, dest: Path, sha256: str | None, *, progress: bool, reuse
 def _check_md5(path: Path, prefix: str, url: str) -> None:
     """The downloaded file's md5 starts with the published `prefix`, else it is removed and the
     error names the URL and both digests (nothing registered)."""
-    import hashlib
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if not h.hexdigest().startswith(prefix.strip().lower()):
+    got = file_digest(path, "md5")
+    if not got.startswith(prefix.strip().lower()):
         path.unlink()
-        raise MaebenchError(f"{url}: md5 mismatch: the release publishes {prefix}..., got {h.hexdigest()}; "
+        raise MaebenchError(f"{url}: md5 mismatch: the release publishes {prefix}..., got {got}; "
                             "the download was removed")
 
 

@@ -147,16 +147,25 @@ def load(protocol: str, *, config_file: str | Path | None = None, sets: list[str
 
 
 def _user_file(config_file: str | Path) -> dict[str, Any]:
-    path = Path(config_file)
+    return read_mapping(config_file, "config file", error=MaebenchError)
+
+
+def read_mapping(path: str | Path, what: str, keys=None, *, error: type[MaebenchError] = UsageError) -> dict[str, Any]:
+    """A YAML file holding a mapping (a --config file, a grid file, launcher.yaml), its keys among
+    `keys` when given: one line naming the file (and the key, with a did-you-mean) when it is not."""
+    path = Path(path)
     try:
-        user = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
-        raise MaebenchError(f"cannot read config file {path}: {e.strerror}") from None
+        raise error(f"cannot read {what} {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
-        raise MaebenchError(f"config file {path} is not valid YAML: {first_line(e)}") from None
-    if not isinstance(user, dict):
-        raise MaebenchError(f"config file {path} must hold a mapping of keys to values")
-    return user
+        raise error(f"{what} {path} is not valid YAML: {first_line(e)}") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} {path} must hold a mapping of keys to values, not a {type(data).__name__}")
+    for key in data if keys is not None else ():
+        if key not in keys:
+            raise error(f"{path}: unknown key '{key}'{did_you_mean(str(key), keys)}")
+    return data
 
 
 def block(name: str, protocol: str, *, config_file: str | Path | None = None, arch: str | None = None) -> dict[str, Any]:

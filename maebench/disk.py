@@ -1,6 +1,8 @@
-"""Free space on a disk, for the one-line errors of a write that failed (torch_io, download)."""
+"""Files on disk: the free space a one-line write error names (torch_io, download, data
+prepare), and a file's digest (checkpoints, downloads, archives)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -20,3 +22,12 @@ def free_space(directory: str | os.PathLike) -> str:
             return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
         free /= 1024
     raise AssertionError("unreachable")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (sha256, md5, sha1, ...), read 1 MiB at a time."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

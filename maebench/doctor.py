@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from maebench.doctor_rules import (  # noqa: F401  (re-exported: the tests read the rules here)
-    FAIL, INFO, LOSS_RTOL, MASK_RATIO, NO_GPU, PASS, SDPA_ATOL, SKIP, Report, _environment_rows, _error, bf16_peak,
+    FAIL, INFO, LOSS_RTOL, MASK_RATIO, NO_GPU, PASS, SDPA_ATOL, SKIP, Report, _error, environment_rows, bf16_peak,
     classify_sdpa, environment, losses_agree, mfu,
 )
 
@@ -352,7 +352,7 @@ def run(json_path: str | Path = "doctor.json", *, steps: int | None = None, batc
     report = Report(path="cuda" if cuda else "cpu", data={"environment": env, "config": cfg})
     if not cuda:
         log(NO_GPU)
-    _environment_rows(report, env)
+    environment_rows(report, env)
     t0 = time.perf_counter()
     report.data["config"]["model"] = (f"MAE {cfg['arch']}/{cfg['patch_size']} {cfg['img_size']} px, decoder "
                                       f"{cfg['decoder_embed_dim']}x{cfg['decoder_depth']}, mask {MASK_RATIO}, norm-pix")

@@ -162,7 +162,7 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def _environment_rows(report: Report, env: dict) -> None:
+def environment_rows(report: Report, env: dict) -> None:
     report.add("versions", INFO, f"torch {env['torch']}",
                f"CUDA {env['cuda']}, cuDNN {env['cudnn']}, NCCL {env['nccl']}, timm {env['timm']}, "
                f"python {env['python']}")

@@ -9,13 +9,12 @@ complete file whose sha256 matches is renamed (os.replace) onto `dest`: `dest` i
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
 from pathlib import Path
 
-from maebench.disk import free_space
+from maebench.disk import file_digest, free_space
 from maebench.errors import MaebenchError, UsageError
 
 OFFLINE_VARS = ("MAEBENCH_OFFLINE", "HF_HUB_OFFLINE")
@@ -181,17 +180,9 @@ def hex_digest(text: str, what: str) -> str:
 
 def verify(path: str | os.PathLike, sha256: str, what: str) -> None:
     """MaebenchError naming `what` and both digests unless the file's sha256 starts with `sha256`."""
-    got = sha256_of(path)
+    got = file_digest(path)
     if not got.startswith(hex_digest(sha256, what)):
         raise DownloadError(f"{what}: sha256 mismatch: expected {sha256.strip().lower()}, got {got}")
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _finish(url: str, part: Path, dest: Path, *, sha256: str | None, expected_size: int | None) -> Path:

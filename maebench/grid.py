@@ -24,19 +24,8 @@ KEYS = ("backbones", "tasks", "datasets", "seeds", "set", "results")
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    import yaml
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise UsageError(f"cannot read grid file {path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: a grid file is a mapping with keys {', '.join(KEYS)}")
-    for key in data:
-        if key not in KEYS:
-            raise UsageError(f"{path}: unknown key '{key}'{did_you_mean(str(key), KEYS)}")
+    from maebench.config import read_mapping
+    data = read_mapping(path, "grid file", KEYS)
     for key in ("backbones", "tasks"):
         if not data.get(key):
             raise UsageError(f"{path}: `{key}` is missing or empty")

@@ -41,6 +41,14 @@ def micro_checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def micro(micro_checkpoint):
+    """That vit-micro registered as 'micro' in this test's home."""
+    from maebench.backbones import registry
+    registry.register("micro", micro_checkpoint, arch="vit-micro", fmt="timm", img_size=16, patch_size=4)
+    return "micro"
+
+
 @pytest.fixture(scope="module")
 def dense_sets(tmp_path_factory):
     """The generated COCO (64 px, 8 train / 4 val) and ADE20K (32 px, 8 training / 4 validation) sets."""

@@ -11,14 +11,6 @@ from maebench.results import ResultsStore
 FAST = ["--set", "num_workers=0", "--set", "eval_batch_size=16", "--set", "warmup_epochs=0"]
 
 
-@pytest.fixture
-def micro(micro_checkpoint):
-    """A registered vit-micro backbone (4 blocks, 96-d, patch 4, 16 px) in this test's home."""
-    from maebench.backbones import registry
-    registry.register("micro", micro_checkpoint, arch="vit-micro", fmt="timm", img_size=16, patch_size=4)
-    return "micro"
-
-
 def encoder_state(name="micro"):
     from maebench.backbones import registry
     return registry.load(name, global_pool="avg")[0].state_dict()

@@ -59,13 +59,10 @@ def _children(pid: int) -> list[int]:
 def test_a_preempted_job_checkpoints_is_requeued_and_finishes_with_resume(small_set, tmp_path):
     argv = [*PRETRAIN, "--data", str(small_set), "--epochs", "100", "--name", "preempted",
             "--set", "checkpoint_every=1000", "--set", "log_every=1"]
-    launcher = local_launcher(tmp_path)
-    (sj,) = launcher.submit_all([Job("pretrain", argv, resources=Resources(time_min=10))]).values() \
-        if launcher.dependencies else [None]
-    if sj is None:                              # the local executor: submit it the way `run` does
-        launcher.executor.update_parameters(**launcher.parameters(Resources(time_min=10), None))
-        from maebench.launch.job import Command
-        sj = launcher.executor.submit(Command(argv))
+    from maebench.launch.job import Command
+    launcher = local_launcher(tmp_path)          # submitted as `run` submits it, but not waited for here
+    launcher.executor.update_parameters(**launcher.parameters(Resources(time_min=10), None))
+    sj = launcher.executor.submit(Command(argv))
     deadline = time.time() + 300
     while "epoch 2/100" not in (sj.paths.stdout.read_text() if sj.paths.stdout.exists() else ""):
         assert time.time() < deadline and not sj.done(), "the job never reached its second epoch"
@@ -162,13 +159,6 @@ def test_time_values_and_the_command_line_a_job_runs():
 
 
 # ---- maebench grid ------------------------------------------------------------------------------
-@pytest.fixture
-def micro(micro_checkpoint):
-    from maebench.backbones import registry
-    registry.register("micro", micro_checkpoint, arch="vit-micro", fmt="timm", img_size=16, patch_size=4)
-    return "micro"
-
-
 def test_a_grid_runs_every_backbone_task_and_seed_as_a_job(micro, small_set, tmp_path, capsys):
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"backbones: [{micro}]\ntasks:\n  knn: [--label-fraction, 0.5]\nseeds: [0, 1]\n"

@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
+from image_helpers import image_folder
 from maebench.backbones import mae as mae_mod
 from maebench import cli
 from maebench.results import ResultsStore
@@ -16,18 +16,6 @@ from maebench.results import ResultsStore
 NAME = "mae-test-micro"
 
 
-
-
-def image_folder(root, n_per_class=8, size=16):
-    """root/train/<class>/*.png: two classes of random-coloured squares."""
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        d = root / "train" / cls
-        d.mkdir(parents=True)
-        for i in range(n_per_class):
-            img = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
-            Image.fromarray(img).save(d / f"{i}.png")
-    return root
 
 
 def pretrain_args(data, out, *extra):

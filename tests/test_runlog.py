@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
+from image_helpers import image_folder
 from maebench import cli, runner
 from maebench.lr_rule import config_peak_lr
 from maebench.optim import lr_at
@@ -23,16 +23,6 @@ from maebench.runspec import RunSpec
 from maebench.tasks.table import TASKS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def micro(small_set, tmp_path):
-    from maebench.backbones import registry
-    from maebench.backbones.vit import create_vit
-    torch.manual_seed(0)
-    torch.save(create_vit("vit-micro", img_size=16, patch_size=4).state_dict(), tmp_path / "micro.pth")
-    registry.register("micro", tmp_path / "micro.pth", arch="vit-micro", fmt="timm", img_size=16, patch_size=4)
-    return "micro"
 
 
 def lines(run_dir):
@@ -105,16 +95,6 @@ def test_a_resumed_done_run_keeps_one_final_line_and_one_line_per_epoch(micro, s
 
 
 # ---- pretraining: a crash, --resume, TensorBoard ------------------------------------------------
-def image_folder(root, n_per_class=8, size=16):
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        d = root / "train" / cls
-        d.mkdir(parents=True)
-        for i in range(n_per_class):
-            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return root
-
-
 def pretrain(data, out, *extra):
     """MAE on 16 images, batch 4: 4 steps per epoch, 2 epochs, a checkpoint and a log line every step."""
     return ["pretrain", "--method", "mae", "--arch", "vit-micro", "--data", str(data), "--img-size", "16",

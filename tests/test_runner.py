@@ -3,7 +3,6 @@ run is reported and not trained again, and a recipe that fails leaves a failed r
 import pickle
 
 import pytest
-import torch
 
 from maebench import runner
 from maebench.results import ResultsStore
@@ -11,16 +10,6 @@ from maebench.runspec import Program, RunSpec
 from maebench.tasks.table import TASKS
 
 FAST = ("num_workers=0", "eval_batch_size=16", "warmup_epochs=0")
-
-
-@pytest.fixture
-def micro(small_set, tmp_path):
-    from maebench.backbones import registry
-    from maebench.backbones.vit import create_vit
-    torch.manual_seed(0)
-    torch.save(create_vit("vit-micro", img_size=16, patch_size=4).state_dict(), tmp_path / "micro.pth")
-    registry.register("micro", tmp_path / "micro.pth", arch="vit-micro", fmt="timm", img_size=16, patch_size=4)
-    return "micro"
 
 
 def test_a_pickled_spec_runs_and_a_done_run_is_not_trained_again(micro, small_set, capsys):

@@ -107,17 +107,6 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _without(argv: list[str], option: str) -> list[str]:
-    """argv less `option` and its value (either spelling: --opt V, --opt=V)."""
-    out = []
-    for a in argv:
-        if out and out[-1] == option:
-            out.pop()
-        elif not a.startswith(option + "="):
-            out.append(a)
-    return out
-
-
 def _worker(text: str) -> tuple[int, int]:
     try:
         i, w = (int(x) for x in text.split("/"))
@@ -133,10 +122,10 @@ def _search_workers(args: argparse.Namespace, task, workers: int) -> None:
     from maebench import launch
     from maebench.backbones.registry import entry
     from maebench.home import home_dir
-    from maebench.launch.settings import protocol_resources, strip
+    from maebench.launch.settings import OPTIONS, protocol_resources, strip
     settings = launcher_settings(args)
     resources = settings.resources(protocol_resources(task.protocol, entry(args.backbone).arch if args.backbone else None))
-    argv = strip(_without(args.argv, "--search-workers"))        # a worker never starts workers
+    argv = strip(args.argv, {**OPTIONS, "--search-workers": True})      # a worker never starts workers
     jobs = [launch.Job(f"search worker {i}/{workers}", [*argv, "--search-worker", f"{i}/{workers}"], resources=resources)
             for i in range(workers)]
     tag = hashlib.sha256(" ".join(argv).encode()).hexdigest()[:10]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from maebench.data.archive_io import extract_zip, file_digest, open_zip, zip_files
+from maebench.data.archive_io import extract_zip, open_zip, zip_files
+from maebench.disk import file_digest
 from maebench.data.archive_sources import OFFICIAL, check_digest, is_complete, shortfall
 from maebench.data.output import write_meta
 from maebench.data.staging import staged

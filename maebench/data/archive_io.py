@@ -131,14 +131,6 @@ def write_member(f, dest: Path, label: str, name: str) -> int:
         raise MaebenchError(f"{label}: member {name} appears twice") from None
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_size(path: Path) -> int:
     return os.stat(path).st_size
 

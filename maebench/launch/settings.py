@@ -59,17 +59,8 @@ def load(flags: dict[str, Any], home_file: Path | None = None) -> Settings:
 
 
 def _file_settings(path: Path) -> dict[str, Any]:
-    import yaml
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UsageError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of launcher options, got {type(data).__name__}")
-    names = [f.name for f in fields(Settings)]
-    for key in data:
-        if key not in names:
-            raise UsageError(f"{path}: unknown key '{key}'{did_you_mean(str(key), names)}")
+    from maebench.config import read_mapping
+    data = read_mapping(path, "launcher settings file", [f.name for f in fields(Settings)])
     return {k: (str(v) if k == "time" else v) for k, v in data.items()}
 
 
@@ -95,16 +86,17 @@ def protocol_resources(protocol: str, arch: str | None) -> Resources:
     return Resources(**block)
 
 
-def strip(argv: list[str]) -> list[str]:
-    """A command line without its launcher options: what each job runs."""
+def strip(argv: list[str], options: dict[str, bool] = OPTIONS) -> list[str]:
+    """A command line without `options` (option -> takes a value; default: the launcher
+    options), in either spelling (--opt V, --opt=V): what each job runs."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
             continue
         name = a.split("=", 1)[0]
-        if name in OPTIONS:
-            skip = OPTIONS[name] and "=" not in a
+        if name in options:
+            skip = options[name] and "=" not in a
             continue
         out.append(a)
     return out

@@ -56,7 +56,8 @@ class SlurmLauncher:
     def run(self, jobs: list[Job], *, started: Callable[[Job], None] = lambda job: None,
             finished: Callable[[Job, float], None] = lambda job, seconds: None,
             prepare: Callable[[Job], None] = lambda job: None) -> None:
-        pending = {j.label: j for j in jobs}          # not yet submitted
+        by_label = {j.label: j for j in jobs}
+        pending = dict(by_label)                      # not yet submitted
         submitted: dict[str, Any] = {}                # label -> submitit job
         t0: dict[str, float] = {}
         ended: set[str] = set()
@@ -70,7 +71,7 @@ class SlurmLauncher:
                     if label in ended or not sj.done():
                         continue
                     ended.add(label)
-                    job = next(j for j in jobs if j.label == label)
+                    job = by_label[label]
                     if sj.exception() is None:
                         done.add(label)
                         finished(job, time.time() - t0[label])
