@@ -22,6 +22,7 @@ COMMANDS = {
     "data": ("data", "prepare (generate or convert) and check datasets"),
     "visualize": ("visualize", "MAE reconstruction figures (original, masked, reconstruction)"),
     "cache": ("cache", "list or clear the frozen-feature cache (linprobe, logreg, knn)"),
+    "study": ("study", "an MAE ablation study: pretrain each variant of a base recipe, score each with transfer protocols"),
     "grid": ("grid", "run a grid of backbones x tasks x datasets x seeds as jobs (locally in lanes, or on SLURM)"),
     "runs": ("runs", "list the runs of a results store (age, size on disk), show one (config, metrics, a PNG of its "
                      "loss and lr curves; a searched run: every trial and the one chosen), or clean their checkpoints"),

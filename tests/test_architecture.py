@@ -12,7 +12,7 @@ PACKAGES = {"maebench": ROOT / "maebench", "maebench.backbones": ROOT / "backbon
 # the layers above the ground; every other module of the maebench/ folder is the ground, which
 # every layer may use and which never reaches up
 ABOVE = ("maebench.backbones", "maebench.tasks", "maebench.leaderboards", "maebench.commands", "maebench.cli",
-         "maebench.demo", "maebench.__main__", "maebench.launch", "maebench.grid", "maebench.doctor")
+         "maebench.demo", "maebench.__main__", "maebench.launch", "maebench.grid", "maebench.doctor", "maebench.study")
 
 
 def _modules():
