@@ -85,7 +85,7 @@ def recipe_key(task: str, dataset: str | None, config: dict) -> str:
     own keys (backbone_*, img_size); for a searched run, less the values its search chose (the
     space's keys) and the search's seed, so that one search setup pairs over seeds and backbones
     whatever each run chose."""
-    cfg = {k: v for k, v in config.items() if not k.startswith("backbone_") and k not in _BACKBONE_KEYS}
+    cfg = {k: v for k, v in config.items() if not k.startswith(("backbone_", "tag_")) and k not in _BACKBONE_KEYS}
     if is_searched(cfg):
         cfg = _without_choice(cfg)
     return json.dumps([task, dataset, cfg], sort_keys=True, default=str)

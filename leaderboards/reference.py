@@ -138,3 +138,12 @@ def load_reference(path: str | Path | None = None) -> Reference:
 @lru_cache(maxsize=1)
 def default_reference() -> Reference:
     return load_reference()
+
+
+def study_reference(name: str, path: str | Path | None = None) -> dict[str, Any]:
+    """reference.yaml `studies: NAME`: {source, caption, ablations: {table: {paper row: {ft, lin}}}}."""
+    path = Path(path) if path else REFERENCE_PATH
+    studies = yaml.safe_load(path.read_text()).get("studies") or {}
+    if name not in studies:
+        raise MaebenchError(f"{path.name} has no study '{name}' (it has: {', '.join(studies)})")
+    return studies[name]

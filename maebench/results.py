@@ -171,15 +171,18 @@ class ResultsStore:
     def start(self, *, task: str, backbone: str, config: dict, dataset: str | None = None,
               split: str | None = None, seed: int | None = None, checkpoint_sha256: str | None = None,
               out_dir: str | None = None, run_id: str | None = None,
-              backbone_info: dict[str, Any] | None = None) -> str:
+              backbone_info: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> str:
         """Insert a `running` row (or re-open `run_id` when resuming); returns the run id.
 
         `backbone_info` ({"family", "arch", "paper"}) is stored in the row's config as
-        `backbone_family`, `backbone_arch` and `backbone_paper`, outside the config hash."""
+        `backbone_family`, `backbone_arch` and `backbone_paper`, outside the config hash; `tags`
+        (`--tag KEY=VALUE`: a study and its variant) as `tag_KEY`, outside it too."""
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         stored = dict(config)
         for key, value in (backbone_info or {}).items():
             stored[f"backbone_{key}"] = value
+        for key, value in (tags or {}).items():
+            stored[f"tag_{key}"] = value
         with self._tx() as con:
             con.execute(
                 "INSERT INTO runs (run_id, created, task, backbone, checkpoint_sha256, dataset, split,"
@@ -273,9 +276,9 @@ class ResultsStore:
 # -- which rows count: the newest finished run per recipe and seed -------------------------
 def recipe(row: Row) -> str:
     """What makes two runs the same run but for the seed: task, backbone, dataset and config,
-    less the backbone description stored beside the config (`backbone_*`, outside
-    config_hash). config_hash is the hash of this and the seed."""
-    cfg = {k: v for k, v in row.config.items() if not k.startswith("backbone_")}
+    less the backbone description and the tags stored beside the config (`backbone_*`, `tag_*`,
+    outside config_hash). config_hash is the hash of this and the seed."""
+    cfg = {k: v for k, v in row.config.items() if not k.startswith(("backbone_", "tag_"))}
     return json.dumps([row.task, row.backbone, row.dataset, cfg], sort_keys=True, default=str)
 
 

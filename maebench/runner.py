@@ -90,7 +90,7 @@ def run_recipe(spec: RunSpec, recipe: Recipe) -> Outcome:
                               split="val" if spec.trial_holdout is None else "train-held-out",
                               results=spec.results, resume=spec.resume, force=spec.force,
                               checkpoint_sha256=recipe.checkpoint_sha256,
-                              backbone_info=recipe.backbone_info) as run, \
+                              backbone_info=recipe.backbone_info, tags=spec.tag_dict()) as run, \
                 runfiles.recording(run, task=recipe.task, backbone=recipe.backbone, dataset=recipe.dataset,
                                    seed=spec.seed, config={**recipe.config, "backbone_info": recipe.backbone_info},
                                    resume=spec.resume, tensorboard=runlog.tensorboard_asked(spec.tensorboard)) as log:

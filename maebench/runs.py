@@ -95,7 +95,7 @@ def tracked_run(*, task: str, backbone: str, dataset: str | None, config: dict, 
                 out: str | Path | None = None, results: str | Path | None = None,
                 split: str | None = "val", checkpoint_sha256: str | None = None,
                 backbone_info: dict[str, Any] | None = None, resume: bool = False,
-                force: bool = False) -> Iterator[RunContext]:
+                force: bool = False, tags: dict[str, str] | None = None) -> Iterator[RunContext]:
     """`backbone_info`: {"family", "arch", "paper"} of the backbone, stored with the row.
     `resume` / `force`: the command's --resume / --force (a done run is otherwise not retrained)."""
     seed = seed or 0
@@ -121,7 +121,7 @@ def tracked_run(*, task: str, backbone: str, dataset: str | None, config: dict, 
     try:
         with store.run(task=task, backbone=backbone, config=config, dataset=dataset, split=split,
                        seed=seed, checkpoint_sha256=checkpoint_sha256, out_dir=str(out_dir),
-                       run_id=run_id, backbone_info=backbone_info) as handle:
+                       run_id=run_id, backbone_info=backbone_info, tags=tags) as handle:
             yield RunContext(run_id, out_dir, handle)
     finally:
         lock.release()

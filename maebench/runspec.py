@@ -71,6 +71,7 @@ class RunSpec:
     epochs: int | None = None
     batch_size: int | None = None
     options: dict[str, Any] = field(default_factory=dict)   # the program's own options; None = not given
+    tags: tuple[str, ...] = ()             # --tag KEY=VALUE: stored with the row as tag_KEY (a study, its variant)
     # --search (maebench/search.py): choose the protocol's `search:` space on held-out training data
     search: bool = False
     search_space: tuple[str, ...] = ()     # --search-space KEY=V1,V2,... (replaces that key's values)
@@ -88,6 +89,9 @@ class RunSpec:
     def option(self, name: str, default: Any = None) -> Any:
         value = self.options.get(name)
         return default if value is None else value
+
+    def tag_dict(self) -> dict[str, str]:
+        return dict(t.split("=", 1) for t in self.tags)
 
     def replace(self, **changes: Any) -> "RunSpec":
         return dataclasses.replace(self, **changes)

@@ -70,6 +70,10 @@ def check_mae_config(cfg: dict) -> None:
 
     check_target(cfg["target"])
     check_masking(cfg["masking"], cfg["mask_ratio"])
+    from maebench.data.transforms import PRETRAIN_AUGMENTATIONS
+    if cfg["augmentation"] not in PRETRAIN_AUGMENTATIONS:
+        raise UsageError(f"config key 'augmentation' must be one of {', '.join(PRETRAIN_AUGMENTATIONS)}, "
+                         f"got {cfg['augmentation']!r}")
     for key in ("decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise UsageError(f"config key '{key}' must be a positive whole number, got {cfg[key]!r}")
@@ -106,7 +110,7 @@ def recipes(spec: RunSpec):
     from maebench.backbones.mae import create_mae
     from maebench import distributed, flops, optim
     from maebench.data.imagefolder import ImageFolder
-    from maebench.data.transforms import classification_train
+    from maebench.data.transforms import pretrain_augmentation
     from maebench.runner import Recipe
 
     tokenizer = None
@@ -129,8 +133,8 @@ def recipes(spec: RunSpec):
     name = registry.check_name(spec.backbone or f"mae-{target_tag}-{cfg['arch']}-{dataset}".lower(),
                                arch=cfg["arch"], patch_size=cfg["patch_size"], family=FAMILY[cfg["target"]])
     device = distributed.init(spec.device, deterministic=spec.deterministic)
-    train_set = ImageFolder(data_dir, "train", transform=classification_train(
-        cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
+    train_set = ImageFolder(data_dir, "train", transform=pretrain_augmentation(
+        cfg["augmentation"], cfg["img_size"], cfg["mean"], cfg["std"], scale=cfg["crop_scale"]))
 
     # 2. model and loss ---------------------------------------------------------------------------
     torch.manual_seed(spec.seed)
@@ -174,7 +178,8 @@ def recipes(spec: RunSpec):
         distributed.barrier()
         curves["loss"] = losses
         curves["images_per_s"] = result.images_per_s
-        return {"loss": losses[-1]}
+        # the pretraining's cost per image (forward and backward: 3x the forward), a study's cost column
+        return {"loss": losses[-1], "train_gflops_per_image": round(3 * flops_per_image / 1e9, 6)}
 
     curves: dict = {}
 

@@ -24,9 +24,19 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--deterministic", action="store_true",
                    help="deterministic algorithms and a single data-loading process (exact resume checks)")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", type=_tag,
+                   help="a label stored with the run's row as tag_KEY, outside its recipe (`maebench study` "
+                        "tags each row with the study and the variant)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files into the run directory (needs `pip install "
                         "tensorboard`; or set MAEBENCH_TENSORBOARD=1)")
+
+
+def _tag(text: str) -> str:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier() or not value:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (KEY a name), got '{text}'")
+    return text
 
 
 def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_options: tuple[str, ...] = ()):
@@ -36,7 +46,7 @@ def run_spec(args: argparse.Namespace, program, *, backbone: str | None, extra_o
     return RunSpec(program=program, backbone=backbone, data=args.data, seed=args.seed, out=args.out,
                    results=args.results, resume=args.resume, force=args.force, device=args.device,
                    deterministic=args.deterministic, tensorboard=bool(getattr(args, "tensorboard", False)),
-                   config_file=args.config, sets=tuple(args.set or ()),
+                   config_file=args.config, sets=tuple(args.set or ()), tags=tuple(getattr(args, "tag", None) or ()),
                    epochs=args.epochs, batch_size=args.batch_size, options=options,
                    search=bool(getattr(args, "search", False)), search_space=tuple(getattr(args, "search_space", None) or ()),
                    search_budget=getattr(args, "search_budget", None),

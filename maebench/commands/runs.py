@@ -186,7 +186,7 @@ def _config_lines(config: dict) -> list[tuple[str, str]]:
                 yield from flat(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k} {v}"
-    items = {k: v for k, v in config.items() if not k.startswith("backbone_") and k != "search"}
+    items = {k: v for k, v in config.items() if not k.startswith(("backbone_", "tag_")) and k != "search"}
     return [("config", ", ".join(flat(items)) or "-")]
 
 

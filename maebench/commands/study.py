@@ -1,32 +1,53 @@
-"""`maebench study FILE.yaml`: an MAE ablation study as launcher jobs (maebench/study.py says the file's keys)."""
+"""`maebench study table1|mask-ratio|FILE.yaml`: an MAE ablation study through the launcher
+(maebench/study/ says the file's keys and what is written)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from maebench.commands.launcher_options import add_launcher_options, launcher_settings
 from maebench.commands.options import add_results_option
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE.yaml", help="name, arch, data, base, variants / grid, protocols, seeds")
-    p.add_argument("--dry-run", action="store_true", help="print the jobs' command lines, run nothing")
+    p.add_argument("file", metavar="table1|mask-ratio|FILE.yaml",
+                   help="a built-in study (table1: the paper's Table 1 a-f; mask-ratio: its Figure 5) or a study file")
+    p.add_argument("--only", metavar="TABLE[,TABLE]", type=lambda t: [x.strip() for x in t.split(",")],
+                   help="run and report only these ablation tables (with the base), e.g. --only 'mask sampling'")
+    p.add_argument("--quick", action="store_true",
+                   help="the demo's quick world and epochs: a few minutes, for a look at the pipeline, not at the findings")
+    p.add_argument("--data", metavar="DIR", help="pretrain and score on this ImageFolder instead of the study's data")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="pretrain_set",
+                   help="a pretraining config key for every variant, under the study's own keys (repeatable)")
+    p.add_argument("--transfer-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key for every transfer run (repeatable)")
+    p.add_argument("--out", metavar="DIR", help="the study's directory (default: $MAEBENCH_HOME/study/<name>[-quick])")
+    p.add_argument("--fresh", action="store_true", help="delete the study's directory first (nothing is reused)")
+    p.add_argument("--report-only", action="store_true", help="write the report from the rows there are, run nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the stages' command lines, run nothing")
+    p.add_argument("--fashion-dir", metavar="DIR", help="Fashion-MNIST's IDX files (default: Debian's package)")
     add_results_option(p)
     add_launcher_options(p)
 
 
 def main(args: argparse.Namespace) -> int:
-    from maebench import launch, study
-    from maebench.home import home_dir
+    from maebench import study
+    from maebench.study import driver, plan, studyfile
+    builtin = args.file in study.BUILTIN
+    s = study.read(study.builtin_path(args.file) if builtin else args.file, builtin=builtin)
+    if args.only:
+        s = studyfile.only(s, args.only)
+    if args.data:
+        s = studyfile.with_data(s, args.data)
     settings = launcher_settings(args)
-    s = study.read(args.file)
-    jobs = study.plan(s, settings, results=args.results)
     if args.dry_run:
-        for job in jobs:
-            print("maebench " + " ".join(job.argv) + (f"    # after: {', '.join(job.needs)}" if job.needs else ""))
+        from pathlib import Path
+        for stage in plan.plan(s, Path(args.results or "results.sqlite"), quick=args.quick,
+                               pretrain_sets=args.pretrain_set, transfer_sets=args.transfer_set,
+                               fashion_dir=args.fashion_dir):
+            print("maebench " + " ".join(stage.argv) + (f"    # after: {', '.join(stage.needs)}" if stage.needs else ""))
         return 0
-    print(f"study {s.name}: {len(s.variants)} variant(s) x {len(s.protocols)} protocol(s) x {len(s.seeds)} seed(s): "
-          f"{len(jobs)} job(s)", flush=True)
-    launch.launcher(settings, logs=home_dir() / "jobs" / f"study-{s.name}", lanes=settings.jobs).run(
-        jobs, started=lambda job: print(f"[{jobs.index(job) + 1}/{len(jobs)}] {job.label}", flush=True),
-        finished=lambda job, sec: print(f"    {job.label}: done ({sec:.0f} s)", flush=True))
-    return 0
+    return driver.run(s, quick=args.quick, out=args.out, results=args.results, fresh=args.fresh,
+                      report_only=args.report_only, launcher=settings, pretrain_sets=args.pretrain_set,
+                      transfer_sets=args.transfer_set, fashion_dir=args.fashion_dir,
+                      command="maebench " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "maebench study")

@@ -1,0 +1,151 @@
+"""The paper's claims about its ablations, each checked against this run's numbers.
+
+A claim is `agrees` only where the numbers show it, `disagrees` where they show otherwise, and
+`not measured` where the study has no such table (or a row did not finish). Two numbers closer
+than the tie margin count as equal: the margin is 1 point, or twice the larger standard deviation when seeds
+repeat, since one seed of a CPU-scale run moves by about a point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from maebench.study.tables import StudyTables, Table, TableRow
+
+TIE = 1.0
+PROTOCOLS = ("finetune", "linprobe")
+
+
+@dataclass
+class Verdict:
+    claim: str
+    verdict: str                           # agrees | disagrees | not measured
+    evidence: str
+
+
+def _table(st: StudyTables, name: str) -> Table | None:
+    return next((t for t in st.tables if t.name == name), None)
+
+
+def _score(row: TableRow | None, p: str) -> float | None:
+    cell = row.ours.get(p) if row else None
+    return cell.mean if cell else None
+
+
+def _margin(*rows: TableRow) -> float:
+    stds = [c.std for r in rows for c in r.ours.values() if c and c.std is not None]
+    return max([TIE] + [2 * s for s in stds])
+
+
+def _row(table: Table | None, variant_suffix: str) -> TableRow | None:
+    return next((r for r in table.rows if r.variant and r.variant.endswith(variant_suffix)), None) if table else None
+
+
+def _fmt(rows: list[TableRow], p: str) -> str:
+    return ", ".join(f"{r.label} {_score(r, p):.1f}" for r in rows if _score(r, p) is not None)
+
+
+def mask_ratio(st: StudyTables) -> Verdict:
+    claim = "A high masking ratio (75%) is best for both fine-tuning and linear probing."
+    t = _table(st, "mask ratio")
+    if t is None or not all(_score(t.relative_to, p) is not None for p in PROTOCOLS):
+        return Verdict(claim, "not measured", "no mask-ratio table (`maebench study mask-ratio`)")
+    ok, said = True, []
+    for p in PROTOCOLS:
+        done = [r for r in t.rows if _score(r, p) is not None]
+        best = max(done, key=lambda r: _score(r, p))
+        gap = _score(best, p) - _score(t.relative_to, p)
+        high = float(best.label.rstrip("%")) >= (60 if best.label.endswith("%") else 0.6)
+        ok &= high and gap <= _margin(*done)
+        said.append(f"{p}: best {best.label} ({_score(best, p):.1f}), 75% {_score(t.relative_to, p):.1f}")
+    return Verdict(claim, "agrees" if ok else "disagrees",
+                   "; ".join(said) + f" (rule: agrees when the best ratio is >= 60% and 75% within {TIE:.1f} point of it)")
+
+
+def decoder_depth(st: StudyTables) -> Verdict:
+    claim = "A deeper decoder matters for linear probing, not for fine-tuning."
+    t = _table(st, "decoder depth")
+    rows = [r for r in t.rows if r.variant] if t else []
+    if len(rows) < 2 or any(_score(r, p) is None for r in rows for p in PROTOCOLS):
+        return Verdict(claim, "not measured", "no complete decoder-depth table")
+    shallow, deep = rows[0], rows[-1]                    # the table lists depths in order
+    lin_gain = _score(deep, "linprobe") - _score(shallow, "linprobe")
+    ft = [_score(r, "finetune") for r in rows]
+    spread = max(ft) - min(ft)
+    m = _margin(*rows)
+    ok = lin_gain > m and spread <= m
+    return Verdict(claim, "agrees" if ok else "disagrees",
+                   f"linear {shallow.label} -> {deep.label}: {lin_gain:+.1f}; fine-tune range {spread:.1f} "
+                   f"({_fmt(rows, 'finetune')}) (rule: agrees when the linear gain exceeds {m:.1f} and the fine-tune range does not)")
+
+
+def mask_token(st: StudyTables) -> Verdict:
+    claim = "Mask tokens in the encoder hurt and cost about 3x the pretraining compute."
+    t = _table(st, "mask token")
+    with_m, base = _row(t, "-with-m"), t.relative_to if t else None
+    if with_m is None or base is None or any(_score(r, p) is None for r in (with_m, base) for p in PROTOCOLS):
+        return Verdict(claim, "not measured", "no complete mask-token table")
+    d = {p: _score(with_m, p) - _score(base, p) for p in PROTOCOLS}
+    flops = with_m.gflops / base.gflops if with_m.gflops and base.gflops else None
+    seconds = with_m.seconds / base.seconds if with_m.seconds and base.seconds else None
+    m = _margin(with_m, base)
+    ok = d["linprobe"] < -m and d["finetune"] <= m and flops is not None and flops >= 2.0
+    return Verdict(claim, "agrees" if ok else "disagrees",
+                   f"with [M] minus without: fine-tune {d['finetune']:+.1f}, linear {d['linprobe']:+.1f}; "
+                   f"pretraining GFLOPs {flops:.1f}x" + (f", wall time {seconds:.1f}x" if seconds else "")
+                   + f" (rule: agrees when linear lower by more than {m:.1f}, fine-tune not higher, >= 2x the GFLOPs)")
+
+
+def targets(st: StudyTables) -> Verdict:
+    claim = "Normalised pixels beat unnormalised pixels as the target."
+    t = _table(st, "reconstruction target")
+    norm = _row(t, "-norm-pixel")
+    pixel = t.relative_to if t else None
+    if norm is None or pixel is None or any(_score(r, p) is None for r in (norm, pixel) for p in PROTOCOLS):
+        return Verdict(claim, "not measured", "no complete target table")
+    d = {p: _score(norm, p) - _score(pixel, p) for p in PROTOCOLS}
+    m = _margin(norm, pixel)
+    verdict = "agrees" if all(x > m for x in d.values()) else "disagrees" if any(x < -m for x in d.values()) \
+        else "disagrees (a tie)"
+    return Verdict(claim, verdict, f"norm pixel minus pixel: fine-tune {d['finetune']:+.1f}, linear "
+                   f"{d['linprobe']:+.1f} (rule: agrees when both above {m:.1f})")
+
+
+def augmentation(st: StudyTables) -> Verdict:
+    claim = "MAE works with cropping alone: colour jitter does not help."
+    t = _table(st, "data augmentation")
+    crop, color = (t.relative_to if t else None), _row(t, "-crop-rand-color")
+    if crop is None or color is None or any(_score(r, p) is None for r in (crop, color) for p in PROTOCOLS):
+        return Verdict(claim, "not measured", "no complete augmentation table")
+    d = {p: _score(crop, p) - _score(color, p) for p in PROTOCOLS}
+    m = _margin(crop, color)
+    return Verdict(claim, "agrees" if all(x >= -m for x in d.values()) else "disagrees",
+                   f"crop only minus crop + colour jitter: fine-tune {d['finetune']:+.1f}, linear {d['linprobe']:+.1f} "
+                   f"({_fmt(t.rows, 'linprobe')} linear) (rule: agrees when neither below -{m:.1f})")
+
+
+def masking(st: StudyTables) -> Verdict:
+    claim = "Random masking beats block-wise and grid masking."
+    t = _table(st, "mask sampling")
+    rows = [r for r in t.rows if r.variant] if t else []
+    random_ = t.relative_to if t else None
+    others = [r for r in rows if r is not random_]
+    if random_ is None or not others or any(_score(r, p) is None for r in rows for p in PROTOCOLS):
+        return Verdict(claim, "not measured", "no complete mask-sampling table")
+    m = _margin(*rows)
+    ok = all(_score(random_, p) - _score(r, p) > m for r in others for p in PROTOCOLS)
+    return Verdict(claim, "agrees" if ok else "disagrees",
+                   f"fine-tune {_fmt(rows, 'finetune')}; linear {_fmt(rows, 'linprobe')} "
+                   f"(rule: agrees when random above every other row by more than {m:.1f} in both)")
+
+
+CLAIMS = (mask_ratio, decoder_depth, mask_token, targets, augmentation, masking)
+
+
+def check(st: StudyTables) -> list[Verdict]:
+    return [c(st) for c in CLAIMS]
+
+
+def markdown(verdicts: list[Verdict]) -> str:
+    lines = ["| the paper's claim | this run | the numbers |", "|---|---|---|"]
+    lines += [f"| {v.claim} | **{v.verdict}** | {v.evidence} |" for v in verdicts]
+    return "\n".join(lines)
