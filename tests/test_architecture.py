@@ -143,9 +143,11 @@ def test_one_runner_claims_every_run():
     assert calls == ["maebench/runner.py"]
 
 
-def test_only_the_cli_imports_the_demo():
-    """The demo drives maebench from above: the leaderboard finds its store without importing it."""
-    bad = [(name, imp) for name, path in _modules() if not name.startswith(("maebench.demo", "maebench.commands.demo"))
+def test_only_the_cli_and_the_study_import_the_demo():
+    """The demo drives maebench from above: the leaderboard finds its store without importing it.
+    The study, a driver beside it, plans its stages with the demo's stage, ledger and quick recipe."""
+    bad = [(name, imp) for name, path in _modules()
+           if not name.startswith(("maebench.demo", "maebench.commands.demo", "maebench.study"))
            for imp in _imports(path) if imp.startswith("maebench.demo")]
     assert bad == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from maebench.commands.launcher_options import add_launcher_options, launcher_settings
@@ -12,8 +13,9 @@ from maebench.commands.options import add_results_option
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="table1|mask-ratio|FILE.yaml",
                    help="a built-in study (table1: the paper's Table 1 a-f; mask-ratio: its Figure 5) or a study file")
-    p.add_argument("--only", metavar="TABLE[,TABLE]", type=lambda t: [x.strip() for x in t.split(",")],
-                   help="run and report only these ablation tables (with the base), e.g. --only 'mask sampling'")
+    p.add_argument("--only", metavar="NAME[,NAME]", type=lambda t: [x.strip() for x in t.split(",")],
+                   help="run and report only these ablation tables or variants (with the base), e.g. "
+                        "--only 'mask sampling' or --only mask-ratio-0.5,mask-ratio-0.9")
     p.add_argument("--quick", action="store_true",
                    help="the demo's quick world and epochs: a few minutes, for a look at the pipeline, not at the findings")
     p.add_argument("--data", metavar="DIR", help="pretrain and score on this ImageFolder instead of the study's data")
@@ -50,4 +52,4 @@ def main(args: argparse.Namespace) -> int:
     return driver.run(s, quick=args.quick, out=args.out, results=args.results, fresh=args.fresh,
                       report_only=args.report_only, launcher=settings, pretrain_sets=args.pretrain_set,
                       transfer_sets=args.transfer_set, fashion_dir=args.fashion_dir,
-                      command="maebench " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "maebench study")
+                      command="maebench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "maebench study")

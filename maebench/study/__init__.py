@@ -16,6 +16,7 @@ A study file (maebench/study/builtin/*.yaml are two):
     variants: [{name: deep, set: {decoder_depth: 4}}]   # ... or a flat list, and/or
     grid: {mask_ratio: [0.1, 0.5, 0.9]}                 # a grid over keys (names mask_ratio-0.1, ...)
     tokenizers: {NAME: {epochs: 2}}    # `pretrain --method dvae` stages a `tokenizer: NAME` target needs
+                                       # (data: fashion-quick trains it on the quick world)
     protocols: [finetune, linprobe]    # how each variant is scored (`maebench run --task`)
     protocol_options: {linprobe: [--cached-features]}
     transfer_data: {coco: DIR}         # optional: another dataset for a protocol

@@ -72,10 +72,10 @@ def decoder_depth(st: StudyTables) -> Verdict:
     ft = [_score(r, "finetune") for r in rows]
     spread = max(ft) - min(ft)
     m = _margin(*rows)
-    ok = lin_gain > m and spread <= m
+    ok = lin_gain > m and spread < lin_gain / 2
     return Verdict(claim, "agrees" if ok else "disagrees",
                    f"linear {shallow.label} -> {deep.label}: {lin_gain:+.1f}; fine-tune range {spread:.1f} "
-                   f"({_fmt(rows, 'finetune')}) (rule: agrees when the linear gain exceeds {m:.1f} and the fine-tune range does not)")
+                   f"({_fmt(rows, 'finetune')}) (rule: agrees when the linear gain exceeds {m:.1f} and the fine-tune range is under half of it)")
 
 
 def mask_token(st: StudyTables) -> Verdict:

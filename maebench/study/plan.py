@@ -10,7 +10,7 @@ from pathlib import Path
 from maebench.demo.stages import ESTIMATE, QUICK_EPOCHS, QUICK_TASK_ARGS, QUICK_WORLD, Stage
 from maebench.launch.jobs import Job, Resources
 from maebench.launch.settings import protocol_resources
-from maebench.study.studyfile import FASHION, PROTOCOL, Study, sets_of
+from maebench.study.studyfile import FASHION, PROTOCOL, QUICK_FASHION, Study, sets_of
 
 
 def world(quick: bool) -> Path:
@@ -33,10 +33,18 @@ def plan(study: Study, results: Path, *, quick: bool = False, pretrain_sets: lis
                             "data", estimate=ESTIMATE["data"]))
     first = tuple(s.label for s in stages)
     for name, sets in study.tokenizers.items():
+        sets = dict(sets)
+        where, needs = data, first
+        if sets.pop("data", None) == QUICK_FASHION and study.data == FASHION:    # the quick world's 1,000 images
+            where = world(True) / "classification"
+            if not quick:
+                stages.append(Stage("prepare the quick fashion world", ["data", "prepare", "fashion", "--out",
+                                    str(world(True)), *QUICK_WORLD], "data", estimate=ESTIMATE["data"]))
+                needs = (stages[-1].label,)
         stages.append(Stage(f"tokenizer {name}", ["pretrain", "--method", "dvae", "--arch", study.arch, "--data",
-                                                  str(data), "--name", name, *sets_of(sets), *common, *tag,
+                                                  str(where), "--name", name, *sets_of(sets), *common, *tag,
                                                   "--tag", f"variant=tokenizer-{name}", "--seed", "0"],
-                            "pretrain", name, estimate=120, needs=first))
+                            "pretrain", name, estimate=400, needs=needs))
     epochs = ["--epochs", QUICK_EPOCHS["pretrain"]] if quick else []
     for v in study.variants:
         sets = {**study.base, **v.sets}
@@ -44,7 +52,7 @@ def plan(study: Study, results: Path, *, quick: bool = False, pretrain_sets: lis
         needs = first + ((f"tokenizer {tokenizer}",) if tokenizer in study.tokenizers else ())
         extra = [a for s in pretrain_sets for a in ("--set", s)]          # under the study's own keys
         pre = Stage(f"pretrain {v.name}", ["pretrain", "--method", "mae", "--arch", study.arch, "--data", str(data),
-                                           "--name", study.backbone(v.name), *extra, *sets_of(sets), *epochs,
+                                           "--name", study.backbone(v.name, quick), *extra, *sets_of(sets), *epochs,
                                            *common, *tag, "--tag", f"variant={v.name}", "--seed", "0"],
                     "pretrain", v.name, estimate=ESTIMATE["pretrain"]["mae-pixel"], needs=needs)
         stages.append(pre)
@@ -56,7 +64,7 @@ def plan(study: Study, results: Path, *, quick: bool = False, pretrain_sets: lis
                                                     else data)
             for seed in study.seeds:
                 stages.append(Stage(f"{p} {v.name} (seed {seed})",
-                                    ["run", "--task", p, "--backbone", study.backbone(v.name), "--data", str(target),
+                                    ["run", "--task", p, "--backbone", study.backbone(v.name, quick), "--data", str(target),
                                      *opts, *[a for s in transfer_sets for a in ("--set", s)], *common, *tag,
                                      "--tag", f"variant={v.name}", "--seed", str(seed)],
                                     p, v.name, seed, float(ESTIMATE.get(p, 60)), needs=(pre.label,)))

@@ -18,6 +18,7 @@ KEYS = ("name", "title", "arch", "data", "base", "ablations", "variants", "grid"
 ROW_KEYS = ("name", "label", "set", "base", "paper", "not_run")
 PROTOCOL = "pretrain_mae"
 FASHION = "fashion"                             # data: the fashion world, prepared by the study's first stage
+QUICK_FASHION = "fashion-quick"                 # a tokenizer's data: the quick world (1,000 images), its own stage
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")     # a study's and a variant's: part of a backbone name
 
 
@@ -60,8 +61,10 @@ class Study:
     paper: str | None                      # reference.yaml `studies:` entry with the paper's numbers
     builtin: bool = field(default=False)
 
-    def backbone(self, variant: str) -> str:
-        return f"study-{self.name}-{variant}"
+    def backbone(self, variant: str, quick: bool = False) -> str:
+        """study-<name>-<variant>; the quick form's study-<name>-quick-<variant>, so neither replaces
+        the other's registered backbone."""
+        return f"study-{self.name}-{'quick-' * quick}{variant}"
 
 
 def read(path: str | Path, *, builtin: bool = False) -> Study:
@@ -196,7 +199,10 @@ def _check_tokenizers(study: Study) -> None:
             raise UsageError(f"{study.path}: tokenizers: name '{name}' must be lower-case letters, digits, '.', "
                              "'_' or '-'")
         try:
-            config.load("pretrain_dvae", arch=study.arch, sets=sets_of(sets)[1::2])
+            if "data" in sets and sets["data"] != QUICK_FASHION:
+                raise UsageError(f"data must be '{QUICK_FASHION}' (the quick fashion world) or left out (the study's data), "
+                                 f"got {sets['data']!r}")
+            config.load("pretrain_dvae", arch=study.arch, sets=sets_of({k: v for k, v in sets.items() if k != "data"})[1::2])
         except UsageError as e:
             raise UsageError(f"{study.path}: tokenizers: '{name}': {e}") from None
 
@@ -221,16 +227,22 @@ def _check_protocols(study: Study) -> None:
 
 
 def only(study: Study, names: list[str]) -> Study:
-    """The study cut to these ablation tables (`--only`): their rows' variants, the base, and the
+    """The study cut to these ablation tables or variants (`--only`): their rows, the base, and the
     tokenizers those variants read."""
     from dataclasses import replace
-    known = [a.name for a in study.ablations]
+    tables = {a.name for a in study.ablations}
+    variants = {v.name for v in study.variants}
     for n in names:
-        if n not in known:
-            raise UsageError(f"{study.path}: --only: no ablation '{n}' (it has: {', '.join(known)})")
-    ablations = tuple(a for a in study.ablations if a.name in names)
-    keep = {"base"} | {r.variant for a in ablations for r in a.rows}
-    variants = tuple(v for v in study.variants if v.name in keep)
-    used = {str({**study.base, **v.sets}.get("tokenizer")) for v in variants}
-    return replace(study, ablations=ablations, variants=variants,
+        if n not in tables | variants:
+            raise UsageError(f"{study.path}: --only: no ablation or variant '{n}' (ablations: "
+                             f"{', '.join(a.name for a in study.ablations)}; variants: as `--dry-run` names them)")
+    keep = {"base"} | {r.variant for a in study.ablations if a.name in names for r in a.rows} | set(names)
+    ablations = []
+    for a in study.ablations:
+        rows = tuple(r for r in a.rows if r.variant in keep)
+        if a.name in names or any(r.variant in names for r in rows):
+            ablations.append(replace(a, rows=rows))
+    kept = tuple(v for v in study.variants if v.name in keep)
+    used = {str({**study.base, **v.sets}.get("tokenizer")) for v in kept}
+    return replace(study, ablations=tuple(ablations), variants=kept,
                    tokenizers={k: v for k, v in study.tokenizers.items() if k in used})
