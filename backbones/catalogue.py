@@ -17,7 +17,7 @@ from maebench.errors import MaebenchError, unknown
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.yaml")
 # how a backbone was pretrained, for the leaderboard; the last three for the timm-built families
 # (backbones/timm_family.py): DINOv2, CLIP / OpenCLIP / SigLIP, EVA-02 (masked CLIP-feature targets)
-FAMILIES = ("supervised", "contrastive", "mae-pixel", "mae-norm-pixel", "mae-token", "scratch",
+FAMILIES = ("supervised", "contrastive", "mae-pixel", "mae-norm-pixel", "mae-pca", "mae-token", "scratch",
             "self-distillation", "image-text", "mim-feature")
 MODEL_KINDS = ("vit", "beit", "timm")  # timm VisionTransformer / timm Beit / any timm model by name
 REQUIRED_FIELDS = ("arch", "patch_size", "img_size", "mean", "std", "family", "paper")
@@ -94,7 +94,7 @@ def human_count(n: int) -> str:
 # fine-tuning read it unless global_pool is set. avg = the mean of the patch tokens through
 # fc_norm, token = the [cls] output after the final norm.
 FINETUNE_POOL = {
-    "mae-pixel": "avg", "mae-norm-pixel": "avg",   # MAE main_finetune.py --global_pool (default)
+    "mae-pixel": "avg", "mae-norm-pixel": "avg", "mae-pca": "avg",   # MAE main_finetune.py --global_pool (default)
     "mae-token": "avg",                            # BEiT: use_mean_pooling
     "scratch": "avg",                              # the MAE paper's from-scratch baseline, same recipe
     "contrastive": "token",                        # MoCo v3 main_lincls / DeiT fine-tuning: [cls]

@@ -43,7 +43,8 @@ class MaskedAutoencoderViT(nn.Module):
                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16,
                  mlp_ratio=4., norm_layer=nn.LayerNorm, norm_pix_loss=False, *,
                  target: str | None = None, masking: str = "random",
-                 mask_tokens_in_encoder: bool = False, vocab_size: int | None = None):
+                 mask_tokens_in_encoder: bool = False, vocab_size: int | None = None,
+                 pca_components: int | None = None):
         super().__init__()
         target = target or ("norm-pixel" if norm_pix_loss else "pixel")
         check_target(target)
@@ -52,11 +53,16 @@ class MaskedAutoencoderViT(nn.Module):
             raise unknown("masking", masking, MASKINGS)
         if target == "dvae" and not vocab_size:
             raise UsageError("target 'dvae' needs vocab_size (the tokenizer's codebook size)")
+        if target == "pca" and not 0 < (pca_components or 0) <= patch_size ** 2 * in_chans:
+            raise UsageError(f"target 'pca' needs pca_components between 1 and the patch's {patch_size ** 2 * in_chans} "
+                             f"values, got {pca_components}")
         self.target, self.masking = target, masking
         self.norm_pix_loss = target == "norm-pixel"
         self.mask_tokens_in_encoder = mask_tokens_in_encoder
         self.in_chans, self.vocab_size = in_chans, vocab_size
         self._tokenizer: tuple = ()   # (frozen DiscreteVAE,) for target "dvae"; see attach_tokenizer
+        self._pca: tuple = ()         # (mean [P], basis [P, K]) for target "pca"; see attach_pca
+        self.pca_components = pca_components
         self.grad_checkpointing = False   # timm's switch (set_grad_checkpointing), read by both block loops
 
         # --------------------------------------------------------------------------
@@ -92,7 +98,7 @@ class MaskedAutoencoderViT(nn.Module):
 
         self.decoder_norm = norm_layer(decoder_embed_dim)
         # pixels of one patch, or one logit per codebook entry for the token target
-        out_dim = vocab_size if target == "dvae" else patch_size ** 2 * in_chans
+        out_dim = vocab_size if target == "dvae" else pca_components if target == "pca" else patch_size ** 2 * in_chans
         self.decoder_pred = nn.Linear(decoder_embed_dim, out_dim, bias=True)
         # --------------------------------------------------------------------------
 
@@ -225,9 +231,24 @@ class MaskedAutoencoderViT(nn.Module):
         tokenizer.eval().requires_grad_(False)
         self._tokenizer = (tokenizer,)
 
+    def attach_pca(self, mean: torch.Tensor, basis: torch.Tensor) -> None:
+        """The "pca" target's projection (Table 1d's PCA row): a patch's coefficients on the K
+        largest principal components of the training patches (`pca_basis`). Outside the state
+        dict, like the tokenizer: recomputed from the data, never part of the checkpoint."""
+        if self.target != "pca" or basis.shape[1] != self.pca_components:
+            raise MaebenchError(f"a PCA basis of {basis.shape[1]} components does not fit this model "
+                                f"(target '{self.target}', pca_components {self.pca_components})")
+        self._pca = (mean.float(), basis.float())
+
     def patch_targets(self, imgs):
-        """The regression target per patch: [N, L, p*p*C] (normalised per patch for norm-pixel)."""
+        """The regression target per patch: [N, L, p*p*C] (normalised per patch for norm-pixel;
+        [N, L, K] principal coefficients for pca)."""
         target = self.patchify(imgs)
+        if self.target == "pca":
+            if not self._pca:
+                raise MaebenchError("target 'pca' needs its basis: attach_pca(*pca_basis(model, images))")
+            mean, basis = (t.to(target.device) for t in self._pca)
+            return (target - mean) @ basis
         if self.norm_pix_loss:
             # each patch by its own mean and (unbiased, as released) variance; eps 1e-6
             mean = target.mean(dim=-1, keepdim=True)
@@ -323,3 +344,15 @@ def from_state_dict(state: dict[str, torch.Tensor], *, num_heads: int, patch_siz
         mask_tokens_in_encoder="encoder_mask_token" in state, **kwargs)
     model.load_state_dict(state)
     return model
+
+
+@torch.no_grad()
+def pca_basis(model: MaskedAutoencoderViT, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean [P], basis [P, K]): the mean patch and the K = model.pca_components principal
+    directions (largest variance first) of every patch of `images` [N, C, H, W]."""
+    patches = model.patchify(images.float()).flatten(0, 1).double()          # [N * L, P]
+    mean = patches.mean(0)
+    cov = (patches - mean).T @ (patches - mean) / (len(patches) - 1)
+    values, vectors = torch.linalg.eigh(cov)                                  # ascending
+    order = values.argsort(descending=True)[:model.pca_components]
+    return mean.float(), vectors[:, order].float()

@@ -6,9 +6,9 @@ from maebench.errors import UsageError, unknown
 
 # dvae: the self-trained, CPU-scale dVAE (`pretrain --method dvae`); token: a tokenizer file of any
 # kind backbones/tokenizers.py reads (DALL-E's dVAE as in the paper, BEiT v2 VQ-KD, or a maebench dVAE)
-TARGETS = ("pixel", "norm-pixel", "dvae", "token")
+TARGETS = ("pixel", "norm-pixel", "pca", "dvae", "token")
 TOKEN_TARGETS = ("dvae", "token")
-FAMILY = {"pixel": "mae-pixel", "norm-pixel": "mae-norm-pixel", "dvae": "mae-token", "token": "mae-token"}   # registry families
+FAMILY = {"pixel": "mae-pixel", "norm-pixel": "mae-norm-pixel", "pca": "mae-pca", "dvae": "mae-token", "token": "mae-token"}   # registry families
 MASKINGS = ("random", "block", "grid")
 
 

@@ -13,11 +13,11 @@ from typing import Iterable
 
 
 FAMILY_ORDER = ("supervised", "contrastive", "self-distillation", "image-text", "mim-feature",
-                "mae-pixel", "mae-norm-pixel", "mae-token", "scratch")
+                "mae-pixel", "mae-norm-pixel", "mae-pca", "mae-token", "scratch")
 FAMILY_LABELS = {"supervised": "supervised", "contrastive": "contrastive",
                  "self-distillation": "self-distillation", "image-text": "image-text",   # DINOv2; CLIP, SigLIP
                  "mim-feature": "MIM features",                                          # EVA-02, BEiT v2
-                 "mae-pixel": "MAE pixel", "mae-norm-pixel": "MAE norm-pixel",
+                 "mae-pixel": "MAE pixel", "mae-norm-pixel": "MAE norm-pixel", "mae-pca": "MAE PCA",
                  "mae-token": "MAE token", "scratch": "scratch", "unknown": "unknown"}
 UNKNOWN = "unknown"
 

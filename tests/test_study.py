@@ -53,7 +53,8 @@ def test_table1_plans_every_row_of_the_paper_with_the_tokenizer_before_the_token
     assert names[0] == "study-table1-dvae"                               # the dVAE first, then every variant
     assert names[1:] == ["study-table1-" + n for n in (
         "base", "decoder-depth-1", "decoder-depth-4", "decoder-width-32", "decoder-width-128", "mask-token-with-m",
-        "reconstruction-target-norm-pixel", "reconstruction-target-dvae-token", "data-augmentation-none",
+        "reconstruction-target-norm-pixel", "reconstruction-target-pca", "reconstruction-target-dvae-token",
+        "data-augmentation-none",
         "data-augmentation-crop-fixed", "data-augmentation-crop-rand-color", "mask-sampling-block-50",
         "mask-sampling-block-75", "mask-sampling-grid-75")]
     token = next(ln for ln in lines if "--name study-table1-reconstruction-target-dvae-token" in ln)
@@ -62,7 +63,7 @@ def test_table1_plans_every_row_of_the_paper_with_the_tokenizer_before_the_token
     base = next(ln for ln in lines if "--name study-table1-base " in ln)
     assert "--set target=pixel " in base                                  # Table 1's default target
     runs = [ln for ln in lines if ln.startswith("maebench run")]
-    assert len(runs) == 14 * 2 and all("--labels-per-class" in ln for ln in runs)
+    assert len(runs) == 15 * 2 and all("--labels-per-class" in ln for ln in runs)
 
 
 def test_mask_ratio_plans_ten_ratios_and_only_cuts_a_study_to_some_rows(capsys):

@@ -22,7 +22,7 @@ from typing import Any
 from maebench.backbones.formats.canonical import is_decoder_key, strip_prefixes, unwrap
 from maebench.errors import UsageError
 
-MAE_FAMILIES = ("mae-pixel", "mae-norm-pixel", "mae-token")
+MAE_FAMILIES = ("mae-pixel", "mae-norm-pixel", "mae-pca", "mae-token")
 _NAMES = {"mae": "an encoder-only MAE", "mae-full": "a full MAE (encoder and decoder)", "mocov3": "a MoCo v3",
           "beit": "a BEiT", "timm": "a timm ViT", "deit": "a DeiT", "maebench": "a maebench"}
 # (asked, found) pairs that are one layout read two ways, not a contradiction

@@ -143,9 +143,12 @@ def recipes(spec: RunSpec):
                        decoder_num_heads=cfg["decoder_num_heads"], mlp_ratio=cfg["mlp_ratio"],
                        target=cfg["target"], masking=cfg["masking"],
                        mask_tokens_in_encoder=cfg["mask_tokens_in_encoder"],
-                       vocab_size=tokenizer.vocab_size if tokenizer is not None else None)
+                       vocab_size=tokenizer.vocab_size if tokenizer is not None else None,
+                       pca_components=cfg["pca_components"] if cfg["target"] == "pca" else None)
     if tokenizer is not None:
         model.attach_tokenizer(tokenizer)
+    if cfg["target"] == "pca":
+        model.attach_pca(*_pca_basis(model, data_dir, cfg, spec.seed))
     mask_ratio = cfg["mask_ratio"]
     with torch.no_grad():   # one image's forward (masking included); fit multiplies by 3 for fwd+bwd
         flops_per_image = flops.count_flops(
@@ -171,6 +174,7 @@ def recipes(spec: RunSpec):
                     "decoder_embed_dim": cfg["decoder_embed_dim"], "decoder_depth": cfg["decoder_depth"],
                     "decoder_num_heads": cfg["decoder_num_heads"], "mlp_ratio": cfg["mlp_ratio"],
                     "vocab_size": model.vocab_size, "tokenizer": tok_meta["path"] if tokenizer else None,
+                    "pca_components": model.pca_components,
                     "tokenizer_kind": cfg["tokenizer_kind"],
                     "mean": list(cfg["mean"]), "std": list(cfg["std"]), "dataset": dataset,
                     "epochs": cfg["epochs"], "run_id": run.run_id, "loss_history": losses}
@@ -196,6 +200,21 @@ def recipes(spec: RunSpec):
                  flops_per_image=flops_per_image,
                  # the ablation's encoder replaces the decoder's mask token: DDP must expect it unused
                  find_unused_parameters=cfg["mask_tokens_in_encoder"], metrics=finish, report=report)
+
+
+PCA_IMAGES = 2048          # training images whose patches give the PCA target's basis
+
+
+def _pca_basis(model, data_dir, cfg: dict, seed: int):
+    """The PCA target's basis from the patches of PCA_IMAGES training images (a seeded draw),
+    resized and normalised as the model sees them, without augmentation."""
+    import torch
+    from maebench.backbones.mae import pca_basis
+    from maebench.data.imagefolder import ImageFolder
+    from maebench.data.transforms import classification_eval
+    images = ImageFolder(data_dir, "train", transform=classification_eval(cfg["img_size"], cfg["mean"], cfg["std"]))
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:PCA_IMAGES]
+    return pca_basis(model, torch.stack([images[int(i)][0] for i in pick]))
 
 
 def save_final(path: Path, payload: dict, name: str, family: str, cfg: dict, run_id: str) -> None:

@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", "--out-name", dest="name", metavar="NAME",
                    help="register the final checkpoint as backbone NAME")
     m = p.add_argument_group("mae")
-    m.add_argument("--target", help="pixel, norm-pixel, token (--tokenizer FILE) or dvae (self-trained dVAE)")
+    m.add_argument("--target", help="pixel, norm-pixel, pca (principal coefficients), token (--tokenizer FILE) "
+                                    "or dvae (self-trained dVAE)")
     m.add_argument("--mask-ratio", type=float, help="share of patches removed (default 0.75)")
     m.add_argument("--masking", help="random, block or grid")
     m.add_argument("--tokenizer", metavar="PATH", help="tokenizer for --target token (DALL-E encoder.pkl or state "

@@ -77,6 +77,9 @@ def main(args: argparse.Namespace) -> int:
     if not files:
         raise MaebenchError(f"no images (.jpg, .jpeg, .png, .bmp, .webp) under {root}")
     target = meta.get("target") or TARGET_BY_FAMILY[e.family]
+    if target == "pca":
+        raise UsageError(f"backbone '{e.name}' predicts {meta.get('pca_components')} principal coefficients per "
+                         "patch, not pixels: its reconstructions are not drawn")
     dec_dim = state["decoder_embed.weight"].shape[0]
     heads = args.decoder_heads or meta.get("decoder_num_heads") or max(1, dec_dim // 32)
     if dec_dim % heads:
