@@ -66,13 +66,16 @@ def test_table1_plans_every_row_of_the_paper_with_the_tokenizer_before_the_token
     assert len(runs) == 15 * 2 and all("--labels-per-class" in ln for ln in runs)
 
 
-def test_mask_ratio_plans_ten_ratios_and_only_cuts_a_study_to_some_rows(capsys):
+def test_mask_ratio_plans_ten_ratios_and_options_cut_or_widen_a_study(capsys):
     assert main(["study", "mask-ratio", "--dry-run"]) == 0
     ratios = re.findall(r"--set mask_ratio=(\S+)", capsys.readouterr().out)
     assert ratios == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]     # and the base's 0.75
     assert main(["study", "table1", "--only", "mask token,mask-sampling-grid-75", "--dry-run"]) == 0
     names = re.findall(r"--name (\S+)", capsys.readouterr().out)
     assert names == ["study-table1-base", "study-table1-mask-token-with-m", "study-table1-mask-sampling-grid-75"]
+    assert main(["study", "table1", "--only", "mask token", "--seeds", "0,1,2", "--search", "--quick", "--dry-run"]) == 0
+    runs = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("maebench run")]
+    assert len(runs) == 2 * 2 * 3 and all("--search" in ln and "study-table1-quick-" in ln for ln in runs)
 
 
 @pytest.mark.parametrize("body, message", [

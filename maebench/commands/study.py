@@ -23,6 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a pretraining config key for every variant, under the study's own keys (repeatable)")
     p.add_argument("--transfer-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for every transfer run (repeatable)")
+    p.add_argument("--seeds", metavar="S[,S]", type=lambda t: tuple(int(x) for x in t.split(",")),
+                   help="score every variant at these seeds (mean ± std in the tables), instead of the study's")
+    p.add_argument("--search", action="store_true",
+                   help="every transfer run chooses its recipe per backbone on held-out training data (`run --search`)")
     p.add_argument("--out", metavar="DIR", help="the study's directory (default: $MAEBENCH_HOME/study/<name>[-quick])")
     p.add_argument("--fresh", action="store_true", help="delete the study's directory first (nothing is reused)")
     p.add_argument("--report-only", action="store_true", help="write the report from the rows there are, run nothing")
@@ -41,15 +45,18 @@ def main(args: argparse.Namespace) -> int:
         s = studyfile.only(s, args.only)
     if args.data:
         s = studyfile.with_data(s, args.data)
+    if args.seeds:
+        from dataclasses import replace
+        s = replace(s, seeds=args.seeds)
     settings = launcher_settings(args)
     if args.dry_run:
         from pathlib import Path
         for stage in plan.plan(s, Path(args.results or "results.sqlite"), quick=args.quick,
                                pretrain_sets=args.pretrain_set, transfer_sets=args.transfer_set,
-                               fashion_dir=args.fashion_dir):
+                               fashion_dir=args.fashion_dir, search=args.search):
             print("maebench " + " ".join(stage.argv) + (f"    # after: {', '.join(stage.needs)}" if stage.needs else ""))
         return 0
     return driver.run(s, quick=args.quick, out=args.out, results=args.results, fresh=args.fresh,
                       report_only=args.report_only, launcher=settings, pretrain_sets=args.pretrain_set,
-                      transfer_sets=args.transfer_set, fashion_dir=args.fashion_dir,
+                      transfer_sets=args.transfer_set, fashion_dir=args.fashion_dir, search=args.search,
                       command="maebench " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else "maebench study")

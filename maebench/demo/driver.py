@@ -36,12 +36,7 @@ def run(*, quick: bool, seeds: list[int], out: str | None = None, fresh: bool = 
     stages, left_out = plan(world, results, seeds, quick, run_all, fashion_dir, mae_epochs, search)
     recipe = recipe_hashes(stages)
     t_demo, load_start = time.time(), os.getloadavg()
-    todo = []
-    for i, stage in enumerate([] if report_only else stages, 1):
-        if ledger.reusable(stage, recipe[stage.label]):
-            print(f"[{i}/{len(stages)}] {stage.label}: done earlier, reused", flush=True)
-        else:
-            todo.append((i, stage))
+    todo = [] if report_only else ledger.pending(stages, recipe)
     if todo:
         settings = launcher or Settings()
         runner = launch.launcher(settings, logs=root / "logs", lanes=settings.jobs)

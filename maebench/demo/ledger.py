@@ -39,6 +39,16 @@ class Ledger:
         """The stage finished earlier with this recipe (the data stage is never reused)."""
         return stage.kind != "data" and self.done.get(" ".join(stage.argv)) == recipe
 
+    def pending(self, stages: list, recipe: dict[str, str]) -> list[tuple[int, object]]:
+        """(position from 1, stage) of the stages to run; a line for each one reused."""
+        todo = []
+        for i, stage in enumerate(stages, 1):
+            if self.reusable(stage, recipe[stage.label]):
+                print(f"[{i}/{len(stages)}] {stage.label}: done earlier, reused", flush=True)
+            else:
+                todo.append((i, stage))
+        return todo
+
     def record(self, stage, recipe: str) -> None:
         self.done[" ".join(stage.argv)] = recipe
         self.path.write_text(json.dumps(self.done, indent=1))

@@ -25,23 +25,19 @@ from maebench.study.tables import collect
 def run(study: Study, *, quick: bool = False, out: str | None = None, results: str | None = None,
         fresh: bool = False, report_only: bool = False, launcher: Settings | None = None,
         pretrain_sets: list[str] = (), transfer_sets: list[str] = (), fashion_dir: str | None = None,
-        command: str = "") -> int:
-    root = Path(out).expanduser().resolve() if out else home_dir() / "study" / (study.name + ("-quick" if quick else ""))
+        search: bool = False, command: str = "") -> int:
+    root = Path(out).expanduser().resolve() if out else \
+        home_dir() / "study" / (study.name + ("-quick" if quick else "") + ("-search" if search else ""))
     if fresh and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     store = Path(results).expanduser().resolve() if results else root / "results.sqlite"
     remember_store(store, f"study {study.name}")
     stages = plan(study, store, quick=quick, pretrain_sets=list(pretrain_sets), transfer_sets=list(transfer_sets),
-                  fashion_dir=fashion_dir)
+                  fashion_dir=fashion_dir, search=search)
     ledger, recipe = Ledger(root / "stages.json"), recipe_hashes(stages)
     t0, load = time.time(), os.getloadavg()
-    todo = []
-    for i, stage in enumerate([] if report_only else stages, 1):
-        if ledger.reusable(stage, recipe[stage.label]):
-            print(f"[{i}/{len(stages)}] {stage.label}: done earlier, reused", flush=True)
-        else:
-            todo.append((i, stage))
+    todo = [] if report_only else ledger.pending(stages, recipe)
     settings = launcher or Settings()
     if todo:
         print(f"study {study.name}: {len(study.variants)} pretrainings x {len(study.protocols)} protocol(s) x "

@@ -19,9 +19,10 @@ def world(quick: bool) -> Path:
 
 
 def plan(study: Study, results: Path, *, quick: bool = False, pretrain_sets: list[str] = (),
-         transfer_sets: list[str] = (), fashion_dir: str | None = None) -> list[Stage]:
+         transfer_sets: list[str] = (), fashion_dir: str | None = None, search: bool = False) -> list[Stage]:
     """The stages in order (a stage's needs come before it). pretrain_sets / transfer_sets:
-    `--set` values for every pretraining (under each variant's own) / every transfer run."""
+    `--set` values for every pretraining (under each variant's own) / every transfer run; search:
+    every transfer run chooses its recipe per backbone (`run --search`)."""
     common = ["--results", str(results)]
     tag = ["--tag", f"study={study.name}"]
     stages: list[Stage] = []
@@ -60,6 +61,8 @@ def plan(study: Study, results: Path, *, quick: bool = False, pretrain_sets: lis
             opts = list(QUICK_TASK_ARGS.get(p, []) if quick else study.protocol_options.get(p, []))
             if quick and p in QUICK_EPOCHS:
                 opts += ["--epochs", QUICK_EPOCHS[p]]
+            if search:
+                opts.append("--search")
             target = study.transfer_data.get(p) or (world(quick) / p if study.data == FASHION and p in ("coco", "ade20k")
                                                     else data)
             for seed in study.seeds:
