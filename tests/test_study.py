@@ -76,6 +76,8 @@ def test_mask_ratio_plans_ten_ratios_and_options_cut_or_widen_a_study(capsys):
     assert main(["study", "table1", "--only", "mask token", "--seeds", "0,1,2", "--search", "--quick", "--dry-run"]) == 0
     runs = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("maebench run")]
     assert len(runs) == 2 * 2 * 3 and all("--search" in ln and "study-table1-quick-" in ln for ln in runs)
+    assert main(["study", "tabel1"]) == 2
+    assert "no built-in study of that name (built-in: table1, mask-ratio) (did you mean: table1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("body, message", [

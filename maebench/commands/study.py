@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -40,6 +41,10 @@ def main(args: argparse.Namespace) -> int:
     from maebench import study
     from maebench.study import driver, plan, studyfile
     builtin = args.file in study.BUILTIN
+    if not builtin and not os.path.exists(args.file):
+        from maebench.errors import UsageError, did_you_mean
+        raise UsageError(f"no study file {args.file} and no built-in study of that name (built-in: "
+                         f"{', '.join(study.BUILTIN)}){did_you_mean(args.file, study.BUILTIN)}")
     s = study.read(study.builtin_path(args.file) if builtin else args.file, builtin=builtin)
     if args.only:
         s = studyfile.only(s, args.only)

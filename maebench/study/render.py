@@ -120,7 +120,7 @@ def line_plot(st: StudyTables, table: Table, study, key: str, path: Path) -> Pat
     ax.set_ylabel("top-1 (%), ours")
     ax.set_title(table.name)
     handles = [h for a in (ax, getattr(ax, "_paper_axis", None)) if a for h in a.get_legend_handles_labels()[0]]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="lower center")
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
