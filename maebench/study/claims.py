@@ -44,21 +44,39 @@ def _fmt(rows: list[TableRow], p: str) -> str:
     return ", ".join(f"{r.label} {_score(r, p):.1f}" for r in rows if _score(r, p) is not None)
 
 
+def combine(per: dict[str, str]) -> str:
+    """One verdict from each protocol's: agrees only where every measured protocol agrees."""
+    said = {p: v for p, v in per.items() if v != "not measured"}
+    if not said:
+        return "not measured"
+    if set(said.values()) == {"agrees"}:
+        return "agrees" if len(said) == len(per) else f"agrees ({' and '.join(said)} only measured)"
+    if set(said.values()) == {"disagrees"}:
+        return "disagrees"
+    return "partly (" + "; ".join(f"{p} {v}" for p, v in said.items()) + ")"
+
+
 def mask_ratio(st: StudyTables) -> Verdict:
     claim = "A high masking ratio (75%) is best for both fine-tuning and linear probing."
     t = _table(st, "mask ratio")
-    if t is None or not all(_score(t.relative_to, p) is not None for p in PROTOCOLS):
+    if t is None:
         return Verdict(claim, "not measured", "no mask-ratio table (`maebench study mask-ratio`)")
-    ok, said = True, []
+    per, said = {}, []
     for p in PROTOCOLS:
         done = [r for r in t.rows if _score(r, p) is not None]
-        best = max(done, key=lambda r: _score(r, p))
-        gap = _score(best, p) - _score(t.relative_to, p)
+        if len(done) < 2 or _score(t.relative_to, p) is None:
+            per[p] = "not measured"
+            continue
+        best, lowest = max(done, key=lambda r: _score(r, p)), done[0]        # rows in ratio order
+        default = _score(t.relative_to, p)
+        m = _margin(*done)
         high = float(best.label.rstrip("%")) >= (60 if best.label.endswith("%") else 0.6)
-        ok &= high and gap <= _margin(*done)
-        said.append(f"{p}: best {best.label} ({_score(best, p):.1f}), 75% {_score(t.relative_to, p):.1f}")
-    return Verdict(claim, "agrees" if ok else "disagrees",
-                   "; ".join(said) + f" (rule: agrees when the best ratio is >= 60% and 75% within {TIE:.1f} point of it)")
+        per[p] = "agrees" if high and _score(best, p) - default <= m and default - _score(lowest, p) > m \
+            else "disagrees"
+        said.append(f"{p}: best {best.label} ({_score(best, p):.1f}), 75% {default:.1f}, "
+                    f"{lowest.label} {_score(lowest, p):.1f}")
+    return Verdict(claim, combine(per), "; ".join(said) + " (rule, per protocol: the best ratio is >= 60%, 75% "
+                   "within the tie margin of it and above the lowest ratio by more than the margin)")
 
 
 def decoder_depth(st: StudyTables) -> Verdict:
@@ -104,10 +122,9 @@ def targets(st: StudyTables) -> Verdict:
         return Verdict(claim, "not measured", "no complete target table")
     d = {p: _score(norm, p) - _score(pixel, p) for p in PROTOCOLS}
     m = _margin(norm, pixel)
-    verdict = "agrees" if all(x > m for x in d.values()) else "disagrees" if any(x < -m for x in d.values()) \
-        else "disagrees (a tie)"
+    verdict = combine({p: "agrees" if x > m else "disagrees" for p, x in d.items()})
     return Verdict(claim, verdict, f"norm pixel minus pixel: fine-tune {d['finetune']:+.1f}, linear "
-                   f"{d['linprobe']:+.1f} (rule: agrees when both above {m:.1f})")
+                   f"{d['linprobe']:+.1f} (rule, per protocol: agrees when above {m:.1f}; a tie does not agree)")
 
 
 def augmentation(st: StudyTables) -> Verdict:
@@ -118,9 +135,9 @@ def augmentation(st: StudyTables) -> Verdict:
         return Verdict(claim, "not measured", "no complete augmentation table")
     d = {p: _score(crop, p) - _score(color, p) for p in PROTOCOLS}
     m = _margin(crop, color)
-    return Verdict(claim, "agrees" if all(x >= -m for x in d.values()) else "disagrees",
+    return Verdict(claim, combine({p: "agrees" if x >= -m else "disagrees" for p, x in d.items()}),
                    f"crop only minus crop + colour jitter: fine-tune {d['finetune']:+.1f}, linear {d['linprobe']:+.1f} "
-                   f"({_fmt(t.rows, 'linprobe')} linear) (rule: agrees when neither below -{m:.1f})")
+                   f"({_fmt(t.rows, 'linprobe')} linear) (rule, per protocol: agrees when not below -{m:.1f})")
 
 
 def masking(st: StudyTables) -> Verdict:
@@ -132,10 +149,11 @@ def masking(st: StudyTables) -> Verdict:
     if random_ is None or not others or any(_score(r, p) is None for r in rows for p in PROTOCOLS):
         return Verdict(claim, "not measured", "no complete mask-sampling table")
     m = _margin(*rows)
-    ok = all(_score(random_, p) - _score(r, p) > m for r in others for p in PROTOCOLS)
-    return Verdict(claim, "agrees" if ok else "disagrees",
+    per = {p: "agrees" if all(_score(random_, p) - _score(r, p) > m for r in others) else "disagrees"
+           for p in PROTOCOLS}
+    return Verdict(claim, combine(per),
                    f"fine-tune {_fmt(rows, 'finetune')}; linear {_fmt(rows, 'linprobe')} "
-                   f"(rule: agrees when random above every other row by more than {m:.1f} in both)")
+                   f"(rule, per protocol: agrees when random is above every other row by more than {m:.1f})")
 
 
 CLAIMS = (mask_ratio, decoder_depth, mask_token, targets, augmentation, masking)

@@ -5,6 +5,7 @@ the paper's claims checked against the numbers. Everything goes under one direct
 ($MAEBENCH_HOME/study/<name>[-quick]/ or --out)."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -56,16 +57,23 @@ def run(study: Study, *, quick: bool = False, out: str | None = None, results: s
             runner.run([job(s, study, settings) for _, s in todo], started=started, finished=finished)
         except MaebenchError as e:
             raise MaebenchError(f"{e}; rerun `{command}` to resume the study from there") from None
+    run_file = root / "run.json"          # the last run that trained: what a --report-only report cites
+    if not report_only:
+        run_file.write_text(json.dumps({"command": command, "finished": time.strftime("%Y-%m-%d %H:%M %Z"),
+                                        "seconds": time.time() - t0, "load": [load[0], os.getloadavg()[0]],
+                                        "stages_run": len(todo), "stages": len(stages), "machine": machine()}))
     seconds = None if report_only else time.time() - t0
-    report = write_report(study, root, store, command=command, seconds=seconds, load=(load, os.getloadavg()),
-                          lanes=getattr(settings, "jobs", None))
+    report = write_report(study, root, store, command=command, run=json.loads(run_file.read_text())
+                          if run_file.exists() else None, rendered_by=command if report_only else None)
     print(f"study {study.name} finished" + (f" in {seconds / 60:.1f} min" if seconds is not None else "")
           + f"; report: {report}")
     return 0
 
 
-def write_report(study: Study, root: Path, store: Path, *, command: str, seconds: float | None,
-                 load: tuple, lanes: int | None) -> Path:
+def write_report(study: Study, root: Path, store: Path, *, command: str, run: dict | None,
+                 rendered_by: str | None = None) -> Path:
+    """report.md, study.html, study.tex and the plots; `run`: the last training run's run.json
+    (command, finish time, seconds, load average at start and end)."""
     st = collect(study, store)
     figures = []
     for table in st.tables:
@@ -77,14 +85,16 @@ def write_report(study: Study, root: Path, store: Path, *, command: str, seconds
                                      f"<h1>{study.title}</h1>\n" + render.html_tables(st) + "\n")
     (root / "study.tex").write_text(render.latex(st) + "\n")
     verdicts = claims.check(st)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
-    took = f"; the run took {seconds / 60:.1f} min" if seconds is not None else ""
     quick = ["**Quick form**: the demo's quick world and epochs, to see the pipeline work; its numbers say "
              "nothing about the findings.", ""] if "--quick" in command.split() else []
-    lines = [f"# {study.title}", "", *quick,
-             f"Produced by `{command}` on {machine} (pretraining rows: {st.hardware or 'none yet'}), "
-             f"{time.strftime('%Y-%m-%d %H:%M %Z')}{took}; load average {load[0][0]:.1f} at the start, "
-             f"{load[1][0]:.1f} at the end. Results store: `{store}`.", "",
+    made = (f"Produced by `{run['command']}` on {run.get('machine') or machine()} (pretraining rows: {st.hardware or 'none yet'}), finished "
+            f"{run['finished']}; it ran {run['stages_run']} of the {run['stages']} stages{' (the others reused)' * (run['stages_run'] < run['stages'])} in "
+            f"{run['seconds'] / 60:.1f} min, load average {run['load'][0]:.1f} at the start and {run['load'][1]:.1f} "
+            "at the end.") if run else \
+        f"Rendered from the rows there are on {machine()}; no run of this study trained here yet."
+    again = f" This report was rendered again by `{rendered_by}`, {time.strftime('%Y-%m-%d %H:%M %Z')}." \
+        if rendered_by and run else ""
+    lines = [f"# {study.title}", "", *quick, made + again + f" Results store: `{store}`.", "",
              "Ours: top-1 % on the study's data (mean ± std over seeds where they repeat); the default row is in "
              "bold. Cost: the pretraining's GFLOPs per image (forward and backward) and wall time, "
              "relative to the default row." + (f" Paper: {st.source} (ViT-L, ImageNet: compare the trends, "
@@ -94,3 +104,14 @@ def write_report(study: Study, root: Path, store: Path, *, command: str, seconds
     path = root / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def machine() -> str:
+    """This machine in words: CPU model, cores, OS."""
+    model = platform.processor() or platform.machine()
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
