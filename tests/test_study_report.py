@@ -34,7 +34,7 @@ def paper_tables(name: str, *, tie_free_gflops: bool = True) -> StudyTables:
 
 
 def verdicts(st: StudyTables, tie: float) -> dict[str, str]:
-    old, claims.TIE = claims.TIE, tie
+    old, claims.TIE = claims.TIE, {p: tie for p in PROTOCOLS}
     try:
         return {v.claim: v.verdict for v in claims.check(st)}
     finally:
@@ -62,9 +62,9 @@ def test_numbers_that_contradict_a_claim_make_it_disagree_and_a_tie_never_agrees
     target = next(t for t in st.tables if t.name == "reconstruction target")
     got = verdicts(st, tie=1.0)
     # linear: grid now leads; fine-tune: random is 1.0 over block 50, inside a 1-point tie
-    assert got["Random masking beats block-wise and grid masking."] == "disagrees"
-    # norm pixel's +0.5 / +0.4 over pixel is inside a 1-point tie: not shown, so not "agrees"
-    assert got["Normalised pixels beat unnormalised pixels as the target."] == "disagrees"
+    assert got["Random masking beats block-wise and grid masking."] == "partly (finetune a tie; linprobe disagrees)"
+    # norm pixel's +0.5 / +0.4 over pixel is inside a 1-point tie: not shown, and said so
+    assert got["Normalised pixels beat unnormalised pixels as the target."] == "not shown (a tie)"
     assert target.relative_to.label == "pixel (w/o norm)"
     token = next(t for t in st.tables if t.name == "mask token")
     next(r for r in token.rows if not r.default).gflops = 1.2       # no extra cost: the claim's second half fails
@@ -79,14 +79,15 @@ def test_a_flat_curve_does_not_show_that_a_high_ratio_is_best():
                                            (72.2, 80.8), (71.3, 81.4), (72.0, 81.8), (70.7, 82.2), (70.5, 81.3)]):
         row.ours = {"finetune": Cell((ft,)), "linprobe": Cell((lin,))}
     got = verdicts(st, tie=1.0)["A high masking ratio (75%) is best for both fine-tuning and linear probing."]
-    assert got == "partly (finetune agrees; linprobe disagrees)"      # linear: 75% is 0.6 over 10%, inside the tie
+    assert got == "partly (finetune agrees; linprobe a tie)"          # linear: 75% is 0.6 over 10%, inside the tie
 
 
 def test_seeds_widen_the_tie_margin_to_twice_their_spread():
     a = TableRow("a", "v-a", False, None, ours={"finetune": Cell((70.0, 74.0))})
     b = TableRow("b", "base", True, None, ours={"finetune": Cell((72.0, 72.2))})
     assert a.ours["finetune"].text() == "72.0 ± 2.8"
-    assert claims._margin(a, b) == pytest.approx(2 * 2.828, abs=0.01)
+    assert claims._margin("finetune", a, b) == pytest.approx(2 * 2.828, abs=0.01)
+    assert claims._margin("linprobe", a, b) == claims.TIE["linprobe"]          # no seeds there: the measured default
 
 
 def test_the_study_numbers_equal_the_brief_checked_table1_rows_where_both_state_them():
