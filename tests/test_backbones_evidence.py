@@ -44,7 +44,7 @@ def test_without_args_an_mae_file_is_norm_pixel_with_a_note_saying_it_was_assume
 def test_an_mae_decoder_rules_out_a_supervised_family(home, tmp_path):
     path = save({"model": {**tiny_vit().state_dict(), **mae_decoder()}}, tmp_path / "m.pth")
     with pytest.raises(UsageError, match=r"it has an MAE decoder .* so its family is mae-pixel or mae-norm-pixel "
-                                         r"or mae-token, not supervised as --family says"):
+                                         r"or mae-pca or mae-token, not supervised as --family says"):
         registry.register("m", path, family="supervised")
 
 
