@@ -21,7 +21,7 @@ PROTOCOLS = ("finetune", "linprobe")
 @dataclass
 class Verdict:
     claim: str
-    verdict: str                           # agrees | disagrees | not measured
+    verdict: str                           # agrees | disagrees | partly (...) | not shown (a tie) | not measured
     evidence: str
 
 
